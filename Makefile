@@ -1,0 +1,136 @@
+# ctxpack: one non-recursive Makefile.
+#
+#   make            build ./ctxpack
+#   make check      install what is missing, build, run every test (also under ASan+UBSan)
+#   make demo       install what is missing, build, run the main job on examples/monorepo
+#   make bench      benchmarks (bench/README.md); make bench-quick for small trees
+#   make fuzz       build the libFuzzer targets (clang)
+#
+# Variables: O=build dir (default build), SAN=1 for ASan+UBSan, CC, CFLAGS.
+
+O ?= build
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS = libarchive libzstd libxxhash lmdb libcurl jansson libcrypto
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes \
+       -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+OPT ?= -O2 -g
+ifeq ($(SAN),1)
+OPT = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANLD = -fsanitize=address,undefined
+endif
+
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CFLAGS ?=
+ALL_CFLAGS = -std=gnu11 $(OPT) $(WARN) -Iinclude $(PKG_CFLAGS) -DCTXPACK_VERSION='"$(VERSION)"' \
+	     -pthread -MMD -MP $(CFLAGS)
+LDLIBS = $(PKG_LIBS) -pthread -lm
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+LIB_SRC := $(sort $(wildcard src/util/*.c src/pack/*.c src/cache/*.c src/registry/*.c)) \
+	   $(sort $(filter-out src/cli/main.c,$(wildcard src/cli/*.c)))
+LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
+LIB := $(O)/libctxpack.a
+MAIN_OBJ := $(O)/src/cli/main.o
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(O)/unit/%)
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(O)/tools/%)
+
+ifeq ($(O),build)
+BIN := ctxpack
+else
+BIN := $(O)/ctxpack
+endif
+
+.PHONY: all deps check check-unit check-integ check-asan check-includes check-fuzz \
+	demo bench bench-quick fuzz clean tools unit format
+
+all: $(BIN)
+
+$(BIN): $(MAIN_OBJ) $(LIB)
+	$(CC) $(OPT) $(SANLD) -o $@ $(MAIN_OBJ) $(LIB) $(LDLIBS)
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(O)/unit/%: $(O)/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(SANLD) -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS)
+
+$(O)/tools/%: $(O)/tests/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) $(SANLD) -o $@ $< $(LIB) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+tools: $(TOOL_BIN)
+
+deps:
+	@scripts/install-deps
+
+# Everything: plain build, then the same tests on an ASan+UBSan build.
+check: deps
+	@$(MAKE) --no-print-directory check-includes
+	@$(MAKE) --no-print-directory all unit tools
+	@$(MAKE) --no-print-directory O=build/asan SAN=1 all unit tools
+	@$(MAKE) --no-print-directory fuzz-replay-build
+	@scripts/run-tests
+
+check-unit: all unit tools
+	@scripts/run-tests unit
+
+check-integ: all unit tools
+	@scripts/run-tests integ
+
+# Each external library is included by one module only (docs/STYLE.md).
+check-includes:
+	@scripts/check-includes
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo
+
+bench: deps all
+	@bench/run
+
+bench-quick: deps all
+	@bench/run --quick
+
+# libFuzzer targets (clang); the replay driver is built with the normal
+# compiler and re-runs fuzz/corpus/<target>/ in make check.
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
+REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=build/replay/%)
+
+fuzz: $(FUZZ_BIN)
+build/fuzz/%: fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $(PKG_CFLAGS) \
+	    -DCTXPACK_VERSION='"$(VERSION)"' -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+fuzz-replay-build: $(REPLAY_BIN)
+build/replay/%: fuzz/%.c fuzz/replay.c build/asan/libctxpack.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O1 -fsanitize=address,undefined -Iinclude $(PKG_CFLAGS) \
+	    -o $@ $< fuzz/replay.c build/asan/libctxpack.a $(LDLIBS)
+
+format:
+	clang-format -i $(wildcard src/*/*.c include/ctxpack/*.h tests/unit/*.c)
+
+clean:
+	rm -rf build ctxpack
+
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_SRC:tests/unit/%.c=$(O)/tests/unit/%.d)

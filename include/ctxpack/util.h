@@ -1,0 +1,147 @@
+/*
+ * util: the error record, the growable buffer, small helpers and the sha256
+ * digest.  Depends on libc only (and libcrypto, in digest.c alone).
+ */
+#ifndef CTXPACK_UTIL_H
+#define CTXPACK_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Error codes.  Functions return 0 on success or one of these (negative).
+ * The code says what kind of failure it was; the message in struct err says
+ * which file, line, path or reference.
+ */
+enum {
+	ERR_OK = 0,
+	ERR_FAIL = -1,     /* generic failure (I/O, library error) */
+	ERR_USAGE = -2,    /* bad argument or option value */
+	ERR_NOTFOUND = -3, /* a file, blob, manifest or tag does not exist */
+	ERR_CORRUPT = -4,  /* data failed a check (digest, format, size) */
+	ERR_NET = -5,      /* network or server-side failure (retryable) */
+	ERR_AUTH = -6,     /* credentials refused */
+	ERR_CHANGED = -7,  /* a file changed while it was being read */
+	ERR_NOMEM = -8,
+};
+
+/*
+ * The error record.  The first failure wins: err_set() on a record that
+ * already holds an error keeps the old one.  err_wrap() prefixes context on
+ * the way up ("push x/y: " + message).
+ */
+struct err {
+	int code;
+	int saved_errno;
+	char msg[2048];
+};
+
+#define ERR_INIT {0, 0, {0}}
+
+void err_clear(struct err *e);
+/* Record a failure; returns code (so `return err_set(e, ERR_FAIL, ...)`). */
+int err_set(struct err *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Like err_set with ": strerror(errno)" appended; code ERR_FAIL, or
+ * ERR_NOTFOUND for ENOENT. */
+int err_errno(struct err *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Prefix the message with context; returns the held code. */
+int err_wrap(struct err *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* 1 when the record holds an error. */
+static inline int err_isset(const struct err *e) { return e->code != 0; }
+
+/* Allocation that aborts on out-of-memory (like git's xmalloc). */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t sz);
+void *xrealloc(void *p, size_t n);
+/* xreallocarray checks n * sz for overflow. */
+void *xreallocarray(void *p, size_t n, size_t sz);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * The one growable buffer.  data is never NULL and always NUL-terminated.
+ * max (0 = unlimited) caps len: growing past it fails with ERR_FAIL and the
+ * buffer is left as it was.
+ */
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t max;
+};
+
+extern char buf_empty[1];
+#define BUF_INIT {buf_empty, 0, 0, 0}
+
+void buf_init(struct buf *b, size_t max);
+void buf_release(struct buf *b);
+void buf_reset(struct buf *b);
+int buf_grow(struct buf *b, size_t extra);
+int buf_add(struct buf *b, const void *p, size_t n);
+int buf_addstr(struct buf *b, const char *s);
+int buf_addch(struct buf *b, int c);
+int buf_addf(struct buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int buf_vaddf(struct buf *b, const char *fmt, va_list ap);
+void buf_setlen(struct buf *b, size_t len);
+/* Hand the malloc'd string to the caller; the buffer is reset. */
+char *buf_detach(struct buf *b, size_t *len);
+
+/* Read a whole file (at most max bytes, 0 = unlimited) into b. */
+int buf_read_file(struct buf *b, const char *path, size_t max, struct err *e);
+
+/* I/O helpers that retry on EINTR and short counts. */
+int write_all(int fd, const void *p, size_t n);       /* 0 or -1 (errno) */
+ssize_t read_full(int fd, void *p, size_t n);          /* bytes or -1 */
+
+/* Hex encoding: out must hold 2*n+1 bytes. */
+void hex_encode(char *out, const unsigned char *in, size_t n);
+
+/* Parse a non-negative decimal integer strictly (whole string). */
+int parse_u64(const char *s, uint64_t *out);
+/* Parse "30s", "15m", "12h", "7d", "2w" (or plain seconds) into seconds. */
+int parse_duration(const char *s, uint64_t *secs);
+
+/*
+ * Write a file atomically: create "<path>.tmp.<pid>.<n>" beside it, and
+ * rename it over path on commit.  atomic_abort removes the temporary.
+ */
+struct atomic_file {
+	int fd;
+	char *path;
+	char *tmp;
+};
+int atomic_open(struct atomic_file *af, const char *path, int mode, struct err *e);
+int atomic_commit(struct atomic_file *af, struct err *e); /* fsync + rename */
+void atomic_abort(struct atomic_file *af);
+
+/* mkdir -p; returns 0 or an err. */
+int mkdir_p(const char *path, int mode, struct err *e);
+/* rm -rf of a path (no error when absent). */
+int remove_tree(const char *path, struct err *e);
+
+/* $XDG_CACHE_HOME/ctxpack (or ~/.cache/ctxpack), malloc'd. */
+char *cache_home(void);
+
+/*
+ * sha256, streamed (digest.c, the only user of libcrypto).
+ */
+struct sha256;
+struct sha256 *sha256_new(void);
+void sha256_update(struct sha256 *s, const void *p, size_t n);
+/* Writes 32 bytes; the object can be reused after sha256_reset. */
+void sha256_final(struct sha256 *s, unsigned char out[32]);
+void sha256_reset(struct sha256 *s);
+void sha256_free(struct sha256 *s);
+/* "sha256:<64 hex>" of a buffer; out must hold 72 bytes. */
+void sha256_digest_str(const void *p, size_t n, char out[72]);
+/* Same, of a whole file. */
+int sha256_file(const char *path, char out[72], uint64_t *size, struct err *e);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * walk: the context walker.  Picks the ignore file, parses it, and walks the
+ * context with openat/fdopendir/fstatat relative to directory fds, in
+ * bytewise-sorted order per directory (depth-first, the archive order),
+ * never following symlinks inside the context, pruning excluded directories
+ * unless an exception could re-include something below them.
+ */
+#ifndef CTXPACK_WALK_H
+#define CTXPACK_WALK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ctxpack/util.h"
+
+struct ign;
+
+enum walk_type {
+	WALK_REG = 1,
+	WALK_DIR = 2,
+	WALK_LNK = 3,
+	/* FIFOs and device nodes are entries, as BuildKit sends them; sockets
+	 * are skipped (no tar representation; go-archive drops them too). */
+	WALK_FIFO = 4,
+	WALK_CHR = 5,
+	WALK_BLK = 6,
+};
+
+struct walk_entry {
+	const char *path;   /* relative, '/'-separated, no trailing '/'; arena-owned */
+	const char *link;   /* symlink target (raw bytes), NULL otherwise; arena-owned */
+	uint32_t path_len;
+	uint32_t link_len;
+	uint8_t type;       /* enum walk_type */
+	uint8_t excluded;   /* 1: left out by the ignore file (only with WALK_EXCLUDED) */
+	uint8_t hashed;     /* 1: hash[] holds the content hash (set by the index) */
+	uint8_t depth;      /* number of '/' in path (0 for top-level), capped at 255 */
+	int32_t deciding;   /* deciding pattern index, or -1 */
+	uint32_t mode;      /* st_mode as found */
+	uint64_t size;      /* st_size (regular files and symlinks) */
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	uint64_t dev;
+	uint64_t ino;
+	uint32_t nlink;
+	uint64_t rdev;      /* device number (WALK_CHR, WALK_BLK) */
+	unsigned char hash[16]; /* xxh3-128 of the content or link target (index) */
+};
+
+enum walk_flags {
+	/* Also record excluded entries (marked excluded=1).  Excluded
+	 * directories that would be pruned are recorded but not entered,
+	 * unless WALK_FULL is given too. */
+	WALK_EXCLUDED = 1 << 0,
+	/* Enter every excluded directory (for the du report). */
+	WALK_FULL = 1 << 1,
+};
+
+struct walk_opts {
+	const char *dir;         /* context directory; NULL = "." */
+	const char *dockerfile;  /* -f value; NULL = "Dockerfile" */
+	const char *ignore_file; /* --ignore-file; NULL = the rules below */
+	unsigned flags;          /* enum walk_flags */
+};
+
+/*
+ * The result: entries in archive order (parents before children, each
+ * directory's children bytewise-sorted by name).  Included entries only,
+ * unless WALK_EXCLUDED.
+ */
+struct walk_result {
+	struct walk_entry *v;
+	size_t n;
+	size_t alloc;
+	char *root;          /* real path of the context directory */
+	char *ignore_path;   /* the ignore file in use (as opened), or NULL */
+	char *ignore_rel;    /* its path relative to root when inside it, else NULL */
+	char *dockerfile_rel;/* the Dockerfile relative to root, or NULL when outside */
+	struct ign *ign;     /* the parsed patterns (never NULL after walk_run) */
+	uint64_t n_excluded_files;
+	uint64_t n_excluded_bytes;
+	uint64_t n_sockets_skipped;
+	void *arena;         /* private */
+};
+
+/*
+ * Which ignore file applies (dockerignore.md section 1, BuildKit):
+ *  --ignore-file F when given; else "<dockerfile>.dockerignore" when it
+ *  exists (the -f path with ".dockerignore" appended, resolved against the
+ *  working directory like docker's -f); else "<dir>/.dockerignore" when it
+ *  exists; else none.  Symlinked ignore files are followed.
+ * Then the patterns are parsed (errors name file:line: pattern: reason),
+ * then the tree is walked.  Any error (missing or non-directory context,
+ * unreadable included directory or file, path too long) fails the whole
+ * walk: no partial result is returned as complete.
+ */
+int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e);
+void walk_release(struct walk_result *r);
+
+/* Sorting helper: the archive-order comparison of two relative paths. */
+int walk_path_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
+/* True when the entry is a regular file with any exec bit. */
+static inline int walk_is_exec(const struct walk_entry *we)
+{
+	return (we->mode & 0111) != 0;
+}
+
+#endif

@@ -1,0 +1,177 @@
+/* Shared CLI helpers: global options, messages, output checks. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct cli_global cli_opt = {0, 0, 0, -1};
+
+void cli_help(const struct cli_cmd *cmd)
+{
+	printf("usage: %s\n\n%s\n", cmd->usage, cmd->summary);
+	if (cmd->help)
+		printf("\n%s", cmd->help);
+	printf("\nglobal options: -h/--help, -q/--quiet, -v/--verbose, --json, "
+	       "--progress auto|always|never\n");
+	exit(cli_finish(EXIT_OK));
+}
+
+void cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "ctxpack %s: ", cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: %s\ntry 'ctxpack help %s'\n", cmd->usage, cmd->name);
+	exit(EXIT_USAGE);
+}
+
+int cli_global_opt(const struct cli_cmd *cmd, int c, const char *arg)
+{
+	switch (c) {
+	case 'h':
+		cli_help(cmd);
+	case 'q':
+		cli_opt.quiet = 1;
+		return 1;
+	case 'v':
+		cli_opt.verbose++;
+		return 1;
+	case OPT_JSON:
+		cli_opt.json = 1;
+		return 1;
+	case OPT_PROGRESS:
+		if (!strcmp(arg, "auto"))
+			cli_opt.progress = -1;
+		else if (!strcmp(arg, "always"))
+			cli_opt.progress = 1;
+		else if (!strcmp(arg, "never"))
+			cli_opt.progress = 0;
+		else
+			cli_usage_error(cmd, "--progress takes auto, always or never, not '%s'", arg);
+		return 1;
+	case '?':
+		cli_usage_error(cmd, "unknown option or missing argument");
+	}
+	return 0;
+}
+
+int cli_fail(const struct err *e)
+{
+	fprintf(stderr, "ctxpack: error: %s\n", e->msg[0] ? e->msg : "failed");
+	return e->code == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "ctxpack: warning: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void cli_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (cli_opt.quiet)
+		return;
+	fprintf(stderr, "ctxpack: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int cli_finish(int status)
+{
+	if (fflush(stdout) || ferror(stdout)) {
+		if (errno != EPIPE)
+			fprintf(stderr, "ctxpack: error: cannot write to standard output: %s\n",
+				strerror(errno));
+		return status ? status : EXIT_FAIL;
+	}
+	return status;
+}
+
+void cli_json_str(FILE *f, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	fputc('"', f);
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n = 0;
+
+		if (c == '"' || c == '\\') {
+			fputc('\\', f);
+			fputc(c, f);
+			i++;
+			continue;
+		}
+		if (c < 0x20 || c == 0x7f) {
+			fprintf(f, "\\u%04x", c);
+			i++;
+			continue;
+		}
+		if (c < 0x80) {
+			fputc(c, f);
+			i++;
+			continue;
+		}
+		/* validate one UTF-8 sequence; invalid bytes are escaped */
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 2;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 3;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 4;
+		if (n && i + n <= len) {
+			size_t k;
+			int ok = 1;
+
+			for (k = 1; k < n; k++)
+				if ((p[i + k] & 0xc0) != 0x80)
+					ok = 0;
+			if (ok && n == 3 && ((c == 0xe0 && p[i + 1] < 0xa0) ||
+					     (c == 0xed && p[i + 1] > 0x9f)))
+				ok = 0;
+			if (ok && n == 4 && ((c == 0xf0 && p[i + 1] < 0x90) ||
+					     (c == 0xf4 && p[i + 1] > 0x8f)))
+				ok = 0;
+			if (ok) {
+				fwrite(p + i, 1, n, f);
+				i += n;
+				continue;
+			}
+		}
+		fprintf(f, "\\udc%02x", c); /* lone surrogate escape, like Python's surrogateescape */
+		i++;
+	}
+	fputc('"', f);
+}
+
+const char *cli_human(unsigned long long n, char out[32])
+{
+	static const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	double v = (double)n;
+	int i = 0;
+
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	if (i == 0)
+		snprintf(out, 32, "%llu B", n);
+	else
+		snprintf(out, 32, "%.1f %s", v, u[i]);
+	return out;
+}

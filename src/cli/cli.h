@@ -1,0 +1,94 @@
+/*
+ * cli: the command table, global options and output helpers.  Only this
+ * module prints to stdout or exits.
+ */
+#ifndef CTXPACK_CLI_H
+#define CTXPACK_CLI_H
+
+#include <stdio.h>
+
+#include "ctxpack/util.h"
+
+/* Exit codes. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Global options, parsed before and among each command's own options. */
+struct cli_global {
+	int quiet;     /* -q */
+	int verbose;   /* -v (repeatable) */
+	int json;      /* --json */
+	int progress;  /* --progress: 0 never, 1 always, -1 auto */
+};
+
+extern struct cli_global cli_opt;
+
+struct cli_cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *usage;   /* one line: "ctxpack ls [options] [DIR]" */
+	const char *summary; /* one line for --help */
+	const char *help;    /* option list for `ctxpack help CMD` */
+};
+
+const struct cli_cmd *cli_find(const char *name);
+
+/*
+ * Long option values for the global options; commands include these in
+ * their getopt_long tables via CLI_GLOBAL_LONGOPTS and route them through
+ * cli_global_opt().  Short -q, -v, -h are handled the same way.
+ */
+enum {
+	OPT_JSON = 1000,
+	OPT_PROGRESS,
+	OPT_HELP,
+	OPT_CMD_BASE = 1100, /* commands number their own long options from here */
+};
+#define CLI_GLOBAL_LONGOPTS \
+	{"json", no_argument, NULL, OPT_JSON}, \
+	{"progress", required_argument, NULL, OPT_PROGRESS}, \
+	{"help", no_argument, NULL, 'h'}, \
+	{"quiet", no_argument, NULL, 'q'}, \
+	{"verbose", no_argument, NULL, 'v'}
+#define CLI_GLOBAL_SHORTOPTS "hqv"
+
+/*
+ * Handle a global option returned by getopt_long.  Returns 1 when it was
+ * one (handled), 0 when not, and exits for -h (prints the command's help)
+ * or a bad --progress value.
+ */
+int cli_global_opt(const struct cli_cmd *cmd, int c, const char *arg);
+
+/* Print "usage: ..." + "try 'ctxpack help CMD'" to stderr and exit 2. */
+void cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+/* Print the command's full help to stdout and exit 0. */
+void cli_help(const struct cli_cmd *cmd) __attribute__((noreturn));
+
+/* "ctxpack: error: <msg>" to stderr; returns EXIT_FAIL (or EXIT_USAGE for
+ * ERR_USAGE). */
+int cli_fail(const struct err *e);
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Flush stdout and report a write error (full disk, closed pipe) as a
+ * failure.  Returns status unchanged or EXIT_FAIL. */
+int cli_finish(int status);
+
+/* Write s as a JSON string literal (with quotes), escaping bytes that are
+ * not valid UTF-8 as \u00XX of each byte. */
+void cli_json_str(FILE *f, const char *s, size_t len);
+
+/* Human-readable byte count ("1.2 MiB") into out (32 bytes). */
+const char *cli_human(unsigned long long n, char out[32]);
+
+/* The commands. */
+int cmd_ls(int argc, char **argv);
+int cmd_du(int argc, char **argv);
+int cmd_hash(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+int cmd_push(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
+
+#endif

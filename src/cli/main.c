@@ -1,0 +1,127 @@
+/*
+ * ctxpack: the command table and dispatch (git's style: one table, one
+ * cmd_<name>.c per command).
+ */
+#include <locale.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct cli_cmd commands[] = {
+	{"build", cmd_build,
+	 "ctxpack build [pack options] [DIR] -- COMMAND [ARG...]",
+	 "pack DIR and run COMMAND with the archive on its standard input",
+	 "Packs the context like `ctxpack pack` and pipes the archive into COMMAND,\n"
+	 "e.g. `ctxpack build -- docker build -t app -`. Exits with COMMAND's status.\n"
+	 "Accepts every `ctxpack pack` option except -o.\n"},
+	{"cache", cmd_cache,
+	 "ctxpack cache (save|restore|run|ls|prune) [options]",
+	 "save and restore dependency directories keyed like actions/cache",
+	 NULL},
+	{"du", cmd_du,
+	 "ctxpack du [-f DOCKERFILE] [--ignore-file F] [-n N] [--json] [DIR]",
+	 "report the context size and suggest ignore lines",
+	 "  -f, --file DOCKERFILE   the Dockerfile (selects DOCKERFILE.dockerignore)\n"
+	 "      --ignore-file F     use F as the ignore file\n"
+	 "  -n N                    show the N largest directories and files (default 10)\n"
+	 "      --json              machine-readable report\n"},
+	{"hash", cmd_hash,
+	 "ctxpack hash [-f DOCKERFILE] [--ignore-file F] [--index DIR] [--json] [DIR]",
+	 "print the context digest",
+	 NULL},
+	{"ls", cmd_ls,
+	 "ctxpack ls [-f DOCKERFILE] [--ignore-file F] [--why] [--excluded] [-l] [-0] [DIR]",
+	 "list what the builder's COPY would see",
+	 "  -f, --file DOCKERFILE   the Dockerfile (selects DOCKERFILE.dockerignore)\n"
+	 "      --ignore-file F     use F as the ignore file\n"
+	 "      --why               append the deciding file:line:pattern\n"
+	 "      --excluded          list what was left out instead\n"
+	 "  -l, --long              type, mode, size and link target too\n"
+	 "  -0, --null              end entries with NUL instead of newline\n"
+	 "      --json              one JSON object per entry (JSON lines)\n"},
+	{"pack", cmd_pack,
+	 "ctxpack pack [-f DOCKERFILE] [--ignore-file F] [-o FILE|-] [--compress zstd|gzip|none] [--level N] [--threads N] [DIR]",
+	 "write the context as a deterministic tar.zst",
+	 NULL},
+	{"pull", cmd_pull,
+	 "ctxpack pull REF [-o FILE|-]",
+	 "download the layer of an artifact from a registry or oci: layout",
+	 NULL},
+	{"push", cmd_push,
+	 "ctxpack push [--artifact-type T] [--annotation K=V]... FILE REF",
+	 "upload FILE as the single layer of an OCI artifact",
+	 NULL},
+};
+
+const struct cli_cmd *cli_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return &commands[i];
+	return NULL;
+}
+
+static void main_help(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: ctxpack [-h|--help] [--version] COMMAND [ARGS]\n\n"
+		   "ctxpack packs Docker build contexts (honouring .dockerignore exactly as\n"
+		   "BuildKit does) into deterministic tar.zst archives, and saves and restores\n"
+		   "dependency caches in any OCI registry or a local OCI layout.\n\n"
+		   "commands:\n");
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nglobal options: -h/--help, --version, -q, -v, --json, "
+		   "--progress auto|always|never\n"
+		   "'ctxpack help COMMAND' or 'ctxpack COMMAND --help' shows a command's options.\n"
+		   "exit status: 0 success, 1 failure, 2 usage error\n");
+}
+
+int main(int argc, char **argv)
+{
+	const struct cli_cmd *cmd;
+
+	/* Pinned: archive names are converted from UTF-8 (docs/determinism). */
+	if (!setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "C.utf8");
+	signal(SIGPIPE, SIG_IGN);
+
+	if (argc < 2) {
+		main_help(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		main_help(stdout);
+		return cli_finish(EXIT_OK);
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("ctxpack %s\n", CTXPACK_VERSION);
+		return cli_finish(EXIT_OK);
+	}
+	if (!strcmp(argv[1], "help")) {
+		if (argc < 3) {
+			main_help(stdout);
+			return cli_finish(EXIT_OK);
+		}
+		cmd = cli_find(argv[2]);
+		if (!cmd) {
+			fprintf(stderr, "ctxpack: '%s' is not a command; see 'ctxpack --help'\n",
+				argv[2]);
+			return EXIT_USAGE;
+		}
+		cli_help(cmd);
+	}
+	cmd = cli_find(argv[1]);
+	if (!cmd) {
+		fprintf(stderr, "ctxpack: '%s' is not a command; see 'ctxpack --help'\n",
+			argv[1]);
+		return EXIT_USAGE;
+	}
+	return cli_finish(cmd->fn(argc - 1, argv + 1));
+}

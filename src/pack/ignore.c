@@ -1,0 +1,1 @@
+#include "ctxpack/ignore.h"

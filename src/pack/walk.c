@@ -1,0 +1,1 @@
+#include "ctxpack/walk.h"

@@ -1,0 +1,228 @@
+/* The growable buffer and allocation helpers. */
+#include "ctxpack/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char buf_empty[1];
+
+static void oom(size_t n)
+{
+	fprintf(stderr, "ctxpack: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+
+	if (!p)
+		oom(n);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t sz)
+{
+	void *p = calloc(n ? n : 1, sz ? sz : 1);
+
+	if (!p)
+		oom(n * sz);
+	return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+
+	if (!q)
+		oom(n);
+	return q;
+}
+
+void *xreallocarray(void *p, size_t n, size_t sz)
+{
+	if (sz && n > SIZE_MAX / sz)
+		oom(SIZE_MAX);
+	return xrealloc(p, n * sz);
+}
+
+char *xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vaddf(&b, fmt, ap);
+	va_end(ap);
+	return buf_detach(&b, NULL);
+}
+
+void buf_init(struct buf *b, size_t max)
+{
+	b->data = buf_empty;
+	b->len = 0;
+	b->cap = 0;
+	b->max = max;
+}
+
+void buf_release(struct buf *b)
+{
+	if (b->cap)
+		free(b->data);
+	b->data = buf_empty;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void buf_reset(struct buf *b)
+{
+	b->len = 0;
+	if (b->cap)
+		b->data[0] = '\0';
+}
+
+int buf_grow(struct buf *b, size_t extra)
+{
+	size_t want, ncap;
+
+	if (extra > SIZE_MAX - b->len - 1)
+		return ERR_FAIL;
+	want = b->len + extra;
+	if (b->max && want > b->max)
+		return ERR_FAIL;
+	if (want + 1 <= b->cap)
+		return 0;
+	ncap = b->cap ? b->cap : 64;
+	while (ncap < want + 1)
+		ncap = ncap > SIZE_MAX / 2 ? want + 1 : ncap * 2;
+	if (b->cap) {
+		b->data = xrealloc(b->data, ncap);
+	} else {
+		b->data = xmalloc(ncap);
+		b->data[0] = '\0';
+	}
+	b->cap = ncap;
+	return 0;
+}
+
+int buf_add(struct buf *b, const void *p, size_t n)
+{
+	if (buf_grow(b, n))
+		return ERR_FAIL;
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int buf_addstr(struct buf *b, const char *s)
+{
+	return buf_add(b, s, strlen(s));
+}
+
+int buf_addch(struct buf *b, int c)
+{
+	char ch = (char)c;
+
+	return buf_add(b, &ch, 1);
+}
+
+int buf_vaddf(struct buf *b, const char *fmt, va_list ap)
+{
+	va_list cp;
+	int n;
+
+	va_copy(cp, ap);
+	n = vsnprintf(NULL, 0, fmt, cp);
+	va_end(cp);
+	if (n < 0 || buf_grow(b, (size_t)n))
+		return ERR_FAIL;
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
+	return 0;
+}
+
+int buf_addf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = buf_vaddf(b, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+void buf_setlen(struct buf *b, size_t len)
+{
+	if (!b->cap) {
+		if (len)
+			abort();
+		return;
+	}
+	if (len >= b->cap)
+		abort();
+	b->len = len;
+	b->data[len] = '\0';
+}
+
+char *buf_detach(struct buf *b, size_t *len)
+{
+	char *p;
+
+	if (len)
+		*len = b->len;
+	p = b->cap ? b->data : xstrdup("");
+	b->data = buf_empty;
+	b->len = 0;
+	b->cap = 0;
+	return p;
+}
+
+int buf_read_file(struct buf *b, const char *path, size_t max, struct err *e)
+{
+	char tmp[65536];
+	int fd, ret = 0;
+	ssize_t n;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_errno(e, "cannot open %s", path);
+	for (;;) {
+		n = read(fd, tmp, sizeof(tmp));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = err_errno(e, "cannot read %s", path);
+			break;
+		}
+		if (n == 0)
+			break;
+		if ((max && b->len + (size_t)n > max) || buf_add(b, tmp, (size_t)n)) {
+			ret = err_set(e, ERR_FAIL, "%s: file too large", path);
+			break;
+		}
+	}
+	close(fd);
+	return ret;
+}

@@ -1,0 +1,252 @@
+/* Small helpers: full reads and writes, parsing, atomic files, paths. */
+#define _GNU_SOURCE
+#include "ctxpack/util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+
+	while (n) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+ssize_t read_full(int fd, void *p, size_t n)
+{
+	char *c = p;
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, c + got, n - got);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+void hex_encode(char *out, const unsigned char *in, size_t n)
+{
+	static const char hx[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hx[in[i] >> 4];
+		out[2 * i + 1] = hx[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (!s || !*s)
+		return ERR_USAGE;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return ERR_USAGE;
+		if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return ERR_USAGE;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+int parse_duration(const char *s, uint64_t *secs)
+{
+	char num[32];
+	size_t n = strlen(s);
+	uint64_t v, mul = 1;
+
+	if (n == 0 || n >= sizeof(num))
+		return ERR_USAGE;
+	memcpy(num, s, n + 1);
+	switch (num[n - 1]) {
+	case 's': mul = 1; break;
+	case 'm': mul = 60; break;
+	case 'h': mul = 3600; break;
+	case 'd': mul = 86400; break;
+	case 'w': mul = 7 * 86400; break;
+	default:
+		if (num[n - 1] < '0' || num[n - 1] > '9')
+			return ERR_USAGE;
+		n++;
+	}
+	num[n - 1] = '\0';
+	if (parse_u64(num, &v) || v > UINT64_MAX / mul)
+		return ERR_USAGE;
+	*secs = v * mul;
+	return 0;
+}
+
+int atomic_open(struct atomic_file *af, const char *path, int mode,
+		struct err *e)
+{
+	static unsigned counter;
+	int i;
+
+	af->fd = -1;
+	af->path = xstrdup(path);
+	af->tmp = NULL;
+	for (i = 0; i < 100; i++) {
+		free(af->tmp);
+		af->tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(),
+				    __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+		af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		if (af->fd >= 0)
+			return 0;
+		if (errno != EEXIST)
+			break;
+	}
+	err_errno(e, "cannot create %s", af->tmp);
+	free(af->tmp);
+	free(af->path);
+	af->tmp = af->path = NULL;
+	return e->code;
+}
+
+int atomic_commit(struct atomic_file *af, struct err *e)
+{
+	int ret = 0;
+
+	if (fsync(af->fd) && errno != EINVAL)
+		ret = err_errno(e, "cannot sync %s", af->tmp);
+	if (close(af->fd) && !ret)
+		ret = err_errno(e, "cannot write %s", af->tmp);
+	af->fd = -1;
+	if (!ret && rename(af->tmp, af->path))
+		ret = err_errno(e, "cannot rename %s to %s", af->tmp, af->path);
+	if (ret)
+		unlink(af->tmp);
+	free(af->tmp);
+	free(af->path);
+	af->tmp = af->path = NULL;
+	return ret;
+}
+
+void atomic_abort(struct atomic_file *af)
+{
+	if (af->fd >= 0)
+		close(af->fd);
+	af->fd = -1;
+	if (af->tmp)
+		unlink(af->tmp);
+	free(af->tmp);
+	free(af->path);
+	af->tmp = af->path = NULL;
+}
+
+int mkdir_p(const char *path, int mode, struct err *e)
+{
+	char *p = xstrdup(path), *s;
+	int ret = 0;
+
+	for (s = p + 1; ; s++) {
+		if (*s == '/' || *s == '\0') {
+			char c = *s;
+
+			*s = '\0';
+			if (mkdir(p, (mode_t)mode) && errno != EEXIST) {
+				ret = err_errno(e, "cannot create directory %s", p);
+				break;
+			}
+			*s = c;
+			if (!c)
+				break;
+		}
+	}
+	if (!ret) {
+		struct stat st;
+
+		if (stat(path, &st) || !S_ISDIR(st.st_mode))
+			ret = err_set(e, ERR_FAIL, "%s: not a directory", path);
+	}
+	free(p);
+	return ret;
+}
+
+static int remove_at(int dfd, const char *name, const char *shown, struct err *e)
+{
+	struct stat st;
+	DIR *d;
+	struct dirent *de;
+	int fd, ret = 0;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
+		if (errno == ENOENT)
+			return 0;
+		return err_errno(e, "cannot stat %s", shown);
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		if (unlinkat(dfd, name, 0) && errno != ENOENT)
+			return err_errno(e, "cannot remove %s", shown);
+		return 0;
+	}
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		/* maybe an unreadable dir: make it ours and retry once */
+		fchmodat(dfd, name, 0700, 0);
+		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return err_errno(e, "cannot open %s", shown);
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return err_errno(e, "cannot read %s", shown);
+	}
+	while ((de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		ret = remove_at(dirfd(d), de->d_name, shown, e);
+		if (ret)
+			break;
+	}
+	closedir(d);
+	if (!ret && unlinkat(dfd, name, AT_REMOVEDIR) && errno != ENOENT)
+		ret = err_errno(e, "cannot remove %s", shown);
+	return ret;
+}
+
+int remove_tree(const char *path, struct err *e)
+{
+	return remove_at(AT_FDCWD, path, path, e);
+}
+
+char *cache_home(void)
+{
+	const char *x = getenv("XDG_CACHE_HOME");
+	const char *h = getenv("HOME");
+
+	if (x && *x == '/')
+		return xasprintf("%s/ctxpack", x);
+	if (!h || !*h)
+		h = "/tmp";
+	return xasprintf("%s/.cache/ctxpack", h);
+}
