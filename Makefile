@@ -29,7 +29,7 @@ endif
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CFLAGS ?=
-ALL_CFLAGS = -std=gnu11 $(OPT) $(WARN) -Iinclude $(PKG_CFLAGS) -DCTXPACK_VERSION='"$(VERSION)"' \
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(PKG_CFLAGS) -DCTXPACK_VERSION='"$(VERSION)"' \
 	     -pthread -MMD -MP $(CFLAGS)
 LDLIBS = $(PKG_LIBS) -pthread -lm
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
@@ -118,13 +118,13 @@ REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=build/replay/%)
 fuzz: $(FUZZ_BIN)
 build/fuzz/%: fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(dir $@)
-	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude $(PKG_CFLAGS) \
+	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) \
 	    -DCTXPACK_VERSION='"$(VERSION)"' -o $@ $< $(LIB_SRC) $(LDLIBS)
 
 fuzz-replay-build: $(REPLAY_BIN)
 build/replay/%: fuzz/%.c fuzz/replay.c build/asan/libctxpack.a
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -g -O1 -fsanitize=address,undefined -Iinclude $(PKG_CFLAGS) \
+	$(CC) -std=gnu11 -g -O1 -fsanitize=address,undefined -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) \
 	    -o $@ $< fuzz/replay.c build/asan/libctxpack.a $(LDLIBS)
 
 format:

@@ -52,7 +52,10 @@ int ign_has_exceptions(const struct ign *ig);
  * trailing '/', len bytes (need not be NUL-terminated; may hold any bytes).
  * parent_flags is the flags vector computed for the parent directory, or
  * NULL for a top-level entry.  flags (ign_count bytes, written) receives
- * this entry's vector, to pass to its children.  *deciding (may be NULL)
+ * this entry's vector, to pass to its children (flags may be NULL when
+ * the caller does not need it).  Without parent flags, a pattern that
+ * matches an ancestor directory of path also counts (Go's behaviour for
+ * MatchInfo{}).  *deciding (may be NULL)
  * receives the index of the last pattern that changed the verdict, or -1.
  * Returns 1 when excluded, 0 when included.
  */
@@ -83,5 +86,55 @@ unsigned ign_pattern_line(const struct ign *ig, size_t i);
 int ign_pattern_is_exception(const struct ign *ig, size_t i);
 /* The fname given to ign_parse (borrowed). */
 const char *ign_file_name(const struct ign *ig);
+
+/*
+ * Internals shared by src/pack/ignore.c and src/pack/ignore_re.c, exposed
+ * for the unit tests and the fuzz target.  Not for other modules.
+ *
+ * ign_utf8_decode: decode one code point from s (len > 0 bytes) the way Go
+ * does: an invalid or truncated sequence (including surrogates and
+ * overlong forms) yields U+FFFD with *width 1; a genuine U+FFFD has
+ * *width 3.  len 0 yields U+FFFD with *width 0.
+ */
+uint32_t ign_utf8_decode(const char *s, size_t len, size_t *width);
+/* Encode code point c (<= U+10FFFF) as UTF-8 into out (4 bytes room). */
+size_t ign_utf8_encode(uint32_t c, char *out);
+
+/*
+ * The regular-expression engine behind regexp-kind patterns: Go's regexp
+ * (RE2 syntax with Go's Perl flags: ^ and $ are begin and end of text, '.'
+ * does not match a newline, negated classes do) on code points, as a
+ * Thompson NFA simulation (linear in pattern x path, never exponential).
+ * Supported: literals, '.', [classes] with ranges, negation, [:posix:]
+ * names, \d \s \w and their negations, escapes (punctuation,
+ * \a \f \n \r \t \v, octal, \xHH, \x{H..}), \Q..\E, ^ $ \A \z \b \B,
+ * groups, | and * + ? {n,m} (lazy forms accepted: same verdict).  \p and
+ * \P Unicode classes, (?flags) and programs over 1M instructions are
+ * refused as unsupported.
+ *
+ * ign_re_compile: expr is len bytes (must be valid UTF-8).  Returns 0 and
+ * sets *out (free with ign_re_free), or IGN_RE_INVALID (Go would fail to
+ * compile it) or IGN_RE_UNSUPPORTED, with a lowercase reason in why[]
+ * (whysz bytes, may be NULL).
+ * ign_re_match: 1 when the expression matches somewhere in s (len bytes,
+ * any bytes; an invalid byte is one U+FFFD).  Allocation-free for
+ * programs up to 512 instructions.  Thread-safe (re is read-only).
+ */
+enum { IGN_RE_INVALID = 1, IGN_RE_UNSUPPORTED = 2 };
+struct ign_re;
+int ign_re_compile(const char *expr, size_t len, struct ign_re **out,
+		   char *why, size_t whysz);
+int ign_re_match(const struct ign_re *re, const char *s, size_t len);
+void ign_re_free(struct ign_re *re);
+
+/*
+ * Pattern i's compiled form, for tests and debugging: its kind ('e' exact,
+ * 'p' prefix, 's' suffix, 'r' regexp, 'n' never evaluated: an exception
+ * whose regex is invalid but which no normal pattern precedes) and, for
+ * the regexp kind, the Go regex text it was translated to (borrowed until
+ * ign_free; "" for the other kinds).
+ */
+int ign_pattern_kind(const struct ign *ig, size_t i);
+const char *ign_pattern_regex(const struct ign *ig, size_t i);
 
 #endif

@@ -55,6 +55,11 @@ enum walk_flags {
 	WALK_EXCLUDED = 1 << 0,
 	/* Enter every excluded directory (for the du report). */
 	WALK_FULL = 1 << 1,
+	/* Names and types only (from readdir's d_type): no stat where the
+	 * type is known, so mode, size, times, ino and link stay 0/NULL.
+	 * Readability of included files is still checked (access(2)) unless
+	 * running as root.  For listings that print names only. */
+	WALK_TYPES_ONLY = 1 << 2,
 };
 
 struct walk_opts {

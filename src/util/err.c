@@ -53,15 +53,28 @@ int err_errno(struct err *e, const char *fmt, ...)
 int err_wrap(struct err *e, const char *fmt, ...)
 {
 	char prefix[1024];
-	char old[sizeof(e->msg)];
+	size_t plen, mlen, cap = sizeof(e->msg);
 	va_list ap;
+	int n;
 
 	if (!e->code)
 		e->code = ERR_FAIL;
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	n = vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
-	memcpy(old, e->msg, sizeof(old));
-	snprintf(e->msg, sizeof(e->msg), "%s: %s", prefix, old);
+	if (n < 0)
+		return e->code;
+	plen = strlen(prefix);
+	mlen = strnlen(e->msg, cap - 1);
+	/* "prefix: msg", truncating the old message at the end if needed */
+	if (plen + 2 >= cap)
+		plen = cap - 3;
+	if (plen + 2 + mlen >= cap)
+		mlen = cap - 1 - plen - 2;
+	memmove(e->msg + plen + 2, e->msg, mlen);
+	memcpy(e->msg, prefix, plen);
+	e->msg[plen] = ':';
+	e->msg[plen + 1] = ' ';
+	e->msg[plen + 2 + mlen] = '\0';
 	return e->code;
 }
