@@ -103,10 +103,14 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/demo
 
-bench: deps all
+bench:
+	@scripts/install-deps --bench
+	@$(MAKE) --no-print-directory all
 	@bench/run
 
-bench-quick: deps all
+bench-quick:
+	@scripts/install-deps --bench
+	@$(MAKE) --no-print-directory all
 	@bench/run --quick
 
 # libFuzzer targets (clang); the replay driver is built with the normal
