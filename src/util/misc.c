@@ -1,5 +1,4 @@
 /* Small helpers: full reads and writes, parsing, atomic files, paths. */
-#define _GNU_SOURCE
 #include "ctxpack/util.h"
 
 #include <dirent.h>
