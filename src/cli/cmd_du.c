@@ -61,6 +61,22 @@ struct suggestion {
 	unsigned count;
 };
 
+/* 1 when a directory component of path (not the last) is an offender. */
+static int inside_offender(const char *path, size_t len)
+{
+	const char *p = path, *end = path + len, *slash;
+	size_t k;
+
+	while ((slash = memchr(p, '/', (size_t)(end - p)))) {
+		for (k = 0; k < N_OFFENDERS; k++)
+			if ((size_t)(slash - p) == strlen(offenders[k].name) &&
+			    !memcmp(p, offenders[k].name, (size_t)(slash - p)))
+				return 1;
+		p = slash + 1;
+	}
+	return 0;
+}
+
 static const char *base_name(const struct walk_entry *we, size_t *len)
 {
 	const char *s = memrchr(we->path, '/', we->path_len);
@@ -179,7 +195,7 @@ int cmd_du(int argc, char **argv)
 	size_t ndirs = 0, nfiles = 0, *stack = NULL, nstack = 0, i, k;
 	struct suggestion *sug = NULL;
 	size_t nsug = 0;
-	const char **secrets = NULL;
+	const struct walk_entry **secrets = NULL;
 	const char **secret_why = NULL;
 	size_t nsecrets = 0;
 	char h[32];
@@ -247,7 +263,7 @@ int cmd_du(int argc, char **argv)
 			if (kind) {
 				secrets = xreallocarray(secrets, nsecrets + 1, sizeof(*secrets));
 				secret_why = xreallocarray(secret_why, nsecrets + 1, sizeof(*secret_why));
-				secrets[nsecrets] = we->path;
+				secrets[nsecrets] = we;
 				secret_why[nsecrets++] = kind;
 			}
 		}
@@ -264,26 +280,8 @@ int cmd_du(int argc, char **argv)
 
 			if (!name_is(b, n, offenders[k].name))
 				continue;
-			/* skip one nested inside an offender already counted */
-			{
-				size_t j;
-				int nested = 0;
-
-				for (j = 0; j < N_OFFENDERS && !nested; j++) {
-					struct buf needle = BUF_INIT;
-
-					buf_addf(&needle, "%s/", offenders[j].name);
-					if (!strncmp(we->path, needle.data, needle.len))
-						nested = 1;
-					buf_reset(&needle);
-					buf_addf(&needle, "/%s/", offenders[j].name);
-					if (memmem(we->path, we->path_len, needle.data, needle.len))
-						nested = 1;
-					buf_release(&needle);
-				}
-				if (nested)
-					break;
-			}
+			if (inside_offender(we->path, we->path_len))
+				break; /* counted with the offender it sits in */
 			if (offenders[k].exact_path || we->depth == 0)
 				buf_add(&line, we->path, we->path_len);
 			else
@@ -299,6 +297,8 @@ int cmd_du(int argc, char **argv)
 		size_t n;
 		const char *b = base_name(we, &n);
 
+		if (inside_offender(we->path, we->path_len))
+			continue;
 		if (name_is(b, n, ".DS_Store"))
 			add_suggestion(&sug, &nsug, "**/.DS_Store", "macOS metadata", we->size, 1);
 		else if (ends_with(b, n, ".pyc"))
@@ -306,7 +306,7 @@ int cmd_du(int argc, char **argv)
 	}
 	for (i = 0; i < nsecrets; i++) {
 		/* suggest the exact path of every secret */
-		add_suggestion(&sug, &nsug, secrets[i], secret_why[i], 0, 1);
+		add_suggestion(&sug, &nsug, secrets[i]->path, secret_why[i], secrets[i]->size, 1);
 	}
 
 	qsort(dirs, ndirs, sizeof(*dirs), cmp_size_desc);
@@ -358,7 +358,7 @@ int cmd_du(int argc, char **argv)
 		printf("],\"secrets\":[");
 		for (i = 0; i < nsecrets; i++) {
 			printf("%s{\"path\":", i ? "," : "");
-			cli_json_str(stdout, secrets[i], strlen(secrets[i]));
+			cli_json_str(stdout, secrets[i]->path, secrets[i]->path_len);
 			printf(",\"kind\":\"%s\"}", secret_why[i]);
 		}
 		printf("]}\n");
@@ -392,14 +392,15 @@ int cmd_du(int argc, char **argv)
 		}
 		if (nsug) {
 			printf("\nsuggested ignore lines (add to %s):\n",
-			       r.ignore_path ? r.ignore_path : ".dockerignore");
+			       r.ignore_rel ? r.ignore_rel : ".dockerignore");
 			for (i = 0; i < nsug; i++)
 				printf("  %-28s # %s, %s in %llu file(s)\n", sug[i].line, sug[i].why,
 				       cli_human(sug[i].bytes, h), (unsigned long long)sug[i].entries);
 		}
 	}
+	fflush(stdout);
 	for (i = 0; i < nsecrets; i++)
-		cli_warn("possible secret in the context: %s (%s)", secrets[i], secret_why[i]);
+		cli_warn("possible secret in the context: %s (%s)", secrets[i]->path, secret_why[i]);
 
 	for (i = 0; i < nsug; i++)
 		free(sug[i].line);

@@ -45,7 +45,9 @@ static unsigned norm_mode(const struct walk_entry *we)
 
 static void print_why(FILE *f, const struct walk_result *r, int deciding, int json)
 {
-	const char *file = ign_file_name(r->ign);
+	/* the ignore file as the user knows it: relative to the context
+	 * when it lives there, like the listed paths */
+	const char *file = r->ignore_rel ? r->ignore_rel : ign_file_name(r->ign);
 	const char *pat = ign_pattern_text(r->ign, (size_t)deciding);
 	unsigned line = ign_pattern_line(r->ign, (size_t)deciding);
 	char buf[64];

@@ -16,14 +16,14 @@ is "$out" ".dockerignore Dockerfile docker/ docker/app.Dockerfile docs/ docs/REA
 	"root .dockerignore applies; an exception re-includes one file below an excluded dir"
 
 out=$(ctxpack ls --why "$C" | grep README)
-is "$out" "docs/README.md	$C/.dockerignore:4:!docs/README.md" "--why names file:line:pattern"
+is "$out" "docs/README.md	.dockerignore:4:!docs/README.md" "--why names file:line:pattern (the file relative to the context)"
 out=$(ctxpack ls --why "$C" | grep app.py)
 is "$out" "src/app.py" "--why appends nothing when no pattern matched"
 
 out=$(ctxpack ls --excluded "$C" | tr '\n' ' ')
 is "$out" "docs/other.md node_modules/ " "--excluded lists what was left out (pruned dirs once)"
 out=$(ctxpack ls --excluded --why "$C" | grep node_modules)
-is "$out" "node_modules/	$C/.dockerignore:2:node_modules" "--excluded --why"
+is "$out" "node_modules/	.dockerignore:2:node_modules" "--excluded --why"
 
 # -f selects <Dockerfile>.dockerignore, which replaces the root file
 printf 'src\n' > "$C/docker/app.Dockerfile.dockerignore"
