@@ -47,13 +47,36 @@ static const struct cli_cmd commands[] = {
 	 "write the context as a deterministic tar.zst",
 	 NULL},
 	{"pull", cmd_pull,
-	 "ctxpack pull REF [-o FILE|-]",
+	 "ctxpack pull [-o FILE|-] [--ca-file F] [--insecure] REF",
 	 "download the layer of an artifact from a registry or oci: layout",
-	 NULL},
+	 "  REF is host[:port]/repo[:tag|@sha256:...] (default tag latest) or oci:DIR[:tag].\n"
+	 "  -o, --output FILE|-   where to write the layer (default: the layer's title in\n"
+	 "                        the current directory; names with '/' or '..' are refused);\n"
+	 "                        - is standard output\n"
+	 "      --ca-file F       trust the CA certificates in F\n"
+	 "      --insecure        skip TLS verification, allow plain HTTP (always allowed\n"
+	 "                        for localhost, 127.0.0.0/8 and ::1)\n"
+	 "      --timeout SECS    fail a transfer after SECS without progress (default 60)\n"
+	 "      --json            {\"digest\",\"ref\",\"output\",\"layer\":{...}}\n"
+	 "  The layer is sha256-verified before it is renamed into place.\n"},
 	{"push", cmd_push,
-	 "ctxpack push [--artifact-type T] [--annotation K=V]... FILE REF",
+	 "ctxpack push [--artifact-type T] [--annotation K=V]... [--ca-file F] [--insecure] FILE REF",
 	 "upload FILE as the single layer of an OCI artifact",
-	 NULL},
+	 "  REF is host[:port]/repo[:tag] (default tag latest) or oci:DIR[:tag].\n"
+	 "  Prints the manifest digest.\n"
+	 "      --artifact-type T   artifact type (default application/vnd.ctxpack.artifact.v1)\n"
+	 "  -a, --annotation K=V    manifest annotation (repeatable)\n"
+	 "      --title NAME        layer title annotation (default: FILE's base name)\n"
+	 "      --media-type MT     layer media type (default by content: tar+zstd,\n"
+	 "                          tar+gzip or tar)\n"
+	 "      --mount-from REPO   try a cross-repository mount from REPO on the same registry\n"
+	 "      --ca-file F         trust the CA certificates in F\n"
+	 "      --insecure          skip TLS verification, allow plain HTTP (always allowed\n"
+	 "                          for localhost, 127.0.0.0/8 and ::1)\n"
+	 "      --timeout SECS      fail a transfer after SECS without progress (default 60)\n"
+	 "      --json              {\"digest\",\"size\",\"ref\",\"layer\":{...},\"uploaded\"}\n"
+	 "  Credentials come from $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or\n"
+	 "  ~/.docker/config.json (auths, credHelpers, credsStore); they are never printed.\n"},
 };
 
 const struct cli_cmd *cli_find(const char *name)

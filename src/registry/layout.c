@@ -1,0 +1,635 @@
+/*
+ * The local OCI image layout (image-spec image-layout.md): oci-layout,
+ * index.json with one descriptor per tag (annotation
+ * org.opencontainers.image.ref.name), blobs/sha256/<hex>.
+ *
+ * Why it is safe with several processes: blobs are content-addressed and
+ * written to a temporary then renamed, so two writers of one blob both
+ * produce the same file; index.json is rewritten (temporary + rename) only
+ * while holding an flock on index.json.lock, so concurrent tag updates do
+ * not lose each other; readers never lock and see the old or the new file.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <fts.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reg_impl.h"
+
+#define INDEX_MAX (64u << 20)
+#define LAYOUT_FILE "{\"imageLayoutVersion\":\"1.0.0\"}"
+
+static char *blob_path(struct reg_store *s, const char *digest)
+{
+	return xasprintf("%s/blobs/sha256/%s", s->dir, digest + 7);
+}
+
+static int write_small(const char *path, const void *p, size_t n, struct err *e)
+{
+	struct atomic_file af;
+
+	if (atomic_open(&af, path, 0644, e))
+		return e->code;
+	if (write_all(af.fd, p, n)) {
+		atomic_abort(&af);
+		return err_errno(e, "cannot write %s", path);
+	}
+	return atomic_commit(&af, e);
+}
+
+static int lock_index(struct reg_store *s, int *fd, struct err *e)
+{
+	char *path = xasprintf("%s/index.json.lock", s->dir);
+	int ret = 0;
+
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (*fd < 0) {
+		ret = err_errno(e, "cannot open %s", path);
+	} else {
+		while (flock(*fd, LOCK_EX) < 0) {
+			if (errno != EINTR) {
+				ret = err_errno(e, "cannot lock %s", path);
+				close(*fd);
+				*fd = -1;
+				break;
+			}
+		}
+	}
+	free(path);
+	return ret;
+}
+
+static void unlock_index(int fd)
+{
+	if (fd >= 0)
+		close(fd); /* releases the flock */
+}
+
+/* Read index.json; a missing file is an empty index (*root set). */
+static int read_index(struct reg_store *s, json_t **root, struct err *e)
+{
+	char *path = xasprintf("%s/index.json", s->dir);
+	struct buf b = BUF_INIT;
+	json_error_t je;
+	int ret = 0;
+
+	*root = NULL;
+	if (access(path, F_OK)) {
+		*root = json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType",
+				  REG_MT_INDEX, "manifests");
+		goto out;
+	}
+	if (buf_read_file(&b, path, INDEX_MAX, e)) {
+		ret = e->code;
+		goto out;
+	}
+	*root = json_loadb(b.data, b.len, 0, &je);
+	if (!json_is_object(*root) ||
+	    !json_is_array(json_object_get(*root, "manifests"))) {
+		json_decref(*root);
+		*root = NULL;
+		ret = err_set(e, ERR_CORRUPT, "%s is not an OCI image index", path);
+	}
+out:
+	buf_release(&b);
+	free(path);
+	return ret;
+}
+
+static int write_index(struct reg_store *s, json_t *root, struct err *e)
+{
+	char *path = xasprintf("%s/index.json", s->dir);
+	char *txt = json_dumps(root, JSON_COMPACT);
+	int ret;
+
+	ret = txt ? write_small(path, txt, strlen(txt), e)
+		  : err_set(e, ERR_FAIL, "cannot encode %s", path);
+	free(txt);
+	free(path);
+	return ret;
+}
+
+/* Create the layout directory, oci-layout and index.json when missing. */
+static int ensure_layout(struct reg_store *s, struct err *e)
+{
+	char *p = xasprintf("%s/blobs/sha256", s->dir);
+	int ret;
+
+	ret = mkdir_p(p, 0755, e);
+	free(p);
+	if (ret)
+		return ret;
+	p = xasprintf("%s/oci-layout", s->dir);
+	if (access(p, F_OK))
+		ret = write_small(p, LAYOUT_FILE, strlen(LAYOUT_FILE), e);
+	free(p);
+	if (ret)
+		return ret;
+	p = xasprintf("%s/index.json", s->dir);
+	if (access(p, F_OK)) {
+		int fd;
+		json_t *root;
+
+		ret = lock_index(s, &fd, e);
+		if (!ret && access(p, F_OK)) {
+			ret = read_index(s, &root, e);
+			if (!ret)
+				ret = write_index(s, root, e);
+			json_decref(root);
+		}
+		unlock_index(fd);
+	}
+	free(p);
+	return ret;
+}
+
+int layout_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
+		       struct err *e)
+{
+	char *p = blob_path(s, digest);
+	struct stat st;
+	int ret = 1;
+
+	if (stat(p, &st)) {
+		ret = errno == ENOENT || errno == ENOTDIR ? 0
+			: err_errno(e, "cannot stat %s", p);
+	} else if (size) {
+		*size = (uint64_t)st.st_size;
+	}
+	free(p);
+	return ret;
+}
+
+/* Write a blob from an fd or memory into place, checking its digest. */
+static int put_blob(struct reg_store *s, int in, const void *mem, size_t n,
+		    const char *digest, uint64_t *written, struct err *e)
+{
+	char *p = blob_path(s, digest), hex[REG_DIGEST_SIZE];
+	struct atomic_file af;
+	struct sha256 *h = sha256_new();
+	unsigned char md[32];
+	uint64_t total = 0;
+	int ret;
+
+	ret = ensure_layout(s, e);
+	if (ret)
+		goto out;
+	ret = atomic_open(&af, p, 0644, e);
+	if (ret)
+		goto out;
+	if (in >= 0) {
+		ret = reg_copy_hash(in, af.fd, h, &total, e, "blob");
+	} else {
+		sha256_update(h, mem, n);
+		total = n;
+		if (write_all(af.fd, mem, n))
+			ret = err_errno(e, "cannot write %s", af.tmp);
+	}
+	if (!ret) {
+		sha256_final(h, md);
+		memcpy(hex, "sha256:", 7);
+		hex_encode(hex + 7, md, 32);
+		if (strcmp(hex, digest))
+			ret = err_set(e, ERR_CORRUPT, "blob %s: the data has digest %s "
+				      "(did the file change?)", digest, hex);
+	}
+	if (ret) {
+		atomic_abort(&af);
+		goto out;
+	}
+	ret = atomic_commit(&af, e);
+	if (!ret && written)
+		*written = total;
+out:
+	sha256_free(h);
+	free(p);
+	return ret;
+}
+
+int layout_blob_push_file(struct reg_store *s, const char *path,
+			  const char *digest, struct reg_blob_info *info,
+			  struct err *e)
+{
+	int fd, ret;
+
+	ret = layout_blob_exists(s, digest, NULL, e);
+	if (ret < 0)
+		return ret;
+	if (ret == 1) {
+		/* refresh the mtime so a concurrent reg_store_gc keeps it */
+		char *bp = blob_path(s, digest);
+
+		utimensat(AT_FDCWD, bp, NULL, 0);
+		free(bp);
+		reg_log(s, "blob %s exists, skipped", digest);
+		s->st.blobs_skipped++;
+		info->skipped = 1;
+		return 0;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_errno(e, "cannot open %s", path);
+	ret = put_blob(s, fd, NULL, 0, digest, &info->sent, e);
+	close(fd);
+	if (!ret)
+		s->st.blob_bytes_sent += info->sent;
+	return ret;
+}
+
+int layout_blob_push_mem(struct reg_store *s, const void *p, size_t n,
+			 const char *digest, struct err *e)
+{
+	int ret = layout_blob_exists(s, digest, NULL, e);
+
+	if (ret < 0)
+		return ret;
+	if (ret == 1) {
+		char *bp = blob_path(s, digest);
+
+		utimensat(AT_FDCWD, bp, NULL, 0);
+		free(bp);
+		return 0;
+	}
+	return put_blob(s, -1, p, n, digest, NULL, e);
+}
+
+int layout_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
+			 int fd, struct err *e)
+{
+	char *p = blob_path(s, digest), hex[REG_DIGEST_SIZE];
+	struct sha256 *h = sha256_new();
+	unsigned char md[32];
+	uint64_t total = 0;
+	int in, ret;
+
+	in = open(p, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		ret = errno == ENOENT ? err_set(e, ERR_NOTFOUND, "blob %s not found", digest)
+				      : err_errno(e, "cannot open %s", p);
+		goto out;
+	}
+	ret = reg_copy_hash(in, fd, h, &total, e, "blob");
+	close(in);
+	if (ret)
+		goto out;
+	s->st.blob_bytes_received += total;
+	if (size >= 0 && total != (uint64_t)size) {
+		ret = err_set(e, ERR_CORRUPT, "blob %s: %llu bytes, want %lld", digest,
+			      (unsigned long long)total, (long long)size);
+		goto out;
+	}
+	sha256_final(h, md);
+	memcpy(hex, "sha256:", 7);
+	hex_encode(hex + 7, md, 32);
+	if (strcmp(hex, digest))
+		ret = err_set(e, ERR_CORRUPT, "blob %s: the data has digest %s", digest, hex);
+out:
+	sha256_free(h);
+	free(p);
+	return ret;
+}
+
+static const char *entry_tag(json_t *d)
+{
+	return json_string_value(json_object_get(json_object_get(d, "annotations"),
+						 REG_ANNOT_REF_NAME));
+}
+
+static const char *entry_digest(json_t *d)
+{
+	return json_string_value(json_object_get(d, "digest"));
+}
+
+int layout_manifest_put(struct reg_store *s, const char *tag, const void *p,
+			size_t n, const char *media_type, const char *digest,
+			const char *artifact_type, struct err *e)
+{
+	json_t *root = NULL, *arr, *d, *ent;
+	size_t i;
+	int fd = -1, ret;
+
+	ret = layout_blob_push_mem(s, p, n, digest, e);
+	if (ret)
+		return ret;
+	ret = lock_index(s, &fd, e);
+	if (ret)
+		return ret;
+	ret = read_index(s, &root, e);
+	if (ret)
+		goto out;
+	arr = json_object_get(root, "manifests");
+	for (i = json_array_size(arr); i-- > 0;) {
+		d = json_array_get(arr, i);
+		if (tag ? (entry_tag(d) && !strcmp(entry_tag(d), tag))
+			: (!entry_tag(d) && entry_digest(d) && !strcmp(entry_digest(d), digest)))
+			json_array_remove(arr, i);
+	}
+	ent = json_pack("{s:s,s:s,s:I}", "mediaType", media_type, "digest", digest,
+			"size", (json_int_t)n);
+	if (artifact_type)
+		json_object_set_new(ent, "artifactType", json_string(artifact_type));
+	if (tag)
+		json_object_set_new(ent, "annotations",
+				    json_pack("{s:s}", REG_ANNOT_REF_NAME, tag));
+	json_array_append_new(arr, ent);
+	ret = write_index(s, root, e);
+out:
+	json_decref(root);
+	unlock_index(fd);
+	return ret;
+}
+
+/* Find the descriptor for a tag or digest in index.json (a new reference). */
+static int find_entry(struct reg_store *s, const char *ref, json_t **desc,
+		      struct err *e)
+{
+	json_t *root, *arr, *d, *found = NULL;
+	int by_digest = reg_digest_valid(ref);
+	size_t i;
+	int ret;
+
+	*desc = NULL;
+	ret = read_index(s, &root, e);
+	if (ret)
+		return ret;
+	arr = json_object_get(root, "manifests");
+	json_array_foreach(arr, i, d) {
+		const char *v = by_digest ? entry_digest(d) : entry_tag(d);
+
+		if (v && !strcmp(v, ref))
+			found = d;  /* the last one wins, like a re-tag */
+	}
+	if (found)
+		*desc = json_incref(found);
+	json_decref(root);
+	return found ? 1 : 0;
+}
+
+int layout_manifest_get(struct reg_store *s, const char *ref, struct buf *out,
+			char **media_type, char *digest_out, struct err *e)
+{
+	json_t *desc = NULL;
+	const char *dg = ref, *mt = NULL;
+	char *path = NULL, *body_mt = NULL, hex[REG_DIGEST_SIZE];
+	int ret;
+
+	buf_reset(out);
+	if (!reg_digest_valid(ref)) {
+		ret = find_entry(s, ref, &desc, e);
+		if (ret < 0)
+			return ret;
+		if (!ret)
+			return err_set(e, ERR_NOTFOUND, "manifest %s not found", ref);
+		dg = entry_digest(desc);
+		mt = json_string_value(json_object_get(desc, "mediaType"));
+		if (!dg || !reg_digest_valid(dg)) {
+			ret = err_set(e, ERR_CORRUPT, "index.json: bad digest for %s", ref);
+			goto out;
+		}
+	}
+	path = blob_path(s, dg);
+	if (access(path, F_OK)) {
+		ret = err_set(e, ERR_NOTFOUND, "manifest %s not found", ref);
+		goto out;
+	}
+	if (buf_read_file(out, path, REG_MANIFEST_MAX, e)) {
+		ret = err_wrap(e, "manifest %s", ref);
+		goto out;
+	}
+	sha256_digest_str(out->data, out->len, hex);
+	if (strcmp(hex, dg)) {
+		ret = err_set(e, ERR_CORRUPT, "manifest %s: blob %s has digest %s", ref, dg, hex);
+		goto out;
+	}
+	ret = reg_manifest_peek(out->data, out->len, &body_mt, NULL, e);
+	if (ret) {
+		err_wrap(e, "manifest %s", ref);
+		goto out;
+	}
+	if (media_type)
+		*media_type = xstrdup(mt ? mt : body_mt ? body_mt : REG_MT_MANIFEST);
+	if (digest_out)
+		memcpy(digest_out, hex, REG_DIGEST_SIZE);
+out:
+	if (ret)
+		buf_reset(out);
+	free(body_mt);
+	free(path);
+	json_decref(desc);
+	return ret;
+}
+
+int layout_manifest_head(struct reg_store *s, const char *ref, char *digest_out,
+			 uint64_t *size, struct err *e)
+{
+	json_t *desc = NULL;
+	int ret;
+
+	if (reg_digest_valid(ref)) {
+		ret = layout_blob_exists(s, ref, size, e);
+		if (ret == 1 && digest_out)
+			memcpy(digest_out, ref, REG_DIGEST_SIZE);
+		return ret;
+	}
+	ret = find_entry(s, ref, &desc, e);
+	if (ret == 1) {
+		const char *dg = entry_digest(desc);
+		json_t *sz = json_object_get(desc, "size");
+
+		if (!dg || !reg_digest_valid(dg) || !json_is_integer(sz)) {
+			ret = err_set(e, ERR_CORRUPT, "index.json: bad descriptor for %s", ref);
+		} else {
+			if (digest_out)
+				memcpy(digest_out, dg, REG_DIGEST_SIZE);
+			if (size)
+				*size = (uint64_t)json_integer_value(sz);
+		}
+	}
+	json_decref(desc);
+	return ret;
+}
+
+int layout_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e)
+{
+	json_t *root, *d;
+	size_t i, k;
+	int ret;
+
+	ret = read_index(s, &root, e);
+	if (ret)
+		return ret;
+	json_array_foreach(json_object_get(root, "manifests"), i, d) {
+		const char *t = entry_tag(d);
+		int dup = 0;
+
+		if (!t)
+			continue;
+		for (k = 0; k < tags->n && !dup; k++)
+			dup = !strcmp(tags->v[k], t);
+		if (dup)
+			continue;
+		tags->v = xreallocarray(tags->v, tags->n + 1, sizeof(*tags->v));
+		tags->v[tags->n++] = xstrdup(t);
+	}
+	json_decref(root);
+	return 0;
+}
+
+int layout_manifest_delete(struct reg_store *s, const char *ref, struct err *e)
+{
+	json_t *root = NULL, *arr;
+	int by_digest = reg_digest_valid(ref), fd = -1, ret, removed = 0;
+	char *p = xasprintf("%s/index.json", s->dir);
+	size_t i;
+
+	if (access(p, F_OK)) {
+		free(p);
+		return err_set(e, ERR_NOTFOUND, "delete %s: not found", ref);
+	}
+	free(p);
+	ret = lock_index(s, &fd, e);
+	if (ret)
+		return ret;
+	ret = read_index(s, &root, e);
+	if (ret)
+		goto out;
+	arr = json_object_get(root, "manifests");
+	for (i = json_array_size(arr); i-- > 0;) {
+		json_t *d = json_array_get(arr, i);
+		const char *v = by_digest ? entry_digest(d) : entry_tag(d);
+
+		if (v && !strcmp(v, ref)) {
+			json_array_remove(arr, i);
+			removed++;
+		}
+	}
+	if (!removed) {
+		ret = err_set(e, ERR_NOTFOUND, "delete %s: not found", ref);
+		goto out;
+	}
+	ret = write_index(s, root, e);
+out:
+	json_decref(root);
+	unlock_index(fd);
+	return ret;
+}
+
+/* Add a digest to the referenced set (a sorted-on-demand string list). */
+static void ref_add(struct reg_tags *set, const char *d)
+{
+	set->v = xreallocarray(set->v, set->n + 1, sizeof(*set->v));
+	set->v[set->n++] = xstrdup(d);
+}
+
+static int ref_has(const struct reg_tags *set, const char *hex)
+{
+	size_t i;
+
+	for (i = 0; i < set->n; i++)
+		if (!strcmp(set->v[i] + 7, hex))
+			return 1;
+	return 0;
+}
+
+/* Mark a manifest and what it points at (one level of index nesting). */
+static void mark(struct reg_store *s, const char *digest, struct reg_tags *set,
+		 int depth)
+{
+	struct buf b = BUF_INIT;
+	struct reg_manifest m;
+	struct err e2 = ERR_INIT;
+	char *p;
+	size_t i;
+
+	ref_add(set, digest);
+	p = blob_path(s, digest);
+	if (!buf_read_file(&b, p, REG_MANIFEST_MAX, &e2) &&
+	    !reg_manifest_parse(&m, b.data, b.len, &e2)) {
+		if (!m.is_index)
+			ref_add(set, m.config.digest);
+		for (i = 0; i < m.nlayers; i++) {
+			if (m.is_index && depth < 2)
+				mark(s, m.layers[i].digest, set, depth + 1);
+			else
+				ref_add(set, m.layers[i].digest);
+		}
+		reg_manifest_release(&m);
+	}
+	buf_release(&b);
+	free(p);
+}
+
+int layout_gc(struct reg_store *s, uint64_t min_age, uint64_t *freed,
+	      struct err *e)
+{
+	struct reg_tags set = {NULL, 0};
+	json_t *root = NULL, *d;
+	char *dirp = xasprintf("%s/blobs/sha256", s->dir);
+	char *paths[2] = {dirp, NULL};
+	FTS *fts = NULL;
+	FTSENT *ent;
+	time_t now = time(NULL);
+	size_t i;
+	int fd = -1, ret;
+
+	if (freed)
+		*freed = 0;
+	if (access(dirp, F_OK)) {
+		free(dirp);
+		return 0;
+	}
+	ret = lock_index(s, &fd, e);
+	if (ret)
+		goto out;
+	ret = read_index(s, &root, e);
+	if (ret)
+		goto out;
+	json_array_foreach(json_object_get(root, "manifests"), i, d) {
+		const char *dg = entry_digest(d);
+
+		if (dg && reg_digest_valid(dg))
+			mark(s, dg, &set, 0);
+	}
+	/* fts, not opendir: directory walking belongs to pack and util
+	 * (scripts/check-includes); this is one flat directory */
+	fts = fts_open(paths, FTS_PHYSICAL | FTS_NOCHDIR, NULL);
+	if (!fts) {
+		ret = err_errno(e, "cannot open %s", dirp);
+		goto out;
+	}
+	while ((ent = fts_read(fts))) {
+		const struct stat *st = ent->fts_statp;
+
+		if (ent->fts_level == 0)
+			continue;
+		if (ent->fts_info == FTS_D)
+			fts_set(fts, ent, FTS_SKIP);
+		if (ent->fts_info != FTS_F || ent->fts_name[0] == '.')
+			continue;
+		if (ref_has(&set, ent->fts_name))
+			continue;
+		if ((uint64_t)(now - st->st_mtime) < min_age)
+			continue;
+		if (unlink(ent->fts_path) == 0) {
+			reg_log(s, "removed unreferenced blob %s", ent->fts_name);
+			if (freed)
+				*freed += (uint64_t)st->st_size;
+		}
+	}
+out:
+	if (fts)
+		fts_close(fts);
+	for (i = 0; i < set.n; i++)
+		free(set.v[i]);
+	free(set.v);
+	json_decref(root);
+	unlock_index(fd);
+	free(dirp);
+	return ret;
+}

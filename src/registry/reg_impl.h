@@ -1,0 +1,106 @@
+/*
+ * Internals shared by the files of src/registry/ (not a public header).
+ *
+ *   ref.c       reference parsing and the default store
+ *   store.c     reg_store: open, dispatch to layout or remote, artifacts
+ *   manifest.c  manifest JSON build/parse, media type sniffing
+ *   layout.c    the local OCI image layout
+ *   http.c      the libcurl request wrapper and header parsers
+ *   auth.c      credentials (config.json, helpers), challenges, tokens
+ *   remote.c    the OCI distribution API operations
+ */
+#ifndef CTXPACK_REG_IMPL_H
+#define CTXPACK_REG_IMPL_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "ctxpack/registry.h"
+#include "ctxpack/util.h"
+
+struct reg_remote;
+
+struct reg_store {
+	struct reg_ref ref;
+	char *name;           /* "host/repo" or "oci:DIR" */
+	struct reg_opts o;    /* o.ca_file points at ca_file */
+	char *ca_file;
+	struct reg_stats st;
+	struct reg_remote *rm; /* REG_REMOTE */
+	char *dir;             /* REG_LAYOUT */
+};
+
+void reg_log(struct reg_store *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* 1 when host ("name[:port]" or "[v6]:port") is localhost, 127/8 or ::1. */
+int reg_host_is_loopback(const char *host);
+/* The API host for a reference host ("docker.io" -> registry-1.docker.io). */
+const char *reg_api_host(const char *host);
+
+/* Copy fd to fd (or to the sha256), 1 MiB at a time. */
+int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
+		  const char *what);
+const char *reg_basename(const char *path);
+
+/* digcache.c: a stat-keyed cache of file digests (best effort). */
+struct stat;
+int reg_digest_cache_get(const struct stat *st, char out[REG_DIGEST_SIZE]);
+void reg_digest_cache_put(const struct stat *st, const char *digest,
+			  time_t hashed_at);
+
+/* layout.c */
+int layout_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
+		       struct err *e);
+int layout_blob_push_file(struct reg_store *s, const char *path,
+			  const char *digest, struct reg_blob_info *info,
+			  struct err *e);
+int layout_blob_push_mem(struct reg_store *s, const void *p, size_t n,
+			 const char *digest, struct err *e);
+int layout_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
+			 int fd, struct err *e);
+int layout_manifest_put(struct reg_store *s, const char *tag, const void *p,
+			size_t n, const char *media_type, const char *digest,
+			const char *artifact_type, struct err *e);
+int layout_manifest_get(struct reg_store *s, const char *ref, struct buf *out,
+			char **media_type, char *digest_out, struct err *e);
+int layout_manifest_head(struct reg_store *s, const char *ref, char *digest_out,
+			 uint64_t *size, struct err *e);
+int layout_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e);
+int layout_manifest_delete(struct reg_store *s, const char *ref, struct err *e);
+int layout_gc(struct reg_store *s, uint64_t min_age, uint64_t *freed,
+	      struct err *e);
+
+/* remote.c */
+struct reg_remote *remote_new(struct reg_store *s);
+void remote_free(struct reg_remote *r);
+int remote_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
+		       struct err *e);
+int remote_blob_push_file(struct reg_store *s, const char *path,
+			  const char *digest, uint64_t size,
+			  const char *mount_from, struct reg_blob_info *info,
+			  struct err *e);
+/* Open an upload session now, for the next blob upload to use (so that it
+ * overlaps with hashing); remote_drop_spare cancels an unused one. */
+int remote_spare_session(struct reg_store *s, struct err *e);
+void remote_drop_spare(struct reg_store *s);
+int remote_blob_push_mem(struct reg_store *s, const void *p, size_t n,
+			 const char *digest, struct err *e);
+int remote_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
+			 int fd, struct err *e);
+int remote_manifest_put(struct reg_store *s, const char *tag, const void *p,
+			size_t n, const char *media_type, const char *digest,
+			struct err *e);
+int remote_manifest_get(struct reg_store *s, const char *ref, struct buf *out,
+			char **media_type, char *digest_out, struct err *e);
+int remote_manifest_head(struct reg_store *s, const char *ref, char *digest_out,
+			 uint64_t *size, struct err *e);
+int remote_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e);
+int remote_manifest_delete(struct reg_store *s, const char *ref, struct err *e);
+
+/* manifest.c: the "mediaType" and "artifactType" of manifest bytes
+ * (malloc'd; NULL when absent).  ERR_CORRUPT when it is not JSON. */
+int reg_manifest_peek(const void *p, size_t n, char **media_type,
+		      char **artifact_type, struct err *e);
+
+#endif

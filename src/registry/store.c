@@ -1,0 +1,557 @@
+/*
+ * reg_store: opening a store from a string, dispatching each operation to
+ * the layout or the registry, and the artifact helpers (push a file as a
+ * single-layer artifact, get one back).
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "reg_impl.h"
+
+#define DEFAULT_CHUNK (8u << 20)
+#define GHCR_CHUNK (4u << 20)
+#define DEFAULT_MONO_MAX (512u << 20)
+#define HASH_THREAD_MIN (16u << 20)
+#define COPY_BUF (1u << 20)
+
+void reg_opts_init(struct reg_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+}
+
+void reg_log(struct reg_store *s, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+
+	if (!s->o.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	s->o.log(s->o.log_arg, line);
+}
+
+const char *reg_basename(const char *path)
+{
+	const char *sl = strrchr(path, '/');
+
+	return sl ? sl + 1 : path;
+}
+
+int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
+		  const char *what)
+{
+	char *b = xmalloc(COPY_BUF);
+	int ret = 0;
+
+	*n = 0;
+	for (;;) {
+		ssize_t got = read(in, b, COPY_BUF);
+
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = err_errno(e, "cannot read %s", what);
+			break;
+		}
+		if (!got)
+			break;
+		if (h)
+			sha256_update(h, b, (size_t)got);
+		if (out >= 0 && write_all(out, b, (size_t)got)) {
+			ret = err_errno(e, "cannot write %s", what);
+			break;
+		}
+		*n += (uint64_t)got;
+	}
+	free(b);
+	return ret;
+}
+
+static unsigned env_uint(const char *name, unsigned dflt)
+{
+	const char *v = getenv(name);
+	uint64_t n;
+
+	if (v && *v && !parse_u64(v, &n) && n > 0 && n < 100000)
+		return (unsigned)n;
+	return dflt;
+}
+
+int reg_store_open(struct reg_store **out, const char *spec,
+		   const struct reg_opts *o, struct err *e)
+{
+	struct reg_store *s;
+	char *dflt = NULL;
+	int ret;
+
+	*out = NULL;
+	if (!spec)
+		spec = dflt = reg_default_store();
+	s = xcalloc(1, sizeof(*s));
+	if (o)
+		s->o = *o;
+	ret = reg_ref_parse(&s->ref, spec, e);
+	free(dflt);
+	if (ret) {
+		free(s);
+		return ret;
+	}
+	if (s->o.ca_file) {
+		s->ca_file = xstrdup(s->o.ca_file);
+		s->o.ca_file = s->ca_file;
+		if (access(s->ca_file, R_OK)) {
+			ret = err_errno(e, "cannot read CA file %s", s->ca_file);
+			reg_store_free(s);
+			return ret;
+		}
+	}
+	if (!s->o.idle_timeout)
+		s->o.idle_timeout = env_uint("CTXPACK_IDLE_TIMEOUT", 60);
+	if (!s->o.connect_timeout)
+		s->o.connect_timeout = 30;
+	if (!s->o.max_tries)
+		s->o.max_tries = 6;
+	if (!s->o.chunk_size) {
+		const char *v = getenv("CTXPACK_CHUNK_SIZE");
+		uint64_t n;
+
+		if (v && *v && !parse_u64(v, &n) && n >= 1024)
+			s->o.chunk_size = n;
+		else if (s->ref.kind == REG_REMOTE && !strcmp(s->ref.host, "ghcr.io"))
+			s->o.chunk_size = GHCR_CHUNK;
+		else
+			s->o.chunk_size = DEFAULT_CHUNK;
+	}
+	if (!s->o.mono_max) {
+		const char *v = getenv("CTXPACK_MONOLITHIC_MAX");
+		uint64_t n;
+
+		if (v && *v && !parse_u64(v, &n) && n >= 1024)
+			s->o.mono_max = n;
+		else
+			s->o.mono_max = DEFAULT_MONO_MAX;
+	}
+	if (s->ref.kind == REG_LAYOUT) {
+		s->dir = xstrdup(s->ref.path);
+		s->name = xasprintf("oci:%s", s->ref.path);
+	} else {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		s->rm = remote_new(s);
+		s->name = xasprintf("%s/%s", s->ref.host, s->ref.repo);
+	}
+	*out = s;
+	return 0;
+}
+
+void reg_store_free(struct reg_store *s)
+{
+	if (!s)
+		return;
+	if (s->rm) {
+		remote_free(s->rm);
+		curl_global_cleanup();
+	}
+	reg_ref_release(&s->ref);
+	free(s->name);
+	free(s->ca_file);
+	free(s->dir);
+	free(s);
+}
+
+const struct reg_ref *reg_store_ref(const struct reg_store *s)
+{
+	return &s->ref;
+}
+
+const char *reg_store_name(const struct reg_store *s)
+{
+	return s->name;
+}
+
+void reg_store_stats(const struct reg_store *s, struct reg_stats *st)
+{
+	*st = s->st;
+}
+
+/* sha256 of a file, remembered in the digest cache when it did not change
+ * while it was read.  st is the file's stat from before. */
+static int hash_file(const char *path, const struct stat *st, char digest[72],
+		     uint64_t *size, struct err *e)
+{
+	struct stat st2;
+	time_t t0 = time(NULL);
+	int ret;
+
+	ret = sha256_file(path, digest, size, e);
+	if (ret)
+		return ret;
+	if (!stat(path, &st2) && st2.st_size == st->st_size &&
+	    st2.st_mtim.tv_sec == st->st_mtim.tv_sec &&
+	    st2.st_mtim.tv_nsec == st->st_mtim.tv_nsec &&
+	    st2.st_ctim.tv_sec == st->st_ctim.tv_sec &&
+	    st2.st_ctim.tv_nsec == st->st_ctim.tv_nsec &&
+	    (uint64_t)st->st_size == *size)
+		reg_digest_cache_put(st, digest, t0);
+	return 0;
+}
+
+struct hash_job {
+	const char *path;
+	struct stat st;
+	char digest[REG_DIGEST_SIZE];
+	uint64_t size;
+	struct err e;
+	int ret;
+};
+
+static void *hash_thread(void *arg)
+{
+	struct hash_job *j = arg;
+
+	j->ret = hash_file(j->path, &j->st, j->digest, &j->size, &j->e);
+	return NULL;
+}
+
+static int check_digest(const char *d, struct err *e)
+{
+	if (!d || !reg_digest_valid(d))
+		return err_set(e, ERR_USAGE, "invalid digest '%s' (want sha256:<64 hex>)",
+			       d ? d : "");
+	return 0;
+}
+
+int reg_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
+		    struct err *e)
+{
+	if (check_digest(digest, e))
+		return e->code;
+	return s->rm ? remote_blob_exists(s, digest, size, e)
+		     : layout_blob_exists(s, digest, size, e);
+}
+
+int reg_blob_push_file(struct reg_store *s, const char *path, const char *digest,
+		       const char *mount_from, struct reg_blob_info *info,
+		       struct err *e)
+{
+	struct reg_blob_info tmp;
+	struct stat st;
+	int ret;
+
+	if (!info)
+		info = &tmp;
+	memset(info, 0, sizeof(*info));
+	if (stat(path, &st))
+		return err_errno(e, "cannot stat %s", path);
+	if (!S_ISREG(st.st_mode))
+		return err_set(e, ERR_USAGE, "%s is not a regular file", path);
+	if (digest) {
+		if (check_digest(digest, e))
+			return e->code;
+		memcpy(info->digest, digest, REG_DIGEST_SIZE);
+		info->size = (uint64_t)st.st_size;
+	} else if (reg_digest_cache_get(&st, info->digest)) {
+		info->size = (uint64_t)st.st_size;
+		reg_log(s, "%s: digest %s from the digest cache", path, info->digest);
+	} else {
+		ret = hash_file(path, &st, info->digest, &info->size, e);
+		if (ret)
+			return ret;
+	}
+	if (mount_from && !reg_repo_valid(mount_from))
+		return err_set(e, ERR_USAGE, "invalid repository to mount from: '%s'",
+			       mount_from);
+	if (s->rm)
+		ret = remote_blob_push_file(s, path, info->digest, info->size, mount_from,
+					    info, e);
+	else
+		ret = layout_blob_push_file(s, path, info->digest, info, e);
+	if (ret)
+		err_wrap(e, "%s", path);
+	return ret;
+}
+
+int reg_blob_push_mem(struct reg_store *s, const void *p, size_t n,
+		      char digest_out[REG_DIGEST_SIZE], struct err *e)
+{
+	char dg[REG_DIGEST_SIZE];
+	int ret;
+
+	sha256_digest_str(p, n, dg);
+	ret = s->rm ? remote_blob_push_mem(s, p, n, dg, e)
+		    : layout_blob_push_mem(s, p, n, dg, e);
+	if (!ret && digest_out)
+		memcpy(digest_out, dg, REG_DIGEST_SIZE);
+	return ret;
+}
+
+int reg_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
+		      int fd, struct err *e)
+{
+	if (check_digest(digest, e))
+		return e->code;
+	return s->rm ? remote_blob_fetch_fd(s, digest, size, fd, e)
+		     : layout_blob_fetch_fd(s, digest, size, fd, e);
+}
+
+int reg_blob_fetch_file(struct reg_store *s, const char *digest, int64_t size,
+			const char *path, struct err *e)
+{
+	struct atomic_file af;
+	int ret;
+
+	if (check_digest(digest, e))
+		return e->code;
+	ret = atomic_open(&af, path, 0644, e);
+	if (ret)
+		return ret;
+	ret = reg_blob_fetch_fd(s, digest, size, af.fd, e);
+	if (ret) {
+		atomic_abort(&af);
+		return ret;
+	}
+	return atomic_commit(&af, e);
+}
+
+int reg_manifest_put(struct reg_store *s, const char *tag, const void *p,
+		     size_t n, char digest_out[REG_DIGEST_SIZE], struct err *e)
+{
+	char dg[REG_DIGEST_SIZE], *mt = NULL, *at = NULL;
+	int ret;
+
+	if (tag && !reg_tag_valid(tag))
+		return err_set(e, ERR_USAGE, "invalid tag '%s'", tag);
+	if (n > REG_MANIFEST_MAX)
+		return err_set(e, ERR_USAGE, "manifest larger than %u bytes", REG_MANIFEST_MAX);
+	ret = reg_manifest_peek(p, n, &mt, &at, e);
+	if (ret)
+		return ret;
+	if (!mt) {
+		ret = err_set(e, ERR_USAGE, "manifest has no mediaType");
+		goto out;
+	}
+	sha256_digest_str(p, n, dg);
+	ret = s->rm ? remote_manifest_put(s, tag, p, n, mt, dg, e)
+		    : layout_manifest_put(s, tag, p, n, mt, dg, at, e);
+	if (!ret && digest_out)
+		memcpy(digest_out, dg, REG_DIGEST_SIZE);
+out:
+	free(mt);
+	free(at);
+	return ret;
+}
+
+static int check_ref(const char *ref, struct err *e)
+{
+	if (!ref || (!reg_digest_valid(ref) && !reg_tag_valid(ref)))
+		return err_set(e, ERR_USAGE, "invalid tag or digest '%s'", ref ? ref : "");
+	return 0;
+}
+
+int reg_manifest_get(struct reg_store *s, const char *ref, struct buf *out,
+		     char **media_type, char digest_out[REG_DIGEST_SIZE],
+		     struct err *e)
+{
+	if (media_type)
+		*media_type = NULL;
+	if (check_ref(ref, e))
+		return e->code;
+	return s->rm ? remote_manifest_get(s, ref, out, media_type, digest_out, e)
+		     : layout_manifest_get(s, ref, out, media_type, digest_out, e);
+}
+
+int reg_manifest_head(struct reg_store *s, const char *ref,
+		      char digest_out[REG_DIGEST_SIZE], uint64_t *size,
+		      struct err *e)
+{
+	if (check_ref(ref, e))
+		return e->code;
+	return s->rm ? remote_manifest_head(s, ref, digest_out, size, e)
+		     : layout_manifest_head(s, ref, digest_out, size, e);
+}
+
+int reg_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e)
+{
+	tags->v = NULL;
+	tags->n = 0;
+	return s->rm ? remote_tags_list(s, tags, e) : layout_tags_list(s, tags, e);
+}
+
+void reg_tags_release(struct reg_tags *tags)
+{
+	size_t i;
+
+	for (i = 0; i < tags->n; i++)
+		free(tags->v[i]);
+	free(tags->v);
+	tags->v = NULL;
+	tags->n = 0;
+}
+
+int reg_manifest_delete(struct reg_store *s, const char *ref, struct err *e)
+{
+	if (check_ref(ref, e))
+		return e->code;
+	return s->rm ? remote_manifest_delete(s, ref, e)
+		     : layout_manifest_delete(s, ref, e);
+}
+
+int reg_store_gc(struct reg_store *s, uint64_t min_age, uint64_t *freed,
+		 struct err *e)
+{
+	if (freed)
+		*freed = 0;
+	return s->rm ? 0 : layout_gc(s, min_age, freed, e);
+}
+
+/* ---- artifacts ---- */
+
+void reg_push_out_release(struct reg_push_out *o)
+{
+	reg_desc_release(&o->layer);
+}
+
+static struct reg_kv *kv_dup(const struct reg_kv *kv, size_t n, size_t extra)
+{
+	struct reg_kv *out = xcalloc(n + extra + 1, sizeof(*out));
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[i].key = xstrdup(kv[i].key);
+		out[i].value = xstrdup(kv[i].value);
+	}
+	return out;
+}
+
+int reg_push_artifact(struct reg_store *s, const char *tag,
+		      const struct reg_push_in *in, struct reg_push_out *out,
+		      struct err *e)
+{
+	struct reg_push_out tmp;
+	struct reg_blob_info bi;
+	struct buf man = BUF_INIT;
+	const char *mt = in->media_type, *title, *digest = in->digest;
+	char dg[REG_DIGEST_SIZE];
+	struct reg_desc *l;
+	struct hash_job job;
+	struct stat st;
+	pthread_t th;
+	int ret, threaded = 0;
+
+	if (!out)
+		out = &tmp;
+	memset(out, 0, sizeof(*out));
+	l = &out->layer;
+	if (tag && !reg_tag_valid(tag))
+		return err_set(e, ERR_USAGE, "invalid tag '%s'", tag);
+	if (!mt) {
+		ret = reg_sniff_media_type(in->path, &mt, e);
+		if (ret)
+			goto out;
+	}
+	/*
+	 * A big file of unknown digest going to a registry: hash it in a
+	 * thread while the empty config is pushed and an upload session is
+	 * opened, so that the hashing costs little wall time and no blob byte
+	 * is sent before the HEAD says whether the registry has it.
+	 */
+	if (!digest && s->rm && !stat(in->path, &st) && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size >= HASH_THREAD_MIN && !reg_digest_cache_get(&st, dg)) {
+		job.path = in->path;
+		job.st = st;
+		err_clear(&job.e);
+		threaded = !pthread_create(&th, NULL, hash_thread, &job);
+	}
+	/* the empty config: usually there already, so a HEAD and no upload */
+	ret = reg_blob_push_mem(s, "{}", 2, NULL, e);
+	if (ret) {
+		err_wrap(e, "push the empty config");
+		goto out;
+	}
+	if (threaded) {
+		struct err e2 = ERR_INIT;
+
+		if (remote_spare_session(s, &e2))
+			reg_log(s, "cannot open an upload session ahead: %s", e2.msg);
+		pthread_join(th, NULL);
+		threaded = 0;
+		if (job.ret) {
+			ret = err_set(e, job.e.code, "%s", job.e.msg);
+			goto out;
+		}
+		memcpy(dg, job.digest, REG_DIGEST_SIZE);
+		digest = dg;
+	}
+	ret = reg_blob_push_file(s, in->path, digest, in->mount_from, &bi, e);
+	if (ret)
+		goto out;
+	out->sent = bi.sent;
+	l->media_type = xstrdup(mt);
+	memcpy(l->digest, bi.digest, REG_DIGEST_SIZE);
+	l->size = bi.size;
+	title = in->title ? in->title : reg_basename(in->path);
+	l->annotations = kv_dup(in->layer_annotations, in->nlayer_annotations, 1);
+	l->nannotations = in->nlayer_annotations;
+	if (*title && !reg_annot_get(l->annotations, l->nannotations, REG_ANNOT_TITLE)) {
+		l->annotations[l->nannotations].key = xstrdup(REG_ANNOT_TITLE);
+		l->annotations[l->nannotations].value = xstrdup(title);
+		l->nannotations++;
+	}
+	ret = reg_artifact_manifest(&man, in->artifact_type, l, in->annotations,
+				    in->nannotations, e);
+	if (ret)
+		goto out;
+	/* the commit point: the manifest goes last */
+	ret = reg_manifest_put(s, tag, man.data, man.len, out->digest, e);
+	out->size = man.len;
+out:
+	if (threaded)
+		pthread_join(th, NULL);
+	if (s->rm)
+		remote_drop_spare(s);
+	buf_release(&man);
+	if (out == &tmp || ret)
+		reg_push_out_release(out);
+	return ret;
+}
+
+int reg_artifact_get(struct reg_store *s, const char *ref, struct reg_manifest *m,
+		     char digest_out[REG_DIGEST_SIZE], struct err *e)
+{
+	struct buf b = BUF_INIT;
+	char *mt = NULL;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	ret = reg_manifest_get(s, ref, &b, &mt, digest_out, e);
+	if (ret)
+		goto out;
+	ret = reg_manifest_parse(m, b.data, b.len, e);
+	if (ret) {
+		err_wrap(e, "manifest %s", ref);
+		goto out;
+	}
+	if (m->is_index) {
+		ret = err_set(e, ERR_USAGE, "%s is an image index, not a single-layer "
+			      "artifact", ref);
+	} else if (m->nlayers != 1) {
+		ret = err_set(e, ERR_USAGE, "%s has %zu layers; ctxpack pulls single-layer "
+			      "artifacts", ref, m->nlayers);
+	}
+out:
+	if (ret)
+		reg_manifest_release(m);
+	free(mt);
+	buf_release(&b);
+	return ret;
+}
