@@ -32,9 +32,15 @@ void ign_free(struct ign *ig);
  * `syntax error in pattern`; a line over 64 KiB fails with
  *   "<fname>:<line>: line too long (over 65536 bytes)".
  * Patterns whose regex would only fail when first evaluated by Go ([z-a],
- * \q) are refused here too (stricter than Docker, on purpose), except in
- * exceptions that can never be evaluated because no normal pattern
- * precedes them (section 8 notes), which are accepted.
+ * \q) are refused here too (stricter than Docker, on purpose), with
+ * reason "syntax error in pattern (invalid regular expression: ...)",
+ * except in exceptions that can never be evaluated because no normal
+ * pattern precedes them (section 8 notes), which are accepted.  Regex
+ * features Go accepts but this engine lacks (\pL Unicode classes) fail
+ * the same way with reason "unsupported in pattern (...)".
+ * Note: like upstream (its escape bitmap overflows for bytes >= 64), '|',
+ * '{' and '}' are NOT escaped in regexp-kind patterns: "*.js|*.ts" is an
+ * alternation and "x{2}*" a counted repetition, exactly as in Docker.
  * Returns 0 or ERR_USAGE.
  */
 int ign_parse(struct ign *ig, const char *fname, const char *data, size_t len,
@@ -117,14 +123,18 @@ size_t ign_utf8_encode(uint32_t c, char *out);
  * compile it) or IGN_RE_UNSUPPORTED, with a lowercase reason in why[]
  * (whysz bytes, may be NULL).
  * ign_re_match: 1 when the expression matches somewhere in s (len bytes,
- * any bytes; an invalid byte is one U+FFFD).  Allocation-free for
- * programs up to 512 instructions.  Thread-safe (re is read-only).
+ * any bytes; an invalid byte is one U+FFFD).  Small programs without \b
+ * or \B are turned into a DFA at compile time (a table walk per code
+ * point); the rest run the NFA, allocation-free up to 512 instructions.
+ * Thread-safe (re is read-only after compiling).
+ * ign_re_match_nfa: the same verdict from the NFA alone (tests, fuzzing).
  */
 enum { IGN_RE_INVALID = 1, IGN_RE_UNSUPPORTED = 2 };
 struct ign_re;
 int ign_re_compile(const char *expr, size_t len, struct ign_re **out,
 		   char *why, size_t whysz);
 int ign_re_match(const struct ign_re *re, const char *s, size_t len);
+int ign_re_match_nfa(const struct ign_re *re, const char *s, size_t len);
 void ign_re_free(struct ign_re *re);
 
 /*
