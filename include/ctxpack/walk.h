@@ -99,6 +99,8 @@ struct walk_result {
  * then the tree is walked.  Any error (missing or non-directory context,
  * unreadable included directory or file, path too long) fails the whole
  * walk: no partial result is returned as complete.
+ * r is zeroed first and must be released with walk_release() whether the
+ * walk succeeded or not.
  */
 int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e);
 void walk_release(struct walk_result *r);

@@ -29,9 +29,17 @@ static const struct cli_cmd commands[] = {
 	 "  -n N                    show the N largest directories and files (default 10)\n"
 	 "      --json              machine-readable report\n"},
 	{"hash", cmd_hash,
-	 "ctxpack hash [-f DOCKERFILE] [--ignore-file F] [--index DIR] [--json] [DIR]",
+	 "ctxpack hash [-f DOCKERFILE] [--ignore-file F] [--index DIR] [--threads N] [--json] [DIR]",
 	 "print the context digest",
-	 NULL},
+	 "  -f, --file DOCKERFILE   the Dockerfile (selects DOCKERFILE.dockerignore)\n"
+	 "      --ignore-file F     use F as the ignore file\n"
+	 "      --index DIR         the content index (default $CTXPACK_INDEX, else\n"
+	 "                          $XDG_CACHE_HOME/ctxpack/index)\n"
+	 "      --threads N         reader threads for files not in the index\n"
+	 "                          (default: CPUs, 2 to 4; at most 16)\n"
+	 "      --json              {\"digest\",\"entries\",\"files\",\"hashed\",\"reused\",\"bytes_hashed\",...}\n"
+	 "  The digest (xxh128:...) covers each included entry's path, type, archive\n"
+	 "  mode, size, link target and content, not mtimes, owners or inode numbers.\n"},
 	{"ls", cmd_ls,
 	 "ctxpack ls [-f DOCKERFILE] [--ignore-file F] [--why] [--excluded] [-l] [-0] [DIR]",
 	 "list what the builder's COPY would see",

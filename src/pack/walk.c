@@ -391,7 +391,8 @@ static int walk_dir(struct walker *w, int dfd, const uint8_t *pflags)
 			n++;
 		}
 	}
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
 
 	flags = xcalloc(w->npat ? w->npat : 1, 1);
 	for (i = 0; i < n && !ret; i++)

@@ -1,0 +1,238 @@
+/*
+ * index: the content index, an LMDB stat cache of xxh3-128 content hashes,
+ * and the context digest.  Part of the cache module (src/cache/); the only
+ * code that includes <lmdb.h> and <xxhash.h>.  Design notes: docs/index.md.
+ *
+ * Usage:
+ *   struct idx *x;
+ *   if (idx_open(&x, NULL, 0, &e)) ... fail
+ *   if (idx_warning(x)) print it (the index was rebuilt, or is not in use)
+ *   walk_run(&wo, &w, &e);
+ *   if (idx_update(x, &w, &st, &e)) ... fail (e names the file)
+ *   idx_context_digest(&w, digest);
+ *   idx_close(x);
+ *
+ * One LMDB environment (default $XDG_CACHE_HOME/ctxpack/index) holds the
+ * entries of every context root on the machine.  Several processes may use
+ * it at once.  An index that cannot be opened, or has another schema
+ * version, is rebuilt (emptied) with a warning; it is never trusted.
+ */
+#ifndef CTXPACK_INDEX_H
+#define CTXPACK_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctxpack/util.h"
+#include "ctxpack/walk.h"
+
+struct idx;
+
+enum idx_open_flags {
+	/* For tests: start with a 64 KiB map so that growing it on
+	 * MDB_MAP_FULL is exercised at once. */
+	IDX_SMALL_MAP = 1 << 0,
+};
+
+/*
+ * Open (creating when needed) the index in dir; NULL means $CTXPACK_INDEX
+ * when set and not empty, else $XDG_CACHE_HOME/ctxpack/index (or
+ * ~/.cache/ctxpack/index).  The directory is created with its parents.
+ *
+ * An environment that fails to open or whose schema record is missing or
+ * of another version is removed and created anew; idx_warning() then says
+ * why.  When it cannot be rebuilt because other processes keep it open
+ * for more than a few seconds, the handle works without an index (every
+ * file is hashed, nothing is stored) and idx_warning() says so.
+ *
+ * Returns 0 and sets *out (free it with idx_close), or an error (the
+ * directory cannot be created or locked, or the rebuild failed) naming the
+ * directory, with *out NULL.
+ */
+int idx_open(struct idx **out, const char *dir, unsigned flags, struct err *e);
+
+/*
+ * Fails with ERR_USAGE ("the index directory D is inside the context R")
+ * when the index directory (dir as for idx_open) is, or once created would
+ * be, root or below it; root is a real path (walk_result.root).  Creates
+ * nothing: call it before idx_open so a misplaced index is never made.
+ */
+int idx_check_dir(const char *dir, const char *root, struct err *e);
+
+/* Close the index; NULL is a no-op.  Fails never (a cache). */
+void idx_close(struct idx *x);
+
+/* The index directory as opened (borrowed until idx_close). */
+const char *idx_dir(const struct idx *x);
+
+/*
+ * A warning for the user, or NULL: the index was rebuilt (and why), is not
+ * in use, or could not be updated (a full disk).  Borrowed until
+ * idx_close; the library never prints it.
+ */
+const char *idx_warning(const struct idx *x);
+
+/* Reader threads for idx_update: 0 (the default) picks the number of CPUs,
+ * kept within 2..4; 1 hashes on the calling thread only; more than
+ * IDX_THREADS_MAX counts as IDX_THREADS_MAX (many help only when the page
+ * cache is cold: reads then need queue depth, not CPU). */
+#define IDX_THREADS_MAX 16
+void idx_set_threads(struct idx *x, unsigned n);
+
+struct idx_stats {
+	uint64_t entries;      /* included entries in the walk result */
+	uint64_t files;        /* regular files among them */
+	uint64_t symlinks;     /* symlinks among them (hashed from the target) */
+	uint64_t hashed;       /* files read and hashed in this run */
+	uint64_t reused;       /* files whose hash came from the index */
+	uint64_t racy;         /* of hashed: stat matched but the entry was racy */
+	uint64_t bytes_hashed; /* bytes read from hashed files */
+	uint64_t dropped;      /* index entries deleted (gone, or no longer files) */
+	uint64_t written;      /* index entries written */
+};
+
+/*
+ * Fill w->v[i].hash and set w->v[i].hashed = 1 for every included regular
+ * file and symlink of w (excluded entries are left alone).  Symlinks hash
+ * their target string (w->v[i].link); regular files are looked up under
+ * the key (w->root, path) and read only when their stat fields (size,
+ * mtime ns, ctime ns, ino, mode; not dev) differ from the stored ones or
+ * the stored entry is racy (see idx_rec_racy).  Files are read on a small
+ * pool of threads (openat relative to the root, O_NOFOLLOW), each once;
+ * their entries are written in short batched transactions.  Index entries
+ * under w->root that are not included regular files of w are deleted when
+ * the file is gone or no longer a regular file (excluded files' entries
+ * are kept, unless there are more of them than included files).
+ *
+ * A file read here gets its size/mtime/ctime/ino/dev in w refreshed from
+ * the fstat taken after reading it, so w stays consistent with its hash.
+ *
+ * Fails (and leaves the hashes of w incomplete) when a file cannot be
+ * opened or read (the message names it), changed while it was read twice
+ * in a row (ERR_CHANGED, "file changed while being read: PATH"), or
+ * w->root holds the index directory (ERR_USAGE).  Entries hashed before
+ * the failure are still stored.  Failing to write the index is not an
+ * error: the hashes are right, idx_warning() reports it.
+ * st may be NULL.  One idx_update at a time per handle (it runs its own
+ * threads); separate handles and processes may run at once.
+ */
+int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
+	       struct err *e);
+
+/*
+ * The context digest: "xxh128:" and 32 lowercase hex digits (out holds
+ * IDX_DIGEST_LEN bytes with the NUL).  XXH3-128 over a format version
+ * constant and, for each included entry in archive order (sorted here when
+ * w is not), its path, type, mode as the archive stores it (see
+ * idx_archive_mode), size (regular files; 0 otherwise), link target
+ * (symlinks), device major/minor (device nodes) and content hash (regular
+ * files).  Nothing else: not mtimes, owners, inode numbers or the order
+ * the directory listing came in.  Every included regular file and symlink
+ * must have hashed set (idx_update does that); an entry without it is
+ * hashed as if its content hash were all zeroes.
+ */
+#define IDX_DIGEST_LEN 40
+#define IDX_DIGEST_VERSION 1
+void idx_context_digest(const struct walk_result *w, char out[IDX_DIGEST_LEN]);
+/* The same as 16 raw bytes (XXH128 canonical, big-endian). */
+void idx_context_hash(const struct walk_result *w, unsigned char out[16]);
+
+/* The permission bits the archive stores: regular files 0755 when any exec
+ * bit is set else 0644, directories 0755, symlinks 0777, others 0644. */
+uint32_t idx_archive_mode(const struct walk_entry *we);
+
+/*
+ * Lower level: the record encoding and the reuse rules, exposed for the
+ * unit tests and for later users of the index (whole-archive reuse).
+ *
+ * Keys: ROOT '\0' PATH', where ROOT is the context's real path (or, when
+ * longer than IDX_ROOT_MAX bytes, '#' and the 32 hex digits of its
+ * XXH3-128) and PATH' the relative path with every '/' turned into '\0'.
+ * ROOT holds no NUL, so the first NUL ends it: one root's entries are
+ * contiguous (they all start with ROOT '\0'), and memcmp order of PATH'
+ * is the archive order (a directory's children come right after it,
+ * before its next sibling, whatever bytes the names hold).  A key longer
+ * than IDX_KEY_MAX is cut to its first IDX_KEY_MAX - 16 bytes plus the
+ * XXH3-128 of the whole key.  Meta records start with '\0' and sort before
+ * every entry.
+ */
+#define IDX_KEY_MAX 511  /* LMDB's default maximum key size */
+#define IDX_ROOT_MAX 255
+
+/* Writes ROOT '\0' into out (at least IDX_ROOT_MAX + 1 bytes); returns the
+ * length. */
+size_t idx_key_prefix(unsigned char *out, const char *root, size_t rootlen);
+/* Writes the whole key into out (IDX_KEY_MAX bytes); returns the length. */
+size_t idx_key_encode(unsigned char *out, const char *root, size_t rootlen,
+		      const char *path, size_t pathlen);
+/* The archive-order comparison of two relative paths ('/' sorts lowest),
+ * the order of the keys. */
+int idx_path_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
+/* One index entry (the value of a key). */
+struct idx_rec {
+	uint64_t dev;
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	int64_t written_ns; /* when the hashing run that wrote it started */
+	uint32_t mode;      /* st_mode */
+	unsigned char hash[16];
+};
+
+/*
+ * Values: IDX_VAL_LEN bytes, little-endian: u32 check, u32 mode, u64 dev,
+ * u64 ino, u64 size, i64 mtime_ns, i64 ctime_ns, i64 written_ns, 16 bytes
+ * hash.  check is the low 32 bits of XXH3-64 over the key and the rest of
+ * the value, so a value that does not belong to its key or was damaged is
+ * not trusted.
+ */
+#define IDX_VAL_LEN 72
+void idx_val_encode(unsigned char out[IDX_VAL_LEN], const unsigned char *key,
+		    size_t klen, const struct idx_rec *r);
+/* 0, or -1 when the size or the check is wrong. */
+int idx_val_decode(struct idx_rec *r, const unsigned char *key, size_t klen,
+		   const void *val, size_t vlen);
+
+/* 1 when the stat fields of we (size, mtime ns, ctime ns, ino, mode) equal
+ * r's.  dev is left out (as git does): it changes across reboots and bind
+ * mounts of network and overlay filesystems. */
+int idx_rec_matches(const struct idx_rec *r, const struct walk_entry *we);
+
+/*
+ * The racy-timestamp rule (git's racy-git, applied to mtime and ctime):
+ * an entry is racy, and its file is read again, when the file's mtime or
+ * ctime is not older than a window before the start of the run that wrote
+ * the entry.  A change within the same timestamp tick as that run could
+ * have left every stat field equal; a change after the window cannot,
+ * since it moves ctime (which, unlike mtime, no user can set back) past
+ * the stored value.  The window is per timestamp: IDX_RACY_COARSE_NS when
+ * its nanoseconds are zero (a filesystem keeping whole seconds, or FAT's
+ * even ones), else IDX_RACY_FINE_NS, which covers the kernel's file-time
+ * clock (a jiffy behind clock_gettime).  Timestamps are assumed to come
+ * from this machine's clock (not a skewed NFS server's).
+ */
+#define IDX_RACY_FINE_NS 250000000LL    /* 250 ms */
+#define IDX_RACY_COARSE_NS 2000000000LL /* 2 s */
+int idx_rec_racy(const struct idx_rec *r);
+
+/*
+ * Read and hash one regular file: openat(rootfd, we->path, O_NOFOLLOW),
+ * XXH3-128 of the content, then fstat; when size, mtime or ctime differ
+ * between the fstat before and after reading (or the bytes read differ
+ * from the size), read it once more, then fail with ERR_CHANGED naming
+ * it (also when it is gone, or is now a symlink or not a regular file:
+ * the walk saw a regular file).  Other failures (EACCES, EIO) name it
+ * too.  On success we->hash is set (not we->hashed: the caller decides),
+ * the stat fields of we are refreshed and *nread holds the bytes read.
+ * buf is scratch of bufsz bytes (>= 4096).  Thread-safe for distinct
+ * entries.
+ */
+int idx_hash_file(int rootfd, struct walk_entry *we, void *buf, size_t bufsz,
+		  uint64_t *nread, struct err *e);
+
+/* XXH3-128 of a buffer, canonical (big-endian) bytes. */
+void idx_hash_bytes(const void *p, size_t n, unsigned char out[16]);
+
+#endif

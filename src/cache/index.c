@@ -1,0 +1,997 @@
+/*
+ * The content index: an LMDB environment mapping (context root, path) to
+ * the stat fields and XXH3-128 of a regular file.  Key and value encoding,
+ * the reuse rules and the digest are in idx_codec.c; reading one file is
+ * idx_read.c.  This file opens (and rebuilds) the environment, looks a
+ * walk up in one read transaction with a cursor moving in key order,
+ * hashes the misses on a few threads and writes them in short batches.
+ */
+#include "ctxpack/index.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+/* Bump when the key or value encoding changes: an index of another
+ * schema is rebuilt, never read. */
+#define IDX_SCHEMA_VERSION 1
+#define SCHEMA_KEY "\0ctxpack-index"
+#define SCHEMA_KEY_LEN (sizeof(SCHEMA_KEY) - 1)
+
+#define MAP_INITIAL ((size_t)256 << 20) /* a reservation; the file grows as used */
+#define MAP_SMALL ((size_t)64 << 10)
+#define READ_BUF (256 << 10)
+#define BATCH_MAX 65536          /* entries per write transaction at most */
+#define BATCH_NS 100000000LL     /* commit hashed entries at least this often */
+#define REBUILD_WAIT_MS 5000     /* wait this long for others to let go */
+#define INLINE_MAX 8             /* fewer files than this: no threads */
+
+struct idx {
+	MDB_env *env;     /* NULL: working without an index */
+	MDB_dbi dbi;
+	char *dir;
+	char *real;       /* realpath of dir */
+	int lockfd;
+	unsigned flags;
+	unsigned threads;
+	int nowrite;      /* a write failed: stop trying for this handle */
+	int need_schema;  /* a new environment: write the schema record */
+	struct buf warn;
+};
+
+static void add_warning(struct idx *x, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void add_warning(struct idx *x, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (x->warn.len)
+		buf_addstr(&x->warn, "; ");
+	va_start(ap, fmt);
+	buf_vaddf(&x->warn, fmt, ap);
+	va_end(ap);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int schema_val(char *out, size_t cap)
+{
+	return snprintf(out, cap, "ctxpack-index schema %d key %d val %d",
+			IDX_SCHEMA_VERSION, IDX_KEY_MAX, IDX_VAL_LEN);
+}
+
+static void env_close(struct idx *x)
+{
+	if (x->env)
+		mdb_env_close(x->env);
+	x->env = NULL;
+}
+
+/* Begin a transaction, adopting a map grown by another process. */
+static int txn_begin(struct idx *x, unsigned flags, MDB_txn **txn)
+{
+	int rc;
+
+	rc = mdb_txn_begin(x->env, NULL, flags, txn);
+	if (rc == MDB_MAP_RESIZED) {
+		rc = mdb_env_set_mapsize(x->env, 0);
+		if (!rc)
+			rc = mdb_txn_begin(x->env, NULL, flags, txn);
+	}
+	return rc;
+}
+
+static int grow_map(struct idx *x)
+{
+	MDB_envinfo info;
+
+	if (mdb_env_info(x->env, &info))
+		return -1;
+	return mdb_env_set_mapsize(x->env, info.me_mapsize * 2);
+}
+
+/*
+ * Open the environment and check the schema record (writing it into an
+ * empty one).  Any failure leaves x->env NULL and says why in e: the
+ * caller decides whether to rebuild.
+ */
+static int env_try(struct idx *x, struct err *e)
+{
+	char want[96];
+	int wn = schema_val(want, sizeof(want));
+	MDB_txn *txn = NULL;
+	MDB_val k = {SCHEMA_KEY_LEN, (void *)SCHEMA_KEY}, v;
+	MDB_stat ms;
+	int rc, dead;
+
+	x->need_schema = 0;
+	rc = mdb_env_create(&x->env);
+	if (rc) {
+		x->env = NULL;
+		return err_set(e, ERR_FAIL, "%s", mdb_strerror(rc));
+	}
+	mdb_env_set_mapsize(x->env, (x->flags & IDX_SMALL_MAP) ? MAP_SMALL : MAP_INITIAL);
+	rc = mdb_env_open(x->env, x->dir, MDB_NOTLS | MDB_NOMETASYNC, 0644);
+	if (rc)
+		goto fail;
+	if ((rc = mdb_env_get_maxkeysize(x->env)) < IDX_KEY_MAX) {
+		env_close(x);
+		return err_set(e, ERR_FAIL, "LMDB's maximum key size is %d, below %d",
+			       rc, IDX_KEY_MAX);
+	}
+	/* readers left behind by killed processes */
+	mdb_reader_check(x->env, &dead);
+
+	rc = txn_begin(x, MDB_RDONLY, &txn);
+	if (rc)
+		goto fail;
+	rc = mdb_dbi_open(txn, NULL, 0, &x->dbi);
+	if (!rc)
+		rc = mdb_get(txn, x->dbi, &k, &v);
+	if (!rc) {
+		if (v.mv_size != (size_t)wn || memcmp(v.mv_data, want, (size_t)wn)) {
+			int n = v.mv_size < 80 ? (int)v.mv_size : 80;
+
+			/* the message first: v points into the map */
+			err_set(e, ERR_CORRUPT, "schema '%.*s', expected '%s'", n,
+				(const char *)v.mv_data, want);
+			mdb_txn_abort(txn);
+			env_close(x);
+			return e->code;
+		}
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto fail;
+	rc = mdb_stat(txn, x->dbi, &ms);
+	mdb_txn_abort(txn);
+	txn = NULL;
+	if (rc)
+		goto fail;
+	if (ms.ms_entries) {
+		env_close(x);
+		return err_set(e, ERR_CORRUPT, "no schema record");
+	}
+	/* A new environment: the record goes in with the first entries
+	 * (one commit, one sync less); an empty one needs none.  A racing
+	 * process writes the same bytes. */
+	x->need_schema = 1;
+	return 0;
+fail:
+	if (txn)
+		mdb_txn_abort(txn);
+	env_close(x);
+	return err_set(e, rc == MDB_INVALID || rc == MDB_CORRUPTED ||
+				  rc == MDB_VERSION_MISMATCH ? ERR_CORRUPT : ERR_FAIL,
+		       "%s", mdb_strerror(rc));
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static int remove_env_files(const char *dir, struct err *e)
+{
+	static const char *const names[] = {"data.mdb", "lock.mdb"};
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		char *p = xasprintf("%s/%s", dir, names[i]);
+		int r = unlink(p);
+
+		if (r && errno != ENOENT) {
+			err_errno(e, "cannot remove %s", p);
+			free(p);
+			return e->code;
+		}
+		free(p);
+	}
+	return 0;
+}
+
+/*
+ * Open, rebuilding a bad environment.  Every user holds a shared flock on
+ * DIR/ctxpack.lock while it has the environment open; removing the files
+ * takes the exclusive lock, so a process never keeps using a data file
+ * whose lock file was replaced under it (LMDB pairs the two).
+ */
+static int env_open_or_rebuild(struct idx *x, struct err *e)
+{
+	struct err why = ERR_INIT;
+	int waited = 0;
+
+	for (;;) {
+		if (flock(x->lockfd, LOCK_SH))
+			return err_errno(e, "cannot lock the index %s", x->dir);
+		err_clear(&why);
+		if (!env_try(x, &why))
+			return 0;
+		flock(x->lockfd, LOCK_UN);
+		if (!flock(x->lockfd, LOCK_EX | LOCK_NB))
+			break;
+		if (waited >= REBUILD_WAIT_MS) {
+			/* others keep it open: work without it this time */
+			if (flock(x->lockfd, LOCK_SH))
+				return err_errno(e, "cannot lock the index %s", x->dir);
+			add_warning(x, "the index %s is unusable (%s) and in use by "
+				       "other processes; hashing without it", x->dir,
+				    why.msg);
+			return 0;
+		}
+		sleep_ms(50);
+		waited += 50;
+	}
+	/* exclusive: maybe another process rebuilt it meanwhile */
+	err_clear(&why);
+	if (env_try(x, &why)) {
+		struct err e2 = ERR_INIT;
+
+		if (remove_env_files(x->dir, e) || env_try(x, &e2)) {
+			if (!err_isset(e))
+				err_set(e, e2.code, "cannot create the index %s: %s",
+					x->dir, e2.msg);
+			flock(x->lockfd, LOCK_UN);
+			return e->code;
+		}
+		add_warning(x, "the index %s could not be used (%s); rebuilt it",
+			    x->dir, why.msg);
+	}
+	/* downgrade: the rebuilt environment is shared again */
+	if (flock(x->lockfd, LOCK_SH)) {
+		env_close(x);
+		return err_errno(e, "cannot lock the index %s", x->dir);
+	}
+	return 0;
+}
+
+/* The index directory: dir, else $CTXPACK_INDEX, else the XDG default. */
+static char *pick_dir(const char *dir)
+{
+	const char *env;
+	char *home, *d;
+
+	if (dir && *dir)
+		return xstrdup(dir);
+	env = getenv("CTXPACK_INDEX");
+	if (env && *env)
+		return xstrdup(env);
+	home = cache_home();
+	d = xasprintf("%s/index", home);
+	free(home);
+	return d;
+}
+
+/* root is a real path: is real (also one) root or below it? */
+static int path_inside(const char *real, const char *root)
+{
+	size_t n = strlen(root);
+
+	if (n == 1 && root[0] == '/')
+		return 1;
+	return !strncmp(real, root, n) && (real[n] == '/' || real[n] == '\0');
+}
+
+/*
+ * Where dir would be once created: the real path of its longest existing
+ * ancestor, then the rest as written.
+ */
+static char *resolve_future(const char *dir)
+{
+	char *full, *abs, *cut, *real = NULL, *out = NULL;
+
+	if (dir[0] == '/') {
+		full = xstrdup(dir);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+
+		if (!cwd)
+			return NULL;
+		full = xasprintf("%s/%s", cwd, dir);
+		free(cwd);
+	}
+	abs = xstrdup(full);
+	for (;;) {
+		real = realpath(abs, NULL);
+		if (real || errno != ENOENT)
+			break;
+		cut = strrchr(abs, '/');
+		if (!cut || cut == abs)
+			break;
+		*cut = '\0';
+	}
+	if (real)
+		out = xasprintf("%s%s", real, full + strlen(abs));
+	free(real);
+	free(abs);
+	free(full);
+	return out;
+}
+
+int idx_check_dir(const char *dir, const char *root, struct err *e)
+{
+	char *d = pick_dir(dir);
+	char *real = resolve_future(d);
+	int ret = 0;
+
+	if (real && path_inside(real, root))
+		ret = err_set(e, ERR_USAGE,
+			      "the index directory %s is inside the context %s; "
+			      "put it elsewhere with --index or CTXPACK_INDEX",
+			      d, root);
+	free(real);
+	free(d);
+	return ret;
+}
+
+int idx_open(struct idx **out, const char *dir, unsigned flags, struct err *e)
+{
+	struct idx *x = xcalloc(1, sizeof(*x));
+	char *lockpath = NULL;
+	int ret;
+
+	*out = NULL;
+	x->lockfd = -1;
+	x->flags = flags;
+	buf_init(&x->warn, 0);
+	x->dir = pick_dir(dir);
+	ret = mkdir_p(x->dir, 0755, e);
+	if (ret) {
+		err_wrap(e, "cannot create the index directory");
+		goto out;
+	}
+	x->real = realpath(x->dir, NULL);
+	if (!x->real) {
+		ret = err_errno(e, "cannot resolve the index directory %s", x->dir);
+		goto out;
+	}
+	lockpath = xasprintf("%s/ctxpack.lock", x->dir);
+	x->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (x->lockfd < 0) {
+		ret = err_errno(e, "cannot open %s", lockpath);
+		goto out;
+	}
+	ret = env_open_or_rebuild(x, e);
+out:
+	free(lockpath);
+	if (ret) {
+		idx_close(x);
+		return ret;
+	}
+	*out = x;
+	return 0;
+}
+
+void idx_close(struct idx *x)
+{
+	if (!x)
+		return;
+	env_close(x);
+	if (x->lockfd >= 0)
+		close(x->lockfd); /* releases the flock */
+	free(x->dir);
+	free(x->real);
+	buf_release(&x->warn);
+	free(x);
+}
+
+const char *idx_dir(const struct idx *x)
+{
+	return x->dir;
+}
+
+const char *idx_warning(const struct idx *x)
+{
+	return x->warn.len ? x->warn.data : NULL;
+}
+
+void idx_set_threads(struct idx *x, unsigned n)
+{
+	x->threads = n;
+}
+
+/* ---- one update ---- */
+
+/* A regular file of the walk and its key (in the keys arena). */
+struct fent {
+	size_t wi;
+	size_t koff;
+	size_t klen;
+};
+
+struct upd {
+	struct idx *x;
+	struct walk_result *w;
+	struct fent *f;
+	size_t nf;
+	struct buf keys;   /* every file's key, concatenated */
+	struct buf stale;  /* keys to delete: u32 length + bytes each */
+	size_t nstale;
+	int64_t started;   /* the run's start: written_ns of new entries */
+	struct idx_stats st;
+};
+
+static int key_cmp(const void *a, size_t an, const void *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+
+	return c ? c : (an > bn) - (an < bn);
+}
+
+static const unsigned char *fkey(const struct upd *u, size_t i)
+{
+	return (const unsigned char *)u->keys.data + u->f[i].koff;
+}
+
+/* Sorting the files by key, for when the walk order is not the key order
+ * (over-long keys, a hand-made walk): qsort has no context argument, so
+ * each element carries its key pointer. */
+struct fsort {
+	struct fent f;
+	const unsigned char *key;
+};
+
+static int fsort_cmp(const void *a, const void *b)
+{
+	const struct fsort *x = a, *y = b;
+
+	return key_cmp(x->key, x->f.klen, y->key, y->f.klen);
+}
+
+static void sort_files(struct upd *u)
+{
+	struct fsort *s = xreallocarray(NULL, u->nf, sizeof(*s));
+	size_t i;
+
+	for (i = 0; i < u->nf; i++) {
+		s[i].f = u->f[i];
+		s[i].key = fkey(u, i);
+	}
+	qsort(s, u->nf, sizeof(*s), fsort_cmp);
+	for (i = 0; i < u->nf; i++)
+		u->f[i] = s[i].f;
+	free(s);
+}
+
+static void add_stale(struct upd *u, const MDB_val *k)
+{
+	uint32_t n = (uint32_t)k->mv_size;
+
+	buf_add(&u->stale, &n, sizeof(n));
+	buf_add(&u->stale, k->mv_data, k->mv_size);
+	u->nstale++;
+}
+
+/*
+ * The lookup: one read transaction, a cursor from the root's first key
+ * onward, stepping with the (sorted) files.  Fills the hashes of the
+ * entries it can trust, lists the rest in todo and the root's keys that
+ * no longer name a regular file in stale.
+ */
+static void lookup(struct upd *u, size_t *todo, size_t *ntodo)
+{
+	struct idx *x = u->x;
+	unsigned char pre[IDX_ROOT_MAX + 1 + 33];
+	size_t plen = idx_key_prefix(pre, u->w->root, strlen(u->w->root));
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k = {plen, pre}, v;
+	size_t i = 0, n = 0;
+	int rc;
+
+	rc = txn_begin(x, MDB_RDONLY, &txn);
+	if (!rc)
+		rc = mdb_cursor_open(txn, x->dbi, &cur);
+	if (!rc)
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+	for (;;) {
+		int have = !rc && k.mv_size >= plen && !memcmp(k.mv_data, pre, plen);
+		int c;
+
+		if (rc && rc != MDB_NOTFOUND)
+			break;
+		if (i == u->nf) {
+			if (!have)
+				break;
+			add_stale(u, &k);
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			continue;
+		}
+		if (!have) {
+			todo[n++] = i++;
+			continue;
+		}
+		c = key_cmp(k.mv_data, k.mv_size, fkey(u, i), u->f[i].klen);
+		if (c < 0) {
+			add_stale(u, &k);
+		} else if (c > 0) {
+			todo[n++] = i++;
+			continue;
+		} else {
+			struct walk_entry *we = &u->w->v[u->f[i].wi];
+			struct idx_rec r;
+
+			if (!idx_val_decode(&r, k.mv_data, k.mv_size, v.mv_data, v.mv_size) &&
+			    idx_rec_matches(&r, we)) {
+				if (!idx_rec_racy(&r)) {
+					memcpy(we->hash, r.hash, 16);
+					we->hashed = 1;
+					u->st.reused++;
+				} else {
+					u->st.racy++;
+					todo[n++] = i;
+				}
+			} else {
+				todo[n++] = i;
+			}
+			i++;
+		}
+		rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+	}
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	if (rc && rc != MDB_NOTFOUND) {
+		/* A damaged index: trust nothing from it this run. */
+		add_warning(x, "cannot read the index %s (%s); hashing every file",
+			    x->dir, mdb_strerror(rc));
+		x->nowrite = 1;
+		for (i = 0; i < u->nf; i++)
+			u->w->v[u->f[i].wi].hashed = 0;
+		u->st.reused = u->st.racy = 0;
+		u->nstale = 0;
+		buf_reset(&u->stale);
+		for (n = 0; n < u->nf; n++)
+			todo[n] = n;
+	}
+	*ntodo = n;
+}
+
+/*
+ * Of the root's keys that name no included regular file, keep those whose
+ * file is still there as a regular file: it is excluded by this walk's
+ * ignore file but maybe not by another's (two Dockerfiles with their own
+ * .dockerignore sharing one context must not evict each other's entries).
+ * The rest are gone (or no longer files) and are deleted.  That costs one
+ * fstatat per such key, so it is done only while there are at most as
+ * many of them as included files (and at least STALE_CHECK_MIN); beyond
+ * that (a new ignore line excluding a big tree) they are all deleted at
+ * once, and warm runs stay at one stat per included entry.
+ */
+#define STALE_CHECK_MIN 256
+static void filter_stale(struct upd *u, size_t plen)
+{
+	struct buf drop;
+	struct buf path;
+	size_t i, off = 0, ndrop = 0;
+	int rootfd;
+
+	if (!u->nstale || (u->nstale > u->nf && u->nstale > STALE_CHECK_MIN))
+		return;
+	rootfd = open(u->w->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return;
+	buf_init(&drop, 0);
+	buf_init(&path, 0);
+	for (i = 0; i < u->nstale; i++) {
+		uint32_t kl;
+		const char *k;
+		struct stat st;
+		size_t j;
+		int present;
+
+		memcpy(&kl, u->stale.data + off, sizeof(kl));
+		k = u->stale.data + off + sizeof(kl);
+		/* a key cut to the maximum cannot be turned back into a path */
+		present = kl > plen && kl < IDX_KEY_MAX;
+		if (present) {
+			buf_reset(&path);
+			buf_add(&path, k + plen, kl - plen);
+			for (j = 0; j < path.len; j++)
+				if (!path.data[j])
+					path.data[j] = '/';
+			present = !fstatat(rootfd, path.data, &st, AT_SYMLINK_NOFOLLOW) &&
+				  S_ISREG(st.st_mode);
+		}
+		if (!present) {
+			buf_add(&drop, u->stale.data + off, sizeof(kl) + kl);
+			ndrop++;
+		}
+		off += sizeof(kl) + kl;
+	}
+	close(rootfd);
+	buf_release(&path);
+	buf_release(&u->stale);
+	u->stale = drop;
+	u->nstale = ndrop;
+}
+
+/*
+ * Write the entries of files done[0..n) (hashed in this run), and delete
+ * the stale keys on the first call.  MDB_MAP_FULL grows the map and
+ * retries.  A failure only disables writing (with a warning): the hashes
+ * are right whether or not they are stored.
+ */
+static void write_batch(struct upd *u, const size_t *done, size_t n)
+{
+	struct idx *x = u->x;
+	MDB_txn *txn = NULL;
+	size_t i, off;
+	int rc, tries;
+
+	if (!x->env || x->nowrite || (!n && !u->nstale))
+		return;
+	for (tries = 0; tries < 40; tries++) {
+		rc = txn_begin(x, 0, &txn);
+		if (rc)
+			break;
+		if (x->need_schema) {
+			char want[96];
+			int wn = schema_val(want, sizeof(want));
+			MDB_val k = {SCHEMA_KEY_LEN, (void *)SCHEMA_KEY};
+
+			rc = mdb_put(txn, x->dbi, &k, &(MDB_val){(size_t)wn, want}, 0);
+		}
+		for (i = 0, off = 0; !rc && i < u->nstale; i++) {
+			uint32_t kl;
+			MDB_val k;
+
+			memcpy(&kl, u->stale.data + off, sizeof(kl));
+			k.mv_size = kl;
+			k.mv_data = u->stale.data + off + sizeof(kl);
+			off += sizeof(kl) + kl;
+			rc = mdb_del(txn, x->dbi, &k, NULL);
+			if (rc == MDB_NOTFOUND)
+				rc = 0;
+		}
+		for (i = 0; !rc && i < n; i++) {
+			const struct fent *f = &u->f[done[i]];
+			const struct walk_entry *we = &u->w->v[f->wi];
+			unsigned char val[IDX_VAL_LEN];
+			struct idx_rec r;
+			MDB_val k = {f->klen, (void *)fkey(u, done[i])};
+			MDB_val vv = {IDX_VAL_LEN, val};
+
+			r.dev = we->dev;
+			r.ino = we->ino;
+			r.size = we->size;
+			r.mtime_ns = we->mtime_ns;
+			r.ctime_ns = we->ctime_ns;
+			r.written_ns = u->started;
+			r.mode = we->mode;
+			memcpy(r.hash, we->hash, 16);
+			idx_val_encode(val, k.mv_data, k.mv_size, &r);
+			rc = mdb_put(txn, x->dbi, &k, &vv, 0);
+		}
+		if (rc) {
+			mdb_txn_abort(txn);
+		} else {
+			rc = mdb_txn_commit(txn);
+		}
+		txn = NULL;
+		if (rc != MDB_MAP_FULL)
+			break;
+		if (grow_map(x))
+			break;
+	}
+	if (rc) {
+		add_warning(x, "cannot update the index %s: %s", x->dir, mdb_strerror(rc));
+		x->nowrite = 1;
+		return;
+	}
+	x->need_schema = 0;
+	u->st.written += n;
+	u->st.dropped += u->nstale;
+	u->nstale = 0;
+	buf_reset(&u->stale);
+}
+
+/* The reader pool. */
+struct pool {
+	struct upd *u;
+	const size_t *todo;
+	size_t ntodo;
+	int rootfd;
+	size_t next;           /* atomic: the next todo slot to take */
+	int failed;            /* atomic: stop taking work */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t *done;          /* files hashed, appended under mu */
+	size_t ndone;
+	unsigned running;
+	uint64_t bytes;
+	struct err err;        /* the first failure, under mu */
+};
+
+static int hash_one(struct pool *p, size_t fi, void *buf, struct err *e)
+{
+	struct walk_entry *we = &p->u->w->v[p->u->f[fi].wi];
+	uint64_t nread = 0;
+	int ret;
+
+	ret = idx_hash_file(p->rootfd, we, buf, READ_BUF, &nread, e);
+	pthread_mutex_lock(&p->mu);
+	p->bytes += nread;
+	if (ret) {
+		if (!err_isset(&p->err))
+			p->err = *e;
+		__atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
+	} else {
+		we->hashed = 1;
+		p->done[p->ndone++] = fi;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return ret;
+}
+
+static void *worker(void *arg)
+{
+	struct pool *p = arg;
+	void *buf = xmalloc(READ_BUF);
+	struct err e = ERR_INIT;
+
+	while (!__atomic_load_n(&p->failed, __ATOMIC_RELAXED)) {
+		size_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+
+		if (i >= p->ntodo)
+			break;
+		if (hash_one(p, p->todo[i], buf, &e))
+			break;
+	}
+	free(buf);
+	pthread_mutex_lock(&p->mu);
+	p->running--;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+static unsigned pick_threads(const struct idx *x, size_t ntodo)
+{
+	long ncpu;
+	unsigned n = x->threads;
+
+	if (!n) {
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		n = ncpu < 2 ? 2 : ncpu > 4 ? 4 : (unsigned)ncpu;
+	}
+	if (ntodo < INLINE_MAX)
+		n = 1;
+	return n;
+}
+
+/* Commit now?  Every BATCH_NS or BATCH_MAX entries. */
+static int batch_due(size_t pending, int64_t last)
+{
+	return pending >= BATCH_MAX || (pending && mono_ns() - last >= BATCH_NS);
+}
+
+/* Hash on the calling thread (few files, or threads = 1). */
+static void hash_inline(struct pool *p)
+{
+	void *buf = xmalloc(READ_BUF);
+	struct err le = ERR_INIT;
+	size_t i, taken = 0;
+	int64_t last = mono_ns();
+
+	for (i = 0; i < p->ntodo; i++) {
+		if (hash_one(p, p->todo[i], buf, &le))
+			break;
+		if (batch_due(p->ndone - taken, last)) {
+			write_batch(p->u, p->done + taken, p->ndone - taken);
+			taken = p->ndone;
+			last = mono_ns();
+		}
+	}
+	free(buf);
+	write_batch(p->u, p->done + taken, p->ndone - taken);
+}
+
+/* Wait for the workers, committing what they finish as it comes. */
+static void collect(struct pool *p)
+{
+	size_t taken = 0, end;
+	int64_t last = mono_ns();
+	int fin;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->running && !batch_due(p->ndone - taken, last)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		}
+		end = p->ndone;
+		fin = !p->running;
+		pthread_mutex_unlock(&p->mu);
+		/* done[taken..end) is stable: it is only appended to */
+		if (fin || end > taken) {
+			write_batch(p->u, p->done + taken, end - taken);
+			taken = end;
+			last = mono_ns();
+		}
+		if (fin)
+			return;
+		pthread_mutex_lock(&p->mu);
+	}
+}
+
+/*
+ * Hash todo[] on the pool while this thread commits what is done in
+ * batches, so a run killed midway keeps most of its work and no write
+ * transaction is long.  The stale keys go with the first batch.
+ */
+static int hash_all(struct upd *u, const size_t *todo, size_t ntodo, struct err *e)
+{
+	struct pool p;
+	pthread_t tids[IDX_THREADS_MAX];
+	unsigned nt = pick_threads(u->x, ntodo), started = 0, i;
+	int ret = 0;
+
+	memset(&p, 0, sizeof(p));
+	p.u = u;
+	p.todo = todo;
+	p.ntodo = ntodo;
+	p.done = xreallocarray(NULL, ntodo ? ntodo : 1, sizeof(*p.done));
+	p.rootfd = open(u->w->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p.rootfd < 0) {
+		ret = err_errno(e, "cannot open %s", u->w->root);
+		free(p.done);
+		return ret;
+	}
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
+
+	if (nt > sizeof(tids) / sizeof(tids[0]))
+		nt = sizeof(tids) / sizeof(tids[0]);
+	if (nt > 1) {
+		pthread_mutex_lock(&p.mu);
+		for (i = 0; i < nt; i++) {
+			if (pthread_create(&tids[i], NULL, worker, &p))
+				break;
+			started++;
+			p.running++;
+		}
+		pthread_mutex_unlock(&p.mu);
+	}
+	if (started) {
+		collect(&p);
+		for (i = 0; i < started; i++)
+			pthread_join(tids[i], NULL);
+	} else {
+		hash_inline(&p);
+	}
+	u->st.hashed = p.ndone;
+	u->st.bytes_hashed = p.bytes;
+	if (err_isset(&p.err)) {
+		*e = p.err;
+		ret = e->code;
+	}
+	close(p.rootfd);
+	pthread_mutex_destroy(&p.mu);
+	pthread_cond_destroy(&p.cv);
+	free(p.done);
+	return ret;
+}
+
+int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
+	       struct err *e)
+{
+	struct upd u;
+	unsigned char pre[IDX_ROOT_MAX + 1 + 33];
+	size_t i, ntodo = 0, rootlen, plen, keybytes = 0;
+	size_t *todo = NULL;
+	int ret = 0, sorted = 1;
+
+	memset(&u, 0, sizeof(u));
+	u.x = x;
+	u.w = w;
+	u.started = now_ns();
+	buf_init(&u.keys, 0);
+	buf_init(&u.stale, 0);
+	if (!w->root)
+		return err_set(e, ERR_USAGE, "the walk has no root");
+	if (path_inside(x->real, w->root))
+		return err_set(e, ERR_USAGE,
+			       "the index directory %s is inside the context %s; "
+			       "put it elsewhere with --index or CTXPACK_INDEX",
+			       x->dir, w->root);
+	rootlen = strlen(w->root);
+	plen = idx_key_prefix(pre, w->root, rootlen);
+
+	for (i = 0; i < w->n; i++) {
+		struct walk_entry *we = &w->v[i];
+
+		if (we->excluded)
+			continue;
+		u.st.entries++;
+		if (we->type == WALK_LNK) {
+			idx_hash_bytes(we->link, we->link_len, we->hash);
+			we->hashed = 1;
+			u.st.symlinks++;
+		} else if (we->type == WALK_REG) {
+			we->hashed = 0;
+			u.nf++;
+			keybytes += plen + we->path_len;
+		}
+	}
+	u.st.files = u.nf;
+	/* size the key arena once: no regrowing copies */
+	buf_grow(&u.keys, keybytes + IDX_KEY_MAX);
+	u.f = xreallocarray(NULL, u.nf ? u.nf : 1, sizeof(*u.f));
+	todo = xreallocarray(NULL, u.nf ? u.nf : 1, sizeof(*todo));
+	u.nf = 0;
+	for (i = 0; i < w->n; i++) {
+		struct walk_entry *we = &w->v[i];
+		struct fent *f;
+
+		if (we->excluded || we->type != WALK_REG)
+			continue;
+		f = &u.f[u.nf++];
+		f->wi = i;
+		f->koff = u.keys.len;
+		buf_grow(&u.keys, IDX_KEY_MAX);
+		f->klen = idx_key_encode((unsigned char *)u.keys.data + u.keys.len,
+					 w->root, rootlen, we->path, we->path_len);
+		buf_setlen(&u.keys, u.keys.len + f->klen);
+		if (u.nf > 1 && sorted &&
+		    key_cmp(fkey(&u, u.nf - 2), u.f[u.nf - 2].klen,
+			    fkey(&u, u.nf - 1), f->klen) >= 0)
+			sorted = 0;
+	}
+	if (!sorted)
+		sort_files(&u);
+
+	if (x->env) {
+		lookup(&u, todo, &ntodo);
+		filter_stale(&u, plen);
+	} else {
+		for (ntodo = 0; ntodo < u.nf; ntodo++)
+			todo[ntodo] = ntodo;
+	}
+	if (ntodo || u.nstale)
+		ret = hash_all(&u, todo, ntodo, e);
+
+	if (st)
+		*st = u.st;
+	free(todo);
+	free(u.f);
+	buf_release(&u.keys);
+	buf_release(&u.stale);
+	return ret;
+}

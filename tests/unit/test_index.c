@@ -1,0 +1,967 @@
+/*
+ * Unit tests of the content index: key and value encoding, the reuse and
+ * racy rules, the context digest, reading one file, and whole updates on
+ * walk results built here by hand (no walker involved).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "ctxpack/index.h"
+
+/* The digest of test_digest_golden's entries, pinned. */
+#define GOLDEN_DIGEST "xxh128:af57fee2fd65a2689ccbcdbbf3084b58"
+
+/* ---- helpers ---- */
+
+static char *tmpdir_new(void)
+{
+	char tmpl[] = "/tmp/ctxpack-unit-idx.XXXXXX";
+	char *d = mkdtemp(tmpl);
+
+	assert_non_null(d);
+	return realpath(d, NULL);
+}
+
+static void rm_rf(const char *path)
+{
+	struct err e = ERR_INIT;
+
+	remove_tree(path, &e);
+}
+
+static void write_file(const char *dir, const char *rel, const char *data)
+{
+	char *p = xasprintf("%s/%s", dir, rel);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, data, strlen(data)), 0);
+	close(fd);
+	free(p);
+}
+
+/* A walk result of the given relative paths (archive order), stat'ed
+ * with lstat like the walker does. */
+static void fake_walk(struct walk_result *w, const char *root,
+		      const char *const *paths, size_t n)
+{
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	w->root = xstrdup(root);
+	w->v = xcalloc(n ? n : 1, sizeof(*w->v));
+	for (i = 0; i < n; i++) {
+		struct walk_entry *we = &w->v[w->n];
+		char *p = xasprintf("%s/%s", root, paths[i]);
+		struct stat st;
+
+		assert_int_equal(lstat(p, &st), 0);
+		we->path = paths[i];
+		we->path_len = (uint32_t)strlen(paths[i]);
+		we->mode = st.st_mode;
+		we->size = (uint64_t)st.st_size;
+		we->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+		we->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+		we->ino = st.st_ino;
+		we->dev = st.st_dev;
+		we->deciding = -1;
+		if (S_ISREG(st.st_mode)) {
+			we->type = WALK_REG;
+		} else if (S_ISDIR(st.st_mode)) {
+			we->type = WALK_DIR;
+			we->size = 0;
+		} else if (S_ISLNK(st.st_mode)) {
+			char t[4096];
+			ssize_t r = readlink(p, t, sizeof(t));
+
+			assert_true(r >= 0);
+			we->type = WALK_LNK;
+			we->link = xstrndup(t, (size_t)r);
+			we->link_len = (uint32_t)r;
+		}
+		w->n++;
+		free(p);
+	}
+}
+
+static void fake_release(struct walk_result *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->n; i++)
+		free((char *)w->v[i].link);
+	free(w->v);
+	free(w->root);
+	memset(w, 0, sizeof(*w));
+}
+
+/* A synthetic entry for digest tests (no file behind it). */
+static struct walk_entry ent(const char *path, int type, uint32_t mode,
+			     uint64_t size, const char *link, int hashbyte)
+{
+	struct walk_entry we;
+
+	memset(&we, 0, sizeof(we));
+	we.path = path;
+	we.path_len = (uint32_t)strlen(path);
+	we.type = (uint8_t)type;
+	we.mode = mode;
+	we.size = size;
+	we.link = link;
+	we.link_len = link ? (uint32_t)strlen(link) : 0;
+	we.deciding = -1;
+	if (type == WALK_REG || type == WALK_LNK) {
+		memset(we.hash, hashbyte, 16);
+		we.hashed = 1;
+	}
+	return we;
+}
+
+static void digest_of(struct walk_entry *v, size_t n, char out[IDX_DIGEST_LEN])
+{
+	struct walk_result w;
+
+	memset(&w, 0, sizeof(w));
+	w.v = v;
+	w.n = n;
+	w.root = (char *)"/ctx";
+	idx_context_digest(&w, out);
+}
+
+/* ---- keys ---- */
+
+static void test_key_encoding(void **state)
+{
+	unsigned char k[IDX_KEY_MAX];
+	size_t n;
+
+	(void)state;
+	n = idx_key_encode(k, "/r", 2, "a/b/c", 5);
+	assert_int_equal(n, 3 + 5);
+	assert_memory_equal(k, "/r\0a\0b\0c", 8);
+	n = idx_key_prefix(k, "/r", 2);
+	assert_int_equal(n, 3);
+	assert_memory_equal(k, "/r\0", 3);
+}
+
+static int kcmp(const unsigned char *a, size_t an, const unsigned char *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+
+	return c ? c : (an > bn) - (an < bn);
+}
+
+static void test_key_order_is_archive_order(void **state)
+{
+	/* archive order: each directory's names sorted bytewise, children
+	 * right after their directory */
+	static const char *const paths[] = {
+		"\x01x", "a", "a/\x01", "a/b", "a/b/c", "a/b-c", "a b", "a-b",
+		"a.b", "a0", "b", "b/a", "\xff",
+	};
+	size_t i, n = sizeof(paths) / sizeof(paths[0]);
+	unsigned char k1[IDX_KEY_MAX], k2[IDX_KEY_MAX];
+
+	(void)state;
+	for (i = 1; i < n; i++) {
+		size_t n1 = idx_key_encode(k1, "/root", 5, paths[i - 1], strlen(paths[i - 1]));
+		size_t n2 = idx_key_encode(k2, "/root", 5, paths[i], strlen(paths[i]));
+
+		assert_true(idx_path_cmp(paths[i - 1], strlen(paths[i - 1]),
+					 paths[i], strlen(paths[i])) < 0);
+		assert_true(kcmp(k1, n1, k2, n2) < 0);
+	}
+}
+
+static void test_key_roots_contiguous(void **state)
+{
+	/* every key of root /r lies in [prefix("/r"), ...) and no key of
+	 * /r/sub, /r2 or /r-x starts with that prefix */
+	static const char *const roots[] = {"/r/sub", "/r2", "/r-x", "/"};
+	unsigned char pre[IDX_ROOT_MAX + 1], k[IDX_KEY_MAX];
+	size_t pn = idx_key_prefix(pre, "/r", 2), i;
+
+	(void)state;
+	for (i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		size_t n = idx_key_encode(k, roots[i], strlen(roots[i]), "f", 1);
+
+		assert_false(n >= pn && !memcmp(k, pre, pn));
+	}
+	i = idx_key_encode(k, "/r", 2, "sub/f", 5);
+	assert_true(i >= pn && !memcmp(k, pre, pn));
+}
+
+static void test_key_long(void **state)
+{
+	char root[400], path[1000], path2[1000];
+	unsigned char k[IDX_KEY_MAX], k2[IDX_KEY_MAX], pre[IDX_ROOT_MAX + 1];
+	size_t n, n2, pn;
+
+	(void)state;
+	/* a long root becomes '#' + 32 hex digits */
+	memset(root, 'r', sizeof(root));
+	root[0] = '/';
+	pn = idx_key_prefix(pre, root, sizeof(root));
+	assert_int_equal(pn, 34);
+	assert_int_equal(pre[0], '#');
+	assert_int_equal(pre[33], '\0');
+	/* a long path: cut to IDX_KEY_MAX with a hash at the end, still
+	 * under the root's prefix, different for different paths */
+	memset(path, 'p', sizeof(path));
+	memcpy(path2, path, sizeof(path));
+	path2[sizeof(path2) - 1] = 'q';
+	n = idx_key_encode(k, "/r", 2, path, sizeof(path));
+	n2 = idx_key_encode(k2, "/r", 2, path2, sizeof(path2));
+	assert_int_equal(n, IDX_KEY_MAX);
+	assert_int_equal(n2, IDX_KEY_MAX);
+	assert_memory_equal(k, "/r\0ppp", 6);
+	assert_memory_not_equal(k, k2, IDX_KEY_MAX);
+	assert_memory_equal(k, k2, IDX_KEY_MAX - 16);
+	/* a long root and a long path together */
+	n = idx_key_encode(k, root, sizeof(root), path, sizeof(path));
+	assert_int_equal(n, IDX_KEY_MAX);
+	assert_memory_equal(k, pre, pn);
+}
+
+/* ---- values ---- */
+
+static struct idx_rec sample_rec(void)
+{
+	struct idx_rec r;
+
+	memset(&r, 0, sizeof(r));
+	r.dev = 0x0102030405060708ULL;
+	r.ino = 42;
+	r.size = 1000;
+	r.mtime_ns = 1700000000123456789LL;
+	r.ctime_ns = 1700000001987654321LL;
+	r.written_ns = 1700000100000000000LL;
+	r.mode = 0100644;
+	memset(r.hash, 0xab, 16);
+	return r;
+}
+
+static void test_val_roundtrip(void **state)
+{
+	static const unsigned char key[] = "/r\0a\0b";
+	struct idx_rec r = sample_rec(), back;
+	unsigned char v[IDX_VAL_LEN];
+
+	(void)state;
+	idx_val_encode(v, key, sizeof(key) - 1, &r);
+	/* the layout is little-endian at fixed offsets */
+	assert_int_equal(v[4], 0xa4);  /* mode 0100644 = 0x81a4 */
+	assert_int_equal(v[5], 0x81);
+	assert_int_equal(v[8], 0x08);  /* dev, low byte first */
+	assert_int_equal(v[15], 0x01);
+	assert_int_equal(v[16], 42);   /* ino */
+	assert_int_equal(v[24], 1000 & 0xff);
+	assert_memory_equal(v + 56, r.hash, 16);
+	assert_int_equal(idx_val_decode(&back, key, sizeof(key) - 1, v, sizeof(v)), 0);
+	assert_int_equal(back.dev, r.dev);
+	assert_int_equal(back.ino, r.ino);
+	assert_int_equal(back.size, r.size);
+	assert_int_equal(back.mtime_ns, r.mtime_ns);
+	assert_int_equal(back.ctime_ns, r.ctime_ns);
+	assert_int_equal(back.written_ns, r.written_ns);
+	assert_int_equal(back.mode, r.mode);
+	assert_memory_equal(back.hash, r.hash, 16);
+}
+
+static void test_val_rejects_damage(void **state)
+{
+	static const unsigned char key[] = "/r\0a";
+	struct idx_rec r = sample_rec(), back;
+	unsigned char v[IDX_VAL_LEN], bad[IDX_VAL_LEN];
+	size_t i;
+
+	(void)state;
+	idx_val_encode(v, key, sizeof(key) - 1, &r);
+	for (i = 0; i < IDX_VAL_LEN; i++) {
+		memcpy(bad, v, sizeof(v));
+		bad[i] ^= 0x10;
+		assert_int_equal(idx_val_decode(&back, key, sizeof(key) - 1, bad, sizeof(bad)), -1);
+	}
+	/* another key's value, a short or long value */
+	assert_int_equal(idx_val_decode(&back, (const unsigned char *)"/r\0b", 4, v, sizeof(v)), -1);
+	assert_int_equal(idx_val_decode(&back, key, sizeof(key) - 1, v, sizeof(v) - 1), -1);
+}
+
+/* ---- reuse rules ---- */
+
+static void test_rec_matches(void **state)
+{
+	struct idx_rec r = sample_rec();
+	struct walk_entry we;
+
+	(void)state;
+	memset(&we, 0, sizeof(we));
+	we.type = WALK_REG;
+	we.dev = r.dev + 1; /* dev is left out */
+	we.ino = r.ino;
+	we.size = r.size;
+	we.mtime_ns = r.mtime_ns;
+	we.ctime_ns = r.ctime_ns;
+	we.mode = r.mode;
+	assert_true(idx_rec_matches(&r, &we));
+	we.size++;
+	assert_false(idx_rec_matches(&r, &we));
+	we.size--;
+	we.mtime_ns++;
+	assert_false(idx_rec_matches(&r, &we));
+	we.mtime_ns--;
+	we.ctime_ns++;
+	assert_false(idx_rec_matches(&r, &we));
+	we.ctime_ns--;
+	we.ino++;
+	assert_false(idx_rec_matches(&r, &we));
+	we.ino--;
+	we.mode |= 0100;
+	assert_false(idx_rec_matches(&r, &we));
+	we.mode = r.mode;
+	assert_true(idx_rec_matches(&r, &we));
+}
+
+static void test_racy_rule(void **state)
+{
+	struct idx_rec r = sample_rec();
+	const int64_t T = 1700000100000000000LL;
+
+	(void)state;
+	r.written_ns = T;
+	/* old fine-grained times: trusted */
+	r.mtime_ns = T - IDX_RACY_FINE_NS - 1;
+	r.ctime_ns = T - IDX_RACY_FINE_NS - 7;
+	assert_false(idx_rec_racy(&r));
+	/* mtime in the window, at its edge, or after the run started */
+	r.mtime_ns = T - IDX_RACY_FINE_NS + 1;
+	assert_true(idx_rec_racy(&r));
+	r.mtime_ns = T - IDX_RACY_FINE_NS;
+	assert_true(idx_rec_racy(&r));
+	r.mtime_ns = T + 5;
+	assert_true(idx_rec_racy(&r));
+	/* ctime alone makes it racy (mtime set back with touch -d) */
+	r.mtime_ns = 1577836800123456789LL;
+	r.ctime_ns = T - 1000;
+	assert_true(idx_rec_racy(&r));
+	/* whole-second timestamps (a coarse filesystem) get the wide window */
+	r.ctime_ns = T - IDX_RACY_FINE_NS - 1000000; /* fine, outside */
+	r.mtime_ns = T - 1000000000;                 /* whole second, 1 s ago */
+	assert_true(idx_rec_racy(&r));
+	r.mtime_ns = T - 3000000000LL;
+	assert_false(idx_rec_racy(&r));
+	/* an mtime set to an old whole second is not racy */
+	r.mtime_ns = 1577836800000000000LL;
+	assert_false(idx_rec_racy(&r));
+}
+
+/* ---- digest ---- */
+
+static void test_archive_mode(void **state)
+{
+	struct walk_entry we = ent("f", WALK_REG, 0100600, 0, NULL, 0);
+
+	(void)state;
+	assert_int_equal(idx_archive_mode(&we), 0644);
+	we.mode = 0100744;
+	assert_int_equal(idx_archive_mode(&we), 0755);
+	we.mode = 0104701; /* setuid, o+x */
+	assert_int_equal(idx_archive_mode(&we), 0755);
+	we = ent("d", WALK_DIR, 040700, 0, NULL, 0);
+	assert_int_equal(idx_archive_mode(&we), 0755);
+	we = ent("l", WALK_LNK, 0120755, 3, "abc", 0);
+	assert_int_equal(idx_archive_mode(&we), 0777);
+}
+
+static void test_digest_normalization(void **state)
+{
+	struct walk_entry a[4], b[4];
+	char da[IDX_DIGEST_LEN], db[IDX_DIGEST_LEN];
+
+	(void)state;
+	a[0] = ent("d", WALK_DIR, 040755, 0, NULL, 0);
+	a[1] = ent("d/f", WALK_REG, 0100644, 10, NULL, 1);
+	a[2] = ent("d/x", WALK_REG, 0100755, 20, NULL, 2);
+	a[3] = ent("l", WALK_LNK, 0120777, 1, "d", 0);
+	memcpy(b, a, sizeof(a));
+	/* what the digest leaves out: times, inodes, devices, owners'
+	 * permission bits other than exec, a symlink's stat size */
+	b[0].mode = 040700;
+	b[0].mtime_ns = 5;
+	b[1].mode = 0100600;
+	b[1].mtime_ns = 123;
+	b[1].ctime_ns = 456;
+	b[1].ino = 99;
+	b[1].dev = 7;
+	b[1].nlink = 3;
+	b[2].mode = 0100700;
+	b[3].size = 999;
+	digest_of(a, 4, da);
+	digest_of(b, 4, db);
+	assert_string_equal(da, db);
+	assert_int_equal(strlen(da), IDX_DIGEST_LEN - 1);
+	assert_memory_equal(da, "xxh128:", 7);
+	/* the order the entries come in does not matter */
+	b[0] = a[3];
+	b[1] = a[2];
+	b[2] = a[0];
+	b[3] = a[1];
+	digest_of(b, 4, db);
+	assert_string_equal(da, db);
+	/* excluded entries are not part of it */
+	memcpy(b, a, sizeof(a));
+	b[3].excluded = 1;
+	digest_of(b, 4, db);
+	digest_of(a, 3, da);
+	assert_string_equal(da, db);
+}
+
+static void test_digest_changes(void **state)
+{
+	struct walk_entry a[3], b[4];
+	char base[IDX_DIGEST_LEN], d[IDX_DIGEST_LEN];
+
+	(void)state;
+	a[0] = ent("d", WALK_DIR, 040755, 0, NULL, 0);
+	a[1] = ent("d/f", WALK_REG, 0100644, 10, NULL, 1);
+	a[2] = ent("l", WALK_LNK, 0120777, 1, "d", 0);
+	digest_of(a, 3, base);
+
+#define CHANGED(n) do { digest_of(b, (n), d); assert_string_not_equal(base, d); } while (0)
+	memcpy(b, a, sizeof(a));
+	b[1].hash[15] ^= 1; /* content */
+	CHANGED(3);
+	memcpy(b, a, sizeof(a));
+	b[1].mode = 0100744; /* exec bit */
+	CHANGED(3);
+	memcpy(b, a, sizeof(a));
+	b[1].size = 11; /* size */
+	CHANGED(3);
+	memcpy(b, a, sizeof(a));
+	b[2].link = "e"; /* symlink target */
+	CHANGED(3);
+	memcpy(b, a, sizeof(a));
+	b[1].path = "d/g"; /* renamed */
+	CHANGED(3);
+	memcpy(b, a, sizeof(a));
+	CHANGED(2); /* removed */
+	memcpy(b, a, sizeof(a));
+	b[3] = ent("e", WALK_DIR, 040755, 0, NULL, 0); /* an added empty dir */
+	CHANGED(4);
+	memcpy(b, a, sizeof(a));
+	b[3] = ent("d/g", WALK_REG, 0100644, 0, NULL, 0); /* an added empty file */
+	CHANGED(4);
+	memcpy(b, a, sizeof(a));
+	b[2] = ent("l", WALK_REG, 0100644, 1, NULL, 0); /* type */
+	CHANGED(3);
+	/* length prefixes: moving a byte from path to link changes it */
+	memcpy(b, a, sizeof(a));
+	b[2].path = "ld";
+	b[2].path_len = 2;
+	b[2].link = "";
+	b[2].link_len = 0;
+	CHANGED(3);
+#undef CHANGED
+}
+
+static void test_digest_golden(void **state)
+{
+	/* Pinned: a change of this value is a change of the digest format
+	 * (bump IDX_DIGEST_VERSION and update the docs). */
+	struct walk_entry a[3];
+	char d[IDX_DIGEST_LEN];
+
+	(void)state;
+	a[0] = ent("d", WALK_DIR, 040755, 0, NULL, 0);
+	a[1] = ent("d/f", WALK_REG, 0100644, 10, NULL, 1);
+	a[2] = ent("l", WALK_LNK, 0120777, 1, "d", 0);
+	digest_of(a, 3, d);
+	assert_string_equal(d, GOLDEN_DIGEST);
+}
+
+/* ---- reading one file ---- */
+
+static void test_hash_file(void **state)
+{
+	char *dir = tmpdir_new();
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	char *buf = xmalloc(4096);
+	struct walk_entry we;
+	struct err e = ERR_INIT;
+	unsigned char want[16];
+	uint64_t nread;
+	char big[10000];
+	char *p;
+
+	(void)state;
+	/* small file (one read) and a file bigger than the buffer */
+	write_file(dir, "small", "hello");
+	memset(&we, 0, sizeof(we));
+	we.path = "small";
+	assert_int_equal(idx_hash_file(dfd, &we, buf, 4096, &nread, &e), 0);
+	idx_hash_bytes("hello", 5, want);
+	assert_memory_equal(we.hash, want, 16);
+	assert_int_equal(nread, 5);
+	assert_int_equal(we.size, 5);
+
+	memset(big, 'z', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	write_file(dir, "big", big);
+	we.path = "big";
+	assert_int_equal(idx_hash_file(dfd, &we, buf, 4096, &nread, &e), 0);
+	idx_hash_bytes(big, sizeof(big) - 1, want);
+	assert_memory_equal(we.hash, want, 16);
+
+	/* gone since the walk: a change, naming it */
+	we.path = "gone";
+	assert_int_equal(idx_hash_file(dfd, &we, buf, 4096, &nread, &e), ERR_CHANGED);
+	assert_string_equal(e.msg, "file changed while being read: gone (removed)");
+	err_clear(&e);
+
+	/* a symlink where a file was: never followed */
+	p = xasprintf("%s/link", dir);
+	assert_int_equal(symlink("small", p), 0);
+	free(p);
+	we.path = "link";
+	assert_int_equal(idx_hash_file(dfd, &we, buf, 4096, &nread, &e), ERR_CHANGED);
+	assert_non_null(strstr(e.msg, "link"));
+	err_clear(&e);
+
+	close(dfd);
+	free(buf);
+	rm_rf(dir);
+	free(dir);
+}
+
+static void test_hash_file_changing(void **state)
+{
+	/* /proc files say size 0 and read more: "changed while read", after
+	 * one retry, with the path in the message */
+	int dfd = open("/proc/self", O_RDONLY | O_DIRECTORY);
+	char *buf = xmalloc(4096);
+	struct walk_entry we;
+	struct err e = ERR_INIT;
+	uint64_t nread = 0;
+
+	(void)state;
+	if (dfd < 0) {
+		free(buf);
+		skip();
+	}
+	memset(&we, 0, sizeof(we));
+	we.path = "stat";
+	assert_int_equal(idx_hash_file(dfd, &we, buf, 4096, &nread, &e), ERR_CHANGED);
+	assert_string_equal(e.msg, "file changed while being read: stat");
+	assert_true(nread > 0);
+	close(dfd);
+	free(buf);
+}
+
+/* ---- whole updates ---- */
+
+#define NFILES 3000
+
+struct tree {
+	char *dir;
+	char *idx;
+	const char **paths;
+	size_t n;
+};
+
+static void make_tree(struct tree *t)
+{
+	size_t i;
+	char *p;
+
+	t->dir = tmpdir_new();
+	t->idx = xasprintf("%s.index", t->dir);
+	t->paths = xcalloc(NFILES + 3, sizeof(*t->paths));
+	p = xasprintf("%s/d", t->dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	free(p);
+	t->paths[t->n++] = "d";
+	for (i = 0; i < NFILES; i++) {
+		char *rel = xasprintf("d/f%05zu", i);
+		char *data = xasprintf("content %zu\n", i);
+
+		write_file(t->dir, rel, data);
+		t->paths[t->n++] = rel;
+		free(data);
+	}
+	p = xasprintf("%s/l", t->dir);
+	assert_int_equal(symlink("d/f00001", p), 0);
+	free(p);
+	t->paths[t->n++] = "l";
+}
+
+static void free_tree(struct tree *t)
+{
+	size_t i;
+
+	for (i = 1; i + 1 < t->n; i++)
+		free((char *)t->paths[i]);
+	free(t->paths);
+	rm_rf(t->dir);
+	rm_rf(t->idx);
+	free(t->dir);
+	free(t->idx);
+}
+
+/* Let the tree's timestamps age out of the racy window. */
+static void age(void)
+{
+	struct timespec ts = {0, IDX_RACY_FINE_NS + 50000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static void test_update_cold_warm(void **state)
+{
+	struct tree t = {0};
+	struct walk_result w;
+	struct idx_stats st;
+	struct idx *x;
+	struct err e = ERR_INIT;
+	char d1[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN];
+	unsigned char want[16];
+	size_t i;
+
+	(void)state;
+	make_tree(&t);
+	age();
+	/* a tiny map: the cold run must grow it (MDB_MAP_FULL) */
+	assert_int_equal(idx_open(&x, t.idx, IDX_SMALL_MAP, &e), 0);
+	assert_null(idx_warning(x));
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	assert_int_equal(st.entries, NFILES + 2);
+	assert_int_equal(st.files, NFILES);
+	assert_int_equal(st.symlinks, 1);
+	assert_int_equal(st.hashed, NFILES);
+	assert_int_equal(st.reused, 0);
+	assert_int_equal(st.written, NFILES);
+	for (i = 0; i < w.n; i++)
+		if (w.v[i].type != WALK_DIR)
+			assert_int_equal(w.v[i].hashed, 1);
+	idx_hash_bytes("content 7\n", 10, want);
+	assert_memory_equal(w.v[8].hash, want, 16);
+	idx_context_digest(&w, d1);
+	fake_release(&w);
+	assert_null(idx_warning(x));
+	idx_close(x);
+
+	/* warm: nothing read, nothing written, same digest */
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	assert_int_equal(st.hashed, 0);
+	assert_int_equal(st.reused, NFILES);
+	assert_int_equal(st.written, 0);
+	assert_int_equal(st.bytes_hashed, 0);
+	idx_context_digest(&w, d2);
+	assert_string_equal(d1, d2);
+	fake_release(&w);
+
+	/* one file changed (new size), files 10..19 deleted and 20..29 left
+	 * out of the walk (excluded by another ignore file, say): one
+	 * hashed, the ten deleted files' entries dropped, the others kept */
+	write_file(t.dir, "d/f00003", "changed content\n");
+	for (i = 10; i < 20; i++) {
+		char *p = xasprintf("%s/%s", t.dir, t.paths[i + 1]);
+
+		assert_int_equal(unlink(p), 0);
+		free(p);
+	}
+	age();
+	{
+		const char **sub = xcalloc(t.n, sizeof(*sub));
+		size_t n = 0;
+
+		for (i = 0; i < t.n; i++)
+			if (i < 11 || i > 30)
+				sub[n++] = t.paths[i];
+		fake_walk(&w, t.dir, sub, n);
+		assert_int_equal(idx_update(x, &w, &st, &e), 0);
+		assert_int_equal(st.hashed, 1);
+		assert_int_equal(st.reused, NFILES - 21);
+		assert_int_equal(st.dropped, 10);
+		idx_hash_bytes("changed content\n", 16, want);
+		assert_memory_equal(w.v[4].hash, want, 16);
+		idx_context_digest(&w, d2);
+		assert_string_not_equal(d1, d2);
+		fake_release(&w);
+
+		/* the kept ones are reused when a walk includes them again */
+		n = 0;
+		for (i = 0; i < t.n; i++)
+			if (i < 11 || i > 20)
+				sub[n++] = t.paths[i];
+		fake_walk(&w, t.dir, sub, n);
+		assert_int_equal(idx_update(x, &w, &st, &e), 0);
+		assert_int_equal(st.hashed, 0);
+		assert_int_equal(st.reused, NFILES - 10);
+		assert_int_equal(st.dropped, 0);
+		fake_release(&w);
+
+		/* excluding most of the tree at once drops its entries */
+		fake_walk(&w, t.dir, sub, 101);
+		assert_int_equal(idx_update(x, &w, &st, &e), 0);
+		assert_int_equal(st.reused, 100);
+		assert_int_equal(st.dropped, NFILES - 10 - 100);
+		fake_release(&w);
+		free(sub);
+	}
+	idx_close(x);
+	free_tree(&t);
+}
+
+static void test_update_racy(void **state)
+{
+	struct tree t = {0};
+	struct walk_result w;
+	struct idx_stats st;
+	struct idx *x;
+	struct err e = ERR_INIT;
+
+	(void)state;
+	make_tree(&t);
+	/* written just now: the first run's entries are racy (the files'
+	 * ctimes are in the window before its start), so the second run
+	 * reads them again even though it comes later; its own entries are
+	 * clean, and a third run reads nothing */
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	write_file(t.dir, "d/f02999", "content 2999\n"); /* surely recent */
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	assert_int_equal(st.hashed, NFILES);
+	fake_release(&w);
+	age();
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	/* (making the tree takes a while: its first files may be older
+	 * than the window; its last ones are not) */
+	assert_true(st.racy > 0);
+	assert_int_equal(st.hashed, st.racy);
+	assert_int_equal(st.written, st.racy);
+	assert_int_equal(st.reused, NFILES - st.racy);
+	fake_release(&w);
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	assert_int_equal(st.hashed, 0);
+	assert_int_equal(st.racy, 0);
+	assert_int_equal(st.reused, NFILES);
+	fake_release(&w);
+	idx_close(x);
+	free_tree(&t);
+}
+
+static void test_update_threads_agree(void **state)
+{
+	struct tree t = {0};
+	struct walk_result w1, w2;
+	struct idx *x;
+	struct err e = ERR_INIT;
+	size_t i;
+
+	(void)state;
+	make_tree(&t);
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	idx_set_threads(x, 1);
+	fake_walk(&w1, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w1, NULL, &e), 0);
+	idx_close(x);
+	rm_rf(t.idx);
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	idx_set_threads(x, 4);
+	fake_walk(&w2, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w2, NULL, &e), 0);
+	for (i = 0; i < w1.n; i++)
+		assert_memory_equal(w1.v[i].hash, w2.v[i].hash, 16);
+	fake_release(&w1);
+	fake_release(&w2);
+	idx_close(x);
+	free_tree(&t);
+}
+
+static void test_update_errors(void **state)
+{
+	struct tree t = {0};
+	struct walk_result w;
+	struct idx *x;
+	struct err e = ERR_INIT;
+	char *p;
+
+	(void)state;
+	make_tree(&t);
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	/* a file gone between the walk and the read: named */
+	fake_walk(&w, t.dir, t.paths, t.n);
+	p = xasprintf("%s/d/f00100", t.dir);
+	unlink(p);
+	free(p);
+	assert_int_equal(idx_update(x, &w, NULL, &e), ERR_CHANGED);
+	assert_non_null(strstr(e.msg, "d/f00100"));
+	err_clear(&e);
+	fake_release(&w);
+	idx_close(x);
+
+	/* an index inside the context is refused */
+	p = xasprintf("%s/d/.index", t.dir);
+	assert_int_equal(idx_open(&x, p, 0, &e), 0);
+	fake_walk(&w, t.dir, t.paths, 1);
+	assert_int_equal(idx_update(x, &w, NULL, &e), ERR_USAGE);
+	assert_non_null(strstr(e.msg, "inside the context"));
+	err_clear(&e);
+	fake_release(&w);
+	idx_close(x);
+	free(p);
+	free_tree(&t);
+}
+
+/* ---- opening and rebuilding ---- */
+
+static void test_open_rebuilds_garbage(void **state)
+{
+	char *dir = tmpdir_new();
+	char *data = xasprintf("%s/data.mdb", dir);
+	struct idx *x;
+	struct err e = ERR_INIT;
+	char junk[8192];
+	int fd;
+
+	(void)state;
+	assert_int_equal(idx_open(&x, dir, 0, &e), 0);
+	assert_null(idx_warning(x));
+	idx_close(x);
+	memset(junk, 0x5a, sizeof(junk));
+	fd = open(data, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, junk, sizeof(junk)), 0);
+	close(fd);
+	assert_int_equal(idx_open(&x, dir, 0, &e), 0);
+	assert_non_null(idx_warning(x));
+	assert_non_null(strstr(idx_warning(x), "rebuilt"));
+	idx_close(x);
+	/* and it is fine afterwards */
+	assert_int_equal(idx_open(&x, dir, 0, &e), 0);
+	assert_null(idx_warning(x));
+	idx_close(x);
+	free(data);
+	rm_rf(dir);
+	free(dir);
+}
+
+static void test_open_rebuilds_other_schema(void **state)
+{
+	char *dir = tmpdir_new();
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {14, (void *)"\0ctxpack-index"};
+	MDB_val v = {28, (void *)"ctxpack-index schema 0 old!!"};
+	MDB_val k2 = {4, (void *)"/r\0f"}, v2 = {3, (void *)"old"};
+	struct idx *x;
+	struct err e = ERR_INIT;
+
+	(void)state;
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_open(env, dir, 0, 0644), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_put(txn, dbi, &k2, &v2, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+
+	assert_int_equal(idx_open(&x, dir, 0, &e), 0);
+	assert_non_null(idx_warning(x));
+	assert_non_null(strstr(idx_warning(x), "schema"));
+	idx_close(x);
+
+	/* the old entry is gone */
+	assert_int_equal(mdb_env_create(&env), 0);
+	assert_int_equal(mdb_env_open(env, dir, MDB_RDONLY, 0644), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, NULL, 0, &dbi), 0);
+	assert_int_equal(mdb_get(txn, dbi, &k2, &v2), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	rm_rf(dir);
+	free(dir);
+}
+
+static void test_open_default_dir(void **state)
+{
+	char *dir = tmpdir_new();
+	char *want;
+	struct idx *x;
+	struct err e = ERR_INIT;
+
+	(void)state;
+	setenv("XDG_CACHE_HOME", dir, 1);
+	unsetenv("CTXPACK_INDEX");
+	assert_int_equal(idx_open(&x, NULL, 0, &e), 0);
+	want = xasprintf("%s/ctxpack/index", dir);
+	assert_string_equal(idx_dir(x), want);
+	free(want);
+	idx_close(x);
+	want = xasprintf("%s/other", dir);
+	setenv("CTXPACK_INDEX", want, 1);
+	assert_int_equal(idx_open(&x, NULL, 0, &e), 0);
+	assert_string_equal(idx_dir(x), want);
+	idx_close(x);
+	/* an explicit directory wins over the environment */
+	free(want);
+	want = xasprintf("%s/explicit", dir);
+	assert_int_equal(idx_open(&x, want, 0, &e), 0);
+	assert_string_equal(idx_dir(x), want);
+	idx_close(x);
+	unsetenv("CTXPACK_INDEX");
+	free(want);
+	rm_rf(dir);
+	free(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_key_encoding),
+		cmocka_unit_test(test_key_order_is_archive_order),
+		cmocka_unit_test(test_key_roots_contiguous),
+		cmocka_unit_test(test_key_long),
+		cmocka_unit_test(test_val_roundtrip),
+		cmocka_unit_test(test_val_rejects_damage),
+		cmocka_unit_test(test_rec_matches),
+		cmocka_unit_test(test_racy_rule),
+		cmocka_unit_test(test_archive_mode),
+		cmocka_unit_test(test_digest_normalization),
+		cmocka_unit_test(test_digest_changes),
+		cmocka_unit_test(test_digest_golden),
+		cmocka_unit_test(test_hash_file),
+		cmocka_unit_test(test_hash_file_changing),
+		cmocka_unit_test(test_update_cold_warm),
+		cmocka_unit_test(test_update_racy),
+		cmocka_unit_test(test_update_threads_agree),
+		cmocka_unit_test(test_update_errors),
+		cmocka_unit_test(test_open_rebuilds_garbage),
+		cmocka_unit_test(test_open_rebuilds_other_schema),
+		cmocka_unit_test(test_open_default_dir),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
