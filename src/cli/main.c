@@ -14,9 +14,13 @@ static const struct cli_cmd commands[] = {
 	{"build", cmd_build,
 	 "ctxpack build [pack options] [DIR] -- COMMAND [ARG...]",
 	 "pack DIR and run COMMAND with the archive on its standard input",
-	 "Packs the context like `ctxpack pack` and pipes the archive into COMMAND,\n"
-	 "e.g. `ctxpack build -- docker build -t app -`. Exits with COMMAND's status.\n"
-	 "Accepts every `ctxpack pack` option except -o.\n"},
+	 "  Packs the context like `ctxpack pack` (same options except -o and --json) and\n"
+	 "  pipes the archive into COMMAND, run without a shell, e.g.\n"
+	 "  `ctxpack build -- docker build -t app -` or\n"
+	 "  `ctxpack build -- buildah build -f Dockerfile -`.  Summary on stderr.\n"
+	 "  Exit status: COMMAND's (128+N if killed by signal N); COMMAND's or 1 when it\n"
+	 "  exited before reading every entry; 1 when packing failed (COMMAND gets SIGTERM\n"
+	 "  first); 2 usage.\n"},
 	{"cache", cmd_cache,
 	 "ctxpack cache (save|restore|run|ls|prune) [options]",
 	 "save and restore dependency directories keyed like actions/cache",
@@ -51,9 +55,22 @@ static const struct cli_cmd commands[] = {
 	 "  -0, --null              end entries with NUL instead of newline\n"
 	 "      --json              one JSON object per entry (JSON lines)\n"},
 	{"pack", cmd_pack,
-	 "ctxpack pack [-f DOCKERFILE] [--ignore-file F] [-o FILE|-] [--compress zstd|gzip|none] [--level N] [--threads N] [DIR]",
-	 "write the context as a deterministic tar.zst",
-	 NULL},
+	 "ctxpack pack [-f DOCKERFILE] [--ignore-file F] [-o FILE|-] [--compress zstd|gzip|none] [--level N] [--threads N] [--json] [DIR]",
+	 "write the context as a deterministic tar.zst (or tar.gz, tar)",
+	 "  -f, --file DOCKERFILE   the Dockerfile (selects DOCKERFILE.dockerignore); always in\n"
+	 "                          the archive\n"
+	 "      --ignore-file F     use F as the ignore file (always in the archive when\n"
+	 "                          inside DIR)\n"
+	 "  -o, --output FILE|-     write FILE (temporary name, then rename) or - for stdout;\n"
+	 "                          default stdout, refused when it is a terminal\n"
+	 "      --compress C        zstd (default), gzip or none\n"
+	 "      --level N           zstd 1-19 (default 3), gzip 1-9 (default 6)\n"
+	 "      --threads N         workers, 1-64 (default CPUs+1, at most 8); never changes\n"
+	 "                          the bytes\n"
+	 "      --json              print {digest,bytes,entries,compress,level,added}\n"
+	 "                          (needs -o FILE)\n"
+	 "  SOURCE_DATE_EPOCH sets every entry's mtime (default 2000-01-01T00:00:00Z).\n"
+	 "  Summary on stderr: sha256:<hex> <bytes> <entries>.  Format: docs/archive-format.md\n"},
 	{"pull", cmd_pull,
 	 "ctxpack pull [-o FILE|-] [--ca-file F] [--insecure] REF",
 	 "download the layer of an artifact from a registry or oci: layout",

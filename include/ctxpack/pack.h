@@ -1,0 +1,184 @@
+/*
+ * pack: the deterministic archive writer.  A walked context becomes a tar
+ * stream (libarchive, restricted pax, normalized headers) cut into frames
+ * at entry boundaries by a rule that depends on content only, each frame
+ * compressed on its own (zstd frame, gzip member, or stored), so the bytes
+ * never depend on the thread count.  docs/archive-format.md is the spec.
+ *
+ * The only module that includes <archive.h>, <archive_entry.h> and
+ * <zstd.h>.  Below cache in the layering: it may use walk_entry.hash when
+ * hashed == 1 but never calls the index.
+ */
+#ifndef CTXPACK_PACK_H
+#define CTXPACK_PACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctxpack/util.h"
+#include "ctxpack/walk.h"
+
+/* Bumped whenever the bytes for the same content could change (header
+ * rules, frame rule, codec settings).  Part of any cache key. */
+#define PACK_FORMAT_VERSION 1
+
+enum pack_compress {
+	PACK_ZSTD = 0,
+	PACK_GZIP = 1,
+	PACK_NONE = 2,
+};
+
+/* mtime of every entry when SOURCE_DATE_EPOCH is not set:
+ * 2000-01-01T00:00:00Z (after 1980, so ZIP tools can store it). */
+#define PACK_DEFAULT_MTIME 946684800
+/* The largest SOURCE_DATE_EPOCH accepted: 9999-12-31T23:59:59Z.  From
+ * 2^31-1 (2038-01-19) on, libarchive adds a pax mtime record to every
+ * header, which is deterministic too. */
+#define PACK_MAX_MTIME 253402300799LL
+
+/* The frame rule (docs/archive-format.md, "Frames").  Sizes are estimates
+ * of tar bytes computed from the entry alone (pack_entry_est). */
+#define PACK_FRAME_MIN (3u << 20)   /* no content-defined cut below this */
+#define PACK_FRAME_AVG (2u << 20)   /* expected bytes between cuts above MIN */
+#define PACK_FRAME_MAX (8u << 20)   /* never grow a frame past this */
+#define PACK_SPLIT_OVER (8u << 20)  /* files larger than this are split ... */
+#define PACK_CHUNK (4u << 20)       /* ... at multiples of this data offset */
+/* Regular files up to this size are read whole before their header is
+ * written (so a change during the read can be retried); larger ones are
+ * streamed and a change fails the pack. */
+#define PACK_SMALL_FILE (1u << 20)
+
+#define PACK_MAX_THREADS 64
+
+struct pack_opts {
+	int compress;      /* enum pack_compress */
+	int level;         /* 0 = the codec's default (zstd 3, gzip 6) */
+	unsigned threads;  /* frame workers; 0 = online CPUs + 1, at most 8 */
+	int64_t mtime;     /* the mtime of every entry, seconds */
+};
+
+/* Fill in the defaults: zstd, default level, default threads,
+ * PACK_DEFAULT_MTIME. */
+void pack_opts_init(struct pack_opts *o);
+
+/* "zstd" | "gzip" | "none" -> enum pack_compress; ERR_USAGE otherwise. */
+int pack_parse_compress(const char *s, int *out, struct err *e);
+/* Check level and threads for the codec; ERR_USAGE with a message. */
+int pack_opts_check(const struct pack_opts *o, struct err *e);
+/* The effective level (the default when o->level is 0; 0 for none). */
+int pack_level(const struct pack_opts *o);
+const char *pack_compress_name(int compress);
+
+/*
+ * SOURCE_DATE_EPOCH, strictly: env NULL (unset) gives PACK_DEFAULT_MTIME;
+ * otherwise decimal digits only, at most PACK_MAX_MTIME.  An empty or
+ * malformed value is an error (ERR_USAGE) naming the value.
+ */
+int pack_source_date_epoch(const char *env, int64_t *mtime, struct err *e);
+
+/*
+ * The list of archive entries: the walk's included entries plus the files
+ * a builder needs even when the ignore patterns exclude them (the
+ * Dockerfile and the ignore file in use, as the docker CLI sends them) and
+ * any directories missing above them, merged in archive order.
+ */
+struct pack_list {
+	const struct walk_entry **v; /* archive order; borrowed from the walk or added */
+	size_t n;
+	const char *root;            /* borrowed: the walk's root */
+	struct walk_entry *added;    /* the added entries (owned) */
+	size_t n_added;
+	char *strings;               /* their paths and link targets (owned) */
+};
+
+/*
+ * Build the list from a walk (made without WALK_EXCLUDED).  The walk must
+ * outlive the list.  A Dockerfile or ignore file that does not exist, is
+ * outside the context, or sits below a non-directory is not added.
+ * Returns 0 or an err.
+ */
+int pack_list_build(struct pack_list *l, const struct walk_result *r, struct err *e);
+void pack_list_release(struct pack_list *l);
+
+/*
+ * Frames.  A frame covers the tar bytes from position `first` to `end`
+ * (exclusive), where a position is (entry index, data offset): offset 0 is
+ * the start of the entry's header, a non-zero offset a point inside its
+ * data (only where large files are split).  The last frame holds the
+ * end-of-archive blocks alone (first == end == {n, 0}).
+ */
+struct pack_pos {
+	size_t i;
+	uint64_t off;
+};
+
+struct pack_frame {
+	struct pack_pos first, end;
+	uint64_t est;        /* estimated tar bytes */
+};
+
+/* Estimated tar bytes of an entry's header, and of its data with padding. */
+uint64_t pack_header_est(const struct walk_entry *we);
+uint64_t pack_data_est(const struct walk_entry *we);
+/* The 64-bit path hash the frame rule uses (FNV-1a, then a mixer). */
+uint64_t pack_path_hash(const char *p, size_t n);
+
+/* Plan the frames for a list; *frames is malloc'd (caller frees). */
+void pack_plan(const struct walk_entry *const *v, size_t n,
+	       struct pack_frame **frames, size_t *nframes);
+
+/*
+ * Optional frame cache hooks (issue 7).  Called from the worker threads,
+ * concurrently: get() returns 1 after filling out with the frame's encoded
+ * bytes (exactly what a cold pack would produce), 0 to encode it; put()
+ * offers freshly encoded bytes.  Both may be NULL.
+ */
+struct pack_frame_cache {
+	int (*get)(void *ctx, const struct pack_list *l, const struct pack_frame *f,
+		   const struct pack_opts *o, struct buf *out);
+	void (*put)(void *ctx, const struct pack_list *l, const struct pack_frame *f,
+		    const struct pack_opts *o, const void *p, size_t n);
+	void *ctx;
+};
+
+/*
+ * The output sink: called from one thread, in order, once per frame with
+ * that frame's encoded bytes (the last call is the end-of-archive frame).
+ * Returns 0, or an err (which stops the pack and is returned).
+ */
+typedef int (*pack_sink_fn)(void *ctx, const void *p, size_t n, struct err *e);
+
+struct pack_result {
+	char digest[72];     /* "sha256:<64 hex>" of the bytes written */
+	uint64_t bytes;      /* archive bytes written */
+	uint64_t tar_bytes;  /* uncompressed tar bytes */
+	uint64_t entries;
+	uint64_t frames;
+};
+
+/*
+ * Write the archive of the list to the sink.  Files are opened below
+ * l->root without following symlinks; each regular file must still have
+ * its walked size (and, when streamed, its walked mtime) and must not
+ * change while it is read: a small file is re-read once, otherwise the
+ * pack fails with ERR_CHANGED naming the file.  On failure some bytes may
+ * already have reached the sink; the caller discards them (atomic_abort).
+ * cache may be NULL.  Needs a UTF-8 LC_CTYPE (main sets C.UTF-8).
+ */
+int pack_write(const struct pack_list *l, const struct pack_opts *o,
+	       const struct pack_frame_cache *cache, pack_sink_fn sink, void *sink_ctx,
+	       struct pack_result *res, struct err *e);
+
+/*
+ * Encode one frame into out (appending): what pack_write emits for it.
+ * rootfd is an open directory fd of l->root.  For the frame cache and the
+ * tests; pack_write runs this on its workers.
+ */
+struct pack_worker;
+struct pack_worker *pack_worker_new(const struct pack_opts *o, struct err *e);
+void pack_worker_free(struct pack_worker *w);
+int pack_frame_encode(struct pack_worker *w, const struct pack_list *l, int rootfd,
+		      const struct pack_frame *f, struct buf *out, uint64_t *tar_bytes,
+		      struct err *e);
+
+#endif

@@ -1,0 +1,306 @@
+/*
+ * pack_run: the pipeline.  The frames are planned up front from the walk
+ * (pack_plan), then a pool of workers encodes them, each frame from start
+ * to end on one worker: it opens and reads the frame's files, builds the
+ * tar bytes and compresses them into the frame's slot.  Reading and
+ * compressing overlap across workers, and reads from several workers give
+ * a cold disk some queue depth.  The calling thread writes finished frames
+ * to the sink strictly in order and hashes them (sha256).
+ *
+ * Memory is bounded by the slots: a worker may start frame k only while
+ * k - written < nslots, so at most nslots encoded frames (each at most a
+ * frame's compressed size) exist at once, plus per worker one codec
+ * context and one read buffer.  Nothing depends on the context's size
+ * except the entry list itself.
+ *
+ * The bytes never depend on the thread count: each frame is encoded from
+ * a fresh codec state by whichever worker takes it, and written in order.
+ */
+#include "pack_internal.h"
+
+#include <fcntl.h>
+#include <langinfo.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/*
+ * Slot buffers are mapped once, large enough for any frame's encoding
+ * (a frame is at most PACK_FRAME_MAX plus one entry's headers; zstd and
+ * gzip expand incompressible input by far less than PACK_FRAME_MAX), and
+ * never reallocated (buf.max); after a frame is written, all but the first
+ * PACK_SLOT_KEEP bytes are handed back to the kernel, so resident memory
+ * follows the frames in flight, not the largest ones ever seen.
+ */
+#define PACK_SLOT_SIZE (2 * (size_t)PACK_FRAME_MAX + (1u << 20))
+#define PACK_SLOT_KEEP ((size_t)1 << 20)
+/* Slots beyond one per worker: how far the fastest worker may run ahead
+ * of the oldest frame not yet written. */
+#ifndef PACK_EXTRA_SLOTS
+#define PACK_EXTRA_SLOTS 2
+#endif
+
+struct slot {
+	struct buf out;
+	uint64_t tar_bytes;
+	int done;
+};
+
+struct pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv_work;  /* a slot became free, or stop */
+	pthread_cond_t cv_done;  /* a frame is encoded, or stop */
+	const struct pack_list *l;
+	const struct pack_opts *o;
+	const struct pack_frame_cache *cache;
+	const struct pack_frame *frames;
+	size_t nframes;
+	size_t next;             /* next frame to hand out */
+	size_t written;          /* frames written to the sink */
+	struct slot *slots;
+	size_t nslots;
+	int stop;
+	struct err err;          /* the first worker failure */
+	int rootfd;
+};
+
+struct worker_arg {
+	struct pool *p;
+	struct pack_worker *w;
+};
+
+static void pool_fail(struct pool *p, const struct err *e)
+{
+	pthread_mutex_lock(&p->mu);
+	if (!err_isset(&p->err))
+		p->err = *e;
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&p->cv_work);
+	pthread_cond_broadcast(&p->cv_done);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker_arg *wa = arg;
+	struct pool *p = wa->p;
+
+	for (;;) {
+		const struct pack_frame *f;
+		struct err e = ERR_INIT;
+		struct slot *s;
+		size_t k;
+		int r = 0;
+
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && p->next < p->nframes && p->next - p->written >= p->nslots)
+			pthread_cond_wait(&p->cv_work, &p->mu);
+		if (p->stop || p->next >= p->nframes) {
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		k = p->next++;
+		pthread_mutex_unlock(&p->mu);
+
+		f = &p->frames[k];
+		s = &p->slots[k % p->nslots];
+		buf_reset(&s->out);
+		s->tar_bytes = 0;
+		if (p->cache && p->cache->get &&
+		    p->cache->get(p->cache->ctx, p->l, f, p->o, &s->out) == 1) {
+			s->tar_bytes = 0; /* unknown for a reused frame */
+		} else {
+			buf_reset(&s->out);
+			r = pack_frame_encode(wa->w, p->l, p->rootfd, f, &s->out, &s->tar_bytes,
+					      &e);
+			if (!r && p->cache && p->cache->put)
+				p->cache->put(p->cache->ctx, p->l, f, p->o, s->out.data,
+					      s->out.len);
+		}
+		if (r) {
+			pool_fail(p, &e);
+			break;
+		}
+		pthread_mutex_lock(&p->mu);
+		s->done = 1;
+		pthread_cond_broadcast(&p->cv_done);
+		pthread_mutex_unlock(&p->mu);
+	}
+	return NULL;
+}
+
+/*
+ * One worker more than there are CPUs (at most 8): a worker waiting for a
+ * read leaves its CPU to another, and the writer thread needs little.
+ * Each worker costs about 5 MiB at level 3 (its zstd context and read
+ * buffer).
+ */
+static unsigned default_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		return 2;
+	return n >= 8 ? 8 : (unsigned)n + 1;
+}
+
+int pack_write(const struct pack_list *l, const struct pack_opts *o,
+	       const struct pack_frame_cache *cache, pack_sink_fn sink, void *sink_ctx,
+	       struct pack_result *res, struct err *e)
+{
+	struct pool p;
+	struct pack_frame *frames = NULL;
+	struct worker_arg *wa = NULL;
+	pthread_t *tids = NULL;
+	struct sha256 *sha = NULL;
+	unsigned char md[32];
+	unsigned nw, started = 0, i;
+	size_t nframes = 0, k;
+	const char *cs;
+	int ret = 0;
+
+	memset(res, 0, sizeof(*res));
+	if (pack_opts_check(o, e))
+		return e->code;
+	/* libarchive converts names from the locale's charset to UTF-8; a
+	 * non-UTF-8 locale would make the headers depend on it. */
+	cs = nl_langinfo(CODESET);
+	if (!cs || strcmp(cs, "UTF-8"))
+		return err_set(e, ERR_FAIL, "the locale's charset is %s, not UTF-8 (is the "
+			       "C.UTF-8 locale available?)", cs ? cs : "unknown");
+
+	memset(&p, 0, sizeof(p));
+	p.rootfd = open(l->root ? l->root : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p.rootfd < 0)
+		return err_errno(e, "cannot open %s", l->root ? l->root : ".");
+	pack_plan(l->v, l->n, &frames, &nframes);
+
+	nw = o->threads ? o->threads : default_threads();
+	if (nw > nframes)
+		nw = (unsigned)nframes;
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv_work, NULL);
+	pthread_cond_init(&p.cv_done, NULL);
+	p.l = l;
+	p.o = o;
+	p.cache = cache;
+	p.frames = frames;
+	p.nframes = nframes;
+	p.nslots = nw + PACK_EXTRA_SLOTS;
+	p.slots = xcalloc(p.nslots, sizeof(*p.slots));
+	wa = xcalloc(nw, sizeof(*wa));
+	tids = xcalloc(nw, sizeof(*tids));
+	for (k = 0; k < p.nslots; k++) {
+		struct buf *b = &p.slots[k].out;
+		void *m = mmap(NULL, PACK_SLOT_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED) {
+			buf_init(b, 0);
+			ret = err_errno(e, "cannot map %zu bytes", (size_t)PACK_SLOT_SIZE);
+			goto out;
+		}
+		b->data = m;
+		b->len = 0;
+		b->cap = PACK_SLOT_SIZE;
+		b->max = PACK_SLOT_SIZE - 1; /* growing past it fails, never reallocs */
+		b->data[0] = '\0';
+	}
+	for (i = 0; i < nw; i++) {
+		wa[i].p = &p;
+		wa[i].w = pack_worker_new(o, e);
+		if (!wa[i].w) {
+			ret = e->code;
+			goto out;
+		}
+		wa[i].w->stop = &p.stop;
+	}
+	for (i = 0; i < nw; i++) {
+		if (pthread_create(&tids[i], NULL, worker_main, &wa[i])) {
+			ret = err_errno(e, "cannot start a worker thread");
+			pool_fail(&p, e);
+			break;
+		}
+		started++;
+	}
+
+	sha = sha256_new();
+	for (k = 0; k < nframes && !ret; k++) {
+		struct slot *s = &p.slots[k % p.nslots];
+
+		pthread_mutex_lock(&p.mu);
+		while (!s->done && !p.stop)
+			pthread_cond_wait(&p.cv_done, &p.mu);
+		if (!s->done) {
+			pthread_mutex_unlock(&p.mu);
+			break;
+		}
+		pthread_mutex_unlock(&p.mu);
+
+		if (s->out.len) {
+			ret = sink(sink_ctx, s->out.data, s->out.len, e);
+			if (ret) {
+				struct err tmp = *e;
+
+				pool_fail(&p, &tmp);
+				break;
+			}
+			sha256_update(sha, s->out.data, s->out.len);
+		}
+		res->bytes += s->out.len;
+		res->tar_bytes += s->tar_bytes;
+		/* a slot that once held an incompressible frame would keep
+		 * its pages: give back all but the first PACK_SLOT_KEEP */
+		if (s->out.len > PACK_SLOT_KEEP)
+			madvise(s->out.data + PACK_SLOT_KEEP,
+				(s->out.len - PACK_SLOT_KEEP + 4095) & ~(size_t)4095,
+				MADV_DONTNEED);
+
+		pthread_mutex_lock(&p.mu);
+		s->done = 0;
+		p.written++;
+		pthread_cond_broadcast(&p.cv_work);
+		pthread_mutex_unlock(&p.mu);
+	}
+	if (!ret && p.written < nframes) {
+		/* a worker failed */
+		pthread_mutex_lock(&p.mu);
+		*e = p.err;
+		pthread_mutex_unlock(&p.mu);
+		ret = e->code ? e->code : ERR_FAIL;
+	}
+out:
+	if (ret) {
+		pthread_mutex_lock(&p.mu);
+		__atomic_store_n(&p.stop, 1, __ATOMIC_RELAXED);
+		pthread_cond_broadcast(&p.cv_work);
+		pthread_cond_broadcast(&p.cv_done);
+		pthread_mutex_unlock(&p.mu);
+	}
+	for (i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
+	if (!ret) {
+		sha256_final(sha, md);
+		memcpy(res->digest, "sha256:", 7);
+		hex_encode(res->digest + 7, md, 32);
+		res->entries = l->n;
+		res->frames = nframes;
+	}
+	sha256_free(sha);
+	for (i = 0; i < nw; i++)
+		pack_worker_free(wa[i].w);
+	for (k = 0; k < p.nslots; k++)
+		if (p.slots[k].out.cap == PACK_SLOT_SIZE)
+			munmap(p.slots[k].out.data, PACK_SLOT_SIZE);
+	free(p.slots);
+	free(wa);
+	free(tids);
+	free(frames);
+	pthread_cond_destroy(&p.cv_work);
+	pthread_cond_destroy(&p.cv_done);
+	pthread_mutex_destroy(&p.mu);
+	close(p.rootfd);
+	return ret;
+}

@@ -1,0 +1,195 @@
+#!/bin/sh
+# ctxpack pack: GNU tar, bsdtar and Python's tarfile list and extract the
+# archive to exactly the entries, modes, link targets and contents of the
+# tree (as `ctxpack ls` lists it), for every codec; normalized headers;
+# the summary, --json, -o FILE / -o - / no -o, and the usage errors.
+. "$(dirname "$0")/lib.sh"
+
+C=$TESTDIR/ctx
+python3 - "$C" <<'PY'
+import os, sys
+root = sys.argv[1]
+def w(rel, data=b"", mode=0o644):
+    p = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(p), exist_ok=True)
+    with open(p, "wb") as f:
+        f.write(data)
+    os.chmod(p, mode)
+w("Dockerfile", b"FROM scratch\nCOPY . /ctx/\n")
+w(".dockerignore", b"*.log\nbuild/\n")
+w("README.md", b"# readme\n" * 100)
+w("empty")
+w("run.sh", b"#!/bin/sh\necho hi\n", 0o700)
+w("group-exec", b"x", 0o610)
+w("setuid", b"x", 0o4755)
+w("src/a.c", b"int main(void) { return 0; }\n" * 1000)
+w("src/a-b.c", b"a-b\n")
+w("src/a/x.c", b"x\n")
+w("src/deep/er/still/f.txt", b"deep\n", 0o600)
+w("data/medium.bin", os.urandom(3 << 20))
+w("data/text.txt", b"".join(b"line %d\n" % i for i in range(200000)))
+w("noise.log", b"excluded\n")
+w("build/out.o", b"excluded\n")
+os.makedirs(os.path.join(root, "emptydir"))
+os.makedirs(os.path.join(root, "src/emptysub"))
+os.symlink("a.c", os.path.join(root, "src/link-to-a"))
+os.symlink("../../nowhere/dangling", os.path.join(root, "src/dangling"))
+os.symlink("/etc/passwd", os.path.join(root, "abs-link"))
+os.symlink("src", os.path.join(root, "dirlink"))
+os.mkfifo(os.path.join(root, "fifo"))
+os.chmod(os.path.join(root, "src/deep"), 0o700)
+PY
+
+# check.py TAR SRC LIST: the archive's members against the tree
+cat > "$TESTDIR/check.py" <<'PY'
+import hashlib, os, stat, sys, tarfile
+tarpath, src, listpath = sys.argv[1:4]
+want = [p.decode("utf-8", "surrogateescape")
+        for p in open(listpath, "rb").read().split(b"\0") if p]
+errs = []
+with tarfile.open(tarpath, "r:", encoding="utf-8", errors="surrogateescape") as t:
+    ms = t.getmembers()
+names = [m.name + ("/" if m.isdir() else "") for m in ms]
+if names != want:
+    errs.append("names differ:\n got  %r\n want %r" % (names, want))
+for m in ms:
+    p = os.path.join(src, m.name)
+    st = os.lstat(p)
+    if m.uid or m.gid or m.uname or m.gname:
+        errs.append("%s: owner %d/%d %r/%r" % (m.name, m.uid, m.gid, m.uname, m.gname))
+    if m.mtime != int(os.environ.get("WANT_MTIME", "946684800")):
+        errs.append("%s: mtime %r" % (m.name, m.mtime))
+    bad = set(m.pax_headers) - {"path", "linkpath", "size", "hdrcharset"}
+    if bad:
+        errs.append("%s: pax records %r" % (m.name, sorted(bad)))
+    if stat.S_ISDIR(st.st_mode):
+        ok, mode = m.isdir(), 0o755
+    elif stat.S_ISLNK(st.st_mode):
+        ok, mode = m.issym() and m.linkname == os.readlink(p), 0o777
+    elif stat.S_ISFIFO(st.st_mode):
+        ok, mode = m.isfifo(), 0o755 if st.st_mode & 0o111 else 0o644
+    else:
+        ok, mode = m.isreg() and m.size == st.st_size, 0o755 if st.st_mode & 0o111 else 0o644
+    if not ok:
+        errs.append("%s: type, size or link target differ" % m.name)
+    if m.mode != mode:
+        errs.append("%s: mode %o, want %o" % (m.name, m.mode, mode))
+for e in errs[:20]:
+    print(e)
+sys.exit(1 if errs else 0)
+PY
+
+# treecmp.py DIR LIST [SRC]: the listing of an extracted tree (or of SRC,
+# normalized, restricted to LIST) as lines of path, type, mode, content hash
+cat > "$TESTDIR/treecmp.py" <<'PY'
+import hashlib, os, stat, sys
+d = sys.argv[1]
+want = [p.decode("utf-8", "surrogateescape").rstrip("/")
+        for p in open(sys.argv[2], "rb").read().split(b"\0") if p]
+src = len(sys.argv) > 3
+out = []
+if src:
+    paths = want
+else:
+    paths = []
+    for dp, dns, fns in os.walk(d):
+        for n in dns + fns:
+            paths.append(os.path.relpath(os.path.join(dp, n), d))
+for rel in sorted(paths):
+    p = os.path.join(d, rel)
+    st = os.lstat(p)
+    m = st.st_mode
+    if stat.S_ISLNK(m):
+        out.append("%s l %s" % (rel, os.readlink(p)))
+    elif stat.S_ISDIR(m):
+        out.append("%s d %o" % (rel, 0o755 if src else stat.S_IMODE(m)))
+    elif stat.S_ISFIFO(m):
+        out.append("%s p %o" % (rel, (0o755 if m & 0o111 else 0o644) if src else stat.S_IMODE(m)))
+    else:
+        h = hashlib.sha256(open(p, "rb").read()).hexdigest()
+        mode = (0o755 if m & 0o111 else 0o644) if src else stat.S_IMODE(m)
+        out.append("%s f %o %s" % (rel, mode, h))
+sys.stdout.write("\n".join(out).encode("utf-8", "surrogateescape").decode("utf-8", "replace") + "\n")
+PY
+
+ctxpack ls -0 "$C" > "$TESTDIR/ls0"
+python3 "$TESTDIR/treecmp.py" "$C" "$TESTDIR/ls0" src > "$TESTDIR/want.txt"
+
+for comp in zstd gzip none; do
+	A=$TESTDIR/ctx.$comp
+	ok "$comp: pack -o FILE" ctxpack pack --compress "$comp" -o "$A" "$C"
+	case $comp in
+	zstd) zstd -dqc "$A" > "$TESTDIR/raw.tar"; gnu="--zstd" ;;
+	gzip) gzip -dc "$A" > "$TESTDIR/raw.tar"; gnu="--gzip" ;;
+	none) cp "$A" "$TESTDIR/raw.tar"; gnu="" ;;
+	esac
+	ok "$comp: Python tarfile sees exactly the tree, normalized" \
+		python3 "$TESTDIR/check.py" "$TESTDIR/raw.tar" "$C" "$TESTDIR/ls0"
+	rm -rf "$TESTDIR/x1" "$TESTDIR/x2" "$TESTDIR/x3"
+	mkdir "$TESTDIR/x1" "$TESTDIR/x2" "$TESTDIR/x3"
+	# shellcheck disable=SC2086
+	tar $gnu -xf "$A" -C "$TESTDIR/x1"
+	python3 "$TESTDIR/treecmp.py" "$TESTDIR/x1" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
+	is "$(cat "$TESTDIR/got.txt")" "$(cat "$TESTDIR/want.txt")" "$comp: GNU tar extracts the tree"
+	bsdtar -xf "$A" -C "$TESTDIR/x2"
+	python3 "$TESTDIR/treecmp.py" "$TESTDIR/x2" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
+	is "$(cat "$TESTDIR/got.txt")" "$(cat "$TESTDIR/want.txt")" "$comp: bsdtar extracts the tree"
+	python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+		"$TESTDIR/raw.tar" "$TESTDIR/x3"
+	python3 "$TESTDIR/treecmp.py" "$TESTDIR/x3" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
+	is "$(cat "$TESTDIR/got.txt")" "$(cat "$TESTDIR/want.txt")" "$comp: Python tarfile extracts the tree"
+	is "$(bsdtar -tf "$A" | wc -l)" "$(tr -cd '\0' < "$TESTDIR/ls0" | wc -c)" \
+		"$comp: bsdtar lists every entry"
+	is "$(tail -c 1024 "$TESTDIR/raw.tar" | tr -d '\0' | wc -c)" 0 "$comp: ends with the end blocks"
+	is "$(( $(wc -c < "$TESTDIR/raw.tar") % 512 ))" 0 "$comp: no record padding beyond the blocks"
+done
+is "$(zstd -lv "$TESTDIR/ctx.zstd" 2>/dev/null | grep -c 'Check: XXH64')" 1 "zstd: checksum on"
+like "$(zstd -lv "$TESTDIR/ctx.zstd" 2>/dev/null)" "Decompressed Size: +(0|unknown)|Frames" \
+	"zstd: readable by zstd -l"
+is "$(gzip -dc "$TESTDIR/ctx.gzip" | cmp - "$TESTDIR/ctx.none" && echo same)" same \
+	"gzip: the members decompress to the tar"
+is "$(od -An -tx1 -j4 -N5 "$TESTDIR/ctx.gzip" | tr -d ' ')" 0000000000 "gzip: header mtime 0, no name"
+
+# the summary and the outputs
+ctxpack pack -o "$TESTDIR/s.zst" "$C" 2> "$TESTDIR/err"
+sum=$(sha256sum < "$TESTDIR/s.zst" | cut -d' ' -f1)
+n=$(tr -cd '\0' < "$TESTDIR/ls0" | wc -c)
+is "$(cat "$TESTDIR/err")" "sha256:$sum $(wc -c < "$TESTDIR/s.zst") $n" "summary: sha256:<hex> <bytes> <entries>"
+ctxpack pack -o - "$C" > "$TESTDIR/s2.zst" 2>/dev/null
+same_files "$TESTDIR/s.zst" "$TESTDIR/s2.zst" "-o - streams the same bytes"
+ctxpack pack "$C" > "$TESTDIR/s3.zst" 2>/dev/null
+same_files "$TESTDIR/s.zst" "$TESTDIR/s3.zst" "no -o writes to a non-terminal stdout"
+ctxpack pack -q -o "$TESTDIR/s4.zst" "$C" 2> "$TESTDIR/err"
+is "$(cat "$TESTDIR/err")" "" "-q: no summary"
+json=$(ctxpack pack --json --level 5 -o "$TESTDIR/s5.zst" "$C" 2>/dev/null)
+sum5=$(sha256sum < "$TESTDIR/s5.zst" | cut -d' ' -f1)
+is "$json" "{\"digest\":\"sha256:$sum5\",\"bytes\":$(wc -c < "$TESTDIR/s5.zst"),\"entries\":$n,\"compress\":\"zstd\",\"level\":5,\"added\":[]}" \
+	"--json summary on stdout"
+(cd "$C" && ctxpack pack -q -o "$TESTDIR/s6.zst")
+same_files "$TESTDIR/s.zst" "$TESTDIR/s6.zst" "DIR defaults to ."
+is "$(ls "$TESTDIR" | grep -c '\.tmp\.')" 0 "no temporary files left"
+
+# refusals
+rc=$(python3 - "$CTXPACK" "$C" <<'PY'
+import os, pty, subprocess, sys
+m, s = pty.openpty()
+r = subprocess.run([sys.argv[1], "pack", sys.argv[2]], stdout=s, stderr=subprocess.PIPE)
+print(r.returncode, b"terminal" in r.stderr)
+PY
+)
+is "$rc" "2 True" "no -o and a terminal stdout: refused (exit 2)"
+exits 2 "--json with -o -: usage error" ctxpack pack --json -o - "$C"
+exits 2 "--compress xz: usage error" ctxpack pack --compress xz -o "$TESTDIR/u" "$C"
+exits 2 "--level 0: usage error" ctxpack pack --level 0 -o "$TESTDIR/u" "$C"
+exits 2 "--level 20: usage error" ctxpack pack --level 20 -o "$TESTDIR/u" "$C"
+exits 2 "--level with none: usage error" ctxpack pack --compress none --level 3 -o "$TESTDIR/u" "$C"
+exits 2 "--threads 0: usage error" ctxpack pack --threads 0 -o "$TESTDIR/u" "$C"
+exits 2 "two DIRs: usage error" ctxpack pack -o "$TESTDIR/u" "$C" "$C"
+fails "missing context fails" ctxpack pack -o "$TESTDIR/u" "$TESTDIR/nope"
+is "$(ls "$TESTDIR" | grep -c '^u')" 0 "nothing written on usage errors"
+mkdir -p "$TESTDIR/isdir/x"
+fails "-o onto a directory fails" ctxpack pack -o "$TESTDIR/isdir" "$C"
+is "$(ls "$TESTDIR" | grep -c '\.tmp\.')" 0 "... and removes its temporary file"
+ok "pack --help" ctxpack pack --help
+
+done_testing

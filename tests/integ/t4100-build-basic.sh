@@ -1,0 +1,101 @@
+#!/bin/sh
+# ctxpack build: the archive on COMMAND's stdin (the same bytes as pack),
+# COMMAND's exit status (128+N for a signal), a COMMAND that exits early or
+# closes its input reported clearly (never a hang or a crash), a pack that
+# fails stops COMMAND, and the usage errors.
+. "$(dirname "$0")/lib.sh"
+
+C=$TESTDIR/ctx
+mkdir -p "$C/src"
+printf 'FROM scratch\nCOPY . /ctx/\n' > "$C/Dockerfile"
+echo main > "$C/src/main.c"
+B=$TESTDIR/big
+mkdir -p "$B"
+head -c 3000000 /dev/urandom > "$B/random.bin"   # larger than a pipe buffer
+
+# run_to N CMD...: run with a timeout (a hang is a failure), output in $TESTDIR/o
+run_to() {
+	secs=$1; shift
+	[ "$1" = ctxpack ] && { shift; set -- $EXEC_PREFIX "$CTXPACK" "$@"; }
+	timeout "$secs" "$@" > "$TESTDIR/o" 2>&1
+}
+
+ctxpack pack -q -o "$TESTDIR/ref.zst" "$C"
+run_to 20 ctxpack build "$C" -- sh -c 'cat > "$0"' "$TESTDIR/got.zst"
+is "$?" 0 "build: COMMAND's status 0"
+same_files "$TESTDIR/got.zst" "$TESTDIR/ref.zst" "COMMAND reads the same bytes as pack writes"
+like "$(cat "$TESTDIR/o")" '^sha256:[0-9a-f]{64} [0-9]+ 3$' "the summary on stderr"
+ctxpack pack -q --compress gzip --level 2 -o "$TESTDIR/ref.gz" "$C"
+run_to 20 ctxpack build -q --compress gzip --level 2 "$C" -- sh -c 'cat > "$0"' "$TESTDIR/got.gz"
+same_files "$TESTDIR/got.gz" "$TESTDIR/ref.gz" "pack options apply (gzip, level)"
+(cd "$C" && run_to 20 ctxpack build -q -- sh -c 'cat > "$0"' "$TESTDIR/got2.zst")
+same_files "$TESTDIR/got2.zst" "$TESTDIR/ref.zst" "DIR defaults to ."
+run_to 20 ctxpack build -q "$C" -- sh -c 'zstd -dc | tar -tf - | tr "\n" " "'
+is "$(cat "$TESTDIR/o")" "Dockerfile src/ src/main.c " "COMMAND can untar its stdin; stdout is COMMAND's"
+
+run_to 20 ctxpack build "$C" -- sh -c 'cat >/dev/null; exit 3'
+is "$?" 3 "COMMAND's exit status is returned"
+run_to 20 ctxpack build "$B" -- sh -c 'cat >/dev/null; exit 42'
+is "$?" 42 "... also for a large archive"
+run_to 20 ctxpack build "$C" -- sh -c 'cat >/dev/null; kill -TERM $$'
+is "$?" 143 "killed by SIGTERM: 128+15"
+like "$(cat "$TESTDIR/o")" "killed by signal 15" "... and said so"
+
+# COMMAND that does not read everything
+run_to 20 ctxpack build "$C" -- true
+is "$?" 1 "'true' (reads nothing, exits 0): exit 1"
+like "$(cat "$TESTDIR/o")" "error: true exited with status 0 after reading 0 of [0-9]+ archive bytes" \
+	"... reported clearly, even for an archive that fits in the pipe"
+run_to 20 ctxpack build "$B" -- true
+is "$?" 1 "'true' on a large archive: exit 1, no hang"
+like "$(cat "$TESTDIR/o")" "error: true exited with status 0 before reading the whole archive" \
+	"... reported clearly"
+run_to 20 ctxpack build "$B" -- sh -c 'head -c 1000 > /dev/null; exit 0'
+is "$?" 1 "reads 1000 bytes and exits 0: exit 1"
+run_to 20 ctxpack build "$B" -- sh -c 'head -c 1000 > /dev/null; exit 5'
+is "$?" 5 "reads 1000 bytes and exits 5: exit 5"
+like "$(cat "$TESTDIR/o")" "exited with status 5" "... reported"
+run_to 20 ctxpack build "$B" -- sh -c 'exec 0<&-; sleep 0.3; exit 0'
+is "$?" 1 "closes its input, keeps running, exits 0: exit 1, no hang"
+run_to 20 ctxpack build "$B" -- sh -c 'zstd -dc | tar -tf - >/dev/null'
+is "$?" 0 "a reader that stops at the tar end blocks is fine"
+run_to 20 ctxpack build "$B" -- sh -c 'zstd -dc >/dev/null; exit 0'
+is "$?" 0 "zstd reads it all"
+
+# COMMAND that cannot run
+run_to 20 ctxpack build "$C" -- /nonexistent/cmd
+is "$?" 127 "COMMAND not found: 127"
+like "$(cat "$TESTDIR/o")" "cannot run /nonexistent/cmd" "... reported"
+chmod -x "$C/src/main.c"
+run_to 20 ctxpack build "$C" -- "$C/src/main.c"
+is "$?" 126 "COMMAND not executable: 126"
+
+# the pack fails: COMMAND is stopped and never sees a complete input.
+# COMMAND waits before reading, so the workers stall on the full pipe
+# before they reach zz-grow.bin (sorted last, after 40 MB that does not
+# compress); meanwhile zz-grow.bin grows, so it no longer has its walked
+# size when it is opened.
+G=$TESTDIR/grow
+mkdir -p "$G"
+for i in 1 2 3 4 5; do head -c 8000000 /dev/urandom > "$G/r$i.bin"; done
+head -c 5000000 /dev/zero > "$G/zz-grow.bin"
+(sleep 1; head -c 100 /dev/zero >> "$G/zz-grow.bin") &
+grower=$!
+run_to 30 ctxpack build --threads 1 "$G" -- sh -c 'sleep 2.5; cat > /dev/null; echo done >&2; exit 0'
+rc=$?
+wait $grower
+is "$rc" 1 "a file that changed: exit 1"
+like "$(cat "$TESTDIR/o")" "file changed while being packed: zz-grow.bin" "... naming the file"
+like "$(cat "$TESTDIR/o")" "SIGTERM" "... and COMMAND was stopped"
+is "$(grep -c done "$TESTDIR/o")" 0 "... before it read to the end"
+
+# usage
+exits 2 "no --: usage error" ctxpack build "$C" true
+exits 2 "-- without COMMAND: usage error" ctxpack build "$C" --
+exits 2 "two DIRs: usage error" ctxpack build "$C" "$C" -- true
+exits 2 "-o is not a build option" ctxpack build -o x "$C" -- true
+exits 2 "--json is refused" ctxpack build --json "$C" -- true
+run_to 20 ctxpack build "$C" -- sh -c 'cat >/dev/null; echo "$@"' -f --level 9 -- x
+is "$(grep -cx -e "--level 9 -- x" "$TESTDIR/o")" 1 "options after -- belong to COMMAND"
+
+done_testing

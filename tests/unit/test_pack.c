@@ -1,0 +1,779 @@
+/*
+ * Unit tests of the packer: the frame rule, the per-frame tar bytes against
+ * one libarchive writer, codec determinism (input chunking, context reuse),
+ * thread-count independence, the added Dockerfile/ignore entries, the
+ * SOURCE_DATE_EPOCH parser, and changed-file detection.  Walk results are
+ * built here by hand (lstat, like the walker).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "../../src/pack/pack_internal.h"
+#include "ctxpack/pack.h"
+
+/* ---- helpers ---- */
+
+static char *tmpdir_new(void)
+{
+	char tmpl[] = "/tmp/ctxpack-unit-pack.XXXXXX";
+	char *d = mkdtemp(tmpl);
+
+	assert_non_null(d);
+	return realpath(d, NULL);
+}
+
+static void rm_rf(const char *path)
+{
+	struct err e = ERR_INIT;
+
+	remove_tree(path, &e);
+}
+
+static void write_bytes(const char *dir, const char *rel, const void *data, size_t n, int mode)
+{
+	char *p = xasprintf("%s/%s", dir, rel);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, data, n), 0);
+	close(fd);
+	free(p);
+}
+
+static void mkdir_rel(const char *dir, const char *rel)
+{
+	char *p = xasprintf("%s/%s", dir, rel);
+
+	assert_int_equal(mkdir(p, 0700), 0);
+	free(p);
+}
+
+/* Pseudo-random but compressible bytes. */
+static void fill(unsigned char *p, size_t n, uint32_t seed)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		p[i] = (unsigned char)("abcdefgh\n  xyz"[(seed >> 16) % 15]);
+	}
+}
+
+/* A walk result of the given relative paths (archive order, dirs as
+ * given), stat'ed with lstat like the walker does. */
+static void fake_walk(struct walk_result *w, const char *root, const char *const *paths)
+{
+	size_t n = 0, i;
+
+	memset(w, 0, sizeof(*w));
+	while (paths[n])
+		n++;
+	w->v = xcalloc(n ? n : 1, sizeof(*w->v));
+	w->n = w->alloc = n;
+	w->root = xstrdup(root);
+	for (i = 0; i < n; i++) {
+		struct walk_entry *we = &w->v[i];
+		char *full = xasprintf("%s/%s", root, paths[i]);
+		struct stat st;
+
+		assert_int_equal(lstat(full, &st), 0);
+		we->path = xstrdup(paths[i]);
+		we->path_len = (uint32_t)strlen(paths[i]);
+		we->mode = st.st_mode;
+		we->deciding = -1;
+		we->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+		if (S_ISDIR(st.st_mode)) {
+			we->type = WALK_DIR;
+		} else if (S_ISLNK(st.st_mode)) {
+			char t[4096];
+			ssize_t k = readlink(full, t, sizeof(t) - 1);
+
+			assert_true(k >= 0);
+			t[k] = '\0';
+			we->type = WALK_LNK;
+			we->link = xstrdup(t);
+			we->link_len = (uint32_t)k;
+			we->size = (uint64_t)st.st_size;
+		} else {
+			we->type = WALK_REG;
+			we->size = (uint64_t)st.st_size;
+		}
+		free(full);
+	}
+}
+
+static void fake_release(struct walk_result *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->n; i++) {
+		free((char *)w->v[i].path);
+		free((char *)w->v[i].link);
+	}
+	free(w->v);
+	free(w->root);
+	free(w->dockerfile_rel);
+	free(w->ignore_rel);
+	memset(w, 0, sizeof(*w));
+}
+
+static void list_of(struct pack_list *l, const struct walk_result *w)
+{
+	size_t i;
+
+	memset(l, 0, sizeof(*l));
+	l->root = w->root;
+	l->n = w->n;
+	l->v = xcalloc(w->n ? w->n : 1, sizeof(*l->v));
+	for (i = 0; i < w->n; i++)
+		l->v[i] = &w->v[i];
+}
+
+static int buf_sink(void *ctx, const void *p, size_t n, struct err *e)
+{
+	return buf_add(ctx, p, n) ? err_set(e, ERR_NOMEM, "oom") : 0;
+}
+
+static int pack_to_buf(const struct pack_list *l, int compress, unsigned threads,
+		       struct buf *out, struct pack_result *res, struct err *e)
+{
+	struct pack_opts o;
+
+	pack_opts_init(&o);
+	o.compress = compress;
+	o.threads = threads;
+	buf_reset(out);
+	return pack_write(l, &o, NULL, buf_sink, out, res, e);
+}
+
+/* A tree with small, medium, split-size files, a dir, a symlink, a long
+ * and a non-UTF-8 name. */
+static const char *const tree_paths[] = {
+	"a.txt", "big.bin", "d", "d/exec.sh", "d/link", "d/medium",
+	"llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll"
+	"llllllllllllllllllllllllllllllll.txt",
+	"z\xff\xfe.txt", NULL,
+};
+
+static void make_tree(const char *root)
+{
+	size_t big = 9u << 20, med = 3u << 20;
+	unsigned char *p = xmalloc(big);
+
+	fill(p, big, 1);
+	write_bytes(root, "a.txt", "hello\n", 6, 0600);
+	write_bytes(root, "big.bin", p, big - 123, 0644);
+	mkdir_rel(root, "d");
+	write_bytes(root, "d/exec.sh", "#!/bin/sh\n", 10, 0700);
+	{
+		char *l = xasprintf("%s/d/link", root);
+
+		assert_int_equal(symlink("../a.txt", l), 0);
+		free(l);
+	}
+	fill(p, med, 2);
+	write_bytes(root, "d/medium", p, med, 0664);
+	write_bytes(root, tree_paths[6], "long\n", 5, 0644);
+	write_bytes(root, tree_paths[7], "bin\n", 4, 0644);
+	free(p);
+}
+
+/* ---- the frame rule ---- */
+
+static void test_plan_empty(void **state)
+{
+	struct pack_frame *f;
+	size_t n;
+
+	pack_plan(NULL, 0, &f, &n);
+	assert_int_equal(n, 1);
+	assert_int_equal(f[0].first.i, 0);
+	assert_int_equal(f[0].end.i, 0);
+	free(f);
+}
+
+static struct walk_entry *synth(size_t n, uint64_t (*size)(size_t), char ***names)
+{
+	struct walk_entry *v = xcalloc(n, sizeof(*v));
+	size_t i;
+
+	*names = xcalloc(n, sizeof(char *));
+	for (i = 0; i < n; i++) {
+		(*names)[i] = xasprintf("dir%03zu/file%08zu", i / 1000, i);
+		v[i].path = (*names)[i];
+		v[i].path_len = (uint32_t)strlen((*names)[i]);
+		v[i].type = WALK_REG;
+		v[i].size = size(i);
+	}
+	return v;
+}
+
+static uint64_t size_small(size_t i) { return (i * 7919) % 20000; }
+static uint64_t size_mixed(size_t i) { return i % 97 == 5 ? (20u << 20) + i : (i * 7919) % 50000; }
+
+static void check_cover(const struct walk_entry *const *pv, size_t n, const struct pack_frame *f,
+			size_t nf)
+{
+	size_t k;
+
+	assert_true(nf >= 1);
+	assert_int_equal(f[0].first.i, 0);
+	assert_int_equal(f[0].first.off, 0);
+	for (k = 0; k + 1 < nf; k++) {
+		/* contiguous, non-empty, bounded */
+		assert_int_equal(f[k].end.i, f[k + 1].first.i);
+		assert_int_equal(f[k].end.off, f[k + 1].first.off);
+		assert_true(f[k].end.i > f[k].first.i || f[k].end.off > f[k].first.off);
+		assert_true(f[k].est <= PACK_FRAME_MAX + 2048);
+		if (f[k].end.off) {
+			assert_int_equal(f[k].end.off % PACK_CHUNK, 0);
+			assert_true(pv[f[k].end.i]->size > PACK_SPLIT_OVER);
+		}
+	}
+	assert_int_equal(f[nf - 1].first.i, n);
+	assert_int_equal(f[nf - 1].end.i, n);
+}
+
+static void test_plan_rule(void **state)
+{
+	size_t n = 20000, nf, k, i;
+	char **names;
+	struct walk_entry *v = synth(n, size_mixed, &names);
+	const struct walk_entry **pv = xcalloc(n, sizeof(*pv));
+	struct pack_frame *f;
+	uint64_t total = 0;
+
+	for (i = 0; i < n; i++)
+		pv[i] = &v[i];
+	pack_plan(pv, n, &f, &nf);
+	check_cover(pv, n, f, nf);
+	for (k = 0; k + 1 < nf; k++)
+		total += f[k].est;
+	/* average frame size around MIN + AVG */
+	assert_true(total / (nf - 1) > PACK_FRAME_MIN / 2);
+	assert_true(total / (nf - 1) < PACK_FRAME_MAX);
+	free(f);
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(pv);
+	free(v);
+}
+
+/* An insertion changes only the frames around it: the boundaries after
+ * it come back (content-defined). */
+static void test_plan_stable(void **state)
+{
+	size_t n = 30000, nf1, nf2, i, k, same = 0, j;
+	char **names;
+	struct walk_entry *v = synth(n, size_small, &names);
+	const struct walk_entry **pv1 = xcalloc(n, sizeof(*pv1));
+	const struct walk_entry **pv2 = xcalloc(n + 1, sizeof(*pv2));
+	struct walk_entry extra = v[n / 2];
+	struct pack_frame *f1, *f2;
+
+	extra.path = "dir015/file00015000a";
+	extra.path_len = (uint32_t)strlen(extra.path);
+	extra.size = 300000;
+	for (i = 0; i < n; i++)
+		pv1[i] = &v[i];
+	for (i = j = 0; i < n; i++) {
+		pv2[j++] = &v[i];
+		if (i == n / 2)
+			pv2[j++] = &extra;
+	}
+	pack_plan(pv1, n, &f1, &nf1);
+	pack_plan(pv2, n + 1, &f2, &nf2);
+	/* count frames of the second plan (after the insertion) whose
+	 * boundaries match the first plan shifted by one entry */
+	for (k = 0; k < nf2; k++) {
+		size_t a = f2[k].first.i, b = f2[k].end.i;
+
+		if (a <= n / 2 + 1)
+			continue;
+		for (i = 0; i < nf1; i++)
+			if (f1[i].first.i == a - 1 && f1[i].end.i == b - 1)
+				same++;
+	}
+	/* all but at most two frames after the change are reused */
+	{
+		size_t after = 0;
+
+		for (k = 0; k < nf2; k++)
+			if (f2[k].first.i > n / 2 + 1)
+				after++;
+		assert_true(after >= 5);
+		assert_true(same + 2 >= after);
+	}
+	free(f1);
+	free(f2);
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(pv1);
+	free(pv2);
+	free(v);
+}
+
+static void test_plan_split(void **state)
+{
+	struct walk_entry v[3];
+	const struct walk_entry *pv[3] = {&v[0], &v[1], &v[2]};
+	struct pack_frame *f;
+	size_t nf;
+
+	memset(v, 0, sizeof(v));
+	v[0].path = "a";
+	v[0].path_len = 1;
+	v[0].type = WALK_REG;
+	v[0].size = 100;
+	v[1].path = "b";
+	v[1].path_len = 1;
+	v[1].type = WALK_REG;
+	v[1].size = 3 * (uint64_t)PACK_CHUNK + 7; /* > SPLIT_OVER */
+	v[2].path = "c";
+	v[2].path_len = 1;
+	v[2].type = WALK_DIR;
+	pack_plan(pv, 3, &f, &nf);
+	check_cover(pv, 3, f, nf);
+	/* a+b[0,C) | b[C,2C) | b[2C,3C) | b[3C,end)+c | trailer */
+	assert_int_equal(nf, 5);
+	assert_int_equal(f[0].end.i, 1);
+	assert_int_equal(f[0].end.off, PACK_CHUNK);
+	assert_int_equal(f[1].end.off, 2 * (uint64_t)PACK_CHUNK);
+	assert_int_equal(f[2].end.off, 3 * (uint64_t)PACK_CHUNK);
+	assert_int_equal(f[3].end.i, 3);
+	assert_int_equal(f[3].end.off, 0);
+	free(f);
+}
+
+/* ---- tar bytes ---- */
+
+static la_ssize_t ref_cb(struct archive *a, void *ctx, const void *p, size_t n)
+{
+	buf_add(ctx, p, n);
+	return (la_ssize_t)n;
+}
+
+/* The same archive from one libarchive writer, as a reference. */
+static void reference_tar(const struct pack_list *l, int64_t mtime, struct buf *out)
+{
+	struct archive *a = archive_write_new();
+	struct archive_entry *ae = archive_entry_new();
+	int dfd = open(l->root, O_RDONLY | O_DIRECTORY);
+	size_t i;
+
+	archive_write_set_format_pax_restricted(a);
+	archive_write_set_bytes_per_block(a, 0);
+	archive_write_set_bytes_in_last_block(a, 1);
+	assert_int_equal(archive_write_open2(a, out, NULL, ref_cb, NULL, NULL), ARCHIVE_OK);
+	for (i = 0; i < l->n; i++) {
+		const struct walk_entry *we = l->v[i];
+		char name[4096];
+		int exec = (we->mode & 0111) != 0, r;
+
+		archive_entry_clear(ae);
+		snprintf(name, sizeof(name), "%s%s", we->path, we->type == WALK_DIR ? "/" : "");
+		archive_entry_copy_pathname(ae, name);
+		archive_entry_set_uid(ae, 0);
+		archive_entry_set_gid(ae, 0);
+		archive_entry_set_mtime(ae, mtime, 0);
+		if (we->type == WALK_DIR) {
+			archive_entry_set_filetype(ae, AE_IFDIR);
+			archive_entry_set_perm(ae, 0755);
+		} else if (we->type == WALK_LNK) {
+			archive_entry_set_filetype(ae, AE_IFLNK);
+			archive_entry_set_perm(ae, 0777);
+			archive_entry_copy_symlink(ae, we->link);
+		} else {
+			archive_entry_set_filetype(ae, AE_IFREG);
+			archive_entry_set_perm(ae, exec ? 0755 : 0644);
+			archive_entry_set_size(ae, (la_int64_t)we->size);
+		}
+		r = archive_write_header(a, ae);
+		assert_true(r == ARCHIVE_OK || r == ARCHIVE_WARN);
+		if (we->type == WALK_REG) {
+			int fd = openat(dfd, we->path, O_RDONLY);
+			char *p = xmalloc(we->size + 1);
+
+			assert_true(fd >= 0);
+			assert_int_equal(read_full(fd, p, we->size), (ssize_t)we->size);
+			assert_int_equal(archive_write_data(a, p, we->size), (la_ssize_t)we->size);
+			free(p);
+			close(fd);
+		}
+	}
+	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+	archive_write_free(a);
+	archive_entry_free(ae);
+	close(dfd);
+}
+
+static void test_tar_matches_one_writer(void **state)
+{
+	char *root = tmpdir_new();
+	struct walk_result w;
+	struct pack_list l;
+	struct buf got = BUF_INIT, want = BUF_INIT;
+	struct pack_result res;
+	struct err e = ERR_INIT;
+
+	make_tree(root);
+	fake_walk(&w, root, tree_paths);
+	list_of(&l, &w);
+	assert_int_equal(pack_to_buf(&l, PACK_NONE, 2, &got, &res, &e), 0);
+	reference_tar(&l, PACK_DEFAULT_MTIME, &want);
+	assert_int_equal(got.len, want.len);
+	assert_memory_equal(got.data, want.data, got.len);
+	assert_int_equal(res.bytes, got.len);
+	assert_int_equal(res.tar_bytes, got.len);
+	assert_int_equal(res.entries, l.n);
+	assert_true(res.frames >= 4); /* big.bin is split in three, + trailer */
+	/* ends with exactly two zero blocks, no record padding */
+	assert_int_equal(got.len % 512, 0);
+	free(l.v);
+	fake_release(&w);
+	buf_release(&got);
+	buf_release(&want);
+	rm_rf(root);
+	free(root);
+}
+
+static void test_threads_and_codecs(void **state)
+{
+	char *root = tmpdir_new();
+	struct walk_result w;
+	struct pack_list l;
+	struct buf b1 = BUF_INIT, b2 = BUF_INIT, raw = BUF_INIT, dec = BUF_INIT;
+	struct pack_result r1, r2;
+	struct err e = ERR_INIT;
+	int c;
+
+	make_tree(root);
+	fake_walk(&w, root, tree_paths);
+	list_of(&l, &w);
+	assert_int_equal(pack_to_buf(&l, PACK_NONE, 1, &raw, &r1, &e), 0);
+	for (c = PACK_ZSTD; c <= PACK_NONE; c++) {
+		unsigned t;
+
+		assert_int_equal(pack_to_buf(&l, c, 1, &b1, &r1, &e), 0);
+		for (t = 2; t <= 5; t += 3) {
+			assert_int_equal(pack_to_buf(&l, c, t, &b2, &r2, &e), 0);
+			assert_int_equal(b1.len, b2.len);
+			assert_memory_equal(b1.data, b2.data, b1.len);
+			assert_string_equal(r1.digest, r2.digest);
+		}
+		{
+			char d[72];
+
+			sha256_digest_str(b1.data, b1.len, d);
+			assert_string_equal(d, r1.digest);
+		}
+	}
+	/* the zstd stream (several frames) decompresses to the tar */
+	assert_int_equal(pack_to_buf(&l, PACK_ZSTD, 2, &b1, &r1, &e), 0);
+	{
+		ZSTD_DStream *ds = ZSTD_createDStream();
+		ZSTD_inBuffer in = {b1.data, b1.len, 0};
+		unsigned long long fcs = ZSTD_getFrameContentSize(b1.data, b1.len);
+
+		assert_true(fcs == ZSTD_CONTENTSIZE_UNKNOWN);
+		buf_grow(&dec, raw.len + 1024);
+		while (in.pos < in.size) {
+			ZSTD_outBuffer ob = {dec.data + dec.len, dec.cap - dec.len - 1, 0};
+			size_t r = ZSTD_decompressStream(ds, &ob, &in);
+
+			assert_false(ZSTD_isError(r));
+			dec.len += ob.pos;
+		}
+		ZSTD_freeDStream(ds);
+		assert_int_equal(dec.len, raw.len);
+		assert_memory_equal(dec.data, raw.data, raw.len);
+	}
+	free(l.v);
+	fake_release(&w);
+	buf_release(&b1);
+	buf_release(&b2);
+	buf_release(&raw);
+	buf_release(&dec);
+	rm_rf(root);
+	free(root);
+}
+
+/* The zstd codec's output does not depend on how the input is cut into
+ * calls, nor on reusing the context. */
+static void test_zstd_chunking(void **state)
+{
+	struct pack_opts o;
+	struct err e = ERR_INIT;
+	struct pack_worker *w;
+	struct buf a = BUF_INIT, b = BUF_INIT;
+	size_t n = 3u << 20, pos, step;
+	unsigned char *p = xmalloc(n);
+	int round;
+
+	fill(p, n, 7);
+	pack_opts_init(&o);
+	w = pack_worker_new(&o, &e);
+	assert_non_null(w);
+	for (round = 0; round < 4; round++) {
+		struct buf *out = round ? &b : &a;
+		uint32_t seed = (uint32_t)round * 77u + 1u;
+
+		buf_reset(out);
+		w->out = out;
+		w->e = &e;
+		assert_int_equal(pack_codec_begin(w, &e), 0);
+		for (pos = 0; pos < n; pos += step) {
+			seed = seed * 1103515245u + 12345u;
+			step = round == 0 ? n : 1 + (seed >> 8) % (300000u >> (round - 1));
+			if (step > n - pos)
+				step = n - pos;
+			assert_int_equal(pack_codec_put(w, p + pos, step, &e), 0);
+		}
+		assert_int_equal(pack_codec_end(w, &e), 0);
+		if (round) {
+			assert_int_equal(a.len, b.len);
+			assert_memory_equal(a.data, b.data, a.len);
+		}
+	}
+	pack_worker_free(w);
+	/* a fresh context gives the same bytes */
+	w = pack_worker_new(&o, &e);
+	buf_reset(&b);
+	w->out = &b;
+	w->e = &e;
+	assert_int_equal(pack_codec_begin(w, &e), 0);
+	assert_int_equal(pack_codec_put(w, p, n, &e), 0);
+	assert_int_equal(pack_codec_end(w, &e), 0);
+	assert_int_equal(a.len, b.len);
+	assert_memory_equal(a.data, b.data, a.len);
+	pack_worker_free(w);
+	buf_release(&a);
+	buf_release(&b);
+	free(p);
+}
+
+/* ---- added entries ---- */
+
+static void test_list_adds_dockerfile(void **state)
+{
+	char *root = tmpdir_new();
+	static const char *const paths[] = {"a", "z", NULL};
+	struct walk_result w;
+	struct pack_list l;
+	struct err e = ERR_INIT;
+	static const char *const want[] = {
+		"a", "build", "build/docker", "build/docker/Dockerfile",
+		"build/docker/Dockerfile.dockerignore", "z",
+	};
+	size_t i;
+
+	write_bytes(root, "a", "a", 1, 0644);
+	write_bytes(root, "z", "z", 1, 0644);
+	mkdir_rel(root, "build");
+	mkdir_rel(root, "build/docker");
+	write_bytes(root, "build/docker/Dockerfile", "FROM scratch\n", 13, 0644);
+	write_bytes(root, "build/docker/Dockerfile.dockerignore", "*\n!a\n!z\n", 8, 0644);
+	fake_walk(&w, root, paths);
+	w.dockerfile_rel = xstrdup("build/docker/Dockerfile");
+	w.ignore_rel = xstrdup("build/docker/Dockerfile.dockerignore");
+	assert_int_equal(pack_list_build(&l, &w, &e), 0);
+	assert_int_equal(l.n, 6);
+	assert_int_equal(l.n_added, 4);
+	for (i = 0; i < l.n; i++)
+		assert_string_equal(l.v[i]->path, want[i]);
+	assert_int_equal(l.v[1]->type, WALK_DIR);
+	assert_int_equal(l.v[3]->type, WALK_REG);
+	assert_int_equal(l.v[3]->size, 13);
+	pack_list_release(&l);
+
+	/* nothing added when already there, or missing */
+	free(w.dockerfile_rel);
+	w.dockerfile_rel = xstrdup("a");
+	free(w.ignore_rel);
+	w.ignore_rel = xstrdup("missing/.dockerignore");
+	assert_int_equal(pack_list_build(&l, &w, &e), 0);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.n_added, 0);
+	pack_list_release(&l);
+	fake_release(&w);
+	rm_rf(root);
+	free(root);
+}
+
+/* ---- options ---- */
+
+static void test_source_date_epoch(void **state)
+{
+	struct err e = ERR_INIT;
+	int64_t t = -1;
+
+	assert_int_equal(pack_source_date_epoch(NULL, &t, &e), 0);
+	assert_int_equal(t, PACK_DEFAULT_MTIME);
+	assert_int_equal(pack_source_date_epoch("1700000000", &t, &e), 0);
+	assert_int_equal(t, 1700000000);
+	assert_int_equal(pack_source_date_epoch("0", &t, &e), 0);
+	assert_int_equal(t, 0);
+	assert_int_equal(pack_source_date_epoch("253402300799", &t, &e), 0);
+	assert_int_equal(pack_source_date_epoch("253402300800", &t, &e), ERR_USAGE);
+	err_clear(&e);
+	assert_int_equal(pack_source_date_epoch("", &t, &e), ERR_USAGE);
+	err_clear(&e);
+	assert_int_equal(pack_source_date_epoch(" 1", &t, &e), ERR_USAGE);
+	err_clear(&e);
+	assert_int_equal(pack_source_date_epoch("1e9", &t, &e), ERR_USAGE);
+	err_clear(&e);
+	assert_int_equal(pack_source_date_epoch("-5", &t, &e), ERR_USAGE);
+	assert_non_null(strstr(e.msg, "SOURCE_DATE_EPOCH"));
+}
+
+static void test_opts_check(void **state)
+{
+	struct pack_opts o;
+	struct err e = ERR_INIT;
+	int c;
+
+	pack_opts_init(&o);
+	assert_int_equal(pack_opts_check(&o, &e), 0);
+	assert_int_equal(pack_level(&o), 3);
+	o.level = 20;
+	assert_int_equal(pack_opts_check(&o, &e), ERR_USAGE);
+	err_clear(&e);
+	o.compress = PACK_GZIP;
+	o.level = 0;
+	assert_int_equal(pack_level(&o), 6);
+	o.level = 10;
+	assert_int_equal(pack_opts_check(&o, &e), ERR_USAGE);
+	err_clear(&e);
+	o.compress = PACK_NONE;
+	o.level = 1;
+	assert_int_equal(pack_opts_check(&o, &e), ERR_USAGE);
+	err_clear(&e);
+	assert_int_equal(pack_parse_compress("gzip", &c, &e), 0);
+	assert_int_equal(c, PACK_GZIP);
+	assert_int_equal(pack_parse_compress("xz", &c, &e), ERR_USAGE);
+}
+
+/* ---- changed files ---- */
+
+static void test_changed_file(void **state)
+{
+	char *root = tmpdir_new();
+	struct walk_result w;
+	struct pack_list l;
+	struct buf b = BUF_INIT;
+	struct pack_result res;
+	struct err e = ERR_INIT;
+	unsigned char *p = xmalloc(2u << 20);
+	static const char *const paths[] = {"small", "large", NULL};
+
+	fill(p, 2u << 20, 3);
+	write_bytes(root, "small", "0123456789", 10, 0644);
+	write_bytes(root, "large", p, 2u << 20, 0644);
+	fake_walk(&w, root, paths);
+	list_of(&l, &w);
+	assert_int_equal(pack_to_buf(&l, PACK_ZSTD, 2, &b, &res, &e), 0);
+
+	/* a small file whose size differs from the walk's */
+	write_bytes(root, "small", "01234", 5, 0644);
+	assert_int_equal(pack_to_buf(&l, PACK_ZSTD, 2, &b, &res, &e), ERR_CHANGED);
+	assert_non_null(strstr(e.msg, "small"));
+	err_clear(&e);
+	write_bytes(root, "small", "0123456789", 10, 0644);
+	assert_int_equal(pack_to_buf(&l, PACK_ZSTD, 2, &b, &res, &e), 0);
+
+	/* a streamed file whose mtime differs from the walk's */
+	w.v[1].mtime_ns -= 1000000000;
+	assert_int_equal(pack_to_buf(&l, PACK_ZSTD, 2, &b, &res, &e), ERR_CHANGED);
+	assert_non_null(strstr(e.msg, "large"));
+	err_clear(&e);
+
+	/* a vanished file */
+	w.v[1].mtime_ns += 1000000000;
+	{
+		char *f = xasprintf("%s/large", root);
+
+		unlink(f);
+		free(f);
+	}
+	assert_int_equal(pack_to_buf(&l, PACK_NONE, 1, &b, &res, &e), ERR_CHANGED);
+	assert_non_null(strstr(e.msg, "large"));
+	free(l.v);
+	fake_release(&w);
+	buf_release(&b);
+	free(p);
+	rm_rf(root);
+	free(root);
+}
+
+static int failing_sink(void *ctx, const void *p, size_t n, struct err *e)
+{
+	int *calls = ctx;
+
+	if (++*calls == 2)
+		return err_set(e, ERR_FAIL, "sink full");
+	return 0;
+}
+
+static void test_sink_failure(void **state)
+{
+	char *root = tmpdir_new();
+	struct walk_result w;
+	struct pack_list l;
+	struct pack_opts o;
+	struct pack_result res;
+	struct err e = ERR_INIT;
+	int calls = 0;
+
+	make_tree(root);
+	fake_walk(&w, root, tree_paths);
+	list_of(&l, &w);
+	pack_opts_init(&o);
+	o.threads = 3;
+	assert_int_equal(pack_write(&l, &o, NULL, failing_sink, &calls, &res, &e), ERR_FAIL);
+	assert_string_equal(e.msg, "sink full");
+	assert_int_equal(calls, 2);
+	free(l.v);
+	fake_release(&w);
+	rm_rf(root);
+	free(root);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plan_empty),
+		cmocka_unit_test(test_plan_rule),
+		cmocka_unit_test(test_plan_stable),
+		cmocka_unit_test(test_plan_split),
+		cmocka_unit_test(test_tar_matches_one_writer),
+		cmocka_unit_test(test_threads_and_codecs),
+		cmocka_unit_test(test_zstd_chunking),
+		cmocka_unit_test(test_list_adds_dockerfile),
+		cmocka_unit_test(test_source_date_epoch),
+		cmocka_unit_test(test_opts_check),
+		cmocka_unit_test(test_changed_file),
+		cmocka_unit_test(test_sink_failure),
+	};
+
+	if (!setlocale(LC_CTYPE, "C.UTF-8"))
+		setlocale(LC_CTYPE, "C.utf8");
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
