@@ -178,7 +178,8 @@ uint32_t idx_archive_mode(const struct walk_entry *we)
 	case WALK_LNK:
 		return 0777;
 	default:
-		return 0644;
+		/* FIFOs and devices: as the packer stores them */
+		return (we->mode & 0111) ? 0755 : 0644;
 	}
 }
 
