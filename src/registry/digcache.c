@@ -6,9 +6,13 @@
  * Entries live in $XDG_CACHE_HOME/ctxpack/digests/<dev>-<ino> and hold the
  * size, mtime and ctime (ns) the digest was computed for.  Why it is safe:
  * any write to the file changes its mtime or ctime, and an entry is only
- * stored when both are at least 2 s older than the moment of hashing (git's
- * "racily clean" rule), so a write in the same timestamp tick as the hash
- * cannot hide.  Best effort: every failure is a miss.
+ * stored when both are older than the moment hashing started by more than
+ * the timestamp granularity (git's "racily clean" rule), so a write in the
+ * same timestamp tick as the hash cannot hide.  The granularity is taken
+ * as 2 s for files whose timestamps have no sub-second part (FAT, some
+ * network file systems) and 100 ms otherwise (nanosecond timestamps from
+ * the kernel's coarse clock tick every few ms).  Best effort: every
+ * failure is a miss.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -69,13 +73,23 @@ int reg_digest_cache_get(const struct stat *st, char out[REG_DIGEST_SIZE])
 	return hit;
 }
 
-void reg_digest_cache_put(const struct stat *st, const char *digest, time_t hashed_at)
+/* ns since the epoch */
+static int64_t ts_ns(const struct timespec *t)
 {
+	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+void reg_digest_cache_put(const struct stat *st, const char *digest,
+			  const struct timespec *hashed_at)
+{
+	int coarse = st->st_mtim.tv_nsec == 0 && st->st_ctim.tv_nsec == 0;
+	int64_t margin = coarse ? 2000000000LL : 100000000LL;
+	int64_t limit = ts_ns(hashed_at) - margin;
 	char *p, *dir, line[256];
 	struct atomic_file af;
 	struct err e = ERR_INIT;
 
-	if (st->st_mtim.tv_sec >= hashed_at - 2 || st->st_ctim.tv_sec >= hashed_at - 2)
+	if (ts_ns(&st->st_mtim) >= limit || ts_ns(&st->st_ctim) >= limit)
 		return; /* racily clean: do not trust it later */
 	p = entry_path(st);
 	dir = xstrndup(p, (size_t)(strrchr(p, '/') - p));

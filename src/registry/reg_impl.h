@@ -47,7 +47,7 @@ const char *reg_basename(const char *path);
 struct stat;
 int reg_digest_cache_get(const struct stat *st, char out[REG_DIGEST_SIZE]);
 void reg_digest_cache_put(const struct stat *st, const char *digest,
-			  time_t hashed_at);
+			  const struct timespec *hashed_at);
 
 /* layout.c */
 int layout_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,

@@ -190,8 +190,10 @@ static int hash_file(const char *path, const struct stat *st, char digest[72],
 		     uint64_t *size, struct err *e)
 {
 	struct stat st2;
-	time_t t0 = time(NULL);
+	struct timespec t0;
 	int ret;
+
+	clock_gettime(CLOCK_REALTIME, &t0);
 
 	ret = sha256_file(path, digest, size, e);
 	if (ret)
@@ -202,7 +204,7 @@ static int hash_file(const char *path, const struct stat *st, char digest[72],
 	    st2.st_ctim.tv_sec == st->st_ctim.tv_sec &&
 	    st2.st_ctim.tv_nsec == st->st_ctim.tv_nsec &&
 	    (uint64_t)st->st_size == *size)
-		reg_digest_cache_put(st, digest, t0);
+		reg_digest_cache_put(st, digest, &t0);
 	return 0;
 }
 
