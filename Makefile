@@ -120,10 +120,11 @@ FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 REPLAY_BIN := $(FUZZ_SRC:fuzz/%.c=build/replay/%)
 
 fuzz: $(FUZZ_BIN)
-build/fuzz/%: fuzz/%.c $(LIB_SRC)
+FUZZ_LIB_SRC := $(filter-out src/cli/%,$(LIB_SRC))
+build/fuzz/%: fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) \
-	    -DCTXPACK_VERSION='"$(VERSION)"' -o $@ $< $(LIB_SRC) $(LDLIBS)
+	    -DCTXPACK_VERSION='"$(VERSION)"' -o $@ $< $(FUZZ_LIB_SRC) $(LDLIBS)
 
 fuzz-replay-build: $(REPLAY_BIN)
 build/replay/%: fuzz/%.c fuzz/replay.c build/asan/libctxpack.a

@@ -5,7 +5,8 @@
  *
  * Input: the bytes of a (possibly compressed) tar stream.  Each input is
  * extracted into a fresh directory "t" inside a private scratch directory
- * with small limits (so no input fills the disk), and these invariants
+ * with small limits (so no input fills the disk) and two writer threads
+ * (the pool restore uses), and these invariants
  * are checked:
  *   - the result is 0 or a negative ERR_* code, with a message exactly
  *     when it failed;
@@ -90,7 +91,7 @@ static void check_links(const char *root, const char *dir, int depth)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct unpack_opts o = {16u << 20, 20000};
+	struct unpack_opts o = {16u << 20, 20000, 2};
 	struct unpack_stats st;
 	struct err e = ERR_INIT;
 	char *t, *real;

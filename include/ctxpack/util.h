@@ -126,6 +126,15 @@ int mkdir_p(const char *path, int mode, struct err *e);
 /* rm -rf of a path (no error when absent). */
 int remove_tree(const char *path, struct err *e);
 
+/*
+ * The names in directory path (without "." and ".."), unsorted, as a
+ * malloc'd array of malloc'd strings; free with dir_names_free.  A missing
+ * directory is an empty list when missing_ok, else ERR_NOTFOUND.
+ */
+int dir_names(const char *path, int missing_ok, char ***names, size_t *n,
+	      struct err *e);
+void dir_names_free(char **names, size_t n);
+
 /* $XDG_CACHE_HOME/ctxpack (or ~/.cache/ctxpack), malloc'd. */
 char *cache_home(void);
 

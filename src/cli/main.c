@@ -24,7 +24,17 @@ static const struct cli_cmd commands[] = {
 	{"cache", cmd_cache,
 	 "ctxpack cache (save|restore|run|ls|prune) [options]",
 	 "save and restore dependency directories keyed like actions/cache",
-	 NULL},
+	 "  save    --key KEY [--store STORE] [--force] PATH...\n"
+	 "  restore --key KEY [--restore-key PREFIX]... [--store STORE] [--fail-on-miss]\n"
+	 "          [--lookup-only] [--json] PATH...\n"
+	 "  run     --key-file FILE... [--key-prefix P] [--path PATH]... [--store STORE]\n"
+	 "          -- COMMAND [ARG...]\n"
+	 "  ls      [--store STORE] [--json]\n"
+	 "  prune   [--store STORE] [--older-than D] [--keep N] [--prefix P] [--dry-run]\n"
+	 "          [--gc-grace D]\n"
+	 "  STORE is a registry repository (host[:port]/repo) or oci:DIR; the default is\n"
+	 "  $CTXPACK_STORE, else oci:$XDG_CACHE_HOME/ctxpack/store.  All take --insecure\n"
+	 "  and --ca-file F.  'ctxpack cache SUBCOMMAND --help' for details; docs/ci.md.\n"},
 	{"du", cmd_du,
 	 "ctxpack du [-f DOCKERFILE] [--ignore-file F] [-n N] [--json] [DIR]",
 	 "report the context size and suggest ignore lines",
@@ -55,7 +65,7 @@ static const struct cli_cmd commands[] = {
 	 "  -0, --null              end entries with NUL instead of newline\n"
 	 "      --json              one JSON object per entry (JSON lines)\n"},
 	{"pack", cmd_pack,
-	 "ctxpack pack [-f DOCKERFILE] [--ignore-file F] [-o FILE|-] [--compress zstd|gzip|none] [--level N] [--threads N] [--json] [DIR]",
+	 "ctxpack pack [-f DOCKERFILE] [--ignore-file F] [-o FILE|-] [--compress zstd|gzip|none] [--level N] [--threads N] [--index DIR] [--no-cache] [--cache-max SIZE] [--json] [DIR]",
 	 "write the context as a deterministic tar.zst (or tar.gz, tar)",
 	 "  -f, --file DOCKERFILE   the Dockerfile (selects DOCKERFILE.dockerignore); always in\n"
 	 "                          the archive\n"
@@ -67,8 +77,17 @@ static const struct cli_cmd commands[] = {
 	 "      --level N           zstd 1-19 (default 3), gzip 1-9 (default 6)\n"
 	 "      --threads N         workers, 1-64 (default CPUs+1, at most 8); never changes\n"
 	 "                          the bytes\n"
-	 "      --json              print {digest,bytes,entries,compress,level,added}\n"
-	 "                          (needs -o FILE)\n"
+	 "      --index DIR         the content index (default $CTXPACK_INDEX, else\n"
+	 "                          $XDG_CACHE_HOME/ctxpack/index)\n"
+	 "      --no-cache          pack cold: no index, no frame or archive reuse\n"
+	 "      --cache-max SIZE    bound of the frame and archive store (default\n"
+	 "                          $CTXPACK_PACK_CACHE_MAX, else 2G); least recently used\n"
+	 "                          files are evicted\n"
+	 "      --json              print {digest,bytes,entries,compress,level,added} and the\n"
+	 "                          cache's counts (needs -o FILE)\n"
+	 "  An unchanged context is served from $XDG_CACHE_HOME/ctxpack (archives/,\n"
+	 "  frames/); after a change only the frames holding it are compressed.  The\n"
+	 "  bytes are always those of a --no-cache pack.\n"
 	 "  SOURCE_DATE_EPOCH sets every entry's mtime (default 2000-01-01T00:00:00Z).\n"
 	 "  Summary on stderr: sha256:<hex> <bytes> <entries>.  Format: docs/archive-format.md\n"},
 	{"pull", cmd_pull,

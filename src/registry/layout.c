@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <fts.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -571,9 +570,8 @@ int layout_gc(struct reg_store *s, uint64_t min_age, uint64_t *freed,
 	struct reg_tags set = {NULL, 0};
 	json_t *root = NULL, *d;
 	char *dirp = xasprintf("%s/blobs/sha256", s->dir);
-	char *paths[2] = {dirp, NULL};
-	FTS *fts = NULL;
-	FTSENT *ent;
+	char **names = NULL;
+	size_t nnames = 0;
 	time_t now = time(NULL);
 	size_t i;
 	int fd = -1, ret;
@@ -596,35 +594,24 @@ int layout_gc(struct reg_store *s, uint64_t min_age, uint64_t *freed,
 		if (dg && reg_digest_valid(dg))
 			mark(s, dg, &set, 0);
 	}
-	/* fts, not opendir: directory walking belongs to pack and util
-	 * (scripts/check-includes); this is one flat directory */
-	fts = fts_open(paths, FTS_PHYSICAL | FTS_NOCHDIR, NULL);
-	if (!fts) {
-		ret = err_errno(e, "cannot open %s", dirp);
+	ret = dir_names(dirp, 1, &names, &nnames, e);
+	if (ret)
 		goto out;
-	}
-	while ((ent = fts_read(fts))) {
-		const struct stat *st = ent->fts_statp;
+	for (i = 0; i < nnames; i++) {
+		char *p = xasprintf("%s/%s", dirp, names[i]);
+		struct stat st;
 
-		if (ent->fts_level == 0)
-			continue;
-		if (ent->fts_info == FTS_D)
-			fts_set(fts, ent, FTS_SKIP);
-		if (ent->fts_info != FTS_F || ent->fts_name[0] == '.')
-			continue;
-		if (ref_has(&set, ent->fts_name))
-			continue;
-		if ((uint64_t)(now - st->st_mtime) < min_age)
-			continue;
-		if (unlink(ent->fts_path) == 0) {
-			reg_log(s, "removed unreferenced blob %s", ent->fts_name);
+		if (names[i][0] != '.' && !ref_has(&set, names[i]) &&
+		    !lstat(p, &st) && S_ISREG(st.st_mode) &&
+		    (uint64_t)(now - st.st_mtime) >= min_age && unlink(p) == 0) {
+			reg_log(s, "removed unreferenced blob %s", names[i]);
 			if (freed)
-				*freed += (uint64_t)st->st_size;
+				*freed += (uint64_t)st.st_size;
 		}
+		free(p);
 	}
 out:
-	if (fts)
-		fts_close(fts);
+	dir_names_free(names, nnames);
 	for (i = 0; i < set.n; i++)
 		free(set.v[i]);
 	free(set.v);

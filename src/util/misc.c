@@ -238,6 +238,54 @@ int remove_tree(const char *path, struct err *e)
 	return remove_at(AT_FDCWD, path, path, e);
 }
 
+int dir_names(const char *path, int missing_ok, char ***names, size_t *n,
+	      struct err *e)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	size_t alloc = 0;
+
+	*names = NULL;
+	*n = 0;
+	if (!d) {
+		if (errno == ENOENT && missing_ok)
+			return 0;
+		return err_errno(e, "cannot open directory %s", path);
+	}
+	for (;;) {
+		errno = 0;
+		de = readdir(d);
+		if (!de)
+			break;
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		if (*n == alloc) {
+			alloc = alloc ? alloc * 2 : 16;
+			*names = xreallocarray(*names, alloc, sizeof(**names));
+		}
+		(*names)[(*n)++] = xstrdup(de->d_name);
+	}
+	if (errno) {
+		err_errno(e, "cannot read directory %s", path);
+		closedir(d);
+		dir_names_free(*names, *n);
+		*names = NULL;
+		*n = 0;
+		return e->code;
+	}
+	closedir(d);
+	return 0;
+}
+
+void dir_names_free(char **names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
 char *cache_home(void)
 {
 	const char *x = getenv("XDG_CACHE_HOME");

@@ -1,0 +1,252 @@
+/*
+ * cache: CI dependency caches kept in an OCI store (issue 6).
+ *
+ * An entry is one OCI artifact manifest (the empty config, artifactType
+ * CACHE_ARTIFACT_TYPE) with one layer per cached path: the deterministic
+ * archive (pack_write, zstd) of that path's tree, entries relative to the
+ * path.  The manifest's annotations hold the full key, the path list, the
+ * implicit version, the platform, the format and the creation time; each
+ * layer's hold the path as given.  docs/ci.md is the user's guide.
+ *
+ * Keys.  A key is 1..CACHE_KEY_MAX bytes of UTF-8 with no control
+ * characters.  Every key is combined with an implicit version (the path
+ * list, the compression, the OS/architecture and the format versions), so
+ * an entry saved for other paths or another platform is never restored.
+ * The key and version map to a valid OCI tag:
+ *
+ *     <readable>-<version:8 hex><sha256(version, key):24 hex>
+ *
+ * where <readable> is the key's first CACHE_TAG_READABLE bytes with every
+ * byte outside [A-Za-z0-9_.-] (and a leading '.' or '-') replaced by '_'.
+ * The mapping is byte for byte, so the tag of any key that starts with a
+ * prefix P starts with the mapping of P: prefix lookups pick candidate
+ * tags from the tag list alone, then read those manifests and compare the
+ * full key annotation (which also rules out hash collisions).
+ *
+ * Saves are immutable and idempotent: blobs first, the manifest (by tag)
+ * last; an existing key is left alone unless forced.  Two concurrent saves
+ * of one key both succeed; the last manifest written stays and either is
+ * a whole entry.
+ *
+ * Restores verify each blob's sha256 while it streams into the extractor
+ * (unpack.h), into a staging directory beside the target, and swap the
+ * staging directory in (renameat2 RENAME_EXCHANGE, else rename aside)
+ * only after every layer was verified and extracted: a failed or killed
+ * restore leaves the old directory as it was.
+ *
+ * Errors follow util.h.  Nothing here prints; warnings go to the opts'
+ * warn callback.
+ */
+#ifndef CTXPACK_CACHE_H
+#define CTXPACK_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctxpack/registry.h"
+#include "ctxpack/util.h"
+
+#define CACHE_ARTIFACT_TYPE "application/vnd.ctxpack.cache.v1"
+/* The entry layout version; part of the implicit version. */
+#define CACHE_FORMAT 1
+#define CACHE_KEY_MAX 512
+#define CACHE_TAG_MAX 128
+#define CACHE_TAG_READABLE 95
+/* "-" + 8 hex of the version + 24 hex of the key hash */
+#define CACHE_TAG_SUFFIX 33
+#define CACHE_VERSION_LEN 64
+
+#define CACHE_ANNOT_KEY "io.ctxpack.cache.key"
+#define CACHE_ANNOT_PATHS "io.ctxpack.cache.paths"       /* JSON list of strings */
+#define CACHE_ANNOT_VERSION "io.ctxpack.cache.version"   /* 64 hex */
+#define CACHE_ANNOT_FORMAT "io.ctxpack.cache.format"
+#define CACHE_ANNOT_PLATFORM "io.ctxpack.cache.platform" /* "linux/amd64" */
+#define CACHE_ANNOT_PATH "io.ctxpack.cache.path"         /* layer: the path as given */
+#define CACHE_ANNOT_TAR_SIZE "io.ctxpack.cache.uncompressed.size"
+#define CACHE_ANNOT_ENTRIES "io.ctxpack.cache.entries"
+
+/* ------------------------------------------------------------------ */
+/* Keys, versions, tags (pure)                                         */
+
+/* Check a key (what names it in the message: "key", "restore key").
+ * ERR_USAGE when it is empty, longer than CACHE_KEY_MAX, not UTF-8 or
+ * holds a control character. */
+int cache_key_check(const char *key, const char *what, struct err *e);
+/* Check a path as given (non-empty, UTF-8, no control characters, not
+ * ending in "." or ".."); ERR_USAGE. */
+int cache_path_check(const char *path, struct err *e);
+/* "linux/amd64", "linux/arm64", ... (the build's OS/architecture). */
+const char *cache_platform(void);
+/* The implicit version: sha256 hex of the format versions, "zstd", the
+ * platform and the paths (as given, in order).  out: 65 bytes. */
+void cache_version(const char *const *paths, size_t n, char out[CACHE_VERSION_LEN + 1]);
+/* The tag of a key under a version.  out: CACHE_TAG_MAX + 1 bytes. */
+void cache_tag(const char *key, const char *version, char out[CACHE_TAG_MAX + 1]);
+/* 1 when tag has the shape of a cache tag. */
+int cache_tag_is_cache(const char *tag);
+/* 1 when tag may hold an entry whose key starts with prefix, saved under
+ * version (NULL: any version). */
+int cache_tag_may_match(const char *tag, const char *prefix, const char *version);
+
+/* ~ and ~/... against $HOME; anything else is copied.  malloc'd. */
+char *cache_expand_path(const char *path);
+
+/* RFC 3339 UTC with nanoseconds ("2026-01-02T03:04:05.000000001Z");
+ * out: 40 bytes. */
+void cache_time_format(int64_t sec, long nsec, char out[40]);
+/* Parse RFC 3339 ("Z" or a numeric offset, optional fraction): 0 or -1. */
+int cache_time_parse(const char *s, int64_t *sec, long *nsec);
+
+/*
+ * The key of `cache run`: prefix + the sha256 hex of the key files (name
+ * and content, in order), the command line, the paths and the implicit
+ * version.  *key is malloc'd.  ERR_NOTFOUND/ERR_FAIL when a key file
+ * cannot be read.
+ */
+int cache_run_key(const char *prefix, const char *const *key_files, size_t nkf,
+		  const char *const *argv, size_t argc, const char *const *paths,
+		  size_t npaths, char **key, struct err *e);
+
+/* ------------------------------------------------------------------ */
+/* Entries                                                             */
+
+/* One entry as read from the store.  Strings malloc'd, owned. */
+struct cache_entry {
+	char *tag;
+	char *key;
+	char *version;       /* NULL when the annotation is missing */
+	char *created;       /* as stored; NULL when missing */
+	int64_t created_sec; /* 0 when missing or unparsable */
+	long created_nsec;
+	uint64_t size;       /* bytes of all layers */
+	char digest[REG_DIGEST_SIZE]; /* the manifest's */
+	struct reg_manifest m;
+};
+void cache_entry_release(struct cache_entry *en);
+void cache_entries_free(struct cache_entry *v, size_t n);
+/* Newest first: created time, then key, then tag (bytewise, greater
+ * first), so equal times still give one order. */
+int cache_entry_newer(const struct cache_entry *a, const struct cache_entry *b);
+
+/*
+ * Build the entry manifest (compact JSON, keys sorted): the empty config,
+ * the layers (each with its annotations) and the manifest annotations.
+ * out is reset first.  ERR_USAGE when it would exceed REG_MANIFEST_MAX.
+ */
+int cache_manifest_build(struct buf *out, const struct reg_desc *layers, size_t n,
+			 const struct reg_kv *annotations, size_t nannotations,
+			 struct err *e);
+/* A JSON list of strings (the paths annotation) into out (appended). */
+void cache_json_list(struct buf *out, const char *const *v, size_t n);
+
+/*
+ * Fill en from manifest bytes read at tag: checks the artifactType, that
+ * it is an image manifest, the key annotation and that every layer has a
+ * path annotation.  ERR_CORRUPT (message set) when it is not a cache
+ * entry.  en is zeroed first.
+ */
+int cache_entry_parse(struct cache_entry *en, const char *tag, const char *digest,
+		      const void *p, size_t n, struct err *e);
+
+/* ------------------------------------------------------------------ */
+/* The cache over a store                                              */
+
+typedef void (*cache_warn_fn)(void *arg, const char *msg);
+
+struct cache_opts {
+	const char *store;      /* NULL: reg_default_store() */
+	struct reg_opts reg;    /* copied into the store */
+	const char *tmp_dir;    /* archives are written here; NULL: cache_home()/tmp */
+	cache_warn_fn warn;     /* non-fatal problems (collisions, skipped tags) */
+	void *warn_arg;
+};
+void cache_opts_init(struct cache_opts *o);
+
+struct cache;
+
+/* Open the store (nothing is contacted yet). */
+int cache_open(struct cache **c, const struct cache_opts *o, struct err *e);
+void cache_free(struct cache *c);
+/* The store (borrowed), and its name for messages. */
+struct reg_store *cache_store(struct cache *c);
+const char *cache_store_name(const struct cache *c);
+
+struct cache_save_result {
+	int existed;          /* the key was there already: nothing sent */
+	char tag[CACHE_TAG_MAX + 1];
+	char digest[REG_DIGEST_SIZE]; /* the manifest's */
+	size_t layers;
+	uint64_t bytes;       /* archive bytes of all layers */
+	uint64_t tar_bytes;
+	uint64_t entries;     /* archive entries */
+	uint64_t sent;        /* blob bytes uploaded (0 when all existed) */
+};
+
+/*
+ * Save paths (as given; each a directory, "~" expanded) under key.  With
+ * force, an existing entry is replaced.  r may be NULL.
+ */
+int cache_save(struct cache *c, const char *key, const char *const *paths, size_t n,
+	       int force, struct cache_save_result *r, struct err *e);
+
+enum cache_result { CACHE_MISS = 0, CACHE_HIT = 1, CACHE_PARTIAL = 2 };
+
+struct cache_match {
+	int result;               /* enum cache_result */
+	struct cache_entry entry; /* valid unless CACHE_MISS */
+};
+void cache_match_release(struct cache_match *m);
+
+/*
+ * Find the entry for key (exact), else for each prefix in order the
+ * newest entry whose key starts with it, all under the implicit version of
+ * paths.  A miss is 0 with m->result CACHE_MISS; <0 only when the store
+ * failed (unreachable, refused credentials, broken listing).
+ */
+int cache_lookup(struct cache *c, const char *key, const char *const *prefixes,
+		 size_t nprefixes, const char *const *paths, size_t npaths,
+		 struct cache_match *m, struct err *e);
+
+struct cache_restore_result {
+	size_t layers;
+	uint64_t bytes;     /* blob bytes fetched */
+	uint64_t entries;   /* archive entries extracted */
+};
+
+/*
+ * Restore an entry found by cache_lookup into paths (the same list, as
+ * given).  Each layer streams from the store through sha256 and the
+ * extractor into a staging directory beside its target; the targets are
+ * swapped in only when all layers were verified.  r may be NULL.
+ */
+int cache_restore(struct cache *c, const struct cache_entry *en,
+		  const char *const *paths, size_t npaths,
+		  struct cache_restore_result *r, struct err *e);
+
+/* Every cache entry in the store (all versions), newest first. */
+int cache_list(struct cache *c, struct cache_entry **v, size_t *n, struct err *e);
+
+/* Delete one entry (its tag; on a registry the manifest). */
+int cache_delete(struct cache *c, const struct cache_entry *en, struct err *e);
+/* On a layout, remove the blobs no entry references any more (older than
+ * grace seconds); a no-op on a registry.  freed may be NULL. */
+int cache_gc(struct cache *c, uint64_t grace, uint64_t *freed, struct err *e);
+
+struct cache_prune_opts {
+	int has_older;      /* older_than is set */
+	uint64_t older_than;/* seconds */
+	int has_keep;       /* keep is set */
+	uint64_t keep;      /* always keep the newest N (of those matching prefix) */
+	const char *prefix; /* only entries whose key starts with it; NULL: all */
+};
+/*
+ * Which entries to delete (pure): v sorted newest first; del[i] is set to
+ * 1 for an entry to delete.  An entry matching the prefix is deleted when
+ * it is older than older_than (if set) and not among the newest keep (if
+ * set); with only keep set, everything past the newest keep goes.
+ * Returns the number chosen.
+ */
+size_t cache_prune_select(const struct cache_entry *v, size_t n,
+			  const struct cache_prune_opts *o, int64_t now, int *del);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * unpack: the safe archive extractor, the reading side of `cache restore`.
+ * Part of the pack module (the only one that may include libarchive and
+ * libzstd).
+ *
+ * A tar stream (zstd-compressed, gzip-compressed or plain; detected from
+ * the first bytes) is extracted below one directory, given as an open fd.
+ * Every file system call is relative to an open directory fd
+ * (openat/mkdirat/symlinkat/linkat) and no path is ever resolved through
+ * a symlink: directories on the way are opened with O_NOFOLLOW, files are
+ * created with O_CREAT|O_EXCL|O_NOFOLLOW.  So nothing can be written
+ * outside the directory, whatever the archive holds.
+ *
+ * Refused (ERR_CORRUPT, the extraction stops):
+ *   - names that are absolute or have a ".." component;
+ *   - names deeper than UNPACK_MAX_DEPTH components;
+ *   - symlinks whose target is absolute, or which, resolved lexically
+ *     from their own directory, leave the root; and, after the whole
+ *     archive is extracted, any symlink that the kernel resolves to a
+ *     place outside the root (openat2 RESOLVE_BENEATH, which also follows
+ *     chains of in-tree links);
+ *   - hard links whose target name is refused or is not a regular file
+ *     already extracted;
+ *   - entries that would replace a directory or go through a symlink or a
+ *     file (a later entry may replace an earlier file or symlink, as tar
+ *     does).
+ * Device nodes are skipped (counted); FIFOs are created.
+ *
+ * Metadata: regular files get 0755 when any exec bit is set in the
+ * archive, else 0644; directories 0755; owners and times are not
+ * restored (files carry the time of the extraction).
+ *
+ * Small files are created and written by a few writer threads while the
+ * archive is parsed (file creation is most of the cost); entries that
+ * depend on a queued file (the same name again, a hard link to it, a
+ * directory of that name) wait for the queue first, so the result is what
+ * a sequential extraction gives.  All writes are done when this returns.
+ *
+ * On failure the directory holds a partial tree: callers extract into a
+ * staging directory and swap it in only on success (cache restore does).
+ */
+#ifndef CTXPACK_UNPACK_H
+#define CTXPACK_UNPACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctxpack/util.h"
+
+/* Deepest name accepted (components); each level holds one open fd. */
+#define UNPACK_MAX_DEPTH 256
+/* Writer threads by default, and at most. */
+#define UNPACK_THREADS 4
+#define UNPACK_MAX_THREADS 16
+/* Files up to this size are written by the writer threads. */
+#define UNPACK_SMALL_FILE (1u << 20)
+
+struct unpack_opts {
+	uint64_t max_bytes;   /* cap on the file data written; 0 = none */
+	uint64_t max_entries; /* cap on the entries; 0 = none */
+	unsigned threads;     /* writer threads; 0 = UNPACK_THREADS, 1 = none */
+};
+
+struct unpack_stats {
+	uint64_t entries;     /* archive entries read */
+	uint64_t files;
+	uint64_t dirs;
+	uint64_t symlinks;
+	uint64_t hardlinks;
+	uint64_t skipped;     /* device nodes, the root entry "./" */
+	uint64_t bytes;       /* file data written */
+};
+
+/*
+ * Extract the archive read from fd (read to the end of the archive, not
+ * necessarily to EOF) below the directory dirfd.  o and st may be NULL.
+ * Returns 0 or an err: ERR_CORRUPT for a refused entry or a damaged
+ * archive (the message names the entry), ERR_FAIL for I/O errors.
+ */
+int unpack_fd(int fd, int dirfd, const struct unpack_opts *o,
+	      struct unpack_stats *st, struct err *e);
+/* The same, from memory (the fuzz target). */
+int unpack_mem(const void *p, size_t n, int dirfd, const struct unpack_opts *o,
+	       struct unpack_stats *st, struct err *e);
+
+/*
+ * The name rule: clean an archive entry name into out (reset first):
+ * "./a//b/" -> "a/b".  Returns 0, 1 when the name is the root itself
+ * ("", ".", "./"), or ERR_CORRUPT (message set) for an absolute name, a
+ * ".." component or too deep a name.
+ */
+int unpack_clean_name(const char *name, struct buf *out, struct err *e);
+
+/*
+ * The lexical link rule: 1 when a symlink at the clean name path with
+ * target target stays inside the root (resolving "." and ".." against
+ * the link's own directory, never climbing above the root), 0 when the
+ * target is absolute, empty or leaves the root.
+ */
+int unpack_link_inside(const char *path, const char *target);
+
+/*
+ * Remove what extractions killed before they finished left in dir: the
+ * entries named PREFIX<pid>-... (prefix e.g. ".ctxpack-new-") whose
+ * process is gone.  Entries of running processes and other names are left
+ * alone.  Returns the number removed, or an err (the first failure; the
+ * others are still tried).
+ */
+int unpack_remove_stale(const char *dir, const char *prefix, struct err *e);
+
+#endif

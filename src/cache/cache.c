@@ -1,0 +1,832 @@
+/*
+ * cache: save, look up, restore, list and delete entries in an OCI store
+ * (include/ctxpack/cache.h has the model).
+ *
+ * Save: each path is walked with no ignore patterns and packed by
+ * pack_write into a temporary file (bounded memory; the sha256 comes out
+ * of the pack), pushed as a blob (skipped when the store has it: the same
+ * content gives the same bytes), then the empty config, then the manifest
+ * by tag: the commit point.
+ *
+ * Restore: each layer streams from the store into a pipe; a thread reads
+ * the pipe and extracts into a staging directory beside the target.  The
+ * store's fetch hashes the bytes as they go and fails on a mismatch, so a
+ * staging directory is only swapped in after its blob was verified to the
+ * last byte.  Targets are swapped after every layer is in, with
+ * renameat2(RENAME_EXCHANGE), so there is never a moment without a whole
+ * directory at the target; the old tree is then removed.  Staging
+ * directories left by a killed restore (".ctxpack-new-PID-N") are removed
+ * by the next restore into the same directory once PID is gone.
+ */
+#include "ctxpack/cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctxpack/pack.h"
+#include "ctxpack/unpack.h"
+#include "ctxpack/walk.h"
+
+#define STAGE_PREFIX ".ctxpack-new-"
+#define OLD_PREFIX ".ctxpack-old-"
+#define PIPE_SIZE (1 << 20)
+
+struct cache {
+	struct reg_store *s;
+	char *tmp_dir;
+	cache_warn_fn warn;
+	void *warn_arg;
+};
+
+void cache_opts_init(struct cache_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	reg_opts_init(&o->reg);
+}
+
+static void warnf(struct cache *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void warnf(struct cache *c, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	if (!c->warn)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	c->warn(c->warn_arg, msg);
+}
+
+int cache_open(struct cache **out, const struct cache_opts *o, struct err *e)
+{
+	struct cache *c = xcalloc(1, sizeof(*c));
+	int ret;
+
+	*out = NULL;
+	ret = reg_store_open(&c->s, o->store, &o->reg, e);
+	if (ret) {
+		free(c);
+		return ret;
+	}
+	if (o->tmp_dir) {
+		c->tmp_dir = xstrdup(o->tmp_dir);
+	} else {
+		char *home = cache_home();
+
+		c->tmp_dir = xasprintf("%s/tmp", home);
+		free(home);
+	}
+	c->warn = o->warn;
+	c->warn_arg = o->warn_arg;
+	*out = c;
+	return 0;
+}
+
+void cache_free(struct cache *c)
+{
+	if (!c)
+		return;
+	reg_store_free(c->s);
+	free(c->tmp_dir);
+	free(c);
+}
+
+struct reg_store *cache_store(struct cache *c)
+{
+	return c->s;
+}
+
+const char *cache_store_name(const struct cache *c)
+{
+	return reg_store_name(c->s);
+}
+
+void cache_match_release(struct cache_match *m)
+{
+	cache_entry_release(&m->entry);
+	m->result = CACHE_MISS;
+}
+
+static int check_paths(const char *const *paths, size_t n, struct err *e)
+{
+	size_t i, j;
+
+	if (!n)
+		return err_set(e, ERR_USAGE, "no path given");
+	for (i = 0; i < n; i++) {
+		if (cache_path_check(paths[i], e))
+			return e->code;
+		for (j = 0; j < i; j++)
+			if (!strcmp(paths[i], paths[j]))
+				return err_set(e, ERR_USAGE, "path '%s' is given twice", paths[i]);
+	}
+	return 0;
+}
+
+/* Read and parse the entry at tag. */
+static int read_entry(struct cache *c, const char *tag, struct cache_entry *en,
+		      struct err *e)
+{
+	struct buf b = BUF_INIT;
+	char digest[REG_DIGEST_SIZE];
+	int ret;
+
+	memset(en, 0, sizeof(*en));
+	ret = reg_manifest_get(c->s, tag, &b, NULL, digest, e);
+	if (!ret)
+		ret = cache_entry_parse(en, tag, digest, b.data, b.len, e);
+	buf_release(&b);
+	return ret;
+}
+
+/* ---- save ---- */
+
+static int sink_fd(void *ctx, const void *p, size_t n, struct err *e)
+{
+	if (write_all(*(int *)ctx, p, n))
+		return err_errno(e, "cannot write the archive");
+	return 0;
+}
+
+static void kv_add(struct reg_kv **v, size_t *n, const char *k, char *val)
+{
+	*v = xreallocarray(*v, *n + 1, sizeof(**v));
+	(*v)[*n].key = xstrdup(k);
+	(*v)[*n].value = val;
+	(*n)++;
+}
+
+static char *layer_title(const char *path)
+{
+	char *t = xasprintf("%s.tar.zst", path), *p;
+
+	for (p = t; *p; p++)
+		if (*p == '/')
+			*p = '_';
+	return t;
+}
+
+/* Pack one path into a temporary file, push it, describe the layer. */
+static int save_path(struct cache *c, const char *path, struct reg_desc *l,
+		     struct cache_save_result *r, struct err *e)
+{
+	char *dir = cache_expand_path(path), *tmp = NULL;
+	struct walk_opts wo = {NULL, NULL, "/dev/null", 0};
+	struct walk_result w;
+	struct pack_list pl;
+	struct pack_opts po;
+	struct pack_result pr;
+	struct reg_blob_info bi;
+	struct stat st;
+	int fd = -1, ret, walked = 0, listed = 0;
+
+	memset(&w, 0, sizeof(w));
+	if (stat(dir, &st)) {
+		ret = errno == ENOENT ? err_set(e, ERR_NOTFOUND, "path %s does not exist", path)
+				      : err_errno(e, "cannot access %s", path);
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		ret = err_set(e, ERR_USAGE, "path %s is not a directory", path);
+		goto out;
+	}
+	wo.dir = dir;
+	ret = walk_run(&wo, &w, e);
+	walked = 1;
+	if (ret)
+		goto wrap;
+	ret = pack_list_build(&pl, &w, e);
+	if (ret)
+		goto wrap;
+	listed = 1;
+	pack_opts_init(&po);
+	ret = pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &po.mtime, e);
+	if (ret)
+		goto out;
+	ret = mkdir_p(c->tmp_dir, 0700, e);
+	if (ret)
+		goto out;
+	tmp = xasprintf("%s/save-XXXXXX", c->tmp_dir);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		ret = err_errno(e, "cannot create a temporary file in %s", c->tmp_dir);
+		free(tmp);
+		tmp = NULL;
+		goto out;
+	}
+	ret = pack_write(&pl, &po, NULL, sink_fd, &fd, &pr, e);
+	if (ret)
+		goto wrap;
+	if (close(fd)) {
+		fd = -1;
+		ret = err_errno(e, "cannot write %s", tmp);
+		goto out;
+	}
+	fd = -1;
+	ret = reg_blob_push_file(c->s, tmp, pr.digest, NULL, &bi, e);
+	if (ret)
+		goto wrap;
+	l->media_type = xstrdup(REG_MT_LAYER_ZSTD);
+	memcpy(l->digest, pr.digest, REG_DIGEST_SIZE);
+	l->size = pr.bytes;
+	kv_add(&l->annotations, &l->nannotations, REG_ANNOT_TITLE, layer_title(path));
+	kv_add(&l->annotations, &l->nannotations, CACHE_ANNOT_PATH, xstrdup(path));
+	kv_add(&l->annotations, &l->nannotations, CACHE_ANNOT_TAR_SIZE,
+	       xasprintf("%llu", (unsigned long long)pr.tar_bytes));
+	kv_add(&l->annotations, &l->nannotations, CACHE_ANNOT_ENTRIES,
+	       xasprintf("%llu", (unsigned long long)pr.entries));
+	r->bytes += pr.bytes;
+	r->tar_bytes += pr.tar_bytes;
+	r->entries += pr.entries;
+	r->sent += bi.sent;
+	goto out;
+wrap:
+	err_wrap(e, "save %s", path);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (tmp) {
+		unlink(tmp);
+		free(tmp);
+	}
+	if (listed)
+		pack_list_release(&pl);
+	if (walked)
+		walk_release(&w);
+	free(dir);
+	return ret;
+}
+
+int cache_save(struct cache *c, const char *key, const char *const *paths, size_t n,
+	       int force, struct cache_save_result *r, struct err *e)
+{
+	struct cache_save_result tmp;
+	char version[CACHE_VERSION_LEN + 1], created[40];
+	struct reg_desc *layers = NULL;
+	struct reg_kv *an = NULL;
+	struct buf man = BUF_INIT, paths_json = BUF_INIT;
+	struct timespec now;
+	size_t i, nan = 0;
+	int ret;
+
+	if (!r)
+		r = &tmp;
+	memset(r, 0, sizeof(*r));
+	if (cache_key_check(key, "key", e) || check_paths(paths, n, e))
+		return e->code;
+	cache_version(paths, n, version);
+	cache_tag(key, version, r->tag);
+
+	if (!force) {
+		struct cache_entry en;
+
+		ret = reg_manifest_head(c->s, r->tag, NULL, NULL, e);
+		if (ret < 0)
+			return err_wrap(e, "save %s", key);
+		if (ret == 1) {
+			struct err e2 = ERR_INIT;
+
+			ret = read_entry(c, r->tag, &en, &e2);
+			if (!ret && !strcmp(en.key, key)) {
+				r->existed = 1;
+				memcpy(r->digest, en.digest, REG_DIGEST_SIZE);
+				r->layers = en.m.nlayers;
+				r->bytes = en.size;
+				cache_entry_release(&en);
+				return 0;
+			}
+			if (!ret) {
+				ret = err_set(e, ERR_CORRUPT, "tag %s holds key '%s', not '%s' (a hash "
+					      "collision?); not overwritten", r->tag, en.key, key);
+				cache_entry_release(&en);
+				return ret;
+			}
+			if (e2.code != ERR_CORRUPT && e2.code != ERR_NOTFOUND) {
+				*e = e2;
+				return err_wrap(e, "save %s", key);
+			}
+			if (e2.code == ERR_CORRUPT)
+				warnf(c, "tag %s: %s; replacing it", r->tag, e2.msg);
+		}
+	}
+
+	layers = xcalloc(n, sizeof(*layers));
+	for (i = 0; i < n; i++) {
+		ret = save_path(c, paths[i], &layers[i], r, e);
+		if (ret)
+			goto out;
+	}
+	r->layers = n;
+	/* the empty config: usually there already (a HEAD, no upload) */
+	ret = reg_blob_push_mem(c->s, "{}", 2, NULL, e);
+	if (ret) {
+		err_wrap(e, "push the empty config");
+		goto out;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	cache_time_format((int64_t)now.tv_sec, now.tv_nsec, created);
+	cache_json_list(&paths_json, paths, n);
+	kv_add(&an, &nan, REG_ANNOT_CREATED, xstrdup(created));
+	kv_add(&an, &nan, CACHE_ANNOT_KEY, xstrdup(key));
+	kv_add(&an, &nan, CACHE_ANNOT_PATHS, buf_detach(&paths_json, NULL));
+	kv_add(&an, &nan, CACHE_ANNOT_VERSION, xstrdup(version));
+	kv_add(&an, &nan, CACHE_ANNOT_FORMAT, xasprintf("%d", CACHE_FORMAT));
+	kv_add(&an, &nan, CACHE_ANNOT_PLATFORM, xstrdup(cache_platform()));
+	ret = cache_manifest_build(&man, layers, n, an, nan, e);
+	if (ret)
+		goto out;
+	/* the commit point */
+	ret = reg_manifest_put(c->s, r->tag, man.data, man.len, r->digest, e);
+out:
+	if (ret)
+		err_wrap(e, "save %s to %s", key, reg_store_name(c->s));
+	for (i = 0; layers && i < n; i++)
+		reg_desc_release(&layers[i]);
+	free(layers);
+	for (i = 0; i < nan; i++) {
+		free(an[i].key);
+		free(an[i].value);
+	}
+	free(an);
+	buf_release(&man);
+	buf_release(&paths_json);
+	return ret;
+}
+
+/* ---- lookup ---- */
+
+/* Is the entry one of (key, version)? */
+static int entry_is(const struct cache_entry *en, const char *key, const char *version)
+{
+	return en->key && !strcmp(en->key, key) && en->version &&
+	       !strcmp(en->version, version);
+}
+
+static int entry_has_prefix(const struct cache_entry *en, const char *prefix,
+			    const char *version)
+{
+	return en->key && !strncmp(en->key, prefix, strlen(prefix)) && en->version &&
+	       !strcmp(en->version, version);
+}
+
+int cache_lookup(struct cache *c, const char *key, const char *const *prefixes,
+		 size_t nprefixes, const char *const *paths, size_t npaths,
+		 struct cache_match *m, struct err *e)
+{
+	char version[CACHE_VERSION_LEN + 1], tag[CACHE_TAG_MAX + 1];
+	struct reg_tags tags = {NULL, 0};
+	struct cache_entry *cand = NULL;
+	size_t ncand = 0, i, j;
+	int ret;
+
+	memset(m, 0, sizeof(*m));
+	if (cache_key_check(key, "key", e) || check_paths(paths, npaths, e))
+		return e->code;
+	for (i = 0; i < nprefixes; i++)
+		if (*prefixes[i] && cache_key_check(prefixes[i], "restore key", e))
+			return e->code;
+	cache_version(paths, npaths, version);
+	cache_tag(key, version, tag);
+
+	ret = read_entry(c, tag, &m->entry, e);
+	if (!ret) {
+		if (entry_is(&m->entry, key, version)) {
+			m->result = CACHE_HIT;
+			return 0;
+		}
+		warnf(c, "tag %s holds key '%s', not '%s' (a hash collision?); ignored", tag,
+		      m->entry.key, key);
+		cache_entry_release(&m->entry);
+	} else if (ret == ERR_CORRUPT) {
+		warnf(c, "%s; ignored", e->msg);
+		err_clear(e);
+	} else if (ret == ERR_NOTFOUND) {
+		err_clear(e);
+	} else {
+		return err_wrap(e, "look up %s in %s", key, reg_store_name(c->s));
+	}
+	if (!nprefixes)
+		return 0;
+
+	ret = reg_tags_list(c->s, &tags, e);
+	if (ret)
+		return err_wrap(e, "list the tags of %s", reg_store_name(c->s));
+	/* read every candidate once, whatever prefix it may match */
+	cand = xcalloc(tags.n + 1, sizeof(*cand));
+	for (i = 0; i < tags.n; i++) {
+		int may = 0;
+
+		for (j = 0; j < nprefixes && !may; j++)
+			may = cache_tag_may_match(tags.v[i], prefixes[j], version);
+		if (!may)
+			continue;
+		ret = read_entry(c, tags.v[i], &cand[ncand], e);
+		if (ret == ERR_NOTFOUND || ret == ERR_CORRUPT) {
+			/* deleted since the listing, or not one of ours */
+			if (ret == ERR_CORRUPT)
+				warnf(c, "%s; skipped", e->msg);
+			err_clear(e);
+			ret = 0;
+			continue;
+		}
+		if (ret) {
+			err_wrap(e, "look up %s in %s", tags.v[i], reg_store_name(c->s));
+			goto out;
+		}
+		ncand++;
+	}
+	for (j = 0; j < nprefixes; j++) {
+		struct cache_entry *best = NULL;
+
+		for (i = 0; i < ncand; i++)
+			if (entry_has_prefix(&cand[i], prefixes[j], version) &&
+			    (!best || cache_entry_newer(&cand[i], best)))
+				best = &cand[i];
+		if (best) {
+			m->entry = *best;
+			memset(best, 0, sizeof(*best));
+			m->result = !strcmp(m->entry.key, key) ? CACHE_HIT : CACHE_PARTIAL;
+			break;
+		}
+	}
+out:
+	cache_entries_free(cand, ncand);
+	reg_tags_release(&tags);
+	return ret;
+}
+
+/* ---- restore ---- */
+
+struct target {
+	const char *path;        /* as given */
+	const struct reg_desc *layer;
+	char *parent;            /* directory holding the target */
+	char *base;              /* the target's name in it */
+	char stage[64];          /* the staging directory's name in parent */
+	int pfd, sfd;
+	int staged;              /* stage exists */
+};
+
+struct unpack_job {
+	struct unpack_opts o;
+	int rfd, dfd, ret;
+	struct unpack_stats st;
+	struct err e;
+};
+
+static void *unpack_thread(void *arg)
+{
+	struct unpack_job *j = arg;
+	char buf[65536];
+
+	j->ret = unpack_fd(j->rfd, j->dfd, &j->o, &j->st, &j->e);
+	if (!j->ret) {
+		/* the rest of the blob still has to pass through the hash */
+		for (;;) {
+			ssize_t n = read(j->rfd, buf, sizeof(buf));
+
+			if (n > 0 || (n < 0 && errno == EINTR))
+				continue;
+			break;
+		}
+	}
+	close(j->rfd);
+	return NULL;
+}
+
+/* Stream one layer into t->sfd: fetch (and hash) here, extract there. */
+static int fetch_layer(struct cache *c, struct target *t, struct cache_restore_result *r,
+		       struct err *e)
+{
+	const struct reg_desc *l = t->layer;
+	struct unpack_job job;
+	struct err fe = ERR_INIT;
+	sigset_t pipe_set, old_set;
+	struct timespec zero = {0, 0};
+	pthread_t th;
+	int p[2], ret, perr;
+	struct reg_stats before, after;
+
+	if (strcmp(l->media_type, REG_MT_LAYER_ZSTD) && strcmp(l->media_type, REG_MT_LAYER_GZIP) &&
+	    strcmp(l->media_type, REG_MT_LAYER_TAR))
+		return err_set(e, ERR_CORRUPT, "layer for %s has media type %s, not a tar layer",
+			       t->path, l->media_type);
+	if (l->size > INT64_MAX)
+		return err_set(e, ERR_CORRUPT, "layer for %s: bad size", t->path);
+	if (pipe2(p, O_CLOEXEC))
+		return err_errno(e, "cannot create a pipe");
+	fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
+	memset(&job, 0, sizeof(job));
+	{
+		/* writer threads: a tuning knob, UNPACK_THREADS by default */
+		const char *v = getenv("CTXPACK_RESTORE_THREADS");
+		uint64_t k;
+
+		if (v && !parse_u64(v, &k) && k >= 1 && k <= UNPACK_MAX_THREADS)
+			job.o.threads = (unsigned)k;
+	}
+	job.rfd = p[0];
+	job.dfd = t->sfd;
+	perr = pthread_create(&th, NULL, unpack_thread, &job);
+	if (perr) {
+		close(p[0]);
+		close(p[1]);
+		errno = perr;
+		return err_errno(e, "cannot start the extractor");
+	}
+	/* A failed extraction closes the pipe: the write then fails with
+	 * EPIPE instead of killing the process with SIGPIPE. */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+	reg_store_stats(c->s, &before);
+	ret = reg_blob_fetch_fd(c->s, l->digest, (int64_t)l->size, p[1], &fe);
+	reg_store_stats(c->s, &after);
+	close(p[1]);
+	pthread_join(th, NULL);
+	while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+		;
+	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+
+	/* a failed digest explains a failed extraction, not the reverse */
+	if (job.ret && ret != ERR_CORRUPT) {
+		*e = job.e;
+		return err_wrap(e, "restore %s", t->path);
+	}
+	if (ret) {
+		*e = fe;
+		return err_wrap(e, "restore %s", t->path);
+	}
+	r->bytes += after.blob_bytes_received - before.blob_bytes_received;
+	r->entries += job.st.entries;
+	return 0;
+}
+
+/* Remove the staging and old trees of restores that were killed. */
+static void clean_stale(struct cache *c, const char *parent)
+{
+	static const char *const prefixes[] = {STAGE_PREFIX, OLD_PREFIX};
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		struct err e2 = ERR_INIT;
+
+		if (unpack_remove_stale(parent, prefixes[i], &e2) < 0)
+			warnf(c, "cannot remove a stale restore directory: %s", e2.msg);
+	}
+}
+
+static int prepare_target(struct cache *c, struct target *t, size_t idx, struct err *e)
+{
+	char *full = cache_expand_path(t->path), *slash, *real;
+	size_t n = strlen(full);
+	struct stat st;
+	struct timespec now;
+	int ret = 0;
+
+	while (n > 1 && full[n - 1] == '/')
+		full[--n] = '\0';
+	/* a symlink to a directory (~/.npm -> /big/disk/npm): restore where
+	 * it points, keeping the link */
+	if (!lstat(full, &st) && S_ISLNK(st.st_mode) && !stat(full, &st) &&
+	    S_ISDIR(st.st_mode) && (real = realpath(full, NULL))) {
+		free(full);
+		full = real;
+	}
+	slash = strrchr(full, '/');
+	if (!slash) {
+		t->parent = xstrdup(".");
+		t->base = xstrdup(full);
+	} else {
+		t->parent = slash == full ? xstrdup("/") : xstrndup(full, (size_t)(slash - full));
+		t->base = xstrdup(slash + 1);
+	}
+	free(full);
+	if (!*t->base || !strcmp(t->base, ".") || !strcmp(t->base, ".."))
+		return err_set(e, ERR_USAGE, "cannot restore into %s", t->path);
+	ret = mkdir_p(t->parent, 0755, e);
+	if (ret)
+		return ret;
+	clean_stale(c, t->parent);
+	t->pfd = open(t->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->pfd < 0)
+		return err_errno(e, "cannot open %s", t->parent);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	snprintf(t->stage, sizeof(t->stage), STAGE_PREFIX "%ld-%zu-%lx", (long)getpid(), idx,
+		 (unsigned long)(now.tv_nsec ^ now.tv_sec));
+	if (mkdirat(t->pfd, t->stage, 0755))
+		return err_errno(e, "cannot create %s/%s", t->parent, t->stage);
+	t->staged = 1;
+	t->sfd = openat(t->pfd, t->stage, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (t->sfd < 0)
+		return err_errno(e, "cannot open %s/%s", t->parent, t->stage);
+	return 0;
+}
+
+static void remove_stage(struct cache *c, struct target *t)
+{
+	struct err e2 = ERR_INIT;
+	char *full;
+
+	if (!t->staged)
+		return;
+	full = xasprintf("%s/%s", t->parent, t->stage);
+	if (remove_tree(full, &e2))
+		warnf(c, "%s", e2.msg);
+	free(full);
+	t->staged = 0;
+}
+
+/* Put the staging directory in the target's place; the old tree goes. */
+static int swap_in(struct cache *c, struct target *t, struct err *e)
+{
+	int tries;
+
+	for (tries = 0; tries < 3; tries++) {
+		if (!renameat2(t->pfd, t->stage, t->pfd, t->base, RENAME_EXCHANGE)) {
+			/* the stage name now holds the old tree */
+			remove_stage(c, t);
+			return 0;
+		}
+		if (errno == ENOENT) {
+			/* no old tree: a plain rename (which fails if one appears) */
+			if (!renameat2(t->pfd, t->stage, t->pfd, t->base, RENAME_NOREPLACE)) {
+				t->staged = 0;
+				return 0;
+			}
+			if (errno == EEXIST)
+				continue;
+			if (errno != EINVAL && errno != ENOSYS)
+				break;
+			if (!renameat(t->pfd, t->stage, t->pfd, t->base)) {
+				t->staged = 0;
+				return 0;
+			}
+			break;
+		}
+		if (errno == EINVAL || errno == ENOSYS) {
+			/* no RENAME_EXCHANGE here: move the old tree aside first */
+			char old[64];
+
+			snprintf(old, sizeof(old), OLD_PREFIX "%ld-%s", (long)getpid(),
+				 t->stage + strlen(STAGE_PREFIX));
+			if (renameat(t->pfd, t->base, t->pfd, old))
+				break;
+			if (renameat(t->pfd, t->stage, t->pfd, t->base)) {
+				int saved = errno;
+
+				renameat(t->pfd, old, t->pfd, t->base);
+				errno = saved;
+				break;
+			}
+			t->staged = 0;
+			{
+				struct err e2 = ERR_INIT;
+				char *full = xasprintf("%s/%s", t->parent, old);
+
+				if (remove_tree(full, &e2))
+					warnf(c, "%s", e2.msg);
+				free(full);
+			}
+			return 0;
+		}
+		break;
+	}
+	return err_errno(e, "cannot move the restored tree into %s/%s", t->parent, t->base);
+}
+
+int cache_restore(struct cache *c, const struct cache_entry *en,
+		  const char *const *paths, size_t npaths,
+		  struct cache_restore_result *r, struct err *e)
+{
+	struct cache_restore_result tmp;
+	struct target *t;
+	size_t i, k;
+	int ret = 0;
+
+	if (!r)
+		r = &tmp;
+	memset(r, 0, sizeof(*r));
+	if (check_paths(paths, npaths, e))
+		return e->code;
+	t = xcalloc(npaths, sizeof(*t));
+	for (i = 0; i < npaths; i++) {
+		t[i].path = paths[i];
+		t[i].pfd = t[i].sfd = -1;
+		for (k = 0; k < en->m.nlayers && !t[i].layer; k++) {
+			const struct reg_desc *l = &en->m.layers[k];
+			const char *p = reg_annot_get(l->annotations, l->nannotations,
+						      CACHE_ANNOT_PATH);
+
+			if (p && !strcmp(p, paths[i]))
+				t[i].layer = l;
+		}
+		if (!t[i].layer) {
+			ret = err_set(e, ERR_CORRUPT, "entry %s has no layer for path %s", en->key,
+				      paths[i]);
+			goto out;
+		}
+	}
+	for (i = 0; i < npaths && !ret; i++)
+		ret = prepare_target(c, &t[i], i, e);
+	for (i = 0; i < npaths && !ret; i++) {
+		ret = fetch_layer(c, &t[i], r, e);
+		if (!ret)
+			r->layers++;
+	}
+	/* every layer verified and extracted: swap them all in */
+	for (i = 0; i < npaths && !ret; i++)
+		ret = swap_in(c, &t[i], e);
+out:
+	for (i = 0; i < npaths; i++) {
+		if (t[i].sfd >= 0)
+			close(t[i].sfd);
+		remove_stage(c, &t[i]);
+		if (t[i].pfd >= 0)
+			close(t[i].pfd);
+		free(t[i].parent);
+		free(t[i].base);
+	}
+	free(t);
+	return ret;
+}
+
+/* ---- list, delete, gc ---- */
+
+static int newest_first(const void *a, const void *b)
+{
+	const struct cache_entry *x = a, *y = b;
+
+	if (cache_entry_newer(x, y))
+		return -1;
+	if (cache_entry_newer(y, x))
+		return 1;
+	return 0;
+}
+
+int cache_list(struct cache *c, struct cache_entry **out, size_t *nout, struct err *e)
+{
+	struct reg_tags tags = {NULL, 0};
+	struct cache_entry *v;
+	size_t i, n = 0;
+	int ret;
+
+	*out = NULL;
+	*nout = 0;
+	ret = reg_tags_list(c->s, &tags, e);
+	if (ret)
+		return err_wrap(e, "list the tags of %s", reg_store_name(c->s));
+	v = xcalloc(tags.n + 1, sizeof(*v));
+	for (i = 0; i < tags.n; i++) {
+		if (!cache_tag_is_cache(tags.v[i]))
+			continue;
+		ret = read_entry(c, tags.v[i], &v[n], e);
+		if (ret == ERR_NOTFOUND || ret == ERR_CORRUPT) {
+			if (ret == ERR_CORRUPT)
+				warnf(c, "%s; skipped", e->msg);
+			err_clear(e);
+			ret = 0;
+			continue;
+		}
+		if (ret) {
+			err_wrap(e, "read %s", tags.v[i]);
+			break;
+		}
+		n++;
+	}
+	reg_tags_release(&tags);
+	if (ret) {
+		cache_entries_free(v, n);
+		return ret;
+	}
+	qsort(v, n, sizeof(*v), newest_first);
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+int cache_delete(struct cache *c, const struct cache_entry *en, struct err *e)
+{
+	int ret = reg_manifest_delete(c->s, en->tag, e);
+
+	if (ret)
+		err_wrap(e, "delete %s", en->key);
+	return ret;
+}
+
+int cache_gc(struct cache *c, uint64_t grace, uint64_t *freed, struct err *e)
+{
+	return reg_store_gc(c->s, grace, freed, e);
+}

@@ -1,0 +1,211 @@
+/*
+ * cache entries as manifests: building the multi-layer manifest JSON,
+ * reading an entry back, ordering entries, choosing what prune deletes.
+ *
+ * The manifest is written here rather than by the registry module's
+ * single-layer helper because an entry has one layer per path.  Keys are
+ * sorted and the JSON compact, so equal inputs give equal bytes.  All
+ * strings were checked to be UTF-8 (cache_key_check/cache_path_check) or
+ * are ASCII (digests, media types), so escaping '"', '\\' and control
+ * bytes is all JSON needs.
+ */
+#include "ctxpack/cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void json_str(struct buf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	buf_addch(b, '"');
+	for (; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			buf_addch(b, '\\');
+			buf_addch(b, *p);
+		} else if (*p < 0x20 || *p == 0x7f) {
+			buf_addf(b, "\\u%04x", *p);
+		} else {
+			buf_addch(b, *p);
+		}
+	}
+	buf_addch(b, '"');
+}
+
+void cache_json_list(struct buf *out, const char *const *v, size_t n)
+{
+	size_t i;
+
+	buf_addch(out, '[');
+	for (i = 0; i < n; i++) {
+		if (i)
+			buf_addch(out, ',');
+		json_str(out, v[i]);
+	}
+	buf_addch(out, ']');
+}
+
+static int kv_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct reg_kv *)a)->key, ((const struct reg_kv *)b)->key);
+}
+
+static void json_annots(struct buf *b, const struct reg_kv *kv, size_t n)
+{
+	struct reg_kv *s = xcalloc(n + 1, sizeof(*s));
+	size_t i;
+
+	memcpy(s, kv, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), kv_cmp);
+	buf_addstr(b, "\"annotations\":{");
+	for (i = 0; i < n; i++) {
+		if (i)
+			buf_addch(b, ',');
+		json_str(b, s[i].key);
+		buf_addch(b, ':');
+		json_str(b, s[i].value);
+	}
+	buf_addstr(b, "},");
+	free(s);
+}
+
+int cache_manifest_build(struct buf *out, const struct reg_desc *layers, size_t n,
+			 const struct reg_kv *annotations, size_t nannotations,
+			 struct err *e)
+{
+	size_t i;
+
+	buf_reset(out);
+	buf_addch(out, '{');
+	if (nannotations)
+		json_annots(out, annotations, nannotations);
+	buf_addstr(out, "\"artifactType\":");
+	json_str(out, CACHE_ARTIFACT_TYPE);
+	buf_addf(out, ",\"config\":{\"digest\":\"%s\",\"mediaType\":\"%s\",\"size\":2},",
+		 REG_EMPTY_DIGEST, REG_MT_EMPTY);
+	buf_addstr(out, "\"layers\":[");
+	for (i = 0; i < n; i++) {
+		if (i)
+			buf_addch(out, ',');
+		buf_addch(out, '{');
+		if (layers[i].nannotations)
+			json_annots(out, layers[i].annotations, layers[i].nannotations);
+		buf_addf(out, "\"digest\":\"%s\",\"mediaType\":", layers[i].digest);
+		json_str(out, layers[i].media_type);
+		buf_addf(out, ",\"size\":%llu}", (unsigned long long)layers[i].size);
+	}
+	buf_addf(out, "],\"mediaType\":\"%s\",\"schemaVersion\":2}", REG_MT_MANIFEST);
+	if (out->len > REG_MANIFEST_MAX)
+		return err_set(e, ERR_USAGE, "the entry's manifest would be %zu bytes; at most "
+			       "%u are allowed (too many paths?)", out->len, REG_MANIFEST_MAX);
+	return 0;
+}
+
+void cache_entry_release(struct cache_entry *en)
+{
+	free(en->tag);
+	free(en->key);
+	free(en->version);
+	free(en->created);
+	reg_manifest_release(&en->m);
+	memset(en, 0, sizeof(*en));
+}
+
+void cache_entries_free(struct cache_entry *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		cache_entry_release(&v[i]);
+	free(v);
+}
+
+int cache_entry_parse(struct cache_entry *en, const char *tag, const char *digest,
+		      const void *p, size_t n, struct err *e)
+{
+	const char *v;
+	size_t i;
+	int ret;
+
+	memset(en, 0, sizeof(*en));
+	ret = reg_manifest_parse(&en->m, p, n, e);
+	if (ret)
+		return err_wrap(e, "tag %s", tag);
+	if (en->m.is_index || !en->m.artifact_type ||
+	    strcmp(en->m.artifact_type, CACHE_ARTIFACT_TYPE)) {
+		ret = err_set(e, ERR_CORRUPT, "tag %s is not a cache entry (artifactType %s)", tag,
+			      en->m.artifact_type ? en->m.artifact_type : "none");
+		goto out;
+	}
+	v = reg_annot_get(en->m.annotations, en->m.nannotations, CACHE_ANNOT_KEY);
+	if (!v) {
+		ret = err_set(e, ERR_CORRUPT, "cache entry %s has no key annotation", tag);
+		goto out;
+	}
+	en->key = xstrdup(v);
+	v = reg_annot_get(en->m.annotations, en->m.nannotations, CACHE_ANNOT_VERSION);
+	en->version = v ? xstrdup(v) : NULL;
+	v = reg_annot_get(en->m.annotations, en->m.nannotations, REG_ANNOT_CREATED);
+	if (v) {
+		en->created = xstrdup(v);
+		if (cache_time_parse(v, &en->created_sec, &en->created_nsec))
+			en->created_sec = en->created_nsec = 0;
+	}
+	for (i = 0; i < en->m.nlayers; i++) {
+		const struct reg_desc *l = &en->m.layers[i];
+
+		if (!reg_annot_get(l->annotations, l->nannotations, CACHE_ANNOT_PATH)) {
+			ret = err_set(e, ERR_CORRUPT, "cache entry %s: layer %zu has no path", tag, i);
+			goto out;
+		}
+		en->size += l->size;
+	}
+	en->tag = xstrdup(tag);
+	if (digest)
+		memcpy(en->digest, digest, REG_DIGEST_SIZE);
+out:
+	if (ret)
+		cache_entry_release(en);
+	return ret;
+}
+
+int cache_entry_newer(const struct cache_entry *a, const struct cache_entry *b)
+{
+	int c;
+
+	if (a->created_sec != b->created_sec)
+		return a->created_sec > b->created_sec;
+	if (a->created_nsec != b->created_nsec)
+		return a->created_nsec > b->created_nsec;
+	c = strcmp(a->key ? a->key : "", b->key ? b->key : "");
+	if (c)
+		return c > 0;
+	return strcmp(a->tag ? a->tag : "", b->tag ? b->tag : "") > 0;
+}
+
+size_t cache_prune_select(const struct cache_entry *v, size_t n,
+			  const struct cache_prune_opts *o, int64_t now, int *del)
+{
+	size_t i, rank = 0, chosen = 0;
+
+	for (i = 0; i < n; i++) {
+		int d;
+
+		del[i] = 0;
+		if (o->prefix && strncmp(v[i].key, o->prefix, strlen(o->prefix)))
+			continue;
+		rank++;
+		if (o->has_keep && rank <= o->keep)
+			continue;
+		if (o->has_older)
+			d = o->older_than <= (uint64_t)now &&
+			    v[i].created_sec < now - (int64_t)o->older_than;
+		else
+			d = o->has_keep;
+		if (d) {
+			del[i] = 1;
+			chosen++;
+		}
+	}
+	return chosen;
+}
