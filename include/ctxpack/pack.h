@@ -22,6 +22,11 @@
  * rules, frame rule, codec settings).  Part of any cache key. */
 #define PACK_FORMAT_VERSION 1
 
+/* Append what else decides the bytes for the same content and options:
+ * the versions of the libraries that write them (libarchive with its
+ * zlib, libzstd).  Part of every cache key (issue 7). */
+void pack_lib_versions(struct buf *out);
+
 enum pack_compress {
 	PACK_ZSTD = 0,
 	PACK_GZIP = 1,
@@ -132,13 +137,19 @@ void pack_plan(const struct walk_entry *const *v, size_t n,
  * concurrently: get() returns 1 after filling out with the frame's encoded
  * bytes (exactly what a cold pack would produce), 0 to encode it; put()
  * offers freshly encoded bytes.  Both may be NULL.
+ *
+ * flags: PACK_CACHE_OWN_DIGEST makes pack_write skip its sha256 and leave
+ * res->digest empty: the caller hashes in its sink (the frame cache keeps
+ * the hash state at every frame boundary, which pack_write's cannot).
  */
+#define PACK_CACHE_OWN_DIGEST 1u
 struct pack_frame_cache {
 	int (*get)(void *ctx, const struct pack_list *l, const struct pack_frame *f,
 		   const struct pack_opts *o, struct buf *out);
 	void (*put)(void *ctx, const struct pack_list *l, const struct pack_frame *f,
 		    const struct pack_opts *o, const void *p, size_t n);
 	void *ctx;
+	unsigned flags;
 };
 
 /*

@@ -34,10 +34,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ctxpack/frames.h"
+#include "ctxpack/index.h"
 #include "ctxpack/pack.h"
 #include "ctxpack/walk.h"
 
-enum { OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_COMPRESS, OPT_LEVEL, OPT_THREADS };
+enum {
+	OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_COMPRESS, OPT_LEVEL, OPT_THREADS,
+	OPT_INDEX, OPT_NO_CACHE, OPT_CACHE_MAX,
+};
 
 struct pipe_sink {
 	int wfd;
@@ -136,6 +141,9 @@ int cmd_build(int argc, char **argv)
 		{"compress", required_argument, NULL, OPT_COMPRESS},
 		{"level", required_argument, NULL, OPT_LEVEL},
 		{"threads", required_argument, NULL, OPT_THREADS},
+		{"index", required_argument, NULL, OPT_INDEX},
+		{"no-cache", no_argument, NULL, OPT_NO_CACHE},
+		{"cache-max", required_argument, NULL, OPT_CACHE_MAX},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -147,8 +155,14 @@ int cmd_build(int argc, char **argv)
 	struct pack_result res;
 	struct pipe_sink sink = {-1, -1, NULL, 0, 0, 0};
 	struct err e = ERR_INIT;
+	const char *index_dir = NULL;
+	struct fc_opts fo = {NULL, 0, NULL};
+	struct fc_stats fst;
+	struct idx *x = NULL;
+	struct fc *fc = NULL;
+	struct buf warn = BUF_INIT, versions = BUF_INIT;
 	char **cmdv;
-	int fds[2], c, dd, st, status, packed, unread = 0, have_unread = 0;
+	int fds[2], c, dd, st, status, packed, unread = 0, have_unread = 0, no_cache = 0;
 	unsigned u;
 	pid_t pid;
 
@@ -180,6 +194,17 @@ int cmd_build(int argc, char **argv)
 						PACK_MAX_THREADS, optarg);
 			po.threads = u;
 			break;
+		case OPT_INDEX:
+			if (!*optarg)
+				cli_usage_error(cmd, "--index needs a directory");
+			index_dir = optarg;
+			break;
+		case OPT_NO_CACHE: no_cache = 1; break;
+		case OPT_CACHE_MAX:
+			if (fc_parse_size(optarg, &fo.max_bytes))
+				cli_usage_error(cmd, "--cache-max takes a size like 2G or 500M, "
+						"not '%s'", optarg);
+			break;
 		default: cli_global_opt(cmd, c, optarg);
 		}
 	}
@@ -193,12 +218,43 @@ int cmd_build(int argc, char **argv)
 	if (pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &po.mtime, &e))
 		return cli_fail(&e);
 
+	/* the cache as for `ctxpack pack` (--compress none: nothing to save);
+	 * opened before the walk, whose time is the racy rule's reference */
+	if (!no_cache && po.compress != PACK_NONE) {
+		pack_lib_versions(&versions);
+		fo.versions = versions.data;
+		if (fc_open(&fc, &fo, &e)) {
+			buf_release(&versions);
+			return cli_fail(&e);
+		}
+	}
 	if (walk_run(&wo, &wr, &e)) {
+		fc_close(fc);
+		buf_release(&versions);
 		walk_release(&wr);
 		return cli_fail(&e);
 	}
+	if (fc) {
+		int r = fc_prepare(&wr, index_dir, fc, &x, NULL, &warn, &e);
+
+		if (r < 0) {
+			fc_close(fc);
+			walk_release(&wr);
+			buf_release(&versions);
+			return cli_fail(&e);
+		}
+		if (r > 0) {
+			cli_warn("%s", warn.data);
+			fc_close(fc);
+			fc = NULL;
+		}
+	}
 	if (pack_list_build(&l, &wr, &e)) {
+		fc_close(fc);
+		idx_close(x);
 		walk_release(&wr);
+		buf_release(&warn);
+		buf_release(&versions);
 		return cli_fail(&e);
 	}
 
@@ -230,7 +286,8 @@ int cmd_build(int argc, char **argv)
 		fds[0] = -1;
 	}
 
-	packed = pack_write(&l, &po, NULL, pipe_sink_write, &sink, &res, &e) == 0;
+	packed = fc_pack_write(fc, NULL, &l, &po, pipe_sink_write, &sink, -1, &res, &fst,
+			       &e) == 0;
 	if (!packed && !sink.gone) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);
@@ -253,6 +310,16 @@ int cmd_build(int argc, char **argv)
 	if (packed && !cli_opt.quiet)
 		fprintf(stderr, "%s %llu %llu\n", res.digest, (unsigned long long)res.bytes,
 			(unsigned long long)res.entries);
+	if (packed && fc) {
+		fc_maintain(fc, &fst);
+		if (cli_opt.verbose)
+			cli_info("cache: %s: %llu frames, %llu reused, %llu compressed",
+				 fst.path == FC_PATH_ARCHIVE ? "archive reused" :
+				 fst.path == FC_PATH_ASSEMBLE ? "assemble" : "frames",
+				 (unsigned long long)fst.frames,
+				 (unsigned long long)fst.frames_reused,
+				 (unsigned long long)fst.frames_compressed);
+	}
 	if (st == -1) {
 		err_errno(&e, "cannot wait for %s", cmdv[0]);
 		status = cli_fail(&e);
@@ -284,6 +351,14 @@ int cmd_build(int argc, char **argv)
 			 unread);
 	}
 out:
+	if (x && idx_warning(x))
+		cli_warn("%s", idx_warning(x));
+	if (fc && fc_warning(fc))
+		cli_warn("%s", fc_warning(fc));
+	fc_close(fc);
+	idx_close(x);
+	buf_release(&warn);
+	buf_release(&versions);
 	pack_list_release(&l);
 	walk_release(&wr);
 	return status;

@@ -8,10 +8,15 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ctxpack/frames.h"
+#include "ctxpack/index.h"
 #include "ctxpack/pack.h"
 #include "ctxpack/walk.h"
 
-enum { OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_COMPRESS, OPT_LEVEL, OPT_THREADS };
+enum {
+	OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_COMPRESS, OPT_LEVEL, OPT_THREADS,
+	OPT_INDEX, OPT_NO_CACHE, OPT_CACHE_MAX,
+};
 
 struct fd_sink {
 	int fd;
@@ -47,6 +52,73 @@ static void print_added(FILE *f, const struct pack_list *l)
 	fputc(']', f);
 }
 
+static const char *path_name(int path)
+{
+	switch (path) {
+	case FC_PATH_ARCHIVE: return "archive";
+	case FC_PATH_ASSEMBLE: return "assemble";
+	case FC_PATH_FRAMES: return "frames";
+	}
+	return "off";
+}
+
+/* The cache's part of --json (none with --no-cache or --compress none):
+ * "cache" is "archive" (served whole from the store), "assemble" (the
+ * context's last archive and a few new frames), "frames" (packed frame by
+ * frame, each copied or compressed) or "off" (the cache could not be
+ * used; a warning says why). */
+static void print_cache_json(FILE *f, const struct fc *fc, const struct fc_stats *st,
+			     const struct idx_stats *ist)
+{
+	fprintf(f, ",\"cache\":\"%s\"", !fc ? "off" : path_name(st->path));
+	if (!fc)
+		return;
+	fprintf(f, ",\"frames\":%llu,\"frames_reused\":%llu,\"frames_compressed\":%llu,"
+		"\"frames_stored\":%llu,\"frames_damaged\":%llu,\"frames_unsafe\":%llu,"
+		"\"archive_stored\":%s,\"bytes_hashed\":%llu,\"bytes_early\":%llu,"
+		"\"evicted\":%llu",
+		(unsigned long long)st->frames, (unsigned long long)st->frames_reused,
+		(unsigned long long)st->frames_compressed, (unsigned long long)st->frames_stored,
+		(unsigned long long)st->frames_damaged, (unsigned long long)st->frames_unsafe,
+		st->archive_stored ? "true" : "false", (unsigned long long)st->bytes_hashed,
+		(unsigned long long)st->bytes_early, (unsigned long long)st->evicted);
+	if (ist)
+		fprintf(f, ",\"files_hashed\":%llu,\"files_reused\":%llu",
+			(unsigned long long)ist->hashed, (unsigned long long)ist->reused);
+}
+
+static void print_cache_info(const struct fc *fc, const struct fc_stats *st,
+			     const struct idx_stats *ist)
+{
+	char h1[32], h2[32];
+
+	if (!fc) {
+		cli_info("cache: off");
+		return;
+	}
+	if (ist)
+		cli_info("index: %llu files, %llu hashed, %llu reused",
+			 (unsigned long long)ist->files, (unsigned long long)ist->hashed,
+			 (unsigned long long)ist->reused);
+	if (st->archive_reused)
+		cli_info("cache: archive reused (%llu frames, %s)", (unsigned long long)st->frames,
+			 cli_human(st->bytes_reused, h1));
+	else
+		cli_info("cache: %s, %llu frames: %llu reused (%s), %llu compressed, %llu stored, "
+			 "%llu damaged, %llu not stored (files changed or too recent)%s",
+			 path_name(st->path),
+			 (unsigned long long)st->frames, (unsigned long long)st->frames_reused,
+			 cli_human(st->bytes_reused, h1), (unsigned long long)st->frames_compressed,
+			 (unsigned long long)st->frames_stored,
+			 (unsigned long long)st->frames_damaged,
+			 (unsigned long long)st->frames_unsafe,
+			 st->archive_stored ? "; archive stored" : "");
+	if (st->evicted)
+		cli_info("cache: evicted %llu files (%s), %s left in %s",
+			 (unsigned long long)st->evicted, cli_human(st->evicted_bytes, h1),
+			 cli_human(st->store_bytes, h2), fc_dir(fc));
+}
+
 static int parse_uint(const char *s, unsigned max, unsigned *out)
 {
 	uint64_t v;
@@ -66,21 +138,32 @@ int cmd_pack(int argc, char **argv)
 		{"compress", required_argument, NULL, OPT_COMPRESS},
 		{"level", required_argument, NULL, OPT_LEVEL},
 		{"threads", required_argument, NULL, OPT_THREADS},
+		{"index", required_argument, NULL, OPT_INDEX},
+		{"no-cache", no_argument, NULL, OPT_NO_CACHE},
+		{"cache-max", required_argument, NULL, OPT_CACHE_MAX},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
 	const struct cli_cmd *cmd = cli_find("pack");
 	struct walk_opts wo = {0};
-	struct walk_result wr;
+	struct walk_result wr = {0};
 	struct pack_list l;
 	struct pack_opts po;
 	struct pack_result res;
 	struct atomic_file af = {-1, NULL, NULL};
 	struct fd_sink sink = {1, "standard output"};
 	struct err e = ERR_INIT;
-	const char *out = NULL;
+	const char *out = NULL, *index_dir = NULL;
+	struct fc_opts fo = {NULL, 0, NULL};
+	struct fc_stats fst;
+	struct idx_stats ist = {0};
+	struct idx *x = NULL;
+	struct fc *fc = NULL;
+	struct fc_spec *spec = NULL;
+	struct buf warn = BUF_INIT, versions = BUF_INIT;
 	unsigned u;
-	int c, status = EXIT_OK, have_list = 0, to_file, direct = -1;
+	int c, rc, status = EXIT_OK, have_list = 0, to_file, direct = -1, no_cache = 0;
+	int want_cache = 0;
 	size_t i;
 
 	pack_opts_init(&po);
@@ -105,6 +188,17 @@ int cmd_pack(int argc, char **argv)
 						PACK_MAX_THREADS, optarg);
 			po.threads = u;
 			break;
+		case OPT_INDEX:
+			if (!*optarg)
+				cli_usage_error(cmd, "--index needs a directory");
+			index_dir = optarg;
+			break;
+		case OPT_NO_CACHE: no_cache = 1; break;
+		case OPT_CACHE_MAX:
+			if (fc_parse_size(optarg, &fo.max_bytes))
+				cli_usage_error(cmd, "--cache-max takes a size like 2G or 500M, "
+						"not '%s'", optarg);
+			break;
 		default: cli_global_opt(cmd, c, optarg);
 		}
 	}
@@ -122,26 +216,17 @@ int cmd_pack(int argc, char **argv)
 	if (pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &po.mtime, &e))
 		return cli_fail(&e);
 
-	if (walk_run(&wo, &wr, &e)) {
-		walk_release(&wr);
-		return cli_fail(&e);
+	/* --compress none: the frames are the files' bytes, nothing to save */
+	want_cache = !no_cache && po.compress != PACK_NONE;
+	if (want_cache) {
+		pack_lib_versions(&versions);
+		fo.versions = versions.data;
+		/* before the walk: its time is the racy rule's reference */
+		if (fc_open(&fc, &fo, &e))
+			goto fail;
 	}
-	if (pack_list_build(&l, &wr, &e))
-		goto fail;
-	have_list = 1;
-	if (wo.dockerfile) {
-		int found = 0;
-
-		for (i = 0; wr.dockerfile_rel && i < l.n && !found; i++)
-			found = !strcmp(l.v[i]->path, wr.dockerfile_rel);
-		if (!found)
-			cli_warn("%s is not in the archive (missing or outside the context)",
-				 wo.dockerfile);
-	}
-	for (i = 0; i < l.n_added && cli_opt.verbose; i++)
-		cli_info("added %s%s (excluded by the ignore file)", l.added[i].path,
-			 l.added[i].type == WALK_DIR ? "/" : "");
-
+	/* the output first: the last archive of this context may be copied
+	 * to it while the context is walked (fc_spec_start) */
 	if (to_file) {
 		struct stat st;
 
@@ -163,7 +248,43 @@ int cmd_pack(int argc, char **argv)
 			sink.fd = af.fd;
 		}
 	}
-	if (pack_write(&l, &po, NULL, fd_sink_write, &sink, &res, &e))
+	spec = fc_spec_start(fc, wo.dir, &po, sink.fd);
+	if (spec && cli_opt.verbose)
+		cli_info("cache: copying the last archive of %s to the output while walking",
+			 wo.dir);
+
+	if (walk_run(&wo, &wr, &e))
+		goto fail;
+	if (fc) {
+		rc = fc_prepare(&wr, index_dir, fc, &x, &ist, &warn, &e);
+		if (rc < 0)
+			goto fail;
+		if (rc > 0) {
+			fc_spec_cancel(spec);
+			spec = NULL;
+			fc_close(fc);
+			fc = NULL;
+		}
+	}
+	if (pack_list_build(&l, &wr, &e))
+		goto fail;
+	have_list = 1;
+	if (wo.dockerfile) {
+		int found = 0;
+
+		for (i = 0; wr.dockerfile_rel && i < l.n && !found; i++)
+			found = !strcmp(l.v[i]->path, wr.dockerfile_rel);
+		if (!found)
+			cli_warn("%s is not in the archive (missing or outside the context)",
+				 wo.dockerfile);
+	}
+	for (i = 0; i < l.n_added && cli_opt.verbose; i++)
+		cli_info("added %s%s (excluded by the ignore file)", l.added[i].path,
+			 l.added[i].type == WALK_DIR ? "/" : "");
+
+	rc = fc_pack_write(fc, spec, &l, &po, fd_sink_write, &sink, sink.fd, &res, &fst, &e);
+	spec = NULL; /* consumed */
+	if (rc)
 		goto fail;
 	if (af.tmp && atomic_commit(&af, &e))
 		goto fail;
@@ -177,12 +298,18 @@ int cmd_pack(int argc, char **argv)
 		}
 	}
 
+	/* the output is complete: now the cache's size bound */
+	fc_maintain(fc, &fst);
+	if (cli_opt.verbose)
+		print_cache_info(fc, &fst, x ? &ist : NULL);
 	if (cli_opt.json) {
 		printf("{\"digest\":\"%s\",\"bytes\":%llu,\"entries\":%llu,\"compress\":\"%s\","
 		       "\"level\":%d,\"added\":",
 		       res.digest, (unsigned long long)res.bytes, (unsigned long long)res.entries,
 		       pack_compress_name(po.compress), pack_level(&po));
 		print_added(stdout, &l);
+		if (want_cache)
+			print_cache_json(stdout, fc, &fst, x ? &ist : NULL);
 		printf("}\n");
 	} else if (!cli_opt.quiet) {
 		fprintf(stderr, "%s %llu %llu\n", res.digest, (unsigned long long)res.bytes,
@@ -190,12 +317,23 @@ int cmd_pack(int argc, char **argv)
 	}
 	goto out;
 fail:
+	fc_spec_cancel(spec);
 	if (af.tmp)
 		atomic_abort(&af);
 	if (direct >= 0)
 		close(direct);
 	status = cli_fail(&e);
 out:
+	if (warn.len)
+		cli_warn("%s", warn.data);
+	if (x && idx_warning(x))
+		cli_warn("%s", idx_warning(x));
+	if (fc && fc_warning(fc))
+		cli_warn("%s", fc_warning(fc));
+	fc_close(fc);
+	idx_close(x);
+	buf_release(&warn);
+	buf_release(&versions);
 	if (have_list)
 		pack_list_release(&l);
 	walk_release(&wr);

@@ -159,7 +159,7 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 	unsigned nw, started = 0, i;
 	size_t nframes = 0, k;
 	const char *cs;
-	int ret = 0;
+	int ret = 0, own_digest = cache && (cache->flags & PACK_CACHE_OWN_DIGEST);
 
 	memset(res, 0, sizeof(*res));
 	if (pack_opts_check(o, e))
@@ -247,7 +247,8 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 				pool_fail(&p, &tmp);
 				break;
 			}
-			sha256_update(sha, s->out.data, s->out.len);
+			if (!own_digest)
+				sha256_update(sha, s->out.data, s->out.len);
 		}
 		res->bytes += s->out.len;
 		res->tar_bytes += s->tar_bytes;
@@ -282,9 +283,11 @@ out:
 	for (i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
 	if (!ret) {
-		sha256_final(sha, md);
-		memcpy(res->digest, "sha256:", 7);
-		hex_encode(res->digest + 7, md, 32);
+		if (!own_digest) {
+			sha256_final(sha, md);
+			memcpy(res->digest, "sha256:", 7);
+			hex_encode(res->digest + 7, md, 32);
+		}
 		res->entries = l->n;
 		res->frames = nframes;
 	}

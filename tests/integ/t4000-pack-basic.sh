@@ -161,7 +161,7 @@ ctxpack pack "$C" > "$TESTDIR/s3.zst" 2>/dev/null
 same_files "$TESTDIR/s.zst" "$TESTDIR/s3.zst" "no -o writes to a non-terminal stdout"
 ctxpack pack -q -o "$TESTDIR/s4.zst" "$C" 2> "$TESTDIR/err"
 is "$(cat "$TESTDIR/err")" "" "-q: no summary"
-json=$(ctxpack pack --json --level 5 -o "$TESTDIR/s5.zst" "$C" 2>/dev/null)
+json=$(ctxpack pack --json --no-cache --level 5 -o "$TESTDIR/s5.zst" "$C" 2>/dev/null)
 sum5=$(sha256sum < "$TESTDIR/s5.zst" | cut -d' ' -f1)
 is "$json" "{\"digest\":\"sha256:$sum5\",\"bytes\":$(wc -c < "$TESTDIR/s5.zst"),\"entries\":$n,\"compress\":\"zstd\",\"level\":5,\"added\":[]}" \
 	"--json summary on stdout"

@@ -53,7 +53,7 @@ A=$TESTDIR/a
 digest() {
 	comp=$1; shift
 	# shellcheck disable=SC2086
-	{ ctxpack pack -q --compress "$comp" $lv "$@" -o - || echo failed; } | sha256sum | cut -d' ' -f1
+	{ ctxpack pack -q --no-cache --compress "$comp" $lv "$@" -o - || echo failed; } | sha256sum | cut -d' ' -f1
 }
 
 # the copies

@@ -1,0 +1,147 @@
+/*
+ * Internals of the frame store shared by frames.c (files, keys, eviction)
+ * and fc_pack.c (the pack hooks and whole-archive reuse).  Not for other
+ * modules.
+ */
+#ifndef CTXPACK_FC_INTERNAL_H
+#define CTXPACK_FC_INTERNAL_H
+
+#include <pthread.h>
+
+#include "ctxpack/frames.h"
+
+struct fc {
+	char *dir;            /* the store's root */
+	char *frames_dir;     /* dir/frames */
+	char *archives_dir;   /* dir/archives */
+	char *versions;
+	uint64_t max;         /* the size bound */
+	int explicit_dir;     /* the directory was given (fc_opts.dir) */
+	int64_t t0_ns;        /* when opened: the racy rule's reference */
+	uint64_t added;       /* bytes stored through this handle (atomic) */
+	struct buf warn;      /* guarded by mu */
+	pthread_mutex_t mu;
+};
+
+/* Add a warning (thread-safe; only the first few are kept). */
+void fc_warn(struct fc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define FC_SHA_MID 40
+
+/* What a frame file looked like when its bytes were last checked: while
+ * these still match (with the size), the file was not written since.  The
+ * LRU touch sets only atime, which keeps mtime. */
+struct fc_stamp {
+	uint64_t ino;
+	int64_t mtime_ns;
+};
+
+void fc_stamp_of(const void *stat_buf, struct fc_stamp *s);
+/* Mark a store file used (atime = now, mtime kept). */
+void fc_touch(int fd);
+
+/* An archive manifest. */
+struct fc_manifest {
+	unsigned char key[FC_KEY_LEN];
+	uint64_t nframes;
+	uint64_t bytes;       /* the archive's size: the sum of lens */
+	uint64_t entries;
+	char digest[72];      /* "sha256:<64 hex>" */
+	unsigned char (*fkeys)[FC_KEY_LEN];
+	uint64_t *lens;       /* each frame's payload length */
+	struct fc_stamp *stamps; /* each frame file's, when last checked */
+	unsigned char (*mids)[FC_SHA_MID]; /* the sha256 state at each frame's start */
+};
+
+/* 1 when found and intact (m filled; release it), 0 when absent or
+ * damaged (a damaged one is removed).  Touches it when found. */
+int fc_manifest_read(struct fc *c, const unsigned char key[FC_KEY_LEN],
+		     struct fc_manifest *m);
+int fc_manifest_write(struct fc *c, const struct fc_manifest *m, struct err *e);
+void fc_manifest_release(struct fc_manifest *m);
+
+/*
+ * The last archive packed from a context root with given settings, for
+ * resuming its sha256 after an edit: archives/last-<32 hex>, where the
+ * name is fc_last_key(root, settings).
+ */
+void fc_last_key(const char *root, const unsigned char settings[FC_KEY_LEN],
+		 unsigned char lk[FC_KEY_LEN]);
+/* 0 and the archive key, or -1. */
+int fc_last_read(struct fc *c, const unsigned char lk[FC_KEY_LEN],
+		 unsigned char akey[FC_KEY_LEN]);
+void fc_last_write(struct fc *c, const unsigned char lk[FC_KEY_LEN],
+		   const unsigned char akey[FC_KEY_LEN]);
+
+/* Open the frame file of key and check its size and header against len
+ * (or any length when len is UINT64_MAX): returns the fd positioned at
+ * the payload, or -1 (absent: *damaged 0; wrong: removed, *damaged 1).
+ * stamp may be NULL. */
+int fc_frame_open(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64_t len,
+		  unsigned char sum[16], uint64_t *plen, int *damaged, struct fc_stamp *stamp);
+/* fc_frame_get and fc_frame_put, also giving the file's stamp. */
+int fc_frame_read(struct fc *c, const unsigned char key[FC_KEY_LEN], struct buf *out,
+		  int *damaged, struct fc_stamp *stamp);
+int fc_frame_store(struct fc *c, const unsigned char key[FC_KEY_LEN], const void *p,
+		   size_t n, struct fc_stamp *stamp, struct err *e);
+/* Check a payload against the sum from its header. */
+int fc_payload_ok(const void *p, size_t n, const unsigned char sum[16]);
+/* Remove a damaged frame file. */
+void fc_frame_drop(struct fc *c, const unsigned char key[FC_KEY_LEN]);
+
+/*
+ * SHA-256 with a state that can be saved at a point of the stream and
+ * resumed there (fc_sha256.c).  A saved state ("mid", FC_SHA_MID bytes)
+ * holds the hash after the whole 64-byte blocks before the point; resuming
+ * at point len (a multiple of 64 or not) takes that state, and the caller
+ * feeds the len % 64 bytes before the point again, then the rest.
+ */
+struct fc_sha {
+	uint32_t h[8];
+	uint64_t len;
+	unsigned char buf[64];
+	size_t n;
+	int ni;               /* use the SHA extensions */
+};
+/* portable: never the SHA extensions (for the tests). */
+void fc_sha_init(struct fc_sha *s, int portable);
+void fc_sha_update(struct fc_sha *s, const void *p, size_t n);
+void fc_sha_final(struct fc_sha *s, unsigned char out[32]);
+void fc_sha_save(const struct fc_sha *s, unsigned char mid[FC_SHA_MID]);
+/* -1 when mid is not a state saved at point len. */
+int fc_sha_resume(struct fc_sha *s, const unsigned char mid[FC_SHA_MID], uint64_t len);
+
+/* Little-endian helpers. */
+static inline void fc_put32(unsigned char *p, uint32_t v)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t fc_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline void fc_put64(unsigned char *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint64_t fc_get64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+#endif
