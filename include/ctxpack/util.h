@@ -135,6 +135,11 @@ int dir_names(const char *path, int missing_ok, char ***names, size_t *n,
 	      struct err *e);
 void dir_names_free(char **names, size_t n);
 
+/* Where path would be once created: the real path of its longest existing
+ * ancestor, then the rest as written (relative paths against the working
+ * directory).  malloc'd, or NULL when nothing of it resolves. */
+char *path_resolve_future(const char *path);
+
 /* $XDG_CACHE_HOME/ctxpack (or ~/.cache/ctxpack), malloc'd. */
 char *cache_home(void);
 

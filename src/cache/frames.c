@@ -157,43 +157,9 @@ void fc_warn(struct fc *c, const char *fmt, ...)
 	pthread_mutex_unlock(&c->mu);
 }
 
-/* Where dir would be once created: the real path of its longest existing
- * ancestor, then the rest as written (the store is created lazily). */
-static char *resolve_future(const char *dir)
-{
-	char *full, *abs, *cut, *real = NULL, *out = NULL;
-
-	if (dir[0] == '/') {
-		full = xstrdup(dir);
-	} else {
-		char *cwd = getcwd(NULL, 0);
-
-		if (!cwd)
-			return NULL;
-		full = xasprintf("%s/%s", cwd, dir);
-		free(cwd);
-	}
-	abs = xstrdup(full);
-	for (;;) {
-		real = realpath(abs, NULL);
-		if (real || errno != ENOENT)
-			break;
-		cut = strrchr(abs, '/');
-		if (!cut || cut == abs)
-			break;
-		*cut = '\0';
-	}
-	if (real)
-		out = xasprintf("%s%s", real, full + strlen(abs));
-	free(real);
-	free(abs);
-	free(full);
-	return out;
-}
-
 int fc_check_dir(const struct fc *c, const char *root, struct err *e)
 {
-	char *real = resolve_future(c->dir);
+	char *real = path_resolve_future(c->dir);
 	size_t n = strlen(root);
 	int inside;
 

@@ -300,46 +300,10 @@ static int path_inside(const char *real, const char *root)
 	return !strncmp(real, root, n) && (real[n] == '/' || real[n] == '\0');
 }
 
-/*
- * Where dir would be once created: the real path of its longest existing
- * ancestor, then the rest as written.
- */
-static char *resolve_future(const char *dir)
-{
-	char *full, *abs, *cut, *real = NULL, *out = NULL;
-
-	if (dir[0] == '/') {
-		full = xstrdup(dir);
-	} else {
-		char *cwd = getcwd(NULL, 0);
-
-		if (!cwd)
-			return NULL;
-		full = xasprintf("%s/%s", cwd, dir);
-		free(cwd);
-	}
-	abs = xstrdup(full);
-	for (;;) {
-		real = realpath(abs, NULL);
-		if (real || errno != ENOENT)
-			break;
-		cut = strrchr(abs, '/');
-		if (!cut || cut == abs)
-			break;
-		*cut = '\0';
-	}
-	if (real)
-		out = xasprintf("%s%s", real, full + strlen(abs));
-	free(real);
-	free(abs);
-	free(full);
-	return out;
-}
-
 int idx_check_dir(const char *dir, const char *root, struct err *e)
 {
 	char *d = pick_dir(dir);
-	char *real = resolve_future(d);
+	char *real = path_resolve_future(d);
 	int ret = 0;
 
 	if (real && path_inside(real, root))

@@ -286,6 +286,38 @@ void dir_names_free(char **names, size_t n)
 	free(names);
 }
 
+char *path_resolve_future(const char *dir)
+{
+	char *full, *abs, *cut, *real = NULL, *out = NULL;
+
+	if (dir[0] == '/') {
+		full = xstrdup(dir);
+	} else {
+		char *cwd = getcwd(NULL, 0);
+
+		if (!cwd)
+			return NULL;
+		full = xasprintf("%s/%s", cwd, dir);
+		free(cwd);
+	}
+	abs = xstrdup(full);
+	for (;;) {
+		real = realpath(abs, NULL);
+		if (real || errno != ENOENT)
+			break;
+		cut = strrchr(abs, '/');
+		if (!cut || cut == abs)
+			break;
+		*cut = '\0';
+	}
+	if (real)
+		out = xasprintf("%s%s", real, full + strlen(abs));
+	free(real);
+	free(abs);
+	free(full);
+	return out;
+}
+
 char *cache_home(void)
 {
 	const char *x = getenv("XDG_CACHE_HOME");
