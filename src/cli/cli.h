@@ -81,6 +81,44 @@ void cli_json_str(FILE *f, const char *s, size_t len);
 /* Human-readable byte count ("1.2 MiB") into out (32 bytes). */
 const char *cli_human(unsigned long long n, char out[32]);
 
+/*
+ * The options `pack` and `build` share.  Their long-option values, and
+ * CLI_PACK_LONGOPTS for the getopt_long tables (plus "f:" in the short
+ * options).
+ */
+enum {
+	OPT_PACK_IGNORE_FILE = OPT_CMD_BASE + 50, OPT_PACK_COMPRESS, OPT_PACK_LEVEL, OPT_PACK_THREADS,
+	OPT_PACK_INDEX, OPT_PACK_NO_CACHE, OPT_PACK_CACHE_MAX,
+};
+#define CLI_PACK_LONGOPTS \
+	{"file", required_argument, NULL, 'f'}, \
+	{"ignore-file", required_argument, NULL, OPT_PACK_IGNORE_FILE}, \
+	{"compress", required_argument, NULL, OPT_PACK_COMPRESS}, \
+	{"level", required_argument, NULL, OPT_PACK_LEVEL}, \
+	{"threads", required_argument, NULL, OPT_PACK_THREADS}, \
+	{"index", required_argument, NULL, OPT_PACK_INDEX}, \
+	{"no-cache", no_argument, NULL, OPT_PACK_NO_CACHE}, \
+	{"cache-max", required_argument, NULL, OPT_PACK_CACHE_MAX}
+
+struct walk_opts;
+struct pack_opts;
+struct fc_opts;
+/* The values they set. */
+struct cli_pack_args {
+	struct walk_opts *wo;
+	struct pack_opts *po;
+	struct fc_opts *fo;
+	const char **index_dir;
+	int *no_cache;
+};
+/*
+ * Handle option c (from getopt_long) when it is one of the shared pack
+ * options: returns 1 when handled, 0 when not; a bad value is a usage
+ * error (exit 2).
+ */
+int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
+		 const struct cli_pack_args *a);
+
 /* The commands. */
 int cmd_ls(int argc, char **argv);
 int cmd_du(int argc, char **argv);

@@ -39,10 +39,6 @@
 #include "ctxpack/pack.h"
 #include "ctxpack/walk.h"
 
-enum {
-	OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_COMPRESS, OPT_LEVEL, OPT_THREADS,
-	OPT_INDEX, OPT_NO_CACHE, OPT_CACHE_MAX,
-};
 
 struct pipe_sink {
 	int wfd;
@@ -90,16 +86,6 @@ gone:
 		       (unsigned long long)s->written);
 }
 
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-	uint64_t v;
-
-	if (parse_u64(s, &v) || v > max)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
 static int wait_child(pid_t pid)
 {
 	int st;
@@ -136,14 +122,7 @@ static pid_t spawn(char **cmdv, int rfd, int wfd)
 int cmd_build(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"file", required_argument, NULL, 'f'},
-		{"ignore-file", required_argument, NULL, OPT_IGNORE_FILE},
-		{"compress", required_argument, NULL, OPT_COMPRESS},
-		{"level", required_argument, NULL, OPT_LEVEL},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"index", required_argument, NULL, OPT_INDEX},
-		{"no-cache", no_argument, NULL, OPT_NO_CACHE},
-		{"cache-max", required_argument, NULL, OPT_CACHE_MAX},
+		CLI_PACK_LONGOPTS,
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -152,6 +131,7 @@ int cmd_build(int argc, char **argv)
 	struct walk_result wr;
 	struct pack_list l;
 	struct pack_opts po;
+	struct cli_pack_args pa;
 	struct pack_result res;
 	struct pipe_sink sink = {-1, -1, NULL, 0, 0, 0};
 	struct err e = ERR_INIT;
@@ -163,7 +143,6 @@ int cmd_build(int argc, char **argv)
 	struct buf warn = BUF_INIT, versions = BUF_INIT;
 	char **cmdv;
 	int fds[2], c, dd, st, status, packed, unread = 0, have_unread = 0, no_cache = 0;
-	unsigned u;
 	pid_t pid;
 
 	for (dd = 1; dd < argc && strcmp(argv[dd], "--"); dd++)
@@ -173,39 +152,17 @@ int cmd_build(int argc, char **argv)
 	cmdv = argv + dd + 1;
 
 	pack_opts_init(&po);
+	pa.wo = &wo;
+	pa.po = &po;
+	pa.fo = &fo;
+	pa.index_dir = &index_dir;
+	pa.no_cache = &no_cache;
 	/* options end at "--": getopt never sees COMMAND's arguments */
 	while ((c = getopt_long(dd, argv, "f:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
 		switch (c) {
-		case 'f': wo.dockerfile = optarg; break;
-		case OPT_IGNORE_FILE: wo.ignore_file = optarg; break;
-		case OPT_COMPRESS:
-			if (pack_parse_compress(optarg, &po.compress, &e))
-				cli_usage_error(cmd, "%s", e.msg);
-			break;
-		case OPT_LEVEL:
-			if (parse_uint(optarg, 1000, &u) || u == 0)
-				cli_usage_error(cmd, "--level takes a positive number, not '%s'",
-						optarg);
-			po.level = (int)u;
-			break;
-		case OPT_THREADS:
-			if (parse_uint(optarg, PACK_MAX_THREADS, &u) || u == 0)
-				cli_usage_error(cmd, "--threads takes 1 to %d, not '%s'",
-						PACK_MAX_THREADS, optarg);
-			po.threads = u;
-			break;
-		case OPT_INDEX:
-			if (!*optarg)
-				cli_usage_error(cmd, "--index needs a directory");
-			index_dir = optarg;
-			break;
-		case OPT_NO_CACHE: no_cache = 1; break;
-		case OPT_CACHE_MAX:
-			if (fc_parse_size(optarg, &fo.max_bytes))
-				cli_usage_error(cmd, "--cache-max takes a size like 2G or 500M, "
-						"not '%s'", optarg);
-			break;
-		default: cli_global_opt(cmd, c, optarg);
+		default:
+			if (!cli_pack_opt(cmd, c, optarg, &pa))
+				cli_global_opt(cmd, c, optarg);
 		}
 	}
 	if (dd - optind > 1)

@@ -13,10 +13,6 @@
 #include "ctxpack/pack.h"
 #include "ctxpack/walk.h"
 
-enum {
-	OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_COMPRESS, OPT_LEVEL, OPT_THREADS,
-	OPT_INDEX, OPT_NO_CACHE, OPT_CACHE_MAX,
-};
 
 struct fd_sink {
 	int fd;
@@ -119,28 +115,11 @@ static void print_cache_info(const struct fc *fc, const struct fc_stats *st,
 			 cli_human(st->store_bytes, h2), fc_dir(fc));
 }
 
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-	uint64_t v;
-
-	if (parse_u64(s, &v) || v > max)
-		return -1;
-	*out = (unsigned)v;
-	return 0;
-}
-
 int cmd_pack(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"file", required_argument, NULL, 'f'},
-		{"ignore-file", required_argument, NULL, OPT_IGNORE_FILE},
+		CLI_PACK_LONGOPTS,
 		{"output", required_argument, NULL, 'o'},
-		{"compress", required_argument, NULL, OPT_COMPRESS},
-		{"level", required_argument, NULL, OPT_LEVEL},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"index", required_argument, NULL, OPT_INDEX},
-		{"no-cache", no_argument, NULL, OPT_NO_CACHE},
-		{"cache-max", required_argument, NULL, OPT_CACHE_MAX},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -149,6 +128,7 @@ int cmd_pack(int argc, char **argv)
 	struct walk_result wr = {0};
 	struct pack_list l;
 	struct pack_opts po;
+	struct cli_pack_args pa;
 	struct pack_result res;
 	struct atomic_file af = {-1, NULL, NULL};
 	struct fd_sink sink = {1, "standard output"};
@@ -161,45 +141,22 @@ int cmd_pack(int argc, char **argv)
 	struct fc *fc = NULL;
 	struct fc_spec *spec = NULL;
 	struct buf warn = BUF_INIT, versions = BUF_INIT;
-	unsigned u;
 	int c, rc, status = EXIT_OK, have_list = 0, to_file, direct = -1, no_cache = 0;
 	int want_cache = 0;
 	size_t i;
 
 	pack_opts_init(&po);
+	pa.wo = &wo;
+	pa.po = &po;
+	pa.fo = &fo;
+	pa.index_dir = &index_dir;
+	pa.no_cache = &no_cache;
 	while ((c = getopt_long(argc, argv, "f:o:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
 		switch (c) {
-		case 'f': wo.dockerfile = optarg; break;
-		case OPT_IGNORE_FILE: wo.ignore_file = optarg; break;
 		case 'o': out = optarg; break;
-		case OPT_COMPRESS:
-			if (pack_parse_compress(optarg, &po.compress, &e))
-				cli_usage_error(cmd, "%s", e.msg);
-			break;
-		case OPT_LEVEL:
-			if (parse_uint(optarg, 1000, &u) || u == 0)
-				cli_usage_error(cmd, "--level takes a positive number, not '%s'",
-						optarg);
-			po.level = (int)u;
-			break;
-		case OPT_THREADS:
-			if (parse_uint(optarg, PACK_MAX_THREADS, &u) || u == 0)
-				cli_usage_error(cmd, "--threads takes 1 to %d, not '%s'",
-						PACK_MAX_THREADS, optarg);
-			po.threads = u;
-			break;
-		case OPT_INDEX:
-			if (!*optarg)
-				cli_usage_error(cmd, "--index needs a directory");
-			index_dir = optarg;
-			break;
-		case OPT_NO_CACHE: no_cache = 1; break;
-		case OPT_CACHE_MAX:
-			if (fc_parse_size(optarg, &fo.max_bytes))
-				cli_usage_error(cmd, "--cache-max takes a size like 2G or 500M, "
-						"not '%s'", optarg);
-			break;
-		default: cli_global_opt(cmd, c, optarg);
+		default:
+			if (!cli_pack_opt(cmd, c, optarg, &pa))
+				cli_global_opt(cmd, c, optarg);
 		}
 	}
 	if (argc - optind > 1)

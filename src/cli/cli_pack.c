@@ -1,0 +1,58 @@
+/* The options `ctxpack pack` and `ctxpack build` share. */
+#include <stdint.h>
+
+#include "cli.h"
+#include "ctxpack/frames.h"
+#include "ctxpack/pack.h"
+#include "ctxpack/walk.h"
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+	uint64_t v;
+
+	if (parse_u64(s, &v) || v > max)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
+		 const struct cli_pack_args *a)
+{
+	struct err e = ERR_INIT;
+	unsigned u;
+
+	switch (c) {
+	case 'f': a->wo->dockerfile = arg; return 1;
+	case OPT_PACK_IGNORE_FILE: a->wo->ignore_file = arg; return 1;
+	case OPT_PACK_COMPRESS:
+		if (pack_parse_compress(arg, &a->po->compress, &e))
+			cli_usage_error(cmd, "%s", e.msg);
+		return 1;
+	case OPT_PACK_LEVEL:
+		if (parse_uint(arg, 1000, &u) || u == 0)
+			cli_usage_error(cmd, "--level takes a positive number, not '%s'", arg);
+		a->po->level = (int)u;
+		return 1;
+	case OPT_PACK_THREADS:
+		if (parse_uint(arg, PACK_MAX_THREADS, &u) || u == 0)
+			cli_usage_error(cmd, "--threads takes 1 to %d, not '%s'",
+					PACK_MAX_THREADS, arg);
+		a->po->threads = u;
+		return 1;
+	case OPT_PACK_INDEX:
+		if (!*arg)
+			cli_usage_error(cmd, "--index needs a directory");
+		*a->index_dir = arg;
+		return 1;
+	case OPT_PACK_NO_CACHE:
+		*a->no_cache = 1;
+		return 1;
+	case OPT_PACK_CACHE_MAX:
+		if (fc_parse_size(arg, &a->fo->max_bytes))
+			cli_usage_error(cmd, "--cache-max takes a size like 2G or 500M, not '%s'",
+					arg);
+		return 1;
+	}
+	return 0;
+}
