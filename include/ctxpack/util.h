@@ -111,14 +111,19 @@ int parse_duration(const char *s, uint64_t *secs);
 /*
  * Write a file atomically: create "<path>.tmp.<pid>.<n>" beside it, and
  * rename it over path on commit.  atomic_abort removes the temporary.
+ * The commit fsyncs the data first unless nosync was set after
+ * atomic_open: for outputs that can be made again (an archive), where a
+ * crash may lose the new file but an interrupted run never leaves a
+ * partial one under the name, and the flush would cost more than the run.
  */
 struct atomic_file {
 	int fd;
+	int nosync;
 	char *path;
 	char *tmp;
 };
 int atomic_open(struct atomic_file *af, const char *path, int mode, struct err *e);
-int atomic_commit(struct atomic_file *af, struct err *e); /* fsync + rename */
+int atomic_commit(struct atomic_file *af, struct err *e); /* [fsync +] rename */
 void atomic_abort(struct atomic_file *af);
 
 /* mkdir -p; returns 0 or an err. */

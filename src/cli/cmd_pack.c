@@ -130,7 +130,7 @@ int cmd_pack(int argc, char **argv)
 	struct pack_opts po;
 	struct cli_pack_args pa;
 	struct pack_result res;
-	struct atomic_file af = {-1, NULL, NULL};
+	struct atomic_file af = {-1, 0, NULL, NULL};
 	struct fd_sink sink = {1, "standard output"};
 	struct err e = ERR_INIT;
 	const char *out = NULL, *index_dir = NULL;
@@ -202,6 +202,7 @@ int cmd_pack(int argc, char **argv)
 		} else {
 			if (atomic_open(&af, out, 0666, &e))
 				goto fail;
+			af.nosync = 1; /* an archive can be packed again */
 			sink.fd = af.fd;
 		}
 	}

@@ -24,6 +24,9 @@ struct pack_worker {
 	char *zbuf;             /* PACK_READ_BUF zeros, for holes (lazily) */
 	struct buf name;        /* scratch for pathnames */
 	struct buf link;        /* scratch for link targets */
+	int dirfd;              /* the directory last opened from (or -1) */
+	int dir_root;           /* ... below this root fd */
+	struct buf dir;         /* ... its path relative to the root */
 
 	/* the frame in progress */
 	struct buf *out;        /* encoded bytes are appended here */

@@ -15,12 +15,13 @@
  * itself.
  *
  * File contents are checked against the walk: a header states the walked
- * size, and exactly that many bytes follow, read from a file that did not
- * change during the read (size and mtime from fstat before and after).
- * Files up to PACK_SMALL_FILE are read whole before their header and are
- * re-read once on a mismatch; larger ones are streamed after the header,
- * must also still have their walked mtime (so the parts of a split file
- * come from one version), and a mismatch fails the pack (ERR_CHANGED).
+ * size, and exactly that many bytes follow.  Files up to PACK_SMALL_FILE
+ * are read whole before their header, asking for one byte more than the
+ * size (the count shows a file that grew or shrank), and are re-read once
+ * on a mismatch; larger ones are streamed after the header, must still
+ * have their walked size and mtime before and after the read (so the
+ * parts of a split file come from one version), and a mismatch fails the
+ * pack (ERR_CHANGED).
  */
 #include "pack_internal.h"
 
@@ -50,6 +51,8 @@ struct pack_worker *pack_worker_new(const struct pack_opts *o, struct err *e)
 	w->mtime = o->mtime;
 	buf_init(&w->name, 0);
 	buf_init(&w->link, 0);
+	buf_init(&w->dir, 0);
+	w->dirfd = -1;
 	w->rbuf = xmalloc(PACK_READ_BUF);
 	w->ae = archive_entry_new();
 	if (!w->ae) {
@@ -75,6 +78,9 @@ void pack_worker_free(struct pack_worker *w)
 	free(w->zbuf);
 	buf_release(&w->name);
 	buf_release(&w->link);
+	buf_release(&w->dir);
+	if (w->dirfd >= 0)
+		close(w->dirfd);
 	free(w);
 }
 
@@ -245,26 +251,55 @@ static int changed(struct pack_worker *w, const struct walk_entry *we, const cha
  * walk must not pull a file from outside the context into the archive.
  * openat2 (Linux 5.6) does that; older kernels get O_NOFOLLOW only.
  */
-static int open_beneath(int rootfd, const char *path)
+static int open_beneath(int rootfd, const char *path, int flags)
 {
 #ifdef SYS_openat2
 	struct open_how how;
 	int fd;
 
 	memset(&how, 0, sizeof(how));
-	how.flags = OPEN_FLAGS;
+	how.flags = (uint64_t)flags;
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 	fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
 	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
 		return fd;
 #endif
-	return openat(rootfd, path, OPEN_FLAGS);
+	return openat(rootfd, path, flags);
+}
+
+/*
+ * Open a walked file.  Entries come in archive order, so a directory's
+ * files come one after another: the worker keeps the last directory open
+ * (opened beneath the root as above) and opens each file by its name
+ * relative to it, a one-component lookup instead of the whole path's.
+ */
+static int open_entry(struct pack_worker *w, int rootfd, const struct walk_entry *we)
+{
+	const char *slash = memrchr(we->path, '/', we->path_len);
+	size_t dlen;
+
+	if (!slash)
+		return open_beneath(rootfd, we->path, OPEN_FLAGS);
+	dlen = (size_t)(slash - we->path);
+	if (w->dirfd < 0 || w->dir_root != rootfd || w->dir.len != dlen ||
+	    memcmp(w->dir.data, we->path, dlen)) {
+		if (w->dirfd >= 0)
+			close(w->dirfd);
+		buf_reset(&w->dir);
+		buf_add(&w->dir, we->path, dlen);
+		w->dir_root = rootfd;
+		w->dirfd = open_beneath(rootfd, w->dir.data,
+					O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (w->dirfd < 0)
+			return -1;
+	}
+	return open_beneath(w->dirfd, slash + 1, OPEN_FLAGS);
 }
 
 static int open_file(struct pack_worker *w, int rootfd, const struct walk_entry *we,
 		     struct stat *st)
 {
-	int fd = open_beneath(rootfd, we->path);
+	int fd = open_entry(w, rootfd, we);
 
 	if (fd < 0) {
 		if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR || errno == EXDEV)
@@ -301,7 +336,7 @@ static int small_file(struct pack_worker *w, int rootfd, const struct walk_entry
 	int attempt;
 
 	for (attempt = 0; attempt < 2; attempt++) {
-		struct stat st1, st2;
+		struct stat st1;
 		ssize_t n;
 		int fd = open_file(w, rootfd, we, &st1);
 
@@ -312,21 +347,25 @@ static int small_file(struct pack_worker *w, int rootfd, const struct walk_entry
 			why = "its size differs from when it was listed";
 			continue;
 		}
-		/* a file that grows or shrinks during the read shows in the
-		 * second fstat (or in a short read) */
-		n = read_full(fd, w->rbuf, (size_t)we->size);
+		/* ask for one byte more than the header states: a file that
+		 * grew or shrank during the read shows in the count, in one
+		 * read(2) for the usual whole read (its returning less than
+		 * asked means end of file) */
+		do
+			n = read(fd, w->rbuf, (size_t)we->size + 1);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0 && (uint64_t)n < we->size) {
+			ssize_t m = read_full(fd, w->rbuf + n, (size_t)we->size + 1 - (size_t)n);
+
+			n = m < 0 ? m : n + m;
+		}
 		if (n < 0) {
 			err_errno(w->e, "cannot read %.*s", (int)we->path_len, we->path);
 			close(fd);
 			return w->e->code;
 		}
-		if (fstat(fd, &st2)) {
-			err_errno(w->e, "cannot stat %.*s", (int)we->path_len, we->path);
-			close(fd);
-			return w->e->code;
-		}
 		close(fd);
-		if ((uint64_t)n != we->size || !same_stat(&st1, &st2)) {
+		if ((uint64_t)n != we->size) {
 			why = "it was modified during the read";
 			continue;
 		}

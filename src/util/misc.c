@@ -111,6 +111,7 @@ int atomic_open(struct atomic_file *af, const char *path, int mode,
 	int i;
 
 	af->fd = -1;
+	af->nosync = 0;
 	af->path = xstrdup(path);
 	af->tmp = NULL;
 	for (i = 0; i < 100; i++) {
@@ -134,7 +135,7 @@ int atomic_commit(struct atomic_file *af, struct err *e)
 {
 	int ret = 0;
 
-	if (fsync(af->fd) && errno != EINVAL)
+	if (!af->nosync && fsync(af->fd) && errno != EINVAL)
 		ret = err_errno(e, "cannot sync %s", af->tmp);
 	if (close(af->fd) && !ret)
 		ret = err_errno(e, "cannot write %s", af->tmp);
