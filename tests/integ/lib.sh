@@ -119,3 +119,25 @@ wait_for() {
 	done
 	return 1
 }
+
+# tree_list DIR: a listing of a tree, one line per entry below DIR in
+# sorted order: type, path, mode, and the link target or content sha256.
+tree_list() {
+	python3 - "$1" <<'EOF'
+import hashlib, os, stat, sys
+root = sys.argv[1]
+for d, dirs, files in os.walk(root):
+    dirs.sort()
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        r = os.path.relpath(p, root)
+        st = os.lstat(p)
+        if stat.S_ISLNK(st.st_mode):
+            print("l", r, os.readlink(p))
+        elif stat.S_ISDIR(st.st_mode):
+            print("d", r, oct(st.st_mode & 0o7777))
+        else:
+            print("f", r, oct(st.st_mode & 0o7777),
+                  hashlib.sha256(open(p, "rb").read()).hexdigest())
+EOF
+}

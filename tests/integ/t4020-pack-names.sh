@@ -41,99 +41,27 @@ os.symlink(b"\xff\xfe-target", os.path.join(root, b"link-binary"))
 os.symlink(b"t" * 255, os.path.join(root, b"link-to-long-name"))
 PY
 
-# check.py TAR SRC LIST: the archive's members against the tree
-cat > "$TESTDIR/check.py" <<'PY'
-import hashlib, os, stat, sys, tarfile
-tarpath, src, listpath = sys.argv[1:4]
-want = [p.decode("utf-8", "surrogateescape")
-        for p in open(listpath, "rb").read().split(b"\0") if p]
-errs = []
-with tarfile.open(tarpath, "r:", encoding="utf-8", errors="surrogateescape") as t:
-    ms = t.getmembers()
-names = [m.name + ("/" if m.isdir() else "") for m in ms]
-if names != want:
-    errs.append("names differ:\n got  %r\n want %r" % (names, want))
-for m in ms:
-    p = os.path.join(src, m.name)
-    st = os.lstat(p)
-    if m.uid or m.gid or m.uname or m.gname:
-        errs.append("%s: owner %d/%d %r/%r" % (m.name, m.uid, m.gid, m.uname, m.gname))
-    if m.mtime != int(os.environ.get("WANT_MTIME", "946684800")):
-        errs.append("%s: mtime %r" % (m.name, m.mtime))
-    bad = set(m.pax_headers) - {"path", "linkpath", "size", "hdrcharset"}
-    if bad:
-        errs.append("%s: pax records %r" % (m.name, sorted(bad)))
-    if stat.S_ISDIR(st.st_mode):
-        ok, mode = m.isdir(), 0o755
-    elif stat.S_ISLNK(st.st_mode):
-        ok, mode = m.issym() and m.linkname == os.readlink(p), 0o777
-    elif stat.S_ISFIFO(st.st_mode):
-        ok, mode = m.isfifo(), 0o755 if st.st_mode & 0o111 else 0o644
-    else:
-        ok, mode = m.isreg() and m.size == st.st_size, 0o755 if st.st_mode & 0o111 else 0o644
-    if not ok:
-        errs.append("%s: type, size or link target differ" % m.name)
-    if m.mode != mode:
-        errs.append("%s: mode %o, want %o" % (m.name, m.mode, mode))
-for e in errs[:20]:
-    print(e)
-sys.exit(1 if errs else 0)
-PY
-
-# treecmp.py DIR LIST [SRC]: the listing of an extracted tree (or of SRC,
-# normalized, restricted to LIST) as lines of path, type, mode, content hash
-cat > "$TESTDIR/treecmp.py" <<'PY'
-import hashlib, os, stat, sys
-d = sys.argv[1]
-want = [p.decode("utf-8", "surrogateescape").rstrip("/")
-        for p in open(sys.argv[2], "rb").read().split(b"\0") if p]
-src = len(sys.argv) > 3
-out = []
-if src:
-    paths = want
-else:
-    paths = []
-    for dp, dns, fns in os.walk(d):
-        for n in dns + fns:
-            paths.append(os.path.relpath(os.path.join(dp, n), d))
-for rel in sorted(paths):
-    p = os.path.join(d, rel)
-    st = os.lstat(p)
-    m = st.st_mode
-    if stat.S_ISLNK(m):
-        out.append("%s l %s" % (rel, os.readlink(p)))
-    elif stat.S_ISDIR(m):
-        out.append("%s d %o" % (rel, 0o755 if src else stat.S_IMODE(m)))
-    elif stat.S_ISFIFO(m):
-        out.append("%s p %o" % (rel, (0o755 if m & 0o111 else 0o644) if src else stat.S_IMODE(m)))
-    else:
-        h = hashlib.sha256(open(p, "rb").read()).hexdigest()
-        mode = (0o755 if m & 0o111 else 0o644) if src else stat.S_IMODE(m)
-        out.append("%s f %o %s" % (rel, mode, h))
-sys.stdout.write("\n".join(out).encode("utf-8", "surrogateescape").decode("utf-8", "replace") + "\n")
-PY
-
 ctxpack ls -0 "$C" > "$TESTDIR/ls0"
 is "$(tr -cd '\0' < "$TESTDIR/ls0" | wc -c)" 44 "ls lists every entry"
-python3 "$TESTDIR/treecmp.py" "$C" "$TESTDIR/ls0" src > "$TESTDIR/want.txt"
+python3 "$ROOT/tests/integ/treecmp.py" "$C" "$TESTDIR/ls0" src > "$TESTDIR/want.txt"
 
 for comp in zstd none; do
 	A=$TESTDIR/ctx.$comp
 	ok "$comp: packs" ctxpack pack -q --compress "$comp" -o "$A" "$C"
 	if [ "$comp" = zstd ]; then zstd -dqc "$A" > "$TESTDIR/raw.tar"; else cp "$A" "$TESTDIR/raw.tar"; fi
 	ok "$comp: Python tarfile: the same names, in order, normalized" \
-		python3 "$TESTDIR/check.py" "$TESTDIR/raw.tar" "$C" "$TESTDIR/ls0"
+		python3 "$ROOT/tests/integ/tar-check.py" "$TESTDIR/raw.tar" "$C" "$TESTDIR/ls0"
 	rm -rf "$TESTDIR/x1" "$TESTDIR/x2" "$TESTDIR/x3"
 	mkdir "$TESTDIR/x1" "$TESTDIR/x2" "$TESTDIR/x3"
 	tar -xf "$TESTDIR/raw.tar" -C "$TESTDIR/x1" 2>/dev/null # warns about hdrcharset
-	python3 "$TESTDIR/treecmp.py" "$TESTDIR/x1" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
+	python3 "$ROOT/tests/integ/treecmp.py" "$TESTDIR/x1" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
 	is "$(cat "$TESTDIR/got.txt")" "$(cat "$TESTDIR/want.txt")" "$comp: GNU tar extracts the same names"
 	bsdtar -xf "$A" -C "$TESTDIR/x2"
-	python3 "$TESTDIR/treecmp.py" "$TESTDIR/x2" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
+	python3 "$ROOT/tests/integ/treecmp.py" "$TESTDIR/x2" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
 	is "$(cat "$TESTDIR/got.txt")" "$(cat "$TESTDIR/want.txt")" "$comp: bsdtar extracts the same names"
 	python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], encoding="utf-8", errors="surrogateescape").extractall(sys.argv[2])' \
 		"$TESTDIR/raw.tar" "$TESTDIR/x3"
-	python3 "$TESTDIR/treecmp.py" "$TESTDIR/x3" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
+	python3 "$ROOT/tests/integ/treecmp.py" "$TESTDIR/x3" "$TESTDIR/ls0" > "$TESTDIR/got.txt"
 	is "$(cat "$TESTDIR/got.txt")" "$(cat "$TESTDIR/want.txt")" "$comp: Python tarfile extracts the same names"
 done
 

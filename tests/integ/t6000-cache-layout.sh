@@ -9,27 +9,6 @@ cd "$TESTDIR" || exit 1
 umask 022
 STORE=oci:$TESTDIR/store
 
-# A listing of a tree: type, path, mode, link target or content sha256.
-tree_list() {
-	python3 - "$1" <<'EOF'
-import hashlib, os, stat, sys
-root = sys.argv[1]
-for d, dirs, files in os.walk(root):
-    dirs.sort()
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        r = os.path.relpath(p, root)
-        st = os.lstat(p)
-        if stat.S_ISLNK(st.st_mode):
-            print("l", r, os.readlink(p))
-        elif stat.S_ISDIR(st.st_mode):
-            print("d", r, oct(st.st_mode & 0o7777))
-        else:
-            print("f", r, oct(st.st_mode & 0o7777),
-                  hashlib.sha256(open(p, "rb").read()).hexdigest())
-EOF
-}
-
 make_tree() { # dir
 	mkdir -p "$1/sub/deeper/deepest" "$1/empty" "$1/.hidden"
 	echo hello >"$1/a.txt"

@@ -12,26 +12,6 @@ cd "$TESTDIR" || exit 1
 umask 022
 STORE=$REG/ci/cache
 
-tree_list() {
-	python3 - "$1" <<'EOF'
-import hashlib, os, stat, sys
-root = sys.argv[1]
-for d, dirs, files in os.walk(root):
-    dirs.sort()
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        r = os.path.relpath(p, root)
-        st = os.lstat(p)
-        if stat.S_ISLNK(st.st_mode):
-            print("l", r, os.readlink(p))
-        elif stat.S_ISDIR(st.st_mode):
-            print("d", r, oct(st.st_mode & 0o7777))
-        else:
-            print("f", r, oct(st.st_mode & 0o7777),
-                  hashlib.sha256(open(p, "rb").read()).hexdigest())
-EOF
-}
-
 mkdir -p venv/lib/site/pkg venv/bin venv/empty
 echo 'print(1)' >venv/lib/site/pkg/__init__.py
 printf '#!/bin/sh\n' >venv/bin/python && chmod 755 venv/bin/python

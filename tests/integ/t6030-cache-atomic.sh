@@ -16,26 +16,6 @@ else
 	diag "no docker-registry: the layout only"
 fi
 
-tree_list() {
-	python3 - "$1" <<'EOF'
-import hashlib, os, stat, sys
-root = sys.argv[1]
-for d, dirs, files in os.walk(root):
-    dirs.sort()
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        r = os.path.relpath(p, root)
-        st = os.lstat(p)
-        if stat.S_ISLNK(st.st_mode):
-            print("l", r, os.readlink(p))
-        elif stat.S_ISDIR(st.st_mode):
-            print("d", r, oct(st.st_mode & 0o7777))
-        else:
-            print("f", r, oct(st.st_mode & 0o7777),
-                  hashlib.sha256(open(p, "rb").read()).hexdigest())
-EOF
-}
-
 # The layer digest of the entry saved under key in a layout or registry.
 layer_of() { # store key
 	ctxpack cache ls --json --store "$1" | python3 -c '

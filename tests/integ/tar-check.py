@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+# tar-check.py TAR SRC LIST: an archive's members against the tree SRC and
+# the NUL-separated list (`ctxpack ls -0`): names and order, owners, mtime
+# (WANT_MTIME, default 2000-01-01), pax records, types, sizes, link targets
+# and normalized modes.  Used by the pack tests (t4000, t4020).
+import hashlib, os, stat, sys, tarfile
+tarpath, src, listpath = sys.argv[1:4]
+want = [p.decode("utf-8", "surrogateescape")
+        for p in open(listpath, "rb").read().split(b"\0") if p]
+errs = []
+with tarfile.open(tarpath, "r:", encoding="utf-8", errors="surrogateescape") as t:
+    ms = t.getmembers()
+names = [m.name + ("/" if m.isdir() else "") for m in ms]
+if names != want:
+    errs.append("names differ:\n got  %r\n want %r" % (names, want))
+for m in ms:
+    p = os.path.join(src, m.name)
+    st = os.lstat(p)
+    if m.uid or m.gid or m.uname or m.gname:
+        errs.append("%s: owner %d/%d %r/%r" % (m.name, m.uid, m.gid, m.uname, m.gname))
+    if m.mtime != int(os.environ.get("WANT_MTIME", "946684800")):
+        errs.append("%s: mtime %r" % (m.name, m.mtime))
+    bad = set(m.pax_headers) - {"path", "linkpath", "size", "hdrcharset"}
+    if bad:
+        errs.append("%s: pax records %r" % (m.name, sorted(bad)))
+    if stat.S_ISDIR(st.st_mode):
+        ok, mode = m.isdir(), 0o755
+    elif stat.S_ISLNK(st.st_mode):
+        ok, mode = m.issym() and m.linkname == os.readlink(p), 0o777
+    elif stat.S_ISFIFO(st.st_mode):
+        ok, mode = m.isfifo(), 0o755 if st.st_mode & 0o111 else 0o644
+    else:
+        ok, mode = m.isreg() and m.size == st.st_size, 0o755 if st.st_mode & 0o111 else 0o644
+    if not ok:
+        errs.append("%s: type, size or link target differ" % m.name)
+    if m.mode != mode:
+        errs.append("%s: mode %o, want %o" % (m.name, m.mode, mode))
+for e in errs[:20]:
+    print(e)
+sys.exit(1 if errs else 0)
