@@ -20,7 +20,7 @@
 
 /* Bumped whenever the bytes for the same content could change (header
  * rules, frame rule, codec settings).  Part of any cache key. */
-#define PACK_FORMAT_VERSION 1
+#define PACK_FORMAT_VERSION 2
 
 /* Append what else decides the bytes for the same content and options:
  * the versions of the libraries that write them (libarchive with its

@@ -75,7 +75,7 @@ static const struct cli_cmd commands[] = {
 	 "                          default stdout, refused when it is a terminal\n"
 	 "      --compress C        zstd (default), gzip or none\n"
 	 "      --level N           zstd 1-19 (default 3), gzip 1-9 (default 6)\n"
-	 "      --threads N         workers, 1-64 (default CPUs+1, at most 8); never changes\n"
+	 "      --threads N         workers, 1-64 (default CPUs, 2-8); never changes\n"
 	 "                          the bytes\n"
 	 "      --index DIR         the content index (default $CTXPACK_INDEX, else\n"
 	 "                          $XDG_CACHE_HOME/ctxpack/index)\n"

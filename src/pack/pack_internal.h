@@ -19,6 +19,7 @@ struct pack_worker {
 	const int *stop;        /* set by another thread to abandon the frame */
 
 	void *zcctx;            /* ZSTD_CCtx (zstd) */
+	struct buf zin;         /* the frame's tar bytes, gathered (zstd) */
 	struct archive_entry *ae;
 	char *rbuf;             /* read buffer, PACK_READ_BUF bytes */
 	char *zbuf;             /* PACK_READ_BUF zeros, for holes (lazily) */

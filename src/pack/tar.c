@@ -50,6 +50,7 @@ struct pack_worker *pack_worker_new(const struct pack_opts *o, struct err *e)
 	w->level = pack_level(o);
 	w->mtime = o->mtime;
 	buf_init(&w->name, 0);
+	buf_init(&w->zin, 0);
 	buf_init(&w->link, 0);
 	buf_init(&w->dir, 0);
 	w->dirfd = -1;
