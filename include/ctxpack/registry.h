@@ -113,6 +113,16 @@ char *reg_default_store(void);
 /* Diagnostic callback for -v (one line, no newline, never a secret). */
 typedef void (*reg_log_fn)(void *arg, const char *msg);
 
+/*
+ * Progress of a blob transfer (reg_blob_push_file, reg_blob_fetch_fd and
+ * what calls them), for a progress display: done bytes of the blob so far
+ * and its size, 0 when not known.  Called on the thread that made the
+ * call, often (every libcurl progress tick, every copied MiB), so it must
+ * be cheap; done may go back when a transfer restarts.  Manifests, small
+ * blobs and skipped or mounted blobs report nothing.
+ */
+typedef void (*reg_progress_fn)(void *arg, uint64_t done, uint64_t total);
+
 struct reg_opts {
 	const char *ca_file;     /* extra CA bundle for TLS (replaces the default) */
 	int insecure;            /* skip TLS verification; allow plain HTTP anywhere */
@@ -126,6 +136,8 @@ struct reg_opts {
 	unsigned max_tries;      /* tries per request on 5xx/429/network; 0: 6 */
 	reg_log_fn log;          /* NULL: silent */
 	void *log_arg;
+	reg_progress_fn progress;/* NULL: none */
+	void *progress_arg;
 };
 void reg_opts_init(struct reg_opts *o);
 

@@ -13,8 +13,7 @@ void cli_help(const struct cli_cmd *cmd)
 	printf("usage: %s\n\n%s\n", cmd->usage, cmd->summary);
 	if (cmd->help)
 		printf("\n%s", cmd->help);
-	printf("\nglobal options: -h/--help, -q/--quiet, -v/--verbose, --json, "
-	       "--progress auto|always|never\n");
+	printf("\n" CLI_GLOBAL_HELP);
 	exit(cli_finish(EXIT_OK));
 }
 
@@ -62,6 +61,7 @@ int cli_global_opt(const struct cli_cmd *cmd, int c, const char *arg)
 
 int cli_fail(const struct err *e)
 {
+	cli_progress_clear();
 	fprintf(stderr, "ctxpack: error: %s\n", e->msg[0] ? e->msg : "failed");
 	return e->code == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
 }
@@ -70,6 +70,7 @@ void cli_warn(const char *fmt, ...)
 {
 	va_list ap;
 
+	cli_progress_clear();
 	fprintf(stderr, "ctxpack: warning: ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -83,6 +84,7 @@ void cli_info(const char *fmt, ...)
 
 	if (cli_opt.quiet)
 		return;
+	cli_progress_clear();
 	fprintf(stderr, "ctxpack: ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);

@@ -5,6 +5,7 @@
 #ifndef CTXPACK_CLI_H
 #define CTXPACK_CLI_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "ctxpack/util.h"
@@ -50,6 +51,19 @@ enum {
 	{"quiet", no_argument, NULL, 'q'}, \
 	{"verbose", no_argument, NULL, 'v'}
 #define CLI_GLOBAL_SHORTOPTS "hqv"
+/* Their help, for `ctxpack --help` and every command's. */
+#define CLI_GLOBAL_HELP \
+	"global options:\n" \
+	"  -h, --help            this help\n" \
+	"  -q, --quiet           no messages on stderr but warnings and errors\n" \
+	"  -v, --verbose         more detail on stderr (repeatable)\n" \
+	"      --json            machine-readable output, where a command has it\n" \
+	"      --progress WHEN   a status line on stderr (bytes, total and %% when known,\n" \
+	"                        MB/s) while pack, build, push, pull and cache save,\n" \
+	"                        restore and run transfer data: auto (default) only when\n" \
+	"                        stderr is a terminal and not with -q (never for build:\n" \
+	"                        COMMAND shares the terminal); always, as plain lines\n" \
+	"                        when stderr is not a terminal; never\n"
 
 /*
  * Handle a global option returned by getopt_long.  Returns 1 when it was
@@ -80,6 +94,35 @@ void cli_json_str(FILE *f, const char *s, size_t len);
 
 /* Human-readable byte count ("1.2 MiB") into out (32 bytes). */
 const char *cli_human(unsigned long long n, char out[32]);
+
+/*
+ * The progress display (--progress): one status line on stderr,
+ * "ctxpack: LABEL 12.3 MiB / 45.6 MiB (27%), 80.1 MB/s", for one long
+ * transfer at a time.  --progress auto (the default) draws it only when
+ * stderr is a terminal and -q is not given; always draws it anyway, and
+ * where stderr is not a terminal writes plain lines instead (each 10% of
+ * a known total and at least every 5 s, else one a second; a last one
+ * ending in ", done"), so that logs stay readable; never draws nothing.
+ * On a terminal the line is redrawn in place with \r, at most 8 times a
+ * second, and erased by cli_progress_end, before any summary line.
+ *
+ * start (label borrowed until end; total 0 when unknown) and end are
+ * called on the main thread; update may be called on another thread in
+ * between (the pack writer, a libcurl callback), from one thread at a
+ * time.  update costs a clock read when the display is on, nothing when
+ * off.  cli_warn, cli_info, cli_fail and the -v loggers call
+ * cli_progress_clear first; the next update draws the line again.
+ */
+void cli_progress_start(const char *label, uint64_t total);
+/* done bytes so far; total 0 keeps the one known. */
+void cli_progress_update(uint64_t done, uint64_t total);
+/* The same as a reg_progress_fn (include/ctxpack/registry.h). */
+void cli_progress_reg(void *arg, uint64_t done, uint64_t total);
+/* Erase the line if it is drawn. */
+void cli_progress_clear(void);
+/* Erase the line; with plain lines and ok, print the last one.  A no-op
+ * when no display was started. */
+void cli_progress_end(int ok);
 
 /*
  * The options `pack` and `build` share.  Their long-option values, and

@@ -62,6 +62,7 @@ static int pipe_sink_write(void *ctx, const void *p, size_t n, struct err *e)
 			c += k;
 			n -= (size_t)k;
 			s->written += (uint64_t)k;
+			cli_progress_update(s->written, 0);
 			continue;
 		}
 		if (k < 0 && errno == EINTR)
@@ -243,8 +244,13 @@ int cmd_build(int argc, char **argv)
 		fds[0] = -1;
 	}
 
+	/* --progress auto draws nothing here: COMMAND writes to the same
+	 * terminal (docker and buildah draw their own progress) */
+	if (cli_opt.progress == 1)
+		cli_progress_start("build", 0);
 	packed = fc_pack_write(fc, NULL, &l, &po, pipe_sink_write, &sink, -1, &res, &fst,
 			       &e) == 0;
+	cli_progress_end(packed);
 	if (!packed && !sink.gone) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);

@@ -111,6 +111,7 @@ static void cli_cache_warn(void *arg, const char *msg)
 
 static void cli_reg_log(void *arg, const char *msg)
 {
+	cli_progress_clear();
 	fprintf(stderr, "ctxpack: %s\n", msg);
 }
 
@@ -123,6 +124,9 @@ static void common_init(struct common *c)
 {
 	cache_opts_init(&c->co);
 	c->co.warn = cli_cache_warn;
+	/* blob uploads and downloads; drawn between cli_progress_start and
+	 * cli_progress_end only */
+	c->co.reg.progress = cli_progress_reg;
 }
 
 static int common_opt(struct common *c, int opt, const char *arg)
@@ -203,7 +207,7 @@ static int cache_save_cmd(int argc, char **argv)
 	struct cache *c = NULL;
 	const char *key = NULL;
 	char hb[32], hs[32];
-	int opt, force = 0, status = EXIT_OK;
+	int opt, force = 0, status = EXIT_OK, ret;
 
 	common_init(&cm);
 	while ((opt = getopt_long(argc, argv, "k:" CLI_GLOBAL_SHORTOPTS, save_longopts,
@@ -219,9 +223,15 @@ static int cache_save_cmd(int argc, char **argv)
 		cli_usage_error(cmd, "--key is required");
 	if (optind >= argc)
 		cli_usage_error(cmd, "no PATH given");
-	if (common_open(&cm, &c, &e) ||
-	    cache_save(c, key, (const char *const *)argv + optind, (size_t)(argc - optind),
-		       force, &r, &e)) {
+	if (common_open(&cm, &c, &e)) {
+		status = cli_fail(&e);
+		goto out;
+	}
+	cli_progress_start("save", 0);
+	ret = cache_save(c, key, (const char *const *)argv + optind, (size_t)(argc - optind),
+			 force, &r, &e);
+	cli_progress_end(!ret);
+	if (ret) {
 		status = cli_fail(&e);
 		goto out;
 	}
@@ -327,9 +337,12 @@ static int cache_restore_cmd(int argc, char **argv)
 		status = cli_fail(&e);
 		goto out;
 	}
-	if (!ret)
+	if (!ret) {
+		cli_progress_start("restore", 0);
 		ret = lookup_and_restore(c, key, prefixes, np, (const char *const *)argv + optind,
 					 (size_t)(argc - optind), lookup_only, &m, &rr, &e);
+		cli_progress_end(!ret && m.result != CACHE_MISS && !lookup_only);
+	}
 	if (ret == ERR_USAGE) {
 		status = cli_fail(&e);
 		goto out;
@@ -483,8 +496,11 @@ static int cache_run_cmd(int argc, char **argv)
 		goto out;
 	}
 	pfx = (const char *const *)&prefix;
-	if (!ret)
+	if (!ret) {
+		cli_progress_start("restore", 0);
 		ret = lookup_and_restore(c, key, pfx, 1, paths, npaths, 0, &m, &rr, &e);
+		cli_progress_end(!ret && m.result != CACHE_MISS);
+	}
 	if (ret == ERR_USAGE) {
 		status = cli_fail(&e);
 		goto out;
@@ -515,7 +531,10 @@ static int cache_run_cmd(int argc, char **argv)
 		cli_warn("no store to save %s to", key);
 		goto out;
 	}
-	if (cache_save(c, key, paths, npaths, 0, &sr, &e))
+	cli_progress_start("save", 0);
+	ret = cache_save(c, key, paths, npaths, 0, &sr, &e);
+	cli_progress_end(!ret);
+	if (ret)
 		cli_warn("cannot save the cache (the command succeeded): %s", e.msg);
 	else if (!sr.existed)
 		cli_info("saved %s to %s: %s (%s uploaded)", key, cache_store_name(c),

@@ -17,14 +17,18 @@
 struct fd_sink {
 	int fd;
 	const char *name;
+	uint64_t written;
 };
 
+/* Called on the pack's writer thread. */
 static int fd_sink_write(void *ctx, const void *p, size_t n, struct err *e)
 {
 	struct fd_sink *s = ctx;
 
 	if (write_all(s->fd, p, n))
 		return err_errno(e, "cannot write %s", s->name);
+	s->written += n;
+	cli_progress_update(s->written, 0);
 	return 0;
 }
 
@@ -131,7 +135,7 @@ int cmd_pack(int argc, char **argv)
 	struct cli_pack_args pa;
 	struct pack_result res;
 	struct atomic_file af = {-1, 0, NULL, NULL};
-	struct fd_sink sink = {1, "standard output"};
+	struct fd_sink sink = {1, "standard output", 0};
 	struct err e = ERR_INIT;
 	const char *out = NULL, *index_dir = NULL;
 	struct fc_opts fo = {NULL, 0, NULL};
@@ -240,8 +244,12 @@ int cmd_pack(int argc, char **argv)
 		cli_info("added %s%s (excluded by the ignore file)", l.added[i].path,
 			 l.added[i].type == WALK_DIR ? "/" : "");
 
+	cli_progress_start("pack", 0);
 	rc = fc_pack_write(fc, spec, &l, &po, fd_sink_write, &sink, sink.fd, &res, &fst, &e);
 	spec = NULL; /* consumed */
+	if (!rc) /* a reused archive may have been copied to the output directly */
+		cli_progress_update(res.bytes, 0);
+	cli_progress_end(!rc);
 	if (rc)
 		goto fail;
 	if (af.tmp && atomic_commit(&af, &e))

@@ -19,8 +19,10 @@ enum {
 static void pull_log(void *arg, const char *msg)
 {
 	(void)arg;
-	if (cli_opt.verbose)
-		fprintf(stderr, "ctxpack: %s\n", msg);
+	if (!cli_opt.verbose)
+		return;
+	cli_progress_clear();
+	fprintf(stderr, "ctxpack: %s\n", msg);
 }
 
 /* A layer title is used as a file name in the current directory only. */
@@ -54,11 +56,12 @@ int cmd_pull(int argc, char **argv)
 	struct reg_desc *l;
 	struct err e = ERR_INIT;
 	char digest[REG_DIGEST_SIZE], *canon = NULL, h[32];
-	int c, status = EXIT_FAIL;
+	int c, rc, status = EXIT_FAIL;
 
 	reg_opts_init(&o);
 	memset(&m, 0, sizeof(m));
 	o.log = pull_log;
+	o.progress = cli_progress_reg;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
 		if (cli_global_opt(cmd, c, optarg))
@@ -122,13 +125,13 @@ int cmd_pull(int argc, char **argv)
 		}
 		output = title;
 	}
-	if (!strcmp(output, "-")) {
-		if (reg_blob_fetch_fd(s, l->digest, (int64_t)l->size, STDOUT_FILENO, &e)) {
-			err_wrap(&e, "pull %s", canon);
-			status = cli_fail(&e);
-			goto out;
-		}
-	} else if (reg_blob_fetch_file(s, l->digest, (int64_t)l->size, output, &e)) {
+	cli_progress_start("pull", l->size);
+	if (!strcmp(output, "-"))
+		rc = reg_blob_fetch_fd(s, l->digest, (int64_t)l->size, STDOUT_FILENO, &e);
+	else
+		rc = reg_blob_fetch_file(s, l->digest, (int64_t)l->size, output, &e);
+	cli_progress_end(!rc);
+	if (rc) {
 		err_wrap(&e, "pull %s", canon);
 		status = cli_fail(&e);
 		goto out;

@@ -22,8 +22,10 @@ enum {
 static void push_log(void *arg, const char *msg)
 {
 	(void)arg;
-	if (cli_opt.verbose)
-		fprintf(stderr, "ctxpack: %s\n", msg);
+	if (!cli_opt.verbose)
+		return;
+	cli_progress_clear();
+	fprintf(stderr, "ctxpack: %s\n", msg);
 }
 
 static void print_json(const char *ref, const struct reg_push_out *o)
@@ -69,12 +71,13 @@ int cmd_push(int argc, char **argv)
 	struct err e = ERR_INIT;
 	const char *file, *refstr, *tag;
 	char *canon = NULL;
-	int c, status = EXIT_FAIL;
+	int c, rc, status = EXIT_FAIL;
 
 	reg_opts_init(&o);
 	memset(&in, 0, sizeof(in));
 	memset(&out, 0, sizeof(out));
 	o.log = push_log;
+	o.progress = cli_progress_reg;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "a:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
 		if (cli_global_opt(cmd, c, optarg))
@@ -149,7 +152,10 @@ int cmd_push(int argc, char **argv)
 	in.path = file;
 	in.annotations = annots;
 	in.nannotations = nannots;
-	if (reg_push_artifact(s, tag, &in, &out, &e)) {
+	cli_progress_start("push", 0);
+	rc = reg_push_artifact(s, tag, &in, &out, &e);
+	cli_progress_end(!rc);
+	if (rc) {
 		err_wrap(&e, "push %s", canon);
 		status = cli_fail(&e);
 		goto out;

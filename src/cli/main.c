@@ -144,9 +144,9 @@ static void main_help(FILE *f)
 		   "commands:\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\nglobal options: -h/--help, --version, -q, -v, --json, "
-		   "--progress auto|always|never\n"
-		   "'ctxpack help COMMAND' or 'ctxpack COMMAND --help' shows a command's options.\n"
+	fprintf(f, "\n" CLI_GLOBAL_HELP
+		   "      --version         print the version (first argument only)\n"
+		   "\n'ctxpack help COMMAND' or 'ctxpack COMMAND --help' shows a command's options.\n"
 		   "exit status: 0 success, 1 failure, 2 usage error\n");
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +56,7 @@ void http_resp_release(struct http_resp *r)
 }
 
 struct xfer {
+	struct reg_store *s;
 	struct http_req *rq;
 	struct http_resp *rs;
 	uint64_t pos;       /* request body position */
@@ -64,7 +66,53 @@ struct xfer {
 	struct timespec last_move;
 	unsigned idle;      /* seconds */
 	int idled;
+	/* o.progress: the blob's size (uploads), where this response's body
+	 * starts in the blob (a resumed download's 206) */
+	uint64_t up_total;
+	int dl_seen;
+	uint64_t dl_base;
 };
+
+/* The first offset of a Content-Range value "bytes S-E/T", else 0. */
+static uint64_t content_range_start(const char *cr)
+{
+	uint64_t v = 0;
+
+	if (!cr || strncasecmp(cr, "bytes ", 6))
+		return 0;
+	for (cr += 6; *cr >= '0' && *cr <= '9' && v < UINT64_MAX / 10; cr++)
+		v = v * 10 + (uint64_t)(*cr - '0');
+	return v;
+}
+
+/*
+ * o.progress, for blob bodies only: an upload from a file (a blob push;
+ * manifests and small blobs come from memory) and a download into a sink
+ * (a blob fetch).  The request's offsets make the count the blob's across
+ * chunks and resumed downloads.
+ */
+static void report_progress(struct xfer *x, curl_off_t dltotal, curl_off_t dlnow,
+			    curl_off_t ulnow)
+{
+	const struct reg_opts *o = &x->s->o;
+	const struct http_req *rq = x->rq;
+	const struct http_resp *rs = x->rs;
+
+	if (rq->has_body && !rq->body_mem) {
+		if (ulnow > 0)
+			o->progress(o->progress_arg, rq->body_off + (uint64_t)ulnow,
+				    x->up_total);
+		return;
+	}
+	if (!rq->sink || dlnow <= 0 || rs->status < 200 || rs->status > 299)
+		return;
+	if (!x->dl_seen) {
+		x->dl_seen = 1;
+		x->dl_base = rs->status == 206 ? content_range_start(rs->content_range) : 0;
+	}
+	o->progress(o->progress_arg, x->dl_base + (uint64_t)dlnow,
+		    dltotal > 0 ? x->dl_base + (uint64_t)dltotal : 0);
+}
 
 /*
  * Why not CURLOPT_LOW_SPEED_*: libcurl averages the speed over a window of
@@ -77,8 +125,9 @@ static int xferinfo_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow,
 	struct xfer *x = arg;
 	struct timespec now;
 
-	(void)dltotal;
 	(void)ultotal;
+	if (x->s->o.progress)
+		report_progress(x, dltotal, dlnow, ulnow);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	if (dlnow != x->last_dl || ulnow != x->last_ul || !x->last_move.tv_sec) {
 		x->last_dl = dlnow;
@@ -299,8 +348,16 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 		if (rq->has_body)
 			hdrs = curl_slist_append(hdrs, "Expect:");
 		memset(&x, 0, sizeof(x));
+		x.s = s;
 		x.rq = rq;
 		x.rs = rs;
+		if (s->o.progress && rq->has_body && !rq->body_mem) {
+			/* the body is a slice of the blob's file */
+			struct stat st;
+
+			if (!fstat(rq->body_fd, &st) && st.st_size > 0)
+				x.up_total = (uint64_t)st.st_size;
+		}
 		resp_clear_headers(rs);
 		buf_reset(&rs->errbody);
 		rs->status = 0;

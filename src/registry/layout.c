@@ -183,7 +183,10 @@ static int put_blob(struct reg_store *s, int in, const void *mem, size_t n,
 	if (ret)
 		goto out;
 	if (in >= 0) {
-		ret = reg_copy_hash(in, af.fd, h, &total, e, "blob");
+		struct stat st;
+
+		ret = reg_copy_hash(in, af.fd, h, &total, e, "blob", s,
+				    fstat(in, &st) ? 0 : (uint64_t)st.st_size);
 	} else {
 		sha256_update(h, mem, n);
 		total = n;
@@ -273,7 +276,7 @@ int layout_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 				      : err_errno(e, "cannot open %s", p);
 		goto out;
 	}
-	ret = reg_copy_hash(in, fd, h, &total, e, "blob");
+	ret = reg_copy_hash(in, fd, h, &total, e, "blob", s, size > 0 ? (uint64_t)size : 0);
 	close(in);
 	if (ret)
 		goto out;

@@ -38,9 +38,10 @@ int reg_host_is_loopback(const char *host);
 /* The API host for a reference host ("docker.io" -> registry-1.docker.io). */
 const char *reg_api_host(const char *host);
 
-/* Copy fd to fd (or to the sha256), 1 MiB at a time. */
+/* Copy fd to fd (or to the sha256), 1 MiB at a time.  With s, each MiB
+ * is reported to s->o.progress as part of a blob of total bytes. */
 int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
-		  const char *what);
+		  const char *what, struct reg_store *s, uint64_t total);
 const char *reg_basename(const char *path);
 
 /* digcache.c: a stat-keyed cache of file digests (best effort). */

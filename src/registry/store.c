@@ -49,7 +49,7 @@ const char *reg_basename(const char *path)
 }
 
 int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
-		  const char *what)
+		  const char *what, struct reg_store *s, uint64_t total)
 {
 	char *b = xmalloc(COPY_BUF);
 	int ret = 0;
@@ -73,6 +73,8 @@ int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
 			break;
 		}
 		*n += (uint64_t)got;
+		if (s && s->o.progress)
+			s->o.progress(s->o.progress_arg, *n, total);
 	}
 	free(b);
 	return ret;
