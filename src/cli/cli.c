@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ctxpack/registry.h"
 
 struct cli_global cli_opt = {0, 0, 0, -1};
 
@@ -176,4 +177,24 @@ const char *cli_human(unsigned long long n, char out[32])
 	else
 		snprintf(out, 32, "%.1f %s", v, u[i]);
 	return out;
+}
+
+int cli_reg_opt(const struct cli_cmd *cmd, int c, const char *arg, struct reg_opts *o)
+{
+	uint64_t t;
+
+	switch (c) {
+	case OPT_REG_CA_FILE:
+		o->ca_file = arg;
+		return 1;
+	case OPT_REG_INSECURE:
+		o->insecure = 1;
+		return 1;
+	case OPT_REG_TIMEOUT:
+		if (parse_u64(arg, &t) || !t || t > 86400)
+			cli_usage_error(cmd, "--timeout wants seconds (1-86400), not '%s'", arg);
+		o->idle_timeout = (unsigned)t;
+		return 1;
+	}
+	return 0;
 }

@@ -125,6 +125,27 @@ void cli_progress_clear(void);
 void cli_progress_end(int ok);
 
 /*
+ * The options every registry client takes (push, pull and the cache
+ * commands): their long-option values, CLI_REG_LONGOPTS for the
+ * getopt_long tables and CLI_REG_HELP for --help.  cli_reg_opt() sets o
+ * from one of them and returns 1, or returns 0 for any other option.
+ */
+enum {
+	OPT_REG_CA_FILE = OPT_CMD_BASE + 80, OPT_REG_INSECURE, OPT_REG_TIMEOUT,
+};
+#define CLI_REG_LONGOPTS \
+	{"ca-file", required_argument, NULL, OPT_REG_CA_FILE}, \
+	{"insecure", no_argument, NULL, OPT_REG_INSECURE}, \
+	{"timeout", required_argument, NULL, OPT_REG_TIMEOUT}
+#define CLI_REG_HELP \
+	"      --ca-file F         trust the CA certificates in F\n" \
+	"      --insecure          skip TLS verification, allow plain HTTP (always allowed\n" \
+	"                          for localhost, 127.0.0.0/8 and ::1)\n" \
+	"      --timeout SECS      fail a transfer after SECS without progress (default 60)\n"
+struct reg_opts;
+int cli_reg_opt(const struct cli_cmd *cmd, int c, const char *arg, struct reg_opts *o);
+
+/*
  * The options `pack` and `build` share.  Their long-option values, and
  * CLI_PACK_LONGOPTS for the getopt_long tables (plus "f:" in the short
  * options).

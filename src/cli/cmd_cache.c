@@ -36,20 +36,15 @@ enum {
 	OPT_PREFIX,
 	OPT_DRY_RUN,
 	OPT_GC_GRACE,
-	OPT_INSECURE,
-	OPT_CA_FILE,
 };
 
 #define STORE_OPTS \
 	{"store", required_argument, NULL, OPT_STORE}, \
-	{"insecure", no_argument, NULL, OPT_INSECURE}, \
-	{"ca-file", required_argument, NULL, OPT_CA_FILE}
+	CLI_REG_LONGOPTS
 
 #define STORE_HELP \
 	"      --store STORE       oci:DIR or host[:port]/repo (default: $CTXPACK_STORE,\n" \
-	"                          else oci:$XDG_CACHE_HOME/ctxpack/store)\n" \
-	"      --insecure          skip TLS verification; allow plain HTTP\n" \
-	"      --ca-file F         CA bundle for the registry's TLS certificate\n"
+	"                          else oci:$XDG_CACHE_HOME/ctxpack/store)\n" CLI_REG_HELP
 
 static const struct cli_cmd sub_save = {
 	"cache", NULL,
@@ -129,20 +124,14 @@ static void common_init(struct common *c)
 	c->co.reg.progress = cli_progress_reg;
 }
 
-static int common_opt(struct common *c, int opt, const char *arg)
+static int common_opt(struct common *c, const struct cli_cmd *cmd, int opt, const char *arg)
 {
 	switch (opt) {
 	case OPT_STORE:
 		c->co.store = arg;
 		return 1;
-	case OPT_INSECURE:
-		c->co.reg.insecure = 1;
-		return 1;
-	case OPT_CA_FILE:
-		c->co.reg.ca_file = arg;
-		return 1;
 	}
-	return 0;
+	return cli_reg_opt(cmd, opt, arg, &c->co.reg);
 }
 
 static int common_open(struct common *c, struct cache **out, struct err *e)
@@ -216,7 +205,7 @@ static int cache_save_cmd(int argc, char **argv)
 			key = optarg;
 		else if (opt == OPT_FORCE)
 			force = 1;
-		else if (!common_opt(&cm, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
+		else if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
 			cli_usage_error(cmd, "unknown option");
 	}
 	if (!key)
@@ -323,7 +312,7 @@ static int cache_restore_cmd(int argc, char **argv)
 			lookup_only = 1;
 			break;
 		default:
-			if (!common_opt(&cm, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
+			if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
 				cli_usage_error(cmd, "unknown option");
 		}
 	}
@@ -472,7 +461,7 @@ static int cache_run_cmd(int argc, char **argv)
 			prefix = optarg;
 			break;
 		default:
-			if (!common_opt(&cm, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
+			if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
 				cli_usage_error(cmd, "unknown option");
 		}
 	}
@@ -602,7 +591,7 @@ static int cache_ls_cmd(int argc, char **argv)
 
 	common_init(&cm);
 	while ((opt = getopt_long(argc, argv, CLI_GLOBAL_SHORTOPTS, ls_longopts, NULL)) != -1)
-		if (!common_opt(&cm, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
+		if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
 			cli_usage_error(cmd, "unknown option");
 	if (optind < argc)
 		cli_usage_error(cmd, "too many arguments");
@@ -685,7 +674,7 @@ static int cache_prune_cmd(int argc, char **argv)
 				cli_usage_error(cmd, "--gc-grace takes a duration, not '%s'", optarg);
 			break;
 		default:
-			if (!common_opt(&cm, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
+			if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
 				cli_usage_error(cmd, "unknown option");
 		}
 	}

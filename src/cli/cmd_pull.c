@@ -10,12 +10,6 @@
 #include "cli.h"
 #include "ctxpack/registry.h"
 
-enum {
-	OPT_CA_FILE = OPT_CMD_BASE,
-	OPT_INSECURE,
-	OPT_TIMEOUT,
-};
-
 static void pull_log(void *arg, const char *msg)
 {
 	(void)arg;
@@ -42,9 +36,7 @@ int cmd_pull(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"output", required_argument, NULL, 'o'},
-		{"ca-file", required_argument, NULL, OPT_CA_FILE},
-		{"insecure", no_argument, NULL, OPT_INSECURE},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		CLI_REG_LONGOPTS,
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -64,27 +56,12 @@ int cmd_pull(int argc, char **argv)
 	o.progress = cli_progress_reg;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "o:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
-		if (cli_global_opt(cmd, c, optarg))
+		if (cli_global_opt(cmd, c, optarg) || cli_reg_opt(cmd, c, optarg, &o))
 			continue;
 		switch (c) {
 		case 'o':
 			output = optarg;
 			break;
-		case OPT_CA_FILE:
-			o.ca_file = optarg;
-			break;
-		case OPT_INSECURE:
-			o.insecure = 1;
-			break;
-		case OPT_TIMEOUT: {
-			uint64_t t;
-
-			if (parse_u64(optarg, &t) || !t || t > 86400)
-				cli_usage_error(cmd, "--timeout wants seconds (1-86400), not '%s'",
-						optarg);
-			o.idle_timeout = (unsigned)t;
-			break;
-		}
 		default:
 			cli_usage_error(cmd, "unknown option");
 		}

@@ -11,12 +11,9 @@
 
 enum {
 	OPT_ARTIFACT_TYPE = OPT_CMD_BASE,
-	OPT_CA_FILE,
-	OPT_INSECURE,
 	OPT_MEDIA_TYPE,
 	OPT_TITLE,
 	OPT_MOUNT_FROM,
-	OPT_TIMEOUT,
 };
 
 static void push_log(void *arg, const char *msg)
@@ -52,12 +49,10 @@ int cmd_push(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"artifact-type", required_argument, NULL, OPT_ARTIFACT_TYPE},
 		{"annotation", required_argument, NULL, 'a'},
-		{"ca-file", required_argument, NULL, OPT_CA_FILE},
-		{"insecure", no_argument, NULL, OPT_INSECURE},
 		{"media-type", required_argument, NULL, OPT_MEDIA_TYPE},
 		{"title", required_argument, NULL, OPT_TITLE},
 		{"mount-from", required_argument, NULL, OPT_MOUNT_FROM},
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},
+		CLI_REG_LONGOPTS,
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -80,7 +75,7 @@ int cmd_push(int argc, char **argv)
 	o.progress = cli_progress_reg;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "a:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
-		if (cli_global_opt(cmd, c, optarg))
+		if (cli_global_opt(cmd, c, optarg) || cli_reg_opt(cmd, c, optarg, &o))
 			continue;
 		switch (c) {
 		case OPT_ARTIFACT_TYPE:
@@ -104,12 +99,6 @@ int cmd_push(int argc, char **argv)
 			nannots++;
 			break;
 		}
-		case OPT_CA_FILE:
-			o.ca_file = optarg;
-			break;
-		case OPT_INSECURE:
-			o.insecure = 1;
-			break;
 		case OPT_MEDIA_TYPE:
 			in.media_type = optarg;
 			break;
@@ -119,15 +108,6 @@ int cmd_push(int argc, char **argv)
 		case OPT_MOUNT_FROM:
 			in.mount_from = optarg;
 			break;
-		case OPT_TIMEOUT: {
-			uint64_t t;
-
-			if (parse_u64(optarg, &t) || !t || t > 86400)
-				cli_usage_error(cmd, "--timeout wants seconds (1-86400), not '%s'",
-						optarg);
-			o.idle_timeout = (unsigned)t;
-			break;
-		}
 		default:
 			cli_usage_error(cmd, "unknown option");
 		}

@@ -33,8 +33,8 @@ static const struct cli_cmd commands[] = {
 	 "  prune   [--store STORE] [--older-than D] [--keep N] [--prefix P] [--dry-run]\n"
 	 "          [--gc-grace D]\n"
 	 "  STORE is a registry repository (host[:port]/repo) or oci:DIR; the default is\n"
-	 "  $CTXPACK_STORE, else oci:$XDG_CACHE_HOME/ctxpack/store.  All take --insecure\n"
-	 "  and --ca-file F.  'ctxpack cache SUBCOMMAND --help' for details; docs/ci.md.\n"},
+	 "  $CTXPACK_STORE, else oci:$XDG_CACHE_HOME/ctxpack/store.  All take --insecure,\n"
+	 "  --ca-file F and --timeout SECS.  'ctxpack cache SUBCOMMAND --help' for details; docs/ci.md.\n"},
 	{"du", cmd_du,
 	 "ctxpack du [-f DOCKERFILE] [--ignore-file F] [-n N] [--json] [DIR]",
 	 "report the context size and suggest ignore lines",
@@ -91,20 +91,17 @@ static const struct cli_cmd commands[] = {
 	 "  SOURCE_DATE_EPOCH sets every entry's mtime (default 2000-01-01T00:00:00Z).\n"
 	 "  Summary on stderr: sha256:<hex> <bytes> <entries>.  Format: docs/archive-format.md\n"},
 	{"pull", cmd_pull,
-	 "ctxpack pull [-o FILE|-] [--ca-file F] [--insecure] REF",
+	 "ctxpack pull [-o FILE|-] [--ca-file F] [--insecure] [--timeout SECS] REF",
 	 "download the layer of an artifact from a registry or oci: layout",
 	 "  REF is host[:port]/repo[:tag|@sha256:...] (default tag latest) or oci:DIR[:tag].\n"
-	 "  -o, --output FILE|-   where to write the layer (default: the layer's title in\n"
-	 "                        the current directory; names with '/' or '..' are refused);\n"
-	 "                        - is standard output\n"
-	 "      --ca-file F       trust the CA certificates in F\n"
-	 "      --insecure        skip TLS verification, allow plain HTTP (always allowed\n"
-	 "                        for localhost, 127.0.0.0/8 and ::1)\n"
-	 "      --timeout SECS    fail a transfer after SECS without progress (default 60)\n"
-	 "      --json            {\"digest\",\"ref\",\"output\",\"layer\":{...}}\n"
+	 "  -o, --output FILE|-     where to write the layer (default: the layer's title\n"
+	 "                          in the current directory; names with '/' or '..' are\n"
+	 "                          refused); - is standard output\n"
+	 CLI_REG_HELP
+	 "      --json              {\"digest\",\"ref\",\"output\",\"layer\":{...}}\n"
 	 "  The layer is sha256-verified before it is renamed into place.\n"},
 	{"push", cmd_push,
-	 "ctxpack push [--artifact-type T] [--annotation K=V]... [--ca-file F] [--insecure] FILE REF",
+	 "ctxpack push [--artifact-type T] [--annotation K=V]... [--ca-file F] [--insecure] [--timeout SECS] FILE REF",
 	 "upload FILE as the single layer of an OCI artifact",
 	 "  REF is host[:port]/repo[:tag] (default tag latest) or oci:DIR[:tag].\n"
 	 "  Prints the manifest digest.\n"
@@ -114,10 +111,7 @@ static const struct cli_cmd commands[] = {
 	 "      --media-type MT     layer media type (default by content: tar+zstd,\n"
 	 "                          tar+gzip or tar)\n"
 	 "      --mount-from REPO   try a cross-repository mount from REPO on the same registry\n"
-	 "      --ca-file F         trust the CA certificates in F\n"
-	 "      --insecure          skip TLS verification, allow plain HTTP (always allowed\n"
-	 "                          for localhost, 127.0.0.0/8 and ::1)\n"
-	 "      --timeout SECS      fail a transfer after SECS without progress (default 60)\n"
+	 CLI_REG_HELP
 	 "      --json              {\"digest\",\"size\",\"ref\",\"layer\":{...},\"uploaded\"}\n"
 	 "  Credentials come from $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json or\n"
 	 "  ~/.docker/config.json (auths, credHelpers, credsStore); they are never printed.\n"},
