@@ -89,6 +89,7 @@ struct idx_stats {
 	uint64_t bytes_hashed; /* bytes read from hashed files */
 	uint64_t dropped;      /* index entries deleted (gone, or no longer files) */
 	uint64_t written;      /* index entries written */
+	uint64_t deferred;     /* files left unhashed for the caller (idx_set_defer) */
 };
 
 /*
@@ -118,6 +119,20 @@ struct idx_stats {
  */
 int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 	       struct err *e);
+
+/*
+ * For a caller that reads the files anyway (the packer): when an
+ * idx_update finds at least IDX_DEFER_MIN regular files of at most
+ * max_size bytes to hash (a first run, a new checkout), it leaves those
+ * with hashed 0 instead of reading them, and remembers them.  The caller
+ * hashes them from the bytes it reads (idx_hash_bytes, setting hashed),
+ * then idx_store_deferred writes the entries of those it hashed, with the
+ * stat of the walk and the racy rule of this run.  0 (the default) turns
+ * it off.  Fewer such files are hashed as usual.
+ */
+#define IDX_DEFER_MIN 256
+void idx_set_defer(struct idx *x, uint64_t max_size);
+void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *st);
 
 /*
  * The context digest: "xxh128:" and 32 lowercase hex digits (out holds

@@ -136,7 +136,12 @@ void pack_plan(const struct walk_entry *const *v, size_t n,
  * Optional frame cache hooks (issue 7).  Called from the worker threads,
  * concurrently: get() returns 1 after filling out with the frame's encoded
  * bytes (exactly what a cold pack would produce), 0 to encode it; put()
- * offers freshly encoded bytes.  Both may be NULL.
+ * offers freshly encoded bytes.  content(), when set, is given the whole
+ * content of each regular file l->v[i] read in one piece (up to
+ * PACK_SMALL_FILE) whose hashed is 0, right after the read and before its
+ * frame's put(): the bytes that go into the archive, for hashing on the
+ * way (the worker encoding the frame is the only thread touching the
+ * entry then).  Any of them may be NULL.
  *
  * flags: PACK_CACHE_OWN_DIGEST makes pack_write skip its sha256 and leave
  * res->digest empty: the caller hashes in its sink (the frame cache keeps
@@ -148,6 +153,7 @@ struct pack_frame_cache {
 		   const struct pack_opts *o, struct buf *out);
 	void (*put)(void *ctx, const struct pack_list *l, const struct pack_frame *f,
 		    const struct pack_opts *o, const void *p, size_t n);
+	void (*content)(void *ctx, size_t i, const void *p, size_t n);
 	void *ctx;
 	unsigned flags;
 };

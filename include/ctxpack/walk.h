@@ -34,7 +34,8 @@ struct walk_entry {
 	uint32_t link_len;
 	uint8_t type;       /* enum walk_type */
 	uint8_t excluded;   /* 1: left out by the ignore file (only with WALK_EXCLUDED) */
-	uint8_t hashed;     /* 1: hash[] holds the content hash (set by the index) */
+	uint8_t hashed;     /* hash[] holds the content hash: 1 set by the index,
+			       2 by the packer from the bytes it archived */
 	uint8_t depth;      /* number of '/' in path (0 for top-level), capped at 255 */
 	int32_t deciding;   /* deciding pattern index, or -1 */
 	uint32_t mode;      /* st_mode as found */

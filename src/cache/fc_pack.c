@@ -115,7 +115,8 @@ static int frame_safe(const struct run *r, const struct pack_frame *f)
 		int64_t win;
 		struct stat st;
 
-		if (we->type != WALK_REG)
+		/* hashed from the bytes this frame holds: they agree */
+		if (we->type != WALK_REG || we->hashed == 2)
 			continue;
 		win = we->ctime_ns % 1000000000 ? IDX_RACY_FINE_NS : IDX_RACY_COARSE_NS;
 		if (we->ctime_ns >= r->c->t0_ns - win)
@@ -130,13 +131,17 @@ static int frame_safe(const struct run *r, const struct pack_frame *f)
 	return 1;
 }
 
-/* Offer frame k's fresh bytes to the store. */
+/* Offer frame k's fresh bytes to the store.  A frame whose files were
+ * hashed while it was encoded (content()) gets its key now. */
 static void store(struct run *r, size_t k, const void *p, size_t n)
 {
 	struct err e = ERR_INIT;
 
-	if (!r->keyed[k])
-		return;
+	if (!r->keyed[k]) {
+		if (fc_frame_key(r->l, &r->plan[k], r->settings, r->keys[k]))
+			return;
+		r->keyed[k] = 1;
+	}
 	if (!frame_safe(r, &r->plan[k])) {
 		inc(&r->st->frames_unsafe, 1);
 		return;
@@ -183,6 +188,19 @@ static void hook_put(void *ctx, const struct pack_list *l, const struct pack_fra
 
 	if (k >= 0)
 		store(r, (size_t)k, p, n);
+}
+
+/* A small file's bytes as the packer read them: its content hash, for a
+ * file the index left to the packer (idx_set_defer). */
+static void hook_content(void *ctx, size_t i, const void *p, size_t n)
+{
+	struct run *r = ctx;
+	/* the list borrows the entries of the caller's walk (or its own
+	 * added ones), which fc_pack_write may fill: its l is not const */
+	struct walk_entry *we = (struct walk_entry *)r->l->v[i];
+
+	idx_hash_bytes(p, n, we->hash);
+	we->hashed = 2;
 }
 
 /* The content hash of the entries pack_list added (the walk excluded them,
@@ -1153,6 +1171,7 @@ int fc_pack_write(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	/* 3. frame by frame, skipping what is already out */
 	hooks.get = hook_get;
 	hooks.put = hook_put;
+	hooks.content = hook_content;
 	hooks.ctx = &r;
 	hooks.flags = PACK_CACHE_OWN_DIGEST;
 	memset(&hs, 0, sizeof(hs));
@@ -1169,6 +1188,9 @@ int fc_pack_write(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 		hex_encode(res->digest + 7, md, 32);
 		/* a sink call per frame, so mids[k] is frame k's state */
 		r.have_mids = hs.k == r.nplan;
+		/* files the index left to the packer are hashed now */
+		if (!akeyed)
+			akeyed = !fc_archive_key(l, r.settings, akey);
 		if (akeyed)
 			keep_archive(&r, akey, lk, res);
 	}

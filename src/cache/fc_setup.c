@@ -42,6 +42,9 @@ int fc_prepare(struct walk_result *w, const char *index_dir, struct fc *c,
 	}
 	if (idx_open(&x, index_dir, 0, &e2))
 		return cold(warn, e2.msg);
+	/* on a first run the packer hashes small files as it reads them,
+	 * rather than the index reading them all once more */
+	idx_set_defer(x, PACK_SMALL_FILE);
 	if (idx_update(x, w, ist, e)) {
 		idx_close(x);
 		return e->code;

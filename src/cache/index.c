@@ -36,6 +36,13 @@
 #define REBUILD_WAIT_MS 5000     /* wait this long for others to let go */
 #define INLINE_MAX 8             /* fewer files than this: no threads */
 
+/* A regular file of the walk and its key (in the keys arena). */
+struct fent {
+	size_t wi;
+	size_t koff;
+	size_t klen;
+};
+
 struct idx {
 	MDB_env *env;     /* NULL: working without an index */
 	MDB_dbi dbi;
@@ -47,6 +54,13 @@ struct idx {
 	int nowrite;      /* a write failed: stop trying for this handle */
 	int need_schema;  /* a new environment: write the schema record */
 	struct buf warn;
+	/* idx_set_defer: files up to defer_max left for the caller to hash,
+	 * their keys kept for idx_store_deferred */
+	uint64_t defer_max;
+	struct buf dkeys;
+	struct fent *df;
+	size_t ndf;
+	int64_t dstarted;
 };
 
 static void add_warning(struct idx *x, const char *fmt, ...)
@@ -326,6 +340,7 @@ int idx_open(struct idx **out, const char *dir, unsigned flags, struct err *e)
 	x->lockfd = -1;
 	x->flags = flags;
 	buf_init(&x->warn, 0);
+	buf_init(&x->dkeys, 0);
 	x->dir = pick_dir(dir);
 	ret = mkdir_p(x->dir, 0755, e);
 	if (ret) {
@@ -364,6 +379,8 @@ void idx_close(struct idx *x)
 	free(x->dir);
 	free(x->real);
 	buf_release(&x->warn);
+	buf_release(&x->dkeys);
+	free(x->df);
 	free(x);
 }
 
@@ -384,12 +401,6 @@ void idx_set_threads(struct idx *x, unsigned n)
 
 /* ---- one update ---- */
 
-/* A regular file of the walk and its key (in the keys arena). */
-struct fent {
-	size_t wi;
-	size_t koff;
-	size_t klen;
-};
 
 struct upd {
 	struct idx *x;
@@ -873,6 +884,83 @@ static int hash_all(struct upd *u, const size_t *todo, size_t ntodo, struct err 
 	return ret;
 }
 
+/*
+ * Leave the small files of todo for the caller (idx_set_defer) when there
+ * are many: keep their keys, take them out of todo.  Returns the new
+ * count.  A few are hashed here as usual, so that an edit or two still
+ * gives every frame its key before the pack starts.
+ */
+static size_t defer(struct upd *u, size_t *todo, size_t ntodo)
+{
+	struct idx *x = u->x;
+	size_t i, n = 0, keep = 0;
+
+	x->ndf = 0;
+	buf_reset(&x->dkeys);
+	for (i = 0; i < ntodo; i++)
+		n += u->w->v[u->f[todo[i]].wi].size <= x->defer_max;
+	if (n < IDX_DEFER_MIN)
+		return ntodo;
+	x->df = xreallocarray(x->df, n, sizeof(*x->df));
+	x->dstarted = u->started;
+	for (i = 0; i < ntodo; i++) {
+		const struct fent *f = &u->f[todo[i]];
+		struct fent *d;
+
+		if (u->w->v[f->wi].size > x->defer_max) {
+			todo[keep++] = todo[i];
+			continue;
+		}
+		d = &x->df[x->ndf++];
+		d->wi = f->wi;
+		d->koff = x->dkeys.len;
+		d->klen = f->klen;
+		buf_add(&x->dkeys, fkey(u, todo[i]), f->klen);
+	}
+	u->st.deferred = x->ndf;
+	return keep;
+}
+
+void idx_set_defer(struct idx *x, uint64_t max_size)
+{
+	x->defer_max = max_size;
+}
+
+void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *st)
+{
+	struct upd u;
+	size_t *done, n = 0, i;
+
+	if (!x->ndf)
+		return;
+	memset(&u, 0, sizeof(u));
+	u.x = x;
+	u.w = w;
+	u.f = x->df;
+	u.nf = x->ndf;
+	u.keys = x->dkeys;
+	buf_init(&u.stale, 0);
+	u.started = x->dstarted;
+	done = xreallocarray(NULL, x->ndf, sizeof(*done));
+	for (i = 0; i < x->ndf; i++) {
+		const struct walk_entry *we = &w->v[x->df[i].wi];
+
+		if (!we->hashed)
+			continue;
+		done[n++] = i;
+		if (st) {
+			st->hashed++;
+			st->bytes_hashed += we->size;
+		}
+	}
+	for (i = 0; i < n; i += BATCH_MAX)
+		write_batch(&u, done + i, n - i < BATCH_MAX ? n - i : BATCH_MAX);
+	if (st)
+		st->written += u.st.written;
+	free(done);
+	x->ndf = 0;
+}
+
 int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 	       struct err *e)
 {
@@ -948,6 +1036,8 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 		for (ntodo = 0; ntodo < u.nf; ntodo++)
 			todo[ntodo] = ntodo;
 	}
+	if (x->defer_max)
+		ntodo = defer(&u, todo, ntodo);
 	if (ntodo || u.nstale)
 		ret = hash_all(&u, todo, ntodo, e);
 

@@ -251,6 +251,8 @@ int cmd_build(int argc, char **argv)
 	packed = fc_pack_write(fc, NULL, &l, &po, pipe_sink_write, &sink, -1, &res, &fst,
 			       &e) == 0;
 	cli_progress_end(packed);
+	if (packed && x)
+		idx_store_deferred(x, &wr, NULL); /* hashed by the packer */
 	if (!packed && !sink.gone) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);

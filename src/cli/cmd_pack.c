@@ -264,7 +264,10 @@ int cmd_pack(int argc, char **argv)
 		}
 	}
 
-	/* the output is complete: now the cache's size bound */
+	/* the output is complete: the hashes the packer took on the way go
+	 * to the index, then the cache's size bound */
+	if (x)
+		idx_store_deferred(x, &wr, &ist);
 	fc_maintain(fc, &fst);
 	if (cli_opt.verbose)
 		print_cache_info(fc, &fst, x ? &ist : NULL);

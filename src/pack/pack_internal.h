@@ -17,6 +17,7 @@ struct pack_worker {
 	int level;              /* effective level */
 	int64_t mtime;
 	const int *stop;        /* set by another thread to abandon the frame */
+	const struct pack_frame_cache *cache; /* its content() hook, or NULL */
 
 	void *zcctx;            /* ZSTD_CCtx (zstd) */
 	struct buf zin;         /* the frame's tar bytes, gathered (zstd) */

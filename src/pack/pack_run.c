@@ -217,6 +217,7 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 			goto out;
 		}
 		wa[i].w->stop = &p.stop;
+		wa[i].w->cache = cache;
 	}
 	for (i = 0; i < nw; i++) {
 		if (pthread_create(&tids[i], NULL, worker_main, &wa[i])) {

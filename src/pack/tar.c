@@ -331,7 +331,8 @@ static int64_t mtime_ns(const struct stat *st)
 }
 
 /* A small file: read it whole, then write header and data. */
-static int small_file(struct pack_worker *w, int rootfd, const struct walk_entry *we)
+static int small_file(struct pack_worker *w, int rootfd, const struct walk_entry *we,
+		      size_t i)
 {
 	const char *why = NULL;
 	int attempt;
@@ -370,6 +371,8 @@ static int small_file(struct pack_worker *w, int rootfd, const struct walk_entry
 			why = "it was modified during the read";
 			continue;
 		}
+		if (w->cache && w->cache->content && !we->hashed)
+			w->cache->content(w->cache->ctx, i, w->rbuf, (size_t)we->size);
 		if (write_header(w, we) || write_data(w, 1, w->rbuf, (size_t)we->size, we->path))
 			return w->e->code;
 		return 0;
@@ -469,12 +472,12 @@ fail:
 }
 
 static int entry_part(struct pack_worker *w, int rootfd, const struct walk_entry *we,
-		      uint64_t off, uint64_t end)
+		      size_t i, uint64_t off, uint64_t end)
 {
 	if (we->type != WALK_REG)
 		return write_header(w, we);
 	if (off == 0 && end == we->size && we->size <= PACK_SMALL_FILE)
-		return small_file(w, rootfd, we);
+		return small_file(w, rootfd, we, i);
 	return large_file(w, rootfd, we, off, end);
 }
 
@@ -508,7 +511,7 @@ int pack_frame_encode(struct pack_worker *w, const struct pack_list *l, int root
 
 		if (we->type != WALK_REG)
 			end = 0;
-		if (entry_part(w, rootfd, we, p.off, end))
+		if (entry_part(w, rootfd, we, p.i, p.off, end))
 			goto fail;
 		if (stopped(w)) {
 			err_set(e, ERR_FAIL, "stopped");

@@ -58,6 +58,13 @@ ok "cold: several frames ($frames)" test "$frames" -ge 5
 is "$(jget "$TESTDIR/cold.json" frames_compressed)" "$frames" "cold: every frame compressed"
 is "$(jget "$TESTDIR/cold.json" frames_stored)" "$frames" "cold: every frame stored"
 is "$(jget "$TESTDIR/cold.json" archive_stored)" True "cold: the archive stored"
+# 402 regular files (400 + run.sh + .dockerignore; the Dockerfile is an
+# added entry): the packer hashed them as it read them (the index left
+# them to it), and they are all in the index afterwards
+is "$(jget "$TESTDIR/cold.json" files_hashed)" 402 "cold: every file hashed once"
+ctxpack hash --json "$C" > "$TESTDIR/hash.json"
+is "$(jget "$TESTDIR/hash.json" hashed)" 0 "cold: the index holds every file the packer hashed"
+is "$(jget "$TESTDIR/hash.json" reused)" 402 "cold: ... all 402 of them"
 is "$(jget "$TESTDIR/cold.json" files_hashed)" 402 "cold: the index hashed every file"
 is "$(jget "$TESTDIR/cold.json" added)" "['Dockerfile']" "cold: the excluded Dockerfile is added"
 

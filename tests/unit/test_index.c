@@ -730,6 +730,107 @@ static void test_update_cold_warm(void **state)
 	free_tree(&t);
 }
 
+/* A whole file, malloc'd; its size in *n. */
+static char *read_whole(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	char *b = xmalloc(1 << 16);
+
+	assert_non_null(f);
+	*n = fread(b, 1, 1 << 16, f);
+	assert_true(feof(f));
+	fclose(f);
+	return b;
+}
+
+/* idx_set_defer: a first run leaves the small files to the caller, who
+ * hashes them and has them stored; the next run reuses them all. */
+static void test_update_defer(void **state)
+{
+	struct tree t = {0};
+	struct walk_result w;
+	struct idx_stats st;
+	struct idx *x;
+	struct err e = ERR_INIT;
+	char d1[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN];
+	size_t i, unhashed = 0;
+
+	(void)state;
+	assert_true(NFILES >= IDX_DEFER_MIN);
+	make_tree(&t);
+	age();
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	idx_context_digest(&w, d1);
+	fake_release(&w);
+	idx_close(x);
+	rm_rf(t.idx);
+
+	/* an empty index, small files deferred */
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	idx_set_defer(x, 1 << 20);
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	assert_int_equal(st.hashed, 0);
+	assert_int_equal(st.deferred, NFILES);
+	assert_int_equal(st.written, 0);
+	for (i = 0; i < w.n; i++) {
+		if (w.v[i].type == WALK_REG)
+			unhashed += !w.v[i].hashed;
+		else if (w.v[i].type == WALK_LNK)
+			assert_int_equal(w.v[i].hashed, 1);
+	}
+	assert_int_equal(unhashed, NFILES);
+	/* the caller hashes all but one from what it read */
+	for (i = 0; i < w.n; i++) {
+		struct walk_entry *we = &w.v[i];
+		char *p, *data;
+		size_t n;
+
+		if (we->type != WALK_REG || !strcmp(we->path, "d/f00005"))
+			continue;
+		p = xasprintf("%s/%s", t.dir, we->path);
+		data = read_whole(p, &n);
+		idx_hash_bytes(data, n, we->hash);
+		we->hashed = 2;
+		free(data);
+		free(p);
+	}
+	memset(&st, 0, sizeof(st));
+	idx_store_deferred(x, &w, &st);
+	assert_int_equal(st.hashed, NFILES - 1);
+	assert_int_equal(st.written, NFILES - 1);
+	fake_release(&w);
+	idx_close(x);
+
+	/* the next run: every stored one reused, the one left out hashed,
+	 * the same digest as a run that hashed everything itself */
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	assert_int_equal(st.reused, NFILES - 1);
+	assert_int_equal(st.hashed, 1);
+	assert_int_equal(st.deferred, 0);
+	idx_context_digest(&w, d2);
+	assert_string_equal(d1, d2);
+	fake_release(&w);
+	idx_close(x);
+
+	/* a few files to hash: no deferral, even when asked */
+	write_file(t.dir, "d/f00003", "changed\n");
+	age();
+	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
+	idx_set_defer(x, 1 << 20);
+	fake_walk(&w, t.dir, t.paths, t.n);
+	assert_int_equal(idx_update(x, &w, &st, &e), 0);
+	assert_int_equal(st.hashed, 1);
+	assert_int_equal(st.deferred, 0);
+	fake_release(&w);
+	idx_close(x);
+	free_tree(&t);
+}
+
 static void test_update_racy(void **state)
 {
 	struct tree t = {0};
@@ -955,6 +1056,7 @@ int main(void)
 		cmocka_unit_test(test_hash_file),
 		cmocka_unit_test(test_hash_file_changing),
 		cmocka_unit_test(test_update_cold_warm),
+		cmocka_unit_test(test_update_defer),
 		cmocka_unit_test(test_update_racy),
 		cmocka_unit_test(test_update_threads_agree),
 		cmocka_unit_test(test_update_errors),
