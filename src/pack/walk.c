@@ -12,6 +12,12 @@
  * excluded entries, and an excluded directory is not even opened unless an
  * exception could re-include something below it (ign_must_descend).
  *
+ * A name removed while the walk runs is not in the context when it goes
+ * before its stat; a directory removed after its stat is sent as found,
+ * empty (getdents64 fails with ENOENT on a removed directory).  The
+ * parallel walk reads a handed-off directory later than it opened it, so
+ * this keeps it as tolerant as the serial walk.
+ *
  * Excluded directories that are entered are recorded at once (marked
  * excluded) and flipped to included when a descendant turns out to be
  * included; that is BuildKit's lazy sending of parent directories.  When
@@ -481,8 +487,11 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 		size_t depth_pending = w->npending;
 
 		if (cfd < 0) {
-			if (excluded && (errno == EACCES || errno == EPERM)) {
-				/* BuildKit ignores permission errors on excluded entries */
+			/* Removed since its stat: an empty directory, as if it
+			 * went right after it was read.  BuildKit ignores
+			 * permission errors on excluded entries. */
+			if (errno == ENOENT ||
+			    (excluded && (errno == EACCES || errno == EPERM))) {
 				if (w->npending == depth_pending && depth_pending)
 					w->npending--;
 				if (!want_excl && w->v[idx].excluded)
@@ -581,6 +590,8 @@ static int walk_dir(struct walker *w, int dfd, const uint8_t *pflags)
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
+			if (errno == ENOENT)
+				break; /* removed since it was opened: read as empty */
 			ret = err_errno(w->e, "cannot read directory %s",
 					w->path.len ? w->path.data : w->c->root);
 			goto out;

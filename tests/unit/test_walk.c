@@ -592,10 +592,10 @@ static void test_parallel_errors(void **state)
 }
 
 /*
- * Directories created and removed while the walk runs: the rest of the
- * tree comes out as the serial walk sees it, and a walk fails only with
- * the "no such file" race of a directory removed between its stat and its
- * open (as the serial walk would).
+ * Directories created and removed while the walk runs (a directory may go
+ * between its stat and its read, or between the hand-off of its task and
+ * the task): every walk succeeds, and the rest of the tree comes out as
+ * the serial walk sees it.
  */
 struct churn {
 	char *dir;
@@ -628,7 +628,7 @@ static void test_parallel_churn(void **state)
 	struct churn ch;
 	struct walk_result serial;
 	pthread_t tid;
-	unsigned i, j, races = 0, bad = 0;
+	unsigned i, j, bad = 0;
 
 	(void)state;
 	for (i = 0; i < 40; i++)
@@ -657,16 +657,11 @@ static void test_parallel_churn(void **state)
 
 		o.dir = dir;
 		o.ignore_file = "/dev/null";
-		o.threads = i % 2 ? 4 : 2;
-		o.flags = i % 3 ? WALK_SPLIT_EAGER : 0;
+		o.threads = i % 3 == 0 ? 1 : i % 3 == 1 ? 2 : 4;
+		o.flags = i % 2 ? WALK_SPLIT_EAGER : 0;
 		if (walk_run(&o, &r, &e)) {
-			if (!strstr(e.msg, "No such file or directory") || !strstr(e.msg, "m/c")) {
-				print_message("walk failed: %s\n", e.msg);
-				bad++;
-			}
-			if (races < 3)
-				print_message("lost the race: %s\n", e.msg);
-			races++;
+			print_message("walk failed: %s\n", e.msg);
+			bad++;
 			walk_release(&r);
 			continue;
 		}
@@ -684,7 +679,7 @@ static void test_parallel_churn(void **state)
 	}
 	__atomic_store_n(&ch.stop, 1, __ATOMIC_RELAXED);
 	pthread_join(tid, NULL);
-	print_message("%u churn cycles, %u walks lost the open race\n", ch.cycles, races);
+	print_message("%u churn cycles during 60 walks\n", ch.cycles);
 	walk_release(&serial);
 	assert_int_equal(bad, 0);
 	free(dir);
