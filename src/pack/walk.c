@@ -74,6 +74,7 @@
 #include "ctxpack/ignore.h"
 
 #define ARENA_CHUNK (256 * 1024)
+#define DENTS_BUF (32 * 1024)
 #define MAX_IGNORE_SIZE (64 * 1024 * 1024)
 
 #define DEFAULT_THREADS_MAX 4
@@ -161,6 +162,7 @@ struct walker {
 	size_t *pending;         /* indices of excluded ancestor dirs not yet flipped */
 	size_t npending, apending;
 	size_t nvisited;         /* names visited (the spawn threshold) */
+	char *dbuf;              /* getdents64 buffer, DENTS_BUF bytes */
 	int noted;               /* this task's failure is recorded in c */
 	struct err *e;
 };
@@ -573,18 +575,22 @@ struct linux_dirent64 {
 /*
  * Read a directory's names with getdents64 on the fd itself (no DIR*:
  * fdopendir costs an fstat and fcntls per directory), sort them, visit
- * them.  Takes ownership of dfd.
+ * them.  Takes ownership of dfd.  The names are all read before the
+ * first visit, so one buffer per thread serves every level: recursion
+ * costs little stack, which matters on threads (2 MiB of stack by
+ * default when the stack rlimit is unlimited).
  */
 static int walk_dir(struct walker *w, int dfd, const uint8_t *pflags)
 {
-	char dbuf[32768] __attribute__((aligned(8)));
 	struct name *names = NULL;
 	size_t n = 0, alloc = 0, i;
 	uint8_t *flags = NULL;
 	int ret = 0;
 
+	if (!w->dbuf)
+		w->dbuf = xmalloc(DENTS_BUF); /* malloc's alignment suits dirents */
 	for (;;) {
-		long got = syscall(SYS_getdents64, dfd, dbuf, sizeof(dbuf));
+		long got = syscall(SYS_getdents64, dfd, w->dbuf, DENTS_BUF);
 		long off;
 
 		if (got < 0) {
@@ -599,7 +605,7 @@ static int walk_dir(struct walker *w, int dfd, const uint8_t *pflags)
 		if (got == 0)
 			break;
 		for (off = 0; off < got;) {
-			struct linux_dirent64 *de = (struct linux_dirent64 *)(dbuf + off);
+			struct linux_dirent64 *de = (struct linux_dirent64 *)(w->dbuf + off);
 			const char *nm = de->d_name;
 
 			off += de->d_reclen;
@@ -811,6 +817,7 @@ static int merge(struct walk_ctx *c, struct task *root, struct walk_result *r,
 		free(w->v);
 		buf_release(&w->path);
 		free(w->pending);
+		free(w->dbuf);
 	}
 	free(root->slots);
 	free(root->err);

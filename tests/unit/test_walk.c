@@ -488,6 +488,55 @@ static void test_parallel_small(void **state)
 }
 
 /*
+ * A chain 200 directories deep, handed off to a worker while the calling
+ * thread is busy with thousands of files, so that the worker recurses
+ * itself: worker threads may have less stack than the calling thread
+ * (2 MiB when the stack rlimit is unlimited; 1 MiB here), so the
+ * recursion must cost little per level.
+ */
+static void test_parallel_deep(void **state)
+{
+	char *dir = xasprintf("%s/deep", scratch);
+	pthread_attr_t old, small;
+	struct walk_result serial;
+	struct buf b = BUF_INIT;
+	unsigned i, bad = 0;
+
+	(void)state;
+	for (i = 0; i < 4600; i++) {
+		char *p = xasprintf("%c%04u", i < 600 ? 'a' : 'c', i);
+
+		make_path(dir, p);
+		free(p);
+	}
+	buf_addstr(&b, "b/");
+	for (i = 0; i < 200; i++)
+		buf_addstr(&b, "d/");
+	buf_addstr(&b, "leaf");
+	make_path(dir, b.data);
+
+	assert_int_equal(pthread_getattr_default_np(&old), 0);
+	assert_int_equal(pthread_attr_init(&small), 0);
+	assert_int_equal(pthread_attr_setstacksize(&small, 1 << 20), 0);
+	assert_int_equal(pthread_setattr_default_np(&small), 0);
+	walk_ok(dir, "/dev/null", 0, 1, &serial);
+	for (i = 0; i < 20; i++) {
+		struct walk_result r;
+
+		walk_ok(dir, "/dev/null", i % 4 == 3 ? WALK_SPLIT_EAGER : 0, 2 + i % 2, &r);
+		bad += walk_differs(&serial, &r, "deep");
+		walk_release(&r);
+	}
+	walk_release(&serial);
+	assert_int_equal(pthread_setattr_default_np(&old), 0);
+	pthread_attr_destroy(&small);
+	pthread_attr_destroy(&old);
+	assert_int_equal(bad, 0);
+	buf_release(&b);
+	free(dir);
+}
+
+/*
  * Errors: as a user that cannot read mode-000 entries (nobody, when run as
  * root), the parallel walk must fail with the serial walk's error, which
  * is the first in walk order, whichever thread meets which error first.
@@ -713,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_parallel_small),
 		cmocka_unit_test(test_parallel_same),
+		cmocka_unit_test(test_parallel_deep),
 		cmocka_unit_test(test_parallel_errors),
 		cmocka_unit_test(test_parallel_churn),
 	};
