@@ -1,9 +1,10 @@
 /*
  * walk: the context walker.  Picks the ignore file, parses it, and walks the
- * context with openat/fdopendir/fstatat relative to directory fds, in
+ * context with openat/getdents64/fstatat relative to directory fds, in
  * bytewise-sorted order per directory (depth-first, the archive order),
  * never following symlinks inside the context, pruning excluded directories
- * unless an exception could re-include something below them.
+ * unless an exception could re-include something below them.  Big trees
+ * are walked by a few threads; the result is the same as one thread's.
  */
 #ifndef CTXPACK_WALK_H
 #define CTXPACK_WALK_H
@@ -61,13 +62,25 @@ enum walk_flags {
 	 * Readability of included files is still checked (access(2)) unless
 	 * running as root.  For listings that print names only. */
 	WALK_TYPES_ONLY = 1 << 2,
+	/* For tests: split the walk into subtree tasks at every chance (any
+	 * depth, from the first name on, a long queue), so that small trees
+	 * exercise the parallel walk.  Same result. */
+	WALK_SPLIT_EAGER = 1 << 3,
 };
+
+/* The most walker threads walk_opts.threads may ask for. */
+#define WALK_THREADS_MAX 16
 
 struct walk_opts {
 	const char *dir;         /* context directory; NULL = "." */
 	const char *dockerfile;  /* -f value; NULL = "Dockerfile" */
 	const char *ignore_file; /* --ignore-file; NULL = the rules below */
 	unsigned flags;          /* enum walk_flags */
+	/* Threads walking the tree, the calling one included: 0 = the number
+	 * of online CPUs, at most 4; 1 = serial; capped at WALK_THREADS_MAX.
+	 * Extra threads only start once the walk has seen a few hundred
+	 * names.  The result does not depend on it. */
+	unsigned threads;
 };
 
 /*
@@ -100,6 +113,8 @@ struct walk_result {
  * then the tree is walked.  Any error (missing or non-directory context,
  * unreadable included directory or file, path too long) fails the whole
  * walk: no partial result is returned as complete.
+ * When several errors could be hit, the one first in walk order is
+ * reported, as a serial walk would.
  * r is zeroed first and must be released with walk_release() whether the
  * walk succeeded or not.
  */

@@ -183,7 +183,7 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 		     struct cache_save_result *r, struct err *e)
 {
 	char *dir = cache_expand_path(path), *tmp = NULL;
-	struct walk_opts wo = {NULL, NULL, "/dev/null", 0};
+	struct walk_opts wo = {.ignore_file = "/dev/null"};
 	struct walk_result w;
 	struct pack_list pl;
 	struct pack_opts po;

@@ -41,7 +41,7 @@ static void print_json(const char *digest, const struct idx_stats *st)
 int cmd_hash(int argc, char **argv)
 {
 	const struct cli_cmd *cmd = cli_find("hash");
-	struct walk_opts wo = {NULL, NULL, NULL, 0};
+	struct walk_opts wo = {0};
 	struct walk_result w = {0};
 	struct idx_stats st = {0};
 	struct err e = ERR_INIT;

@@ -160,7 +160,7 @@ static void opts(struct pack_opts *o)
 static void pack_it(struct fx *f, int store, struct buf *out, struct pack_result *res,
 		    struct fc_stats *st)
 {
-	struct walk_opts wo = {f->ctx, NULL, NULL, 0};
+	struct walk_opts wo = {.dir = f->ctx};
 	struct walk_result w;
 	struct pack_list l;
 	struct pack_opts o;
@@ -204,7 +204,7 @@ static int fd_sink(void *ctx, const void *p, size_t n, struct err *e)
 static void pack_fd(struct fx *f, int fd, int cancel, struct pack_result *res,
 		    struct fc_stats *st, int *speculated)
 {
-	struct walk_opts wo = {f->ctx, NULL, NULL, 0};
+	struct walk_opts wo = {.dir = f->ctx};
 	struct walk_result w;
 	struct pack_list l;
 	struct pack_opts o;
