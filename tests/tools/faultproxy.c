@@ -20,6 +20,7 @@
  *                            (until the client gives up)
  *   --delay-ms MS            wait MS before each response
  *   --trickle BPS            send response bodies at about BPS bytes/second
+ *   --trickle-request BPS    forward request bodies at about BPS bytes/second
  *   --redirect-to URL        answer 307 with Location: URL + the request path
  *                            (a stand-in for a registry handing blobs to a CDN)
  * and, for every request:
@@ -57,7 +58,7 @@ struct conf {
 	long long cut_req, cut_resp, stall_resp;
 	long cuts;
 	long delay_ms;
-	long trickle;
+	long trickle, trickle_req;
 	const char *redirect_to;
 	const char *set_auth;
 	int logfd;
@@ -262,7 +263,7 @@ static int fwd_bytes(struct fwd *f, int dst, const char *p, size_t n)
 		p += k;
 		n -= k;
 		if (f->trickle > 0 && k)
-			msleep(100);
+			msleep((long)(k * 1000 / (unsigned long)f->trickle) + 1);
 		if (n && f->cut_after >= 0 && f->count >= (unsigned long long)f->cut_after) {
 			f->cut = 1;
 			return -1;
@@ -539,6 +540,7 @@ static void *serve(void *arg)
 		memset(&f, 0, sizeof(f));
 		f.cut_after = cut_req ? cf->cut_req : -1;
 		f.stall_after = -1;
+		f.trickle = match ? cf->trickle_req : 0;
 		if (fwd_body(cr, ufd, &rq, &f)) {
 			logf_(cf, "req %ld %s %s %llu 0 cut-request\n", seq, rq.method, rq.path,
 			      (unsigned long long)f.count);
@@ -606,6 +608,7 @@ static void usage(void)
 			"  [--unauth-first K --challenge VALUE]\n"
 			"  [--cut-request-after N] [--cut-response-after N] [--cuts K]\n"
 			"  [--stall-response-after N] [--delay-ms MS] [--trickle BPS]\n"
+			"  [--trickle-request BPS]\n"
 			"  [--redirect-to URL] [--set-auth VALUE]\n");
 	exit(2);
 }
@@ -658,6 +661,8 @@ int main(int argc, char **argv)
 			cf.delay_ms = atol(v);
 		else if (!strcmp(o, "--trickle"))
 			cf.trickle = atol(v);
+		else if (!strcmp(o, "--trickle-request"))
+			cf.trickle_req = atol(v);
 		else if (!strcmp(o, "--redirect-to"))
 			cf.redirect_to = v;
 		else if (!strcmp(o, "--set-auth"))
