@@ -4,6 +4,7 @@
  * libcurl, so that bodies are never re-sent to a Location and the
  * Authorization header never leaves its origin whatever the libcurl version.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -201,6 +202,8 @@ static size_t read_cb(char *p, size_t size, size_t nitems, void *arg)
 		want = (size_t)left;
 	if (!want)
 		return 0;
+	if (rq->body_stop && x->pos && rq->body_stop(rq->body_stop_arg))
+		return 0; /* ends a chunked body here */
 	if (rq->body_mem) {
 		memcpy(p, (const char *)rq->body_mem + x->pos, want);
 		got = (ssize_t)want;
@@ -269,7 +272,8 @@ static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
 		curl_easy_setopt(c, CURLOPT_READDATA, x);
 		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_cb);
 		curl_easy_setopt(c, CURLOPT_SEEKDATA, x);
-		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+				 rq->body_chunked ? (curl_off_t)-1 : (curl_off_t)rq->body_len);
 		if (strcmp(rq->method, "PUT"))
 			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
 	} else if (strcmp(rq->method, "GET")) {
@@ -285,6 +289,7 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 	struct xfer x;
 	int hops = 0, ret = 0;
 
+	assert(!rq->body_stop || rq->body_chunked);
 	http_resp_release(rs);
 	http_resp_init(rs);
 	for (;;) {
@@ -298,6 +303,8 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 			hdrs = curl_slist_append(hdrs, rq->auth_header);
 		if (rq->has_body)
 			hdrs = curl_slist_append(hdrs, "Expect:");
+		if (rq->body_chunked)
+			hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
 		memset(&x, 0, sizeof(x));
 		x.rq = rq;
 		x.rs = rs;

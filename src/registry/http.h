@@ -23,6 +23,11 @@ struct http_req {
 	uint64_t body_off;
 	uint64_t body_len;
 	const void *body_mem;
+	/* a body of unknown length: chunked encoding, ending at body_len or,
+	 * once a byte went out, as soon as body_stop(body_stop_arg) says so */
+	int body_chunked;
+	int (*body_stop)(void *arg);
+	void *body_stop_arg;
 	/* 2xx response body: into out (its max caps it) or into sink */
 	struct buf *out;
 	int (*sink)(void *arg, const char *p, size_t n); /* 0 ok, else stop */

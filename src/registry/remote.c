@@ -39,7 +39,6 @@ struct reg_remote {
 	unsigned seed;
 	int chunks_refused; /* stream uploads from now on */
 	int mono_refused;   /* no big monolithic PUTs from now on */
-	char *spare_loc;    /* an upload session opened ahead of time */
 };
 
 struct reg_remote *remote_new(struct reg_store *s)
@@ -63,7 +62,6 @@ void remote_free(struct reg_remote *r)
 	if (r->c)
 		curl_easy_cleanup(r->c);
 	auth_release(&r->auth);
-	free(r->spare_loc);
 	free(r->host);
 	free(r->repo);
 	free(r->base);
@@ -594,46 +592,6 @@ out:
 	return ret;
 }
 
-/* Forward declaration: upload_start takes the spare session. */
-static int upload_start(struct reg_store *s, struct upload *u, const char *digest,
-			const char *mount_from, const char *scope,
-			uint64_t *chunk, struct err *e);
-
-int remote_spare_session(struct reg_store *s, struct err *e)
-{
-	struct reg_remote *r = s->rm;
-	struct upload u = {NULL, 0};
-	char *scope;
-	uint64_t chunk = s->o.chunk_size;
-	int ret;
-
-	if (r->spare_loc)
-		return 0;
-	scope = scope_for(r, "pull,push");
-	ret = upload_start(s, &u, "(ahead)", NULL, scope, &chunk, e);
-	if (!ret) {
-		r->spare_loc = u.loc;
-		u.loc = NULL;
-	}
-	free(scope);
-	return ret;
-}
-
-void remote_drop_spare(struct reg_store *s)
-{
-	struct reg_remote *r = s->rm;
-	struct upload u = {NULL, 0};
-	char *scope;
-
-	if (!r || !r->spare_loc)
-		return;
-	u.loc = r->spare_loc;
-	r->spare_loc = NULL;
-	scope = scope_for(r, "pull,push");
-	upload_cancel(s, &u, scope);
-	free(scope);
-}
-
 /* POST a new upload session (or a mount). 0, or 1 when mounted. */
 static int upload_start(struct reg_store *s, struct upload *u, const char *digest,
 			const char *mount_from, const char *scope,
@@ -646,12 +604,6 @@ static int upload_start(struct reg_store *s, struct upload *u, const char *diges
 	int ret;
 
 	upload_reset(u);
-	if (!mount_from && r->spare_loc) {
-		/* opened while the file was being hashed */
-		u->loc = r->spare_loc;
-		r->spare_loc = NULL;
-		return 0;
-	}
 	http_resp_init(&rs);
 	if (mount_from) {
 		char *d = reg_url_escape(digest), *f = reg_url_escape(mount_from);
@@ -692,8 +644,89 @@ out:
 	return ret;
 }
 
+/* body_stop of the PATCH streamed while hashing: the digest is ready */
+static int hash_ready(void *arg)
+{
+	return reg_hash_done(arg);
+}
+
+/*
+ * The upload while the digest is still being computed: open the session
+ * and, for a file of o.overlap_min bytes or more, stream the file into it
+ * (one PATCH, chunked, no Content-Range) until the hash is done; then
+ * HEAD the blob.  1 when the registry has it (the session cancelled);
+ * 0 with u the session (u->loc NULL: none, start one) holding u->off
+ * bytes; <0 error.  digest gets the digest, *sent the bytes sent.
+ *
+ * Why not hash first: hashing 256 MiB takes about a fifth of the upload on
+ * loopback, all of it on the critical path.  Why the PATCH ends when the
+ * hash does: so that an existing blob still costs only what went up
+ * meanwhile, and the rest of the upload is what it would have been.
+ */
+static int upload_while_hashing(struct reg_store *s, struct upload *u, int fd,
+				uint64_t size, struct reg_hash *h, const char *scope,
+				uint64_t *chunk, char *digest, uint64_t *sent,
+				struct err *e)
+{
+	struct http_req rq;
+	struct http_resp rs;
+	struct curl_slist *hdrs = NULL;
+	struct err e2 = ERR_INIT;
+	uint64_t next;
+	int ret;
+
+	http_resp_init(&rs);
+	if (upload_start(s, u, "(being hashed)", NULL, scope, chunk, &e2)) {
+		/* the upload after the hash opens one again, and reports */
+		reg_log(s, "cannot open an upload session ahead: %s", e2.msg);
+		upload_reset(u);
+	} else if (size >= s->o.overlap_min && !reg_hash_done(h)) {
+		hdrs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+		memset(&rq, 0, sizeof(rq));
+		rq.method = "PATCH";
+		rq.url = u->loc;
+		rq.headers = hdrs;
+		rq.has_body = 1;
+		rq.body_fd = fd;
+		rq.body_len = size;
+		rq.body_chunked = 1;
+		rq.body_stop = hash_ready;
+		rq.body_stop_arg = h;
+		ret = rq_auth(s, &rq, &rs, scope, &e2);
+		*sent += rs.sent;
+		s->st.blob_bytes_sent += rs.sent;
+		if (!ret && rs.status == 202 && rs.sent &&
+		    (parse_range_end(rs.range, &next) || next == rs.sent))
+			ret = take_location(u, &rs, &e2);
+		else if (!ret)
+			ret = rs.status == 202 ? err_set(&e2, ERR_FAIL, "Range %s after %llu bytes",
+							 rs.range ? rs.range : "none",
+							 (unsigned long long)rs.sent)
+					       : http_fail(s, &rs, &e2, "PATCH");
+		if (!ret) {
+			u->off = rs.sent;
+			reg_log(s, "%llu bytes streamed while hashing",
+				(unsigned long long)u->off);
+		} else {
+			reg_log(s, "streaming while hashing failed (%s); uploading after "
+				"the hash", e2.msg);
+			upload_cancel(s, u, scope);
+		}
+	}
+	ret = reg_hash_wait(h, digest, e);
+	if (ret || (u->loc && u->off == size))
+		goto out; /* on error the caller cancels the session */
+	ret = blob_head(s, digest, NULL, "pull,push", e);
+	if (ret == 1)
+		upload_cancel(s, u, scope);
+out:
+	curl_slist_free_all(hdrs);
+	http_resp_release(&rs);
+	return ret;
+}
+
 int remote_blob_push_file(struct reg_store *s, const char *path,
-			  const char *digest, uint64_t size,
+			  const char *digest, struct reg_hash *hash, uint64_t size,
 			  const char *mount_from, struct reg_blob_info *info,
 			  struct err *e)
 {
@@ -708,22 +741,50 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 	int fd = -1, ret, mono, stream, got416 = 0;
 
 	http_resp_init(&rs);
-	ret = blob_head(s, digest, NULL, "pull,push", e);
-	if (ret < 0)
-		goto out;
+	if (hash && mount_from) {
+		/* a mount names the digest */
+		ret = reg_hash_wait(hash, info->digest, e);
+		if (ret)
+			goto out;
+		hash = NULL;
+	}
+	if (hash) {
+		ret = ensure_ping(s, e);
+		if (ret)
+			goto out;
+		scope = scope_for(r, "pull,push");
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			ret = err_errno(e, "cannot open %s", path);
+			goto out;
+		}
+		ret = upload_while_hashing(s, &u, fd, size, hash, scope, &chunk,
+					   info->digest, &sent, e);
+		if (ret < 0)
+			goto out;
+		digest = info->digest;
+	} else {
+		if (!digest)
+			digest = info->digest;
+		ret = blob_head(s, digest, NULL, "pull,push", e);
+		if (ret < 0)
+			goto out;
+	}
 	if (ret == 1) {
 		reg_log(s, "blob %s exists, skipped", digest);
 		s->st.blobs_skipped++;
 		info->skipped = 1;
+		info->sent = sent;
 		ret = 0;
 		goto out;
 	}
-	if (mount_from && strcmp(mount_from, r->repo))
+	if (!scope && mount_from && strcmp(mount_from, r->repo))
 		scope = xasprintf("repository:%s:pull,push repository:%s:pull", r->repo,
 				  mount_from);
-	else
+	else if (!scope)
 		scope = scope_for(r, "pull,push");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = err_errno(e, "cannot open %s", path);
 		goto out;
@@ -758,12 +819,19 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 		rq.body_fd = fd;
 		free(url);
 		url = NULL;
-		if (mono) {
-			/* the whole blob in one PUT */
+		if (mono && u.off < size) {
+			/* the whole blob (or what streaming while hashing left) in
+			 * one PUT */
 			url = with_digest(u.loc, digest);
 			rq.method = "PUT";
-			rq.body_off = 0;
-			rq.body_len = size;
+			rq.body_off = u.off;
+			rq.body_len = size - u.off;
+			if (u.off) {
+				snprintf(crange, sizeof(crange), "Content-Range: %llu-%llu",
+					 (unsigned long long)u.off,
+					 (unsigned long long)(size - 1));
+				hdrs = curl_slist_append(hdrs, crange);
+			}
 		} else if (u.off < size) {
 			uint64_t n = stream ? size - u.off : size - u.off < chunk ? size - u.off : chunk;
 

@@ -65,6 +65,75 @@ proxy_stop
 exits 1 "and the tag was never created" ctxpack pull -o x "$REG/f/e:big"
 ok "no output file" test ! -e x
 
+# --- uploads that start while the file is hashed ---
+# A file of unknown digest streams into an upload session until its hash
+# is done, then HEAD decides: the rest goes up (a PUT with Content-Range, or
+# chunks) or the session is cancelled.  The hash is made slow and the
+# stream trickled, so that the hash always ends mid-stream; big.bin is
+# touched first, so that its digest is not in the digest cache.
+while_hashing() {
+	touch big.bin
+	env CTXPACK_OVERLAP_MIN=1048576 CTXPACK_TEST_HASH_DELAY_MS=${delay:-300} \
+		${mono_max:+CTXPACK_MONOLITHIC_MAX=$mono_max} $EXEC_PREFIX "$CTXPACK" "$@"
+}
+proxy_start --match PATCH --trickle-request 5000000
+ok "push while hashing" while_hashing push -v big.bin "$PROXY/f/h:big"
+out=$(cat "$TESTDIR/.out")
+like "$out" "[0-9]+ bytes streamed while hashing" "the first bytes went up while hashing"
+like "$out" "HEAD .*/blobs/sha256:[0-9a-f]+ -> 404" "then HEAD asked for the blob"
+like "$out" "PUT .*_state=.*digest=sha256.* -> 201" "and the rest went up in the closing PUT"
+like "$out" "\(20\.0 MiB uploaded\)" "no byte sent twice"
+ctxpack pull -q -o h.out "$REG/f/h:big"
+same_files h.out big.bin "bytes equal"
+ok "re-push of a blob the registry has, digest not cached" \
+	while_hashing push -v big.bin "$PROXY/f/h:again"
+out=$(cat "$TESTDIR/.out")
+like "$out" "blob sha256:[0-9a-f]+ exists, skipped" "the HEAD after the hash skips the rest"
+like "$out" "blob already there; .* sent while it was hashed" "and says what went up meanwhile"
+ok "the session opened ahead is cancelled" grep -q "DELETE /v2/f/h/blobs/uploads/" "$PROXY_LOG"
+ctxpack pull -q -o h.out2 "$REG/f/h:again"
+same_files h.out2 big.bin "the pushed artifact is right"
+mono_max=10000000
+ok "above the monolithic limit the rest goes in chunks" \
+	while_hashing push -v big.bin "$PROXY/f/k:big"
+mono_max=
+out=$(cat "$TESTDIR/.out")
+like "$out" "[0-9]+ bytes streamed while hashing" "(a stream first)"
+like "$(printf '%s\n' "$out" | grep -c 'PATCH .* -> 202')" "^[3-9]$" "(then chunks)"
+ctxpack pull -q -o k.out "$REG/f/k:big"
+same_files k.out big.bin "bytes equal"
+proxy_stop
+
+delay=2000
+ok "a hash slower than the whole upload" while_hashing push -v big.bin "$REG/f/l:big"
+delay=
+like "$(cat "$TESTDIR/.out")" "20971520 bytes streamed while hashing" "streamed it all"
+ctxpack pull -q -o l.out "$REG/f/l:big"
+same_files l.out big.bin "bytes equal"
+
+proxy_start --match PATCH --trickle-request 5000000 --cut-request-after 1000000 --cuts 2
+ok "a stream cut while hashing" while_hashing push -v big.bin "$PROXY/f/i:big"
+like "$(cat "$TESTDIR/.out")" "streaming while hashing failed .*; uploading after the hash" \
+	"is given up, and the blob uploaded after the hash"
+ok "(the cut happened)" grep -q cut-request "$PROXY_LOG"
+ctxpack pull -q -o i.out "$REG/f/i:big"
+same_files i.out big.bin "bytes equal"
+proxy_stop
+
+# the closing PUT that carries the rest is cut: a proxy that cuts it, behind
+# one that trickles the stream
+proxy_start --match 'PUT /v2/f/j/blobs/uploads' --cut-request-after 1000000 --cuts 2
+cutter_pid=$PROXY_PID reg0=$REG REG=$PROXY
+proxy_start --match PATCH --trickle-request 20000000
+REG=$reg0
+ok "a cut PUT of the rest" while_hashing push -v big.bin "$PROXY/f/j:big"
+like "$(cat "$TESTDIR/.out")" "uploading sha256:[0-9a-f]+ in chunks after the cut" \
+	"is retried in chunks"
+ctxpack pull -q -o j.out "$REG/f/j:big"
+same_files j.out big.bin "bytes equal"
+proxy_stop
+_kill_pid "$cutter_pid"
+
 # --- downloads ---
 proxy_start --match 'GET /v2/f/a/blobs' --cut-response-after 5000000
 ok "pull survives a connection cut mid-download" ctxpack pull -v -o cut.out "$PROXY/f/a:big"
