@@ -182,9 +182,10 @@ struct reg_blob_info {
  * Push the file at path as a blob.  digest is its sha256 when the caller
  * knows it (NULL: from the digest cache, else computed by reading the
  * file: to a registry, in a second thread while the upload session opens
- * and, for files of o.overlap_min or more, while the first bytes go up in
- * a streamed PATCH).  Skipped when the store has it (HEAD as soon as the
- * digest is known; a session already started is cancelled); mounted from repository mount_from on the same
+ * and, for files of o.overlap_min or more, while the file streams up in
+ * one PATCH).  Skipped when the store has it (HEAD as soon as the digest
+ * is known; a stream is stopped and its session cancelled, having sent
+ * what went up meanwhile); mounted from repository mount_from on the same
  * registry when given and the registry allows it; else uploaded: in one
  * PUT up to o.mono_max, in chunks (PATCH with Content-Range, o.chunk_size)
  * above it or when a big PUT is refused or cut, and as one streamed PATCH

@@ -229,11 +229,10 @@ static int seek_cb(void *arg, curl_off_t off, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
-static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
-		  const char *url, struct curl_slist *hdrs, struct xfer *x,
-		  struct http_resp *rs)
+/* The options every request has: protocols, no redirects, timeouts, TLS. */
+static void setup_common(const struct reg_opts *o, CURL *c, const char *url,
+			 struct curl_slist *hdrs)
 {
-	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -242,12 +241,27 @@ static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "ctxpack/" CTXPACK_VERSION);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)o->connect_timeout);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (o->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+	if (o->insecure) {
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+}
+
+static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
+		  const char *url, struct curl_slist *hdrs, struct xfer *x,
+		  struct http_resp *rs)
+{
+	curl_easy_reset(c);
+	setup_common(&s->o, c, url, hdrs);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, rs->curl_err);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)s->o.connect_timeout);
 	/* idle, not total, timeouts: a slow big transfer is fine, a stall is not */
 	x->idle = s->o.idle_timeout;
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -257,13 +271,6 @@ static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
 #if LIBCURL_VERSION_NUM >= 0x073e00
 	curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
 #endif
-	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (s->o.ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, s->o.ca_file);
-	if (s->o.insecure) {
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
 	if (!strcmp(rq->method, "HEAD")) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	} else if (rq->has_body) {
@@ -369,6 +376,28 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 	free(rs->url);
 	rs->url = url;
 	return ret;
+}
+
+long http_head_status(const struct reg_opts *o, const char *url,
+		      const char *auth_header)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *hdrs = NULL;
+	long status = -1;
+
+	if (!c)
+		return -1;
+	if (auth_header)
+		hdrs = curl_slist_append(NULL, auth_header);
+	setup_common(o, c, url, hdrs);
+	curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)o->idle_timeout);
+	if (curl_easy_perform(c) != CURLE_OK ||
+	    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		status = -1;
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(c);
+	return status;
 }
 
 /* ---- pure helpers ---- */

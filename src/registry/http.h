@@ -68,6 +68,14 @@ void http_resp_release(struct http_resp *r);
 int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 		 struct http_resp *rs, struct err *e);
 
+/*
+ * A HEAD on a connection of its own, safe from any thread: no redirects
+ * followed, nothing logged or counted, o only read.  The status, or -1
+ * when no answer came.
+ */
+long http_head_status(const struct reg_opts *o, const char *url,
+		      const char *auth_header);
+
 /* base64 (standard alphabet, padded), malloc'd. */
 char *reg_b64_encode(const void *p, size_t n);
 /* Decode into a malloc'd NUL-terminated buffer; NULL when invalid. */

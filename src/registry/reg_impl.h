@@ -48,9 +48,10 @@ const char *reg_basename(const char *path);
  * can start before the digest is known.  The digest cache is updated as by
  * a plain hash.  reg_hash_start returns NULL when no thread could be
  * started (hash in line then).  reg_hash_done never blocks: 1 once the
- * result is ready.  reg_hash_wait joins the thread (the first time) and
- * gives the result: 0 with digest set, or the hashing error, or ERR_FAIL
- * when the file's size changed.  reg_hash_free joins too; NULL is a no-op.
+ * result is ready.  reg_hash_wait blocks until then and gives the result:
+ * 0 with digest set, or the hashing error, or ERR_FAIL when the file's
+ * size changed; any thread may call these two.  reg_hash_free (one thread,
+ * at the end) joins the thread; NULL is a no-op.
  * $CTXPACK_TEST_HASH_DELAY_MS makes the hash that much slower (tests).
  */
 struct reg_hash;

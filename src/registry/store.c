@@ -224,8 +224,9 @@ struct reg_hash {
 	struct stat st;
 	unsigned delay_ms;  /* $CTXPACK_TEST_HASH_DELAY_MS: a slow hash, for tests */
 	pthread_t th;
-	atomic_int done;
-	int joined;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	atomic_int done;    /* set under mu; the fields below are fixed then */
 	char digest[REG_DIGEST_SIZE];
 	uint64_t size;
 	struct err e;
@@ -243,7 +244,10 @@ static void *hash_thread(void *arg)
 			;
 	}
 	h->ret = hash_file(h->path, &h->st, h->digest, &h->size, &h->e);
+	pthread_mutex_lock(&h->mu);
 	atomic_store_explicit(&h->done, 1, memory_order_release);
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mu);
 	return NULL;
 }
 
@@ -256,7 +260,11 @@ struct reg_hash *reg_hash_start(const char *path, const struct stat *st)
 	h->delay_ms = env_uint("CTXPACK_TEST_HASH_DELAY_MS", 0);
 	err_clear(&h->e);
 	atomic_init(&h->done, 0);
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cond, NULL);
 	if (pthread_create(&h->th, NULL, hash_thread, h)) {
+		pthread_cond_destroy(&h->cond);
+		pthread_mutex_destroy(&h->mu);
 		free(h->path);
 		free(h);
 		return NULL;
@@ -271,10 +279,10 @@ int reg_hash_done(struct reg_hash *h)
 
 int reg_hash_wait(struct reg_hash *h, char digest[REG_DIGEST_SIZE], struct err *e)
 {
-	if (!h->joined) {
-		pthread_join(h->th, NULL);
-		h->joined = 1;
-	}
+	pthread_mutex_lock(&h->mu);
+	while (!atomic_load_explicit(&h->done, memory_order_acquire))
+		pthread_cond_wait(&h->cond, &h->mu);
+	pthread_mutex_unlock(&h->mu);
 	if (h->ret)
 		return err_set(e, h->e.code, "%s", h->e.msg);
 	if (h->size != (uint64_t)h->st.st_size)
@@ -287,8 +295,9 @@ void reg_hash_free(struct reg_hash *h)
 {
 	if (!h)
 		return;
-	if (!h->joined)
-		pthread_join(h->th, NULL);
+	pthread_join(h->th, NULL);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->mu);
 	free(h->path);
 	free(h);
 }
