@@ -279,6 +279,8 @@ static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
 		curl_easy_setopt(c, CURLOPT_READDATA, x);
 		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_cb);
 		curl_easy_setopt(c, CURLOPT_SEEKDATA, x);
+		/* an unknown size: libcurl sends chunks on HTTP/1.1 by itself (a
+		 * Transfer-Encoding header of ours would also chunk an HTTP/2 body) */
 		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
 				 rq->body_chunked ? (curl_off_t)-1 : (curl_off_t)rq->body_len);
 		if (strcmp(rq->method, "PUT"))
@@ -310,8 +312,6 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 			hdrs = curl_slist_append(hdrs, rq->auth_header);
 		if (rq->has_body)
 			hdrs = curl_slist_append(hdrs, "Expect:");
-		if (rq->body_chunked)
-			hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
 		memset(&x, 0, sizeof(x));
 		x.rq = rq;
 		x.rs = rs;
