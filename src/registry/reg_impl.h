@@ -97,9 +97,11 @@ int remote_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
  * Upload a file as a blob unless the registry has it (HEAD first).  With
  * hash (digest NULL), the digest is still being computed: the upload
  * session is opened meanwhile and, for a file of at least o.overlap_min
- * bytes, the first bytes go up in a streamed PATCH that ends when the hash
- * is done; then the HEAD decides whether the rest is sent or the session
- * cancelled.  info->digest gets the digest either way.
+ * bytes, the file streams up in one PATCH while a second connection HEADs
+ * the blob once the hash is done; the stream stops if it is there (then
+ * the session is cancelled or the rest sent, as a HEAD decides), and ends
+ * with the hash anyway above the monolithic limit (then chunks).
+ * info->digest gets the digest either way; mount_from waits for it.
  */
 int remote_blob_push_file(struct reg_store *s, const char *path,
 			  const char *digest, struct reg_hash *hash, uint64_t size,
