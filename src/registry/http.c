@@ -378,8 +378,18 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 	return ret;
 }
 
+static int head_cancel_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+			  curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load((const atomic_int *)arg) != 0;
+}
+
 long http_head_status(const struct reg_opts *o, const char *url,
-		      const char *auth_header)
+		      const char *auth_header, atomic_int *cancel)
 {
 	CURL *c = curl_easy_init();
 	struct curl_slist *hdrs = NULL;
@@ -392,6 +402,11 @@ long http_head_status(const struct reg_opts *o, const char *url,
 	setup_common(o, c, url, hdrs);
 	curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)o->idle_timeout);
+	if (cancel) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, head_cancel_cb);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, cancel);
+	}
 	if (curl_easy_perform(c) != CURLE_OK ||
 	    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
 		status = -1;

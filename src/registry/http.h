@@ -7,6 +7,7 @@
 #define CTXPACK_REG_HTTP_H
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "reg_impl.h"
@@ -71,10 +72,10 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 /*
  * A HEAD on a connection of its own, safe from any thread: no redirects
  * followed, nothing logged or counted, o only read.  The status, or -1
- * when no answer came.
+ * when no answer came (or *cancel, when given, became nonzero meanwhile).
  */
 long http_head_status(const struct reg_opts *o, const char *url,
-		      const char *auth_header);
+		      const char *auth_header, atomic_int *cancel);
 
 /* base64 (standard alphabet, padded), malloc'd. */
 char *reg_b64_encode(const void *p, size_t n);

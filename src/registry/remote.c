@@ -666,6 +666,7 @@ struct probe {
 	char *url;          /* the HEAD's, once sent */
 	long status;        /* -1 when none came */
 	atomic_int state;
+	atomic_int cancel;  /* the stream is over: no need to ask any more */
 };
 
 static void *probe_thread(void *arg)
@@ -675,9 +676,9 @@ static void *probe_thread(void *arg)
 	struct err e = ERR_INIT;
 	long st = -1;
 
-	if (!reg_hash_wait(p->h, dg, &e)) {
+	if (!reg_hash_wait(p->h, dg, &e) && !atomic_load(&p->cancel)) {
 		p->url = xasprintf("%s%s", p->prefix, dg);
-		st = http_head_status(p->o, p->url, p->auth);
+		st = http_head_status(p->o, p->url, p->auth, &p->cancel);
 	}
 	p->status = st;
 	atomic_store(&p->state, st == 200 || st == 301 || st == 302 || st == 303 ||
@@ -708,20 +709,27 @@ static void probe_start(struct reg_store *s, struct probe *p, struct reg_hash *h
 	p->o = &s->o;
 	p->status = -1;
 	atomic_init(&p->state, PROBE_WAITING);
+	atomic_init(&p->cancel, 0);
 	if (auth_header(s, &r->auth, r->c, scope, &p->auth, &e2))
 		return;
 	p->prefix = api_url(r, "blobs/");
 	p->started = !pthread_create(&p->th, NULL, probe_thread, p);
 }
 
-/* Join the probe and log what it did. */
+/* Stop the probe (it waits for the hash, not for an answer) and log what
+ * it did. */
 static void probe_end(struct reg_store *s, struct probe *p)
 {
 	if (p->started) {
+		atomic_store(&p->cancel, 1);
 		pthread_join(p->th, NULL);
 		if (p->url) {
 			s->st.requests++;
-			reg_log(s, "HEAD %s -> %ld (while streaming)", p->url, p->status);
+			if (p->status >= 0)
+				reg_log(s, "HEAD %s -> %ld (while streaming)", p->url,
+					p->status);
+			else
+				reg_log(s, "HEAD %s: no answer while streaming", p->url);
 		}
 	}
 	if (p->auth) {

@@ -21,6 +21,7 @@
  *   --delay-ms MS            wait MS before each response
  *   --trickle BPS            send response bodies at about BPS bytes/second
  *   --trickle-request BPS    forward request bodies at about BPS bytes/second
+ *                            (for TLS, passed through: all the client sends)
  *   --redirect-to URL        answer 307 with Location: URL + the request path
  *                            (a stand-in for a registry handing blobs to a CDN)
  * and, for every request:
@@ -373,7 +374,9 @@ static void set_auth_header(struct head *h, const char *value)
 	h->len = (size_t)(o - out);
 }
 
-static void pass_through(int a, int b, const char *pre, size_t npre)
+/* Relay a and b both ways; what a sends goes at about trickle bytes/second
+ * when trickle > 0. */
+static void pass_through(int a, int b, const char *pre, size_t npre, long trickle)
 {
 	struct pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
 	char buf[65536];
@@ -394,6 +397,8 @@ static void pass_through(int a, int b, const char *pre, size_t npre)
 
 				if (n <= 0 || send_all(p[1 - i].fd, buf, (size_t)n))
 					return;
+				if (i == 0 && trickle > 0)
+					msleep((long)((unsigned long)n * 1000 / (unsigned long)trickle) + 1);
 			}
 		}
 	}
@@ -422,7 +427,7 @@ static void *serve(void *arg)
 	if (!rd_fill(cr))
 		goto out;
 	if (!(cr->buf[0] >= 'A' && cr->buf[0] <= 'Z')) {
-		pass_through(c->cfd, ufd, cr->buf, cr->len);
+		pass_through(c->cfd, ufd, cr->buf, cr->len, cf->trickle_req);
 		goto out;
 	}
 	for (;;) {
