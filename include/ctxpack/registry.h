@@ -133,6 +133,9 @@ struct reg_opts {
 				    or 8 MiB (4 MiB on ghcr.io) */
 	uint64_t mono_max;       /* largest blob sent in one PUT; 0:
 				    $CTXPACK_MONOLITHIC_MAX or 512 MiB */
+	uint64_t overlap_min;    /* a file of unknown digest this big or more
+				    starts uploading while it is hashed; 0:
+				    $CTXPACK_OVERLAP_MIN or 64 MiB */
 	unsigned max_tries;      /* tries per request on 5xx/429/network; 0: 6 */
 	reg_log_fn log;          /* NULL: silent */
 	void *log_arg;
@@ -180,15 +183,21 @@ int reg_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
 struct reg_blob_info {
 	char digest[REG_DIGEST_SIZE];
 	uint64_t size;
-	uint64_t sent;  /* payload bytes sent (0 when skipped or mounted) */
+	uint64_t sent;  /* payload bytes sent: 0 when mounted, and when
+			   skipped unless the upload had started while the
+			   file was hashed */
 	int skipped;    /* already present */
 	int mounted;    /* cross-repository mount */
 };
 
 /*
  * Push the file at path as a blob.  digest is its sha256 when the caller
- * knows it (NULL: computed by reading the file first).  Skipped when the
- * store has it (HEAD); mounted from repository mount_from on the same
+ * knows it (NULL: from the digest cache, else computed by reading the
+ * file: to a registry, in a second thread while the upload session opens
+ * and, for files of o.overlap_min or more, while the file streams up in
+ * one PATCH).  Skipped when the store has it (HEAD as soon as the digest
+ * is known; a stream is stopped and its session cancelled, having sent
+ * what went up meanwhile); mounted from repository mount_from on the same
  * registry when given and the registry allows it; else uploaded: in one
  * PUT up to o.mono_max, in chunks (PATCH with Content-Range, o.chunk_size)
  * above it or when a big PUT is refused or cut, and as one streamed PATCH
@@ -352,6 +361,7 @@ struct reg_push_out {
 	uint64_t size;                /* the manifest's size */
 	struct reg_desc layer;        /* owned: reg_push_out_release() */
 	uint64_t sent;                /* blob bytes sent */
+	int skipped;                  /* the store had the blob */
 };
 void reg_push_out_release(struct reg_push_out *o);
 

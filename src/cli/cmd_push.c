@@ -146,7 +146,10 @@ int cmd_push(int argc, char **argv)
 		char h[32];
 
 		printf("%s\n", out.digest);
-		if (cli_opt.verbose || out.sent)
+		if (out.skipped && out.sent)
+			cli_info("pushed %s to %s (blob already there; %s sent while "
+				 "it was hashed)", file, canon, cli_human(out.sent, h));
+		else if (cli_opt.verbose || out.sent)
 			cli_info("pushed %s to %s (%s uploaded)", file, canon,
 				 cli_human(out.sent, h));
 		else

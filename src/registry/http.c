@@ -4,6 +4,7 @@
  * libcurl, so that bodies are never re-sent to a Location and the
  * Authorization header never leaves its origin whatever the libcurl version.
  */
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -250,6 +251,8 @@ static size_t read_cb(char *p, size_t size, size_t nitems, void *arg)
 		want = (size_t)left;
 	if (!want)
 		return 0;
+	if (rq->body_stop && x->pos && rq->body_stop(rq->body_stop_arg))
+		return 0; /* ends a chunked body here */
 	if (rq->body_mem) {
 		memcpy(p, (const char *)rq->body_mem + x->pos, want);
 		got = (ssize_t)want;
@@ -275,11 +278,10 @@ static int seek_cb(void *arg, curl_off_t off, int origin)
 	return CURL_SEEKFUNC_OK;
 }
 
-static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
-		  const char *url, struct curl_slist *hdrs, struct xfer *x,
-		  struct http_resp *rs)
+/* The options every request has: protocols, no redirects, timeouts, TLS. */
+static void setup_common(const struct reg_opts *o, CURL *c, const char *url,
+			 struct curl_slist *hdrs)
 {
-	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500
@@ -288,12 +290,27 @@ static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "ctxpack/" CTXPACK_VERSION);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)o->connect_timeout);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (o->ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+	if (o->insecure) {
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+}
+
+static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
+		  const char *url, struct curl_slist *hdrs, struct xfer *x,
+		  struct http_resp *rs)
+{
+	curl_easy_reset(c);
+	setup_common(&s->o, c, url, hdrs);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, rs->curl_err);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)s->o.connect_timeout);
 	/* idle, not total, timeouts: a slow big transfer is fine, a stall is not */
 	x->idle = s->o.idle_timeout;
 	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
@@ -303,13 +320,6 @@ static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
 #if LIBCURL_VERSION_NUM >= 0x073e00
 	curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024);
 #endif
-	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (s->o.ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, s->o.ca_file);
-	if (s->o.insecure) {
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
 	if (!strcmp(rq->method, "HEAD")) {
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	} else if (rq->has_body) {
@@ -318,7 +328,10 @@ static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
 		curl_easy_setopt(c, CURLOPT_READDATA, x);
 		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, seek_cb);
 		curl_easy_setopt(c, CURLOPT_SEEKDATA, x);
-		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
+		/* an unknown size: libcurl sends chunks on HTTP/1.1 by itself (a
+		 * Transfer-Encoding header of ours would also chunk an HTTP/2 body) */
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+				 rq->body_chunked ? (curl_off_t)-1 : (curl_off_t)rq->body_len);
 		if (strcmp(rq->method, "PUT"))
 			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
 	} else if (strcmp(rq->method, "GET")) {
@@ -334,6 +347,7 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 	struct xfer x;
 	int hops = 0, ret = 0;
 
+	assert(!rq->body_stop || rq->body_chunked);
 	http_resp_release(rs);
 	http_resp_init(rs);
 	for (;;) {
@@ -419,6 +433,43 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 	free(rs->url);
 	rs->url = url;
 	return ret;
+}
+
+static int head_cancel_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+			  curl_off_t ultotal, curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	return atomic_load((const atomic_int *)arg) != 0;
+}
+
+long http_head_status(const struct reg_opts *o, const char *url,
+		      const char *auth_header, atomic_int *cancel)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *hdrs = NULL;
+	long status = -1;
+
+	if (!c)
+		return -1;
+	if (auth_header)
+		hdrs = curl_slist_append(NULL, auth_header);
+	setup_common(o, c, url, hdrs);
+	curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)o->idle_timeout);
+	if (cancel) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, head_cancel_cb);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, cancel);
+	}
+	if (curl_easy_perform(c) != CURLE_OK ||
+	    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		status = -1;
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(c);
+	return status;
 }
 
 /* ---- pure helpers ---- */

@@ -7,6 +7,7 @@
 #define CTXPACK_REG_HTTP_H
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "reg_impl.h"
@@ -23,6 +24,11 @@ struct http_req {
 	uint64_t body_off;
 	uint64_t body_len;
 	const void *body_mem;
+	/* a body of unknown length: chunked encoding, ending at body_len or,
+	 * once a byte went out, as soon as body_stop(body_stop_arg) says so */
+	int body_chunked;
+	int (*body_stop)(void *arg);
+	void *body_stop_arg;
 	/* 2xx response body: into out (its max caps it) or into sink */
 	struct buf *out;
 	int (*sink)(void *arg, const char *p, size_t n); /* 0 ok, else stop */
@@ -62,6 +68,14 @@ void http_resp_release(struct http_resp *r);
  */
 int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 		 struct http_resp *rs, struct err *e);
+
+/*
+ * A HEAD on a connection of its own, safe from any thread: no redirects
+ * followed, nothing logged or counted, o only read.  The status, or -1
+ * when no answer came (or *cancel, when given, became nonzero meanwhile).
+ */
+long http_head_status(const struct reg_opts *o, const char *url,
+		      const char *auth_header, atomic_int *cancel);
 
 /* base64 (standard alphabet, padded), malloc'd. */
 char *reg_b64_encode(const void *p, size_t n);

@@ -44,8 +44,25 @@ int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
 		  const char *what, struct reg_store *s, uint64_t total);
 const char *reg_basename(const char *path);
 
-/* digcache.c: a stat-keyed cache of file digests (best effort). */
+/*
+ * store.c: a file's sha256 computed in a second thread, so that the upload
+ * can start before the digest is known.  The digest cache is updated as by
+ * a plain hash.  reg_hash_start returns NULL when no thread could be
+ * started (hash in line then).  reg_hash_done never blocks: 1 once the
+ * result is ready.  reg_hash_wait blocks until then and gives the result:
+ * 0 with digest set, or the hashing error, or ERR_FAIL when the file's
+ * size changed; any thread may call these two.  reg_hash_free (one thread,
+ * at the end) joins the thread; NULL is a no-op.
+ * $CTXPACK_TEST_HASH_DELAY_MS makes the hash that much slower (tests).
+ */
+struct reg_hash;
 struct stat;
+struct reg_hash *reg_hash_start(const char *path, const struct stat *st);
+int reg_hash_done(struct reg_hash *h);
+int reg_hash_wait(struct reg_hash *h, char digest[REG_DIGEST_SIZE], struct err *e);
+void reg_hash_free(struct reg_hash *h);
+
+/* digcache.c: a stat-keyed cache of file digests (best effort). */
 int reg_digest_cache_get(const struct stat *st, char out[REG_DIGEST_SIZE]);
 void reg_digest_cache_put(const struct stat *st, const char *digest,
 			  const struct timespec *hashed_at);
@@ -77,14 +94,20 @@ struct reg_remote *remote_new(struct reg_store *s);
 void remote_free(struct reg_remote *r);
 int remote_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
 		       struct err *e);
+/*
+ * Upload a file as a blob unless the registry has it (HEAD first).  With
+ * hash (digest NULL), the digest is still being computed: the upload
+ * session is opened meanwhile and, for a file of at least o.overlap_min
+ * bytes, the file streams up in one PATCH while a second connection HEADs
+ * the blob once the hash is done; the stream stops if it is there (then
+ * the session is cancelled or the rest sent, as a HEAD decides), and ends
+ * with the hash anyway above the monolithic limit (then chunks).
+ * info->digest gets the digest either way; mount_from waits for it.
+ */
 int remote_blob_push_file(struct reg_store *s, const char *path,
-			  const char *digest, uint64_t size,
+			  const char *digest, struct reg_hash *hash, uint64_t size,
 			  const char *mount_from, struct reg_blob_info *info,
 			  struct err *e);
-/* Open an upload session now, for the next blob upload to use (so that it
- * overlaps with hashing); remote_drop_spare cancels an unused one. */
-int remote_spare_session(struct reg_store *s, struct err *e);
-void remote_drop_spare(struct reg_store *s);
 int remote_blob_push_mem(struct reg_store *s, const void *p, size_t n,
 			 const char *digest, struct err *e);
 int remote_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -39,7 +41,6 @@ struct reg_remote {
 	unsigned seed;
 	int chunks_refused; /* stream uploads from now on */
 	int mono_refused;   /* no big monolithic PUTs from now on */
-	char *spare_loc;    /* an upload session opened ahead of time */
 };
 
 struct reg_remote *remote_new(struct reg_store *s)
@@ -63,7 +64,6 @@ void remote_free(struct reg_remote *r)
 	if (r->c)
 		curl_easy_cleanup(r->c);
 	auth_release(&r->auth);
-	free(r->spare_loc);
 	free(r->host);
 	free(r->repo);
 	free(r->base);
@@ -594,46 +594,6 @@ out:
 	return ret;
 }
 
-/* Forward declaration: upload_start takes the spare session. */
-static int upload_start(struct reg_store *s, struct upload *u, const char *digest,
-			const char *mount_from, const char *scope,
-			uint64_t *chunk, struct err *e);
-
-int remote_spare_session(struct reg_store *s, struct err *e)
-{
-	struct reg_remote *r = s->rm;
-	struct upload u = {NULL, 0};
-	char *scope;
-	uint64_t chunk = s->o.chunk_size;
-	int ret;
-
-	if (r->spare_loc)
-		return 0;
-	scope = scope_for(r, "pull,push");
-	ret = upload_start(s, &u, "(ahead)", NULL, scope, &chunk, e);
-	if (!ret) {
-		r->spare_loc = u.loc;
-		u.loc = NULL;
-	}
-	free(scope);
-	return ret;
-}
-
-void remote_drop_spare(struct reg_store *s)
-{
-	struct reg_remote *r = s->rm;
-	struct upload u = {NULL, 0};
-	char *scope;
-
-	if (!r || !r->spare_loc)
-		return;
-	u.loc = r->spare_loc;
-	r->spare_loc = NULL;
-	scope = scope_for(r, "pull,push");
-	upload_cancel(s, &u, scope);
-	free(scope);
-}
-
 /* POST a new upload session (or a mount). 0, or 1 when mounted. */
 static int upload_start(struct reg_store *s, struct upload *u, const char *digest,
 			const char *mount_from, const char *scope,
@@ -646,12 +606,6 @@ static int upload_start(struct reg_store *s, struct upload *u, const char *diges
 	int ret;
 
 	upload_reset(u);
-	if (!mount_from && r->spare_loc) {
-		/* opened while the file was being hashed */
-		u->loc = r->spare_loc;
-		r->spare_loc = NULL;
-		return 0;
-	}
 	http_resp_init(&rs);
 	if (mount_from) {
 		char *d = reg_url_escape(digest), *f = reg_url_escape(mount_from);
@@ -692,8 +646,188 @@ out:
 	return ret;
 }
 
+/*
+ * While a file streams up before its digest is known: a HEAD for the blob
+ * as soon as the hash is done, from a thread and a connection of its own,
+ * so that the stream need not stop to ask.  It only says whether to stop
+ * streaming: the blob is probably there (200, or a redirect to where it
+ * is stored); the HEAD in the main thread afterwards decides.
+ */
+enum { PROBE_WAITING, PROBE_THERE, PROBE_NOT_THERE };
+
+struct probe {
+	pthread_t th;
+	int started;
+	int stop_at_hash;   /* end the stream when the hash is done */
+	struct reg_hash *h;
+	const struct reg_opts *o;
+	char *prefix;       /* "<base>/v2/<repo>/blobs/" */
+	char *auth;         /* "Authorization: ..." or NULL */
+	char *url;          /* the HEAD's, once sent */
+	long status;        /* -1 when none came */
+	atomic_int state;
+	atomic_int cancel;  /* the stream is over: no need to ask any more */
+};
+
+static void *probe_thread(void *arg)
+{
+	struct probe *p = arg;
+	char dg[REG_DIGEST_SIZE];
+	struct err e = ERR_INIT;
+	long st = -1;
+
+	if (!reg_hash_wait(p->h, dg, &e) && !atomic_load(&p->cancel)) {
+		p->url = xasprintf("%s%s", p->prefix, dg);
+		st = http_head_status(p->o, p->url, p->auth, &p->cancel);
+	}
+	p->status = st;
+	atomic_store(&p->state, st == 200 || st == 301 || st == 302 || st == 303 ||
+				st == 307 || st == 308 ? PROBE_THERE : PROBE_NOT_THERE);
+	return NULL;
+}
+
+/* body_stop of the stream: the blob is probably there, or the digest is
+ * known and the stream is to end then (or there is no probe) */
+static int stream_stop(void *arg)
+{
+	struct probe *p = arg;
+
+	if ((p->stop_at_hash || !p->started) && reg_hash_done(p->h))
+		return 1;
+	return p->started && atomic_load(&p->state) == PROBE_THERE;
+}
+
+/* Start the probe (best effort: p->started says whether it runs). */
+static void probe_start(struct reg_store *s, struct probe *p, struct reg_hash *h,
+			const char *scope)
+{
+	struct reg_remote *r = s->rm;
+	struct err e2 = ERR_INIT;
+
+	memset(p, 0, sizeof(*p));
+	p->h = h;
+	p->o = &s->o;
+	p->status = -1;
+	atomic_init(&p->state, PROBE_WAITING);
+	atomic_init(&p->cancel, 0);
+	if (auth_header(s, &r->auth, r->c, scope, &p->auth, &e2))
+		return;
+	p->prefix = api_url(r, "blobs/");
+	p->started = !pthread_create(&p->th, NULL, probe_thread, p);
+}
+
+/* Stop the probe (it waits for the hash, not for an answer) and log what
+ * it did. */
+static void probe_end(struct reg_store *s, struct probe *p)
+{
+	if (p->started) {
+		atomic_store(&p->cancel, 1);
+		pthread_join(p->th, NULL);
+		if (p->url) {
+			s->st.requests++;
+			if (p->status >= 0)
+				reg_log(s, "HEAD %s -> %ld (while streaming)", p->url,
+					p->status);
+			else
+				reg_log(s, "HEAD %s: no answer while streaming", p->url);
+		}
+	}
+	if (p->auth) {
+		memset(p->auth, 0, strlen(p->auth));
+		free(p->auth);
+	}
+	free(p->prefix);
+	free(p->url);
+	memset(p, 0, sizeof(*p));
+}
+
+/*
+ * The upload while the digest is still being computed: open the session
+ * and, for a file of o.overlap_min bytes or more, stream the file into it
+ * (one PATCH, chunked, no Content-Range: what docker push does) while a
+ * probe HEADs the blob once the hash is done.  The stream ends early when
+ * the probe finds the blob (then the HEAD here decides), and, when the
+ * file is to go in chunks (!whole), as soon as the hash is done.  1 when
+ * the registry has the blob (the session cancelled); 0 with u the session
+ * (u->loc NULL: none, start one) holding u->off bytes; <0 error.  digest
+ * gets the digest, *sent the bytes sent.
+ *
+ * Why not hash first: hashing 256 MiB takes about a fifth of the upload on
+ * loopback, all of it on the critical path.  Why not end the stream when
+ * the hash ends: distribution answers a PATCH only after it has written
+ * and fsync'ed what it got, a pause in the middle of the upload that the
+ * probe avoids.  Why end it all the same for chunks: so that a cut costs
+ * at most a chunk once the hash is done, as it would have.
+ */
+static int upload_while_hashing(struct reg_store *s, struct upload *u, int fd,
+				uint64_t size, int whole, struct reg_hash *h,
+				const char *scope, uint64_t *chunk, char *digest,
+				uint64_t *sent, struct err *e)
+{
+	struct http_req rq;
+	struct http_resp rs;
+	struct curl_slist *hdrs = NULL;
+	struct err e2 = ERR_INIT;
+	struct probe p;
+	uint64_t next;
+	int ret;
+
+	http_resp_init(&rs);
+	memset(&p, 0, sizeof(p));
+	if (upload_start(s, u, "(being hashed)", NULL, scope, chunk, &e2)) {
+		/* the upload after the hash opens one again, and reports */
+		reg_log(s, "cannot open an upload session ahead: %s", e2.msg);
+		upload_reset(u);
+	} else if (size >= s->o.overlap_min && !reg_hash_done(h)) {
+		probe_start(s, &p, h, scope);
+		p.stop_at_hash = !whole;
+		hdrs = curl_slist_append(NULL, "Content-Type: application/octet-stream");
+		memset(&rq, 0, sizeof(rq));
+		rq.method = "PATCH";
+		rq.url = u->loc;
+		rq.headers = hdrs;
+		rq.has_body = 1;
+		rq.body_fd = fd;
+		rq.body_len = size;
+		rq.body_chunked = 1;
+		rq.body_stop = stream_stop;
+		rq.body_stop_arg = &p;
+		ret = rq_auth(s, &rq, &rs, scope, &e2);
+		*sent += rs.sent;
+		s->st.blob_bytes_sent += rs.sent;
+		probe_end(s, &p);
+		if (!ret && rs.status == 202 && rs.sent &&
+		    (parse_range_end(rs.range, &next) || next == rs.sent))
+			ret = take_location(u, &rs, &e2);
+		else if (!ret)
+			ret = rs.status == 202 ? err_set(&e2, ERR_FAIL, "Range %s after %llu bytes",
+							 rs.range ? rs.range : "none",
+							 (unsigned long long)rs.sent)
+					       : http_fail(s, &rs, &e2, "PATCH");
+		if (!ret) {
+			u->off = rs.sent;
+			reg_log(s, "%llu bytes streamed while hashing",
+				(unsigned long long)u->off);
+		} else {
+			reg_log(s, "streaming while hashing failed (%s); uploading after "
+				"the hash", e2.msg);
+			upload_cancel(s, u, scope);
+		}
+	}
+	ret = reg_hash_wait(h, digest, e);
+	if (ret || (u->loc && u->off == size))
+		goto out; /* on error the caller cancels the session */
+	ret = blob_head(s, digest, NULL, "pull,push", e);
+	if (ret == 1)
+		upload_cancel(s, u, scope);
+out:
+	curl_slist_free_all(hdrs);
+	http_resp_release(&rs);
+	return ret;
+}
+
 int remote_blob_push_file(struct reg_store *s, const char *path,
-			  const char *digest, uint64_t size,
+			  const char *digest, struct reg_hash *hash, uint64_t size,
 			  const char *mount_from, struct reg_blob_info *info,
 			  struct err *e)
 {
@@ -708,22 +842,51 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 	int fd = -1, ret, mono, stream, got416 = 0;
 
 	http_resp_init(&rs);
-	ret = blob_head(s, digest, NULL, "pull,push", e);
-	if (ret < 0)
-		goto out;
+	if (hash && mount_from) {
+		/* a mount names the digest */
+		ret = reg_hash_wait(hash, info->digest, e);
+		if (ret)
+			goto out;
+		hash = NULL;
+	}
+	if (hash) {
+		ret = ensure_ping(s, e);
+		if (ret)
+			goto out;
+		scope = scope_for(r, "pull,push");
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			ret = err_errno(e, "cannot open %s", path);
+			goto out;
+		}
+		ret = upload_while_hashing(s, &u, fd, size, size <= chunk ||
+					   (size <= s->o.mono_max && !r->mono_refused),
+					   hash, scope, &chunk, info->digest, &sent, e);
+		if (ret < 0)
+			goto out;
+		digest = info->digest;
+	} else {
+		if (!digest)
+			digest = info->digest;
+		ret = blob_head(s, digest, NULL, "pull,push", e);
+		if (ret < 0)
+			goto out;
+	}
 	if (ret == 1) {
 		reg_log(s, "blob %s exists, skipped", digest);
 		s->st.blobs_skipped++;
 		info->skipped = 1;
+		info->sent = sent;
 		ret = 0;
 		goto out;
 	}
-	if (mount_from && strcmp(mount_from, r->repo))
+	if (!scope && mount_from && strcmp(mount_from, r->repo))
 		scope = xasprintf("repository:%s:pull,push repository:%s:pull", r->repo,
 				  mount_from);
-	else
+	else if (!scope)
 		scope = scope_for(r, "pull,push");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = err_errno(e, "cannot open %s", path);
 		goto out;
@@ -731,6 +894,8 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 	/* one PUT up to mono_max (fastest: one request, the registry hashes as
 	 * it receives); chunks above it, a stream where chunks are refused */
 	mono = size <= chunk || (size <= s->o.mono_max && !r->mono_refused);
+	if (u.loc && u.off >= size)
+		mono = 0; /* all streamed: the closing PUT is all that is left */
 	stream = !mono && r->chunks_refused;
 	for (;;) {
 		struct err e2 = ERR_INIT;
@@ -758,12 +923,19 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 		rq.body_fd = fd;
 		free(url);
 		url = NULL;
-		if (mono) {
-			/* the whole blob in one PUT */
+		if (mono && u.off < size) {
+			/* the whole blob (or what streaming while hashing left) in
+			 * one PUT */
 			url = with_digest(u.loc, digest);
 			rq.method = "PUT";
-			rq.body_off = 0;
-			rq.body_len = size;
+			rq.body_off = u.off;
+			rq.body_len = size - u.off;
+			if (u.off) {
+				snprintf(crange, sizeof(crange), "Content-Range: %llu-%llu",
+					 (unsigned long long)u.off,
+					 (unsigned long long)(size - 1));
+				hdrs = curl_slist_append(hdrs, crange);
+			}
 		} else if (u.off < size) {
 			uint64_t n = stream ? size - u.off : size - u.off < chunk ? size - u.off : chunk;
 

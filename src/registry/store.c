@@ -5,9 +5,10 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #define GHCR_CHUNK (4u << 20)
 #define DEFAULT_MONO_MAX (512u << 20)
 #define HASH_THREAD_MIN (16u << 20)
+#define DEFAULT_OVERLAP_MIN (64u << 20)
 #define COPY_BUF (1u << 20)
 
 void reg_opts_init(struct reg_opts *o)
@@ -144,6 +146,15 @@ int reg_store_open(struct reg_store **out, const char *spec,
 		else
 			s->o.mono_max = DEFAULT_MONO_MAX;
 	}
+	if (!s->o.overlap_min) {
+		const char *v = getenv("CTXPACK_OVERLAP_MIN");
+		uint64_t n;
+
+		if (v && *v && !parse_u64(v, &n) && n >= 1024)
+			s->o.overlap_min = n;
+		else
+			s->o.overlap_min = DEFAULT_OVERLAP_MIN;
+	}
 	if (s->ref.kind == REG_LAYOUT) {
 		s->dir = xstrdup(s->ref.path);
 		s->name = xasprintf("oci:%s", s->ref.path);
@@ -210,9 +221,14 @@ static int hash_file(const char *path, const struct stat *st, char digest[72],
 	return 0;
 }
 
-struct hash_job {
-	const char *path;
+struct reg_hash {
+	char *path;
 	struct stat st;
+	unsigned delay_ms;  /* $CTXPACK_TEST_HASH_DELAY_MS: a slow hash, for tests */
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	atomic_int done;    /* set under mu; the fields below are fixed then */
 	char digest[REG_DIGEST_SIZE];
 	uint64_t size;
 	struct err e;
@@ -221,10 +237,87 @@ struct hash_job {
 
 static void *hash_thread(void *arg)
 {
-	struct hash_job *j = arg;
+	struct reg_hash *h = arg;
 
-	j->ret = hash_file(j->path, &j->st, j->digest, &j->size, &j->e);
+	if (h->delay_ms) {
+		struct timespec ts = {h->delay_ms / 1000, (h->delay_ms % 1000) * 1000000L};
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
+	h->ret = hash_file(h->path, &h->st, h->digest, &h->size, &h->e);
+	pthread_mutex_lock(&h->mu);
+	atomic_store_explicit(&h->done, 1, memory_order_release);
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mu);
 	return NULL;
+}
+
+struct reg_hash *reg_hash_start(const char *path, const struct stat *st)
+{
+	struct reg_hash *h = xcalloc(1, sizeof(*h));
+
+	h->path = xstrdup(path);
+	h->st = *st;
+	h->delay_ms = env_uint("CTXPACK_TEST_HASH_DELAY_MS", 0);
+	err_clear(&h->e);
+	atomic_init(&h->done, 0);
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_cond_init(&h->cond, NULL);
+	if (pthread_create(&h->th, NULL, hash_thread, h)) {
+		pthread_cond_destroy(&h->cond);
+		pthread_mutex_destroy(&h->mu);
+		free(h->path);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+int reg_hash_done(struct reg_hash *h)
+{
+	return atomic_load_explicit(&h->done, memory_order_acquire);
+}
+
+int reg_hash_wait(struct reg_hash *h, char digest[REG_DIGEST_SIZE], struct err *e)
+{
+	pthread_mutex_lock(&h->mu);
+	while (!atomic_load_explicit(&h->done, memory_order_acquire))
+		pthread_cond_wait(&h->cond, &h->mu);
+	pthread_mutex_unlock(&h->mu);
+	if (h->ret)
+		return err_set(e, h->e.code, "%s", h->e.msg);
+	if (h->size != (uint64_t)h->st.st_size)
+		return err_set(e, ERR_FAIL, "%s changed size while it was read", h->path);
+	memcpy(digest, h->digest, REG_DIGEST_SIZE);
+	return 0;
+}
+
+void reg_hash_free(struct reg_hash *h)
+{
+	if (!h)
+		return;
+	pthread_join(h->th, NULL);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->mu);
+	free(h->path);
+	free(h);
+}
+
+/*
+ * A file of unknown digest going to a registry, big enough for it to
+ * matter: hash it in a thread, so that the network work (the empty config,
+ * the upload session, the first bytes) goes on meanwhile.  NULL otherwise.
+ */
+static struct reg_hash *hash_ahead(struct reg_store *s, const char *path,
+				   const struct stat *st, const char *digest)
+{
+	char dg[REG_DIGEST_SIZE];
+
+	if (digest || !s->rm || !S_ISREG(st->st_mode) ||
+	    (uint64_t)st->st_size < HASH_THREAD_MIN || reg_digest_cache_get(st, dg))
+		return NULL;
+	return reg_hash_start(path, st);
 }
 
 static int check_digest(const char *d, struct err *e)
@@ -244,11 +337,50 @@ int reg_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
 		     : layout_blob_exists(s, digest, size, e);
 }
 
+/* reg_blob_push_file for a file already stat'ed, maybe with its hash
+ * running (digest NULL then). */
+static int push_file(struct reg_store *s, const char *path, const struct stat *st,
+		     const char *digest, struct reg_hash *h, const char *mount_from,
+		     struct reg_blob_info *info, struct err *e)
+{
+	int ret;
+
+	memset(info, 0, sizeof(*info));
+	if (!S_ISREG(st->st_mode))
+		return err_set(e, ERR_USAGE, "%s is not a regular file", path);
+	info->size = (uint64_t)st->st_size;
+	if (digest) {
+		if (check_digest(digest, e))
+			return e->code;
+		memcpy(info->digest, digest, REG_DIGEST_SIZE);
+	} else if (h) {
+		/* remote_blob_push_file waits for it when it needs it */
+	} else if (reg_digest_cache_get(st, info->digest)) {
+		reg_log(s, "%s: digest %s from the digest cache", path, info->digest);
+	} else {
+		ret = hash_file(path, st, info->digest, &info->size, e);
+		if (ret)
+			return ret;
+	}
+	if (mount_from && !reg_repo_valid(mount_from))
+		return err_set(e, ERR_USAGE, "invalid repository to mount from: '%s'",
+			       mount_from);
+	if (s->rm)
+		ret = remote_blob_push_file(s, path, h ? NULL : info->digest, h, info->size,
+					    mount_from, info, e);
+	else
+		ret = layout_blob_push_file(s, path, info->digest, info, e);
+	if (ret)
+		err_wrap(e, "%s", path);
+	return ret;
+}
+
 int reg_blob_push_file(struct reg_store *s, const char *path, const char *digest,
 		       const char *mount_from, struct reg_blob_info *info,
 		       struct err *e)
 {
 	struct reg_blob_info tmp;
+	struct reg_hash *h;
 	struct stat st;
 	int ret;
 
@@ -257,31 +389,9 @@ int reg_blob_push_file(struct reg_store *s, const char *path, const char *digest
 	memset(info, 0, sizeof(*info));
 	if (stat(path, &st))
 		return err_errno(e, "cannot stat %s", path);
-	if (!S_ISREG(st.st_mode))
-		return err_set(e, ERR_USAGE, "%s is not a regular file", path);
-	if (digest) {
-		if (check_digest(digest, e))
-			return e->code;
-		memcpy(info->digest, digest, REG_DIGEST_SIZE);
-		info->size = (uint64_t)st.st_size;
-	} else if (reg_digest_cache_get(&st, info->digest)) {
-		info->size = (uint64_t)st.st_size;
-		reg_log(s, "%s: digest %s from the digest cache", path, info->digest);
-	} else {
-		ret = hash_file(path, &st, info->digest, &info->size, e);
-		if (ret)
-			return ret;
-	}
-	if (mount_from && !reg_repo_valid(mount_from))
-		return err_set(e, ERR_USAGE, "invalid repository to mount from: '%s'",
-			       mount_from);
-	if (s->rm)
-		ret = remote_blob_push_file(s, path, info->digest, info->size, mount_from,
-					    info, e);
-	else
-		ret = layout_blob_push_file(s, path, info->digest, info, e);
-	if (ret)
-		err_wrap(e, "%s", path);
+	h = hash_ahead(s, path, &st, digest);
+	ret = push_file(s, path, &st, digest, h, mount_from, info, e);
+	reg_hash_free(h);
 	return ret;
 }
 
@@ -445,12 +555,10 @@ int reg_push_artifact(struct reg_store *s, const char *tag,
 	struct reg_blob_info bi;
 	struct buf man = BUF_INIT;
 	const char *mt = in->media_type, *title, *digest = in->digest;
-	char dg[REG_DIGEST_SIZE];
 	struct reg_desc *l;
-	struct hash_job job;
+	struct reg_hash *h = NULL;
 	struct stat st;
-	pthread_t th;
-	int ret, threaded = 0;
+	int ret;
 
 	if (!out)
 		out = &tmp;
@@ -463,43 +571,24 @@ int reg_push_artifact(struct reg_store *s, const char *tag,
 		if (ret)
 			goto out;
 	}
-	/*
-	 * A big file of unknown digest going to a registry: hash it in a
-	 * thread while the empty config is pushed and an upload session is
-	 * opened, so that the hashing costs little wall time and no blob byte
-	 * is sent before the HEAD says whether the registry has it.
-	 */
-	if (!digest && s->rm && !stat(in->path, &st) && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_size >= HASH_THREAD_MIN && !reg_digest_cache_get(&st, dg)) {
-		job.path = in->path;
-		job.st = st;
-		err_clear(&job.e);
-		threaded = !pthread_create(&th, NULL, hash_thread, &job);
+	if (stat(in->path, &st)) {
+		ret = err_errno(e, "cannot stat %s", in->path);
+		goto out;
 	}
+	/* the hash runs while the config goes up and the upload starts; no
+	 * blob byte goes up unless the session is open and the hash slow */
+	h = hash_ahead(s, in->path, &st, digest);
 	/* the empty config: usually there already, so a HEAD and no upload */
 	ret = reg_blob_push_mem(s, "{}", 2, NULL, e);
 	if (ret) {
 		err_wrap(e, "push the empty config");
 		goto out;
 	}
-	if (threaded) {
-		struct err e2 = ERR_INIT;
-
-		if (remote_spare_session(s, &e2))
-			reg_log(s, "cannot open an upload session ahead: %s", e2.msg);
-		pthread_join(th, NULL);
-		threaded = 0;
-		if (job.ret) {
-			ret = err_set(e, job.e.code, "%s", job.e.msg);
-			goto out;
-		}
-		memcpy(dg, job.digest, REG_DIGEST_SIZE);
-		digest = dg;
-	}
-	ret = reg_blob_push_file(s, in->path, digest, in->mount_from, &bi, e);
+	ret = push_file(s, in->path, &st, digest, h, in->mount_from, &bi, e);
 	if (ret)
 		goto out;
 	out->sent = bi.sent;
+	out->skipped = bi.skipped;
 	l->media_type = xstrdup(mt);
 	memcpy(l->digest, bi.digest, REG_DIGEST_SIZE);
 	l->size = bi.size;
@@ -519,10 +608,7 @@ int reg_push_artifact(struct reg_store *s, const char *tag,
 	ret = reg_manifest_put(s, tag, man.data, man.len, out->digest, e);
 	out->size = man.len;
 out:
-	if (threaded)
-		pthread_join(th, NULL);
-	if (s->rm)
-		remote_drop_spare(s);
+	reg_hash_free(h);
 	buf_release(&man);
 	if (out == &tmp || ret)
 		reg_push_out_release(out);

@@ -39,6 +39,22 @@ ok "-v works with credentials" grep -q 'PUT .*/manifests/v2 -> 201' verbose.out
 ok "-v never prints the password or the auth string" \
 	sh -c "! grep -F -e '$PASS' -e '$AUTH' -i -e authorization verbose.out"
 
+# a file that goes up while it is hashed (16 MiB or more, digest not
+# cached): the HEAD that asks for the blob meanwhile, on a connection of
+# its own, has the credentials and the CA too.  The proxy passes TLS
+# through, slowly, so that the answer comes while the file streams up.
+head -c 17000000 /dev/urandom >p.bin
+proxy_start --trickle-request 20000000
+mkdir -p dcp
+printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$PROXY" "$AUTH" >dcp/config.json
+env DOCKER_CONFIG="$TESTDIR/dcp" CTXPACK_OVERLAP_MIN=1048576 CTXPACK_TEST_HASH_DELAY_MS=300 \
+	$EXEC_PREFIX "$CTXPACK" push -v --ca-file "$CA" p.bin "$PROXY/sec/a:v3" >probe.out 2>&1
+like "$(cat probe.out)" "HEAD .*/blobs/sha256:[0-9a-f]+ -> 404 \\(while streaming\\)" \
+	"the HEAD made while streaming authenticates over TLS"
+ok "(and the push worked)" grep -q 'PUT .*/manifests/v3 -> 201' probe.out
+ok "(no secret in -v)" sh -c "! grep -F -e '$PASS' -e '$AUTH' -i -e authorization probe.out"
+proxy_stop
+
 DOCKER_CONFIG=$TESTDIR/bad
 exits 1 "wrong password fails" ctxpack pull --ca-file "$CA" -o x "$REG/sec/a:v1"
 like "$(cat "$TESTDIR/.out")" "pull $REG/sec/a:v1: .*credentials for $REG were refused .*401" \

@@ -65,6 +65,93 @@ proxy_stop
 exits 1 "and the tag was never created" ctxpack pull -o x "$REG/f/e:big"
 ok "no output file" test ! -e x
 
+# --- uploads that start while the file is hashed ---
+# A file of unknown digest streams into an upload session (one PATCH)
+# while it is hashed; a HEAD on a second connection (the probe) asks for
+# the blob as soon as the hash is done, and the stream stops if it is
+# there.  The hash is made slow and the stream trickled, so that the probe
+# always answers mid-stream; big.bin is touched first, so that its digest
+# is not in the digest cache.
+while_hashing() {
+	touch big.bin
+	env CTXPACK_OVERLAP_MIN=1048576 CTXPACK_TEST_HASH_DELAY_MS=${delay:-300} \
+		${mono_max:+CTXPACK_MONOLITHIC_MAX=$mono_max} $EXEC_PREFIX "$CTXPACK" "$@"
+}
+proxy_start --match PATCH --trickle-request 10000000
+ok "push while hashing" while_hashing push -v big.bin "$PROXY/f/h:big"
+out=$(cat "$TESTDIR/.out")
+like "$out" "HEAD .*/blobs/sha256:[0-9a-f]+ -> 404 \\(while streaming\\)" \
+	"the probe asked for the blob while the bytes went up"
+like "$out" "20971520 bytes streamed" "the stream went on to the end"
+like "$out" "PUT .*_state=.*digest=sha256.* -> 201" "then the closing PUT"
+like "$out" "\\(20\\.0 MiB uploaded\\)" "no byte sent twice"
+ctxpack pull -q -o h.out "$REG/f/h:big"
+same_files h.out big.bin "bytes equal"
+ok "re-push of a blob the registry has, digest not cached" \
+	while_hashing push -v big.bin "$PROXY/f/h:again"
+out=$(cat "$TESTDIR/.out")
+like "$out" "HEAD .*/blobs/sha256:[0-9a-f]+ -> 200 \\(while streaming\\)" "the probe found it"
+like "$out" "blob sha256:[0-9a-f]+ exists, skipped" "the stream stopped, the blob skipped"
+like "$out" "blob already there; .* sent while it was hashed" "and says what went up meanwhile"
+ok "the session opened ahead is cancelled" grep -q "DELETE /v2/f/h/blobs/uploads/" "$PROXY_LOG"
+ctxpack pull -q -o h.out2 "$REG/f/h:again"
+same_files h.out2 big.bin "the pushed artifact is right"
+mono_max=10000000
+ok "above the monolithic limit" while_hashing push -v big.bin "$PROXY/f/k:big"
+mono_max=
+out=$(cat "$TESTDIR/.out")
+like "$out" "[0-9]+ bytes streamed" "the stream ends with the hash"
+like "$(printf '%s\n' "$out" | grep -c 'PATCH .* -> 202')" "^[3-9]$" "and the rest goes in chunks"
+ctxpack pull -q -o k.out "$REG/f/k:big"
+same_files k.out big.bin "bytes equal"
+proxy_stop
+
+delay=2000
+ok "a hash slower than the whole upload" while_hashing push -v big.bin "$REG/f/l:big"
+delay=
+like "$(cat "$TESTDIR/.out")" "20971520 bytes streamed" "streamed it all"
+ctxpack pull -q -o l.out "$REG/f/l:big"
+same_files l.out big.bin "bytes equal"
+
+proxy_start --match PATCH --trickle-request 5000000 --cut-request-after 1000000 --cuts 2
+ok "a stream cut while hashing" while_hashing push -v big.bin "$PROXY/f/i:big"
+like "$(cat "$TESTDIR/.out")" "streaming while hashing failed .*; uploading after the hash" \
+	"is given up, and the blob uploaded after the hash"
+ok "(the cut happened)" grep -q cut-request "$PROXY_LOG"
+ctxpack pull -q -o i.out "$REG/f/i:big"
+same_files i.out big.bin "bytes equal"
+proxy_stop
+
+# the closing PUT after the whole stream fails: the upload resumes there
+ctxpack push -q small.bin "$REG/f/j:first" >/dev/null # the config blob, not through the proxy
+proxy_start --match 'PUT /v2/f/j/blobs/uploads' --fail-first 2
+delay=1000
+ok "a failing closing PUT after the whole stream" while_hashing push -v big.bin "$PROXY/f/j:big"
+delay=
+like "$(cat "$TESTDIR/.out")" "upload resumes at byte 20971520" "asks where the upload stands"
+ctxpack pull -q -o j.out "$REG/f/j:big"
+same_files j.out big.bin "bytes equal"
+proxy_stop
+
+# a probe that only sees a redirect stops the stream; the HEAD that
+# follows it finds nothing, and the rest goes up in the closing PUT with
+# Content-Range.  One proxy redirects blob HEADs to the registry, behind
+# it one trickles the stream.
+proxy_start --match 'HEAD /v2/f/m/blobs/sha256' --redirect-to "http://$REG"
+redir_pid=$PROXY_PID reg0=$REG REG=$PROXY
+proxy_start --match PATCH --trickle-request 10000000
+REG=$reg0
+ok "a redirected probe" while_hashing push -v big.bin "$PROXY/f/m:big"
+out=$(cat "$TESTDIR/.out")
+like "$out" "HEAD .*/blobs/sha256:[0-9a-f]+ -> 307 \\(while streaming\\)" "(the probe saw a redirect)"
+ok "the rest went up in the closing PUT" awk '$3 == "PUT" && $4 ~ /f\/m\/blobs\/uploads\// &&
+	$5 > 1000 { n++ } END { exit n != 1 }' "$PROXY_LOG"
+like "$out" "\\(20\\.0 MiB uploaded\\)" "no byte sent twice"
+ctxpack pull -q -o m.out "$REG/f/m:big"
+same_files m.out big.bin "bytes equal"
+proxy_stop
+_kill_pid "$redir_pid"
+
 # --- downloads ---
 proxy_start --match 'GET /v2/f/a/blobs' --cut-response-after 5000000
 ok "pull survives a connection cut mid-download" ctxpack pull -v -o cut.out "$PROXY/f/a:big"

@@ -36,6 +36,19 @@ like "$(grep -c 'GET ci scopes=repository:tok/a:pull,push' "$TOKEN_LOG")" '^[1-9
 	"the token server granted push to the user"
 ok "-v shows neither the password nor a token" \
 	sh -c "! grep -qF -e '$PASS' -e 'eyJ' -i -e authorization push.out"
+# a file big enough to go up while it is hashed, the upload slowed by a
+# proxy: the HEAD that asks for the blob meanwhile carries the token
+head -c 17000000 /dev/urandom >p.bin
+proxy_start --match PATCH --trickle-request 20000000
+mkdir -p credsp
+printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$PROXY" "$(printf 'ci:%s' "$PASS" | base64 -w0)" \
+	>credsp/config.json
+env DOCKER_CONFIG="$TESTDIR/credsp" CTXPACK_OVERLAP_MIN=1048576 CTXPACK_TEST_HASH_DELAY_MS=300 \
+	$EXEC_PREFIX "$CTXPACK" push -v p.bin "$PROXY/tok/a:v2" >probe.out 2>&1
+like "$(cat probe.out)" "HEAD .*/blobs/sha256:[0-9a-f]+ -> 404 \\(while streaming\\)" \
+	"the HEAD made while a file streams up carries the token"
+ok "-v shows no token there either" sh -c "! grep -qF -e 'eyJ' -i -e authorization probe.out"
+proxy_stop
 
 ok "anonymous pull with an anonymous token" ctxpack pull -q -o a.out "$REG/tok/a:v1"
 same_files a.out f.bin "bytes equal"

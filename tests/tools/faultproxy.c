@@ -20,6 +20,8 @@
  *                            (until the client gives up)
  *   --delay-ms MS            wait MS before each response
  *   --trickle BPS            send response bodies at about BPS bytes/second
+ *   --trickle-request BPS    forward request bodies at about BPS bytes/second
+ *                            (for TLS, passed through: all the client sends)
  *   --redirect-to URL        answer 307 with Location: URL + the request path
  *                            (a stand-in for a registry handing blobs to a CDN)
  * and, for every request:
@@ -57,7 +59,7 @@ struct conf {
 	long long cut_req, cut_resp, stall_resp;
 	long cuts;
 	long delay_ms;
-	long trickle;
+	long trickle, trickle_req;
 	const char *redirect_to;
 	const char *set_auth;
 	int logfd;
@@ -262,7 +264,7 @@ static int fwd_bytes(struct fwd *f, int dst, const char *p, size_t n)
 		p += k;
 		n -= k;
 		if (f->trickle > 0 && k)
-			msleep(100);
+			msleep((long)(k * 1000 / (unsigned long)f->trickle) + 1);
 		if (n && f->cut_after >= 0 && f->count >= (unsigned long long)f->cut_after) {
 			f->cut = 1;
 			return -1;
@@ -372,7 +374,9 @@ static void set_auth_header(struct head *h, const char *value)
 	h->len = (size_t)(o - out);
 }
 
-static void pass_through(int a, int b, const char *pre, size_t npre)
+/* Relay a and b both ways; what a sends goes at about trickle bytes/second
+ * when trickle > 0. */
+static void pass_through(int a, int b, const char *pre, size_t npre, long trickle)
 {
 	struct pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
 	char buf[65536];
@@ -393,6 +397,8 @@ static void pass_through(int a, int b, const char *pre, size_t npre)
 
 				if (n <= 0 || send_all(p[1 - i].fd, buf, (size_t)n))
 					return;
+				if (i == 0 && trickle > 0)
+					msleep((long)((unsigned long)n * 1000 / (unsigned long)trickle) + 1);
 			}
 		}
 	}
@@ -421,7 +427,7 @@ static void *serve(void *arg)
 	if (!rd_fill(cr))
 		goto out;
 	if (!(cr->buf[0] >= 'A' && cr->buf[0] <= 'Z')) {
-		pass_through(c->cfd, ufd, cr->buf, cr->len);
+		pass_through(c->cfd, ufd, cr->buf, cr->len, cf->trickle_req);
 		goto out;
 	}
 	for (;;) {
@@ -539,6 +545,7 @@ static void *serve(void *arg)
 		memset(&f, 0, sizeof(f));
 		f.cut_after = cut_req ? cf->cut_req : -1;
 		f.stall_after = -1;
+		f.trickle = match ? cf->trickle_req : 0;
 		if (fwd_body(cr, ufd, &rq, &f)) {
 			logf_(cf, "req %ld %s %s %llu 0 cut-request\n", seq, rq.method, rq.path,
 			      (unsigned long long)f.count);
@@ -606,6 +613,7 @@ static void usage(void)
 			"  [--unauth-first K --challenge VALUE]\n"
 			"  [--cut-request-after N] [--cut-response-after N] [--cuts K]\n"
 			"  [--stall-response-after N] [--delay-ms MS] [--trickle BPS]\n"
+			"  [--trickle-request BPS]\n"
 			"  [--redirect-to URL] [--set-auth VALUE]\n");
 	exit(2);
 }
@@ -658,6 +666,8 @@ int main(int argc, char **argv)
 			cf.delay_ms = atol(v);
 		else if (!strcmp(o, "--trickle"))
 			cf.trickle = atol(v);
+		else if (!strcmp(o, "--trickle-request"))
+			cf.trickle_req = atol(v);
 		else if (!strcmp(o, "--redirect-to"))
 			cf.redirect_to = v;
 		else if (!strcmp(o, "--set-auth"))

@@ -1067,6 +1067,67 @@ static void test_remote_no_delete(void **state)
 	free(f);
 }
 
+/*
+ * A blob of unknown digest big enough to stream up while it is hashed (the
+ * hash made slow, so that it surely is): the digest comes out right, every
+ * byte is sent once, the blob comes back whole; pushed again (digest not
+ * cached: the file is too fresh), it ends skipped or sent whole, and right
+ * either way.
+ */
+static void test_remote_stream(void **state)
+{
+	struct regenv *re = *state;
+	struct reg_store *s = NULL;
+	struct reg_opts o;
+	struct reg_blob_info bi;
+	struct reg_stats st;
+	struct err e = ERR_INIT;
+	char *spec, *f, *out, *xdg, dg[REG_DIGEST_SIZE], dg2[REG_DIGEST_SIZE];
+	const size_t n = 20u << 20;
+	char *data = xmalloc(n);
+	uint64_t size;
+	size_t i;
+
+	if (!re->pid)
+		skip();
+	for (i = 0; i < n; i++)
+		data[i] = (char)(i * 7 + i / 4093);
+	f = xasprintf("%s/stream.bin", re->dir);
+	out = xasprintf("%s/stream.out", re->dir);
+	xdg = xasprintf("%s/xdg", re->dir);
+	setenv("XDG_CACHE_HOME", xdg, 1);
+	setenv("CTXPACK_TEST_HASH_DELAY_MS", "200", 1);
+	write_file(f, data, n, 0644);
+	assert_int_equal(sha256_file(f, dg, &size, &e), 0);
+	reg_opts_init(&o);
+	o.overlap_min = 1u << 20;
+	spec = xasprintf("%s/unit/stream", re->host);
+	assert_int_equal(reg_store_open(&s, spec, &o, &e), 0);
+	if (reg_blob_push_file(s, f, NULL, NULL, &bi, &e))
+		fail_msg("push: %s", e.msg);
+	assert_string_equal(bi.digest, dg);
+	assert_int_equal(bi.size, n);
+	assert_false(bi.skipped);
+	assert_int_equal(bi.sent, n);
+	reg_store_stats(s, &st);
+	assert_int_equal(st.blob_bytes_sent, n);
+	assert_int_equal(reg_blob_fetch_file(s, dg, (int64_t)n, out, &e), 0);
+	assert_int_equal(sha256_file(out, dg2, &size, &e), 0);
+	assert_string_equal(dg2, dg);
+	if (reg_blob_push_file(s, f, NULL, NULL, &bi, &e))
+		fail_msg("push again: %s", e.msg);
+	assert_string_equal(bi.digest, dg);
+	assert_true(bi.skipped || bi.sent == n);
+	reg_store_free(s);
+	unsetenv("XDG_CACHE_HOME");
+	unsetenv("CTXPACK_TEST_HASH_DELAY_MS");
+	free(spec);
+	free(xdg);
+	free(out);
+	free(f);
+	free(data);
+}
+
 static const int deletes_on = 1, deletes_off = 0;
 
 int main(void)
@@ -1091,6 +1152,8 @@ int main(void)
 							 (void *)&deletes_on),
 		cmocka_unit_test_prestate_setup_teardown(test_remote_no_delete, reg_setup,
 							 reg_teardown, (void *)&deletes_off),
+		cmocka_unit_test_prestate_setup_teardown(test_remote_stream, reg_setup,
+							 reg_teardown, (void *)&deletes_on),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
