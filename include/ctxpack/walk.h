@@ -40,12 +40,12 @@ struct walk_entry {
 	uint8_t depth;      /* number of '/' in path (0 for top-level), capped at 255 */
 	int32_t deciding;   /* deciding pattern index, or -1 */
 	uint32_t mode;      /* st_mode as found */
+	uint32_t nlink;
 	uint64_t size;      /* st_size (regular files and symlinks) */
 	int64_t mtime_ns;
 	int64_t ctime_ns;
 	uint64_t dev;
 	uint64_t ino;
-	uint32_t nlink;
 	uint64_t rdev;      /* device number (WALK_CHR, WALK_BLK) */
 	unsigned char hash[16]; /* xxh3-128 of the content or link target (index) */
 };

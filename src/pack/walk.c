@@ -64,6 +64,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -887,6 +888,10 @@ static int walk_tree(const struct walk_opts *o, struct walk_result *r, int fd,
 	buf_release(&c.err_pos);
 	pthread_cond_destroy(&c.cv);
 	pthread_mutex_destroy(&c.mu);
+	/* the threads' vectors were freed into their malloc arenas, which
+	 * keep the pages: hand them back before the packer needs its own */
+	if (c.nthreads > 1)
+		malloc_trim(0);
 	return ret;
 }
 

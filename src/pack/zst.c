@@ -28,7 +28,11 @@
 #include <archive_entry.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <zstd.h>
+
+/* bytes of the gathered input kept resident between frames */
+#define ZIN_KEEP ((size_t)1 << 20)
 
 static int zerr(struct err *e, const char *what, size_t r)
 {
@@ -142,6 +146,15 @@ static int z_end(struct pack_worker *w, struct err *e)
 	if (ZSTD_isError(r))
 		return zerr(e, "compressing", r);
 	buf_setlen(w->out, w->out->len + r);
+	/* keep the pages of a small frame's input, give back those of a big
+	 * one: resident memory follows the frames in flight */
+	if (w->zin.len > ZIN_KEEP) {
+		uintptr_t a = ((uintptr_t)w->zin.data + ZIN_KEEP + 4095) & ~(uintptr_t)4095;
+		uintptr_t b = ((uintptr_t)w->zin.data + w->zin.len) & ~(uintptr_t)4095;
+
+		if (b > a)
+			madvise((void *)a, b - a, MADV_DONTNEED);
+	}
 	return 0;
 }
 
