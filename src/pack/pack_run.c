@@ -37,10 +37,10 @@
 #define PACK_SLOT_SIZE (2 * (size_t)PACK_FRAME_MAX + (1u << 20))
 #define PACK_SLOT_KEEP ((size_t)1 << 20)
 /* Slots beyond one per worker: how far the fastest worker may run ahead
- * of the oldest frame not yet written.  One is enough for the writer to
- * keep up on 2 CPUs; each costs a compressed frame of memory. */
+ * of the oldest frame not yet written; each costs up to a compressed
+ * frame of memory. */
 #ifndef PACK_EXTRA_SLOTS
-#define PACK_EXTRA_SLOTS 1
+#define PACK_EXTRA_SLOTS 2
 #endif
 
 struct slot {

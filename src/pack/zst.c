@@ -33,6 +33,9 @@
 
 /* bytes of the gathered input kept resident between frames */
 #define ZIN_KEEP ((size_t)1 << 20)
+/* a frame's tar bytes: at most PACK_FRAME_MAX plus one entry's headers
+ * and (small files being whole) up to PACK_SMALL_FILE more */
+#define ZIN_SIZE (2 * (size_t)PACK_FRAME_MAX + ((size_t)1 << 20))
 
 static int zerr(struct err *e, const char *what, size_t r)
 {
@@ -56,6 +59,21 @@ int pack_codec_init(struct pack_worker *w, struct err *e)
 	    ZSTD_isError(r = ZSTD_CCtx_setParameter(c, ZSTD_c_dictIDFlag, 0)) ||
 	    ZSTD_isError(r = ZSTD_CCtx_setParameter(c, ZSTD_c_nbWorkers, 0)))
 		return zerr(e, "setting parameters", r);
+	/* the gathering buffer is mapped once at its largest and never
+	 * reallocated: pages are touched as frames need them (and given back
+	 * after a big one), and malloc's arenas never hold a stale copy */
+	{
+		void *m = mmap(NULL, ZIN_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED)
+			return err_errno(e, "cannot map %zu bytes", (size_t)ZIN_SIZE);
+		w->zin.data = m;
+		w->zin.len = 0;
+		w->zin.cap = ZIN_SIZE;
+		w->zin.max = ZIN_SIZE - 1; /* growing past it fails, never reallocs */
+		w->zin.data[0] = '\0';
+	}
 	return 0;
 }
 
@@ -63,6 +81,10 @@ void pack_codec_release(struct pack_worker *w)
 {
 	ZSTD_freeCCtx(w->zcctx);
 	w->zcctx = NULL;
+	if (w->zin.cap == ZIN_SIZE) {
+		munmap(w->zin.data, ZIN_SIZE);
+		buf_init(&w->zin, 0);
+	}
 	buf_release(&w->zin);
 	pack_codec_abort(w);
 }
