@@ -330,6 +330,74 @@ static int64_t mtime_ns(const struct stat *st)
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
 }
 
+/*
+ * A small file for a zstd frame, whose tar bytes are gathered in w->zin
+ * anyway: the header goes in first, then the data is read straight in
+ * behind it (no copy through the read buffer), asking for one byte more
+ * than the size.  libarchive is then given the same bytes with its output
+ * discarded, so that it knows the entry's data was written and pads it.
+ * On a count that differs, header and data are taken back and the file is
+ * read once more.
+ */
+static int small_file_gathered(struct pack_worker *w, int rootfd,
+			       const struct walk_entry *we, size_t i)
+{
+	const char *why = NULL;
+	int attempt;
+
+	for (attempt = 0; attempt < 2; attempt++) {
+		size_t mark = w->zin.len, size = (size_t)we->size;
+		uint64_t tmark = w->tar_bytes;
+		struct stat st1;
+		ssize_t n;
+		char *dst;
+		int fd = open_file(w, rootfd, we, &st1), r;
+
+		if (fd < 0)
+			return fd;
+		if ((uint64_t)st1.st_size != we->size) {
+			close(fd);
+			why = "its size differs from when it was listed";
+			continue;
+		}
+		if (write_header(w, we) || buf_grow(&w->zin, size + 1)) {
+			close(fd);
+			return err_isset(w->e) ? w->e->code :
+			       err_set(w->e, ERR_NOMEM, "out of memory for a zstd frame");
+		}
+		dst = w->zin.data + w->zin.len;
+		do
+			n = read(fd, dst, size + 1);
+		while (n < 0 && errno == EINTR);
+		if (n >= 0 && (size_t)n < size) {
+			ssize_t m = read_full(fd, dst + n, size + 1 - (size_t)n);
+
+			n = m < 0 ? m : n + m;
+		}
+		close(fd);
+		if (n < 0)
+			return err_errno(w->e, "cannot read %.*s", (int)we->path_len, we->path);
+		if ((size_t)n != size) {
+			tar_drop(w);
+			buf_setlen(&w->zin, mark);
+			w->tar_bytes = tmark;
+			why = "it was modified during the read";
+			continue;
+		}
+		if (w->cache && w->cache->content && !we->hashed)
+			w->cache->content(w->cache->ctx, i, dst, size);
+		w->discard = 1;
+		r = write_data(w, 1, dst, size, we->path);
+		w->discard = 0;
+		if (r)
+			return r;
+		buf_setlen(&w->zin, w->zin.len + size);
+		w->tar_bytes += size;
+		return 0;
+	}
+	return changed(w, we, why);
+}
+
 /* A small file: read it whole, then write header and data. */
 static int small_file(struct pack_worker *w, int rootfd, const struct walk_entry *we,
 		      size_t i)
@@ -477,7 +545,8 @@ static int entry_part(struct pack_worker *w, int rootfd, const struct walk_entry
 	if (we->type != WALK_REG)
 		return write_header(w, we);
 	if (off == 0 && end == we->size && we->size <= PACK_SMALL_FILE)
-		return small_file(w, rootfd, we, i);
+		return w->compress == PACK_ZSTD ? small_file_gathered(w, rootfd, we, i) :
+		       small_file(w, rootfd, we, i);
 	return large_file(w, rootfd, we, off, end);
 }
 
