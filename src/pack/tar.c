@@ -331,6 +331,25 @@ static int64_t mtime_ns(const struct stat *st)
 }
 
 /*
+ * Read a whole small file of the given size into dst (size + 1 bytes of
+ * room), asking for one byte more than the size: a file that grew or
+ * shrank during the read shows in the count, in one read(2) for the usual
+ * whole read (its returning less than asked means end of file).
+ */
+static ssize_t read_counted(int fd, char *dst, size_t size)
+{
+	ssize_t n, m;
+
+	do
+		n = read(fd, dst, size + 1);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 || (size_t)n >= size)
+		return n;
+	m = read_full(fd, dst + n, size + 1 - (size_t)n);
+	return m < 0 ? m : n + m;
+}
+
+/*
  * A small file for a zstd frame, whose tar bytes are gathered in w->zin
  * anyway: the header goes in first, then the data is read straight in
  * behind it (no copy through the read buffer), asking for one byte more
@@ -366,14 +385,7 @@ static int small_file_gathered(struct pack_worker *w, int rootfd,
 			       err_set(w->e, ERR_NOMEM, "out of memory for a zstd frame");
 		}
 		dst = w->zin.data + w->zin.len;
-		do
-			n = read(fd, dst, size + 1);
-		while (n < 0 && errno == EINTR);
-		if (n >= 0 && (size_t)n < size) {
-			ssize_t m = read_full(fd, dst + n, size + 1 - (size_t)n);
-
-			n = m < 0 ? m : n + m;
-		}
+		n = read_counted(fd, dst, size);
 		close(fd);
 		if (n < 0)
 			return err_errno(w->e, "cannot read %.*s", (int)we->path_len, we->path);
@@ -417,18 +429,7 @@ static int small_file(struct pack_worker *w, int rootfd, const struct walk_entry
 			why = "its size differs from when it was listed";
 			continue;
 		}
-		/* ask for one byte more than the header states: a file that
-		 * grew or shrank during the read shows in the count, in one
-		 * read(2) for the usual whole read (its returning less than
-		 * asked means end of file) */
-		do
-			n = read(fd, w->rbuf, (size_t)we->size + 1);
-		while (n < 0 && errno == EINTR);
-		if (n >= 0 && (uint64_t)n < we->size) {
-			ssize_t m = read_full(fd, w->rbuf + n, (size_t)we->size + 1 - (size_t)n);
-
-			n = m < 0 ? m : n + m;
-		}
+		n = read_counted(fd, w->rbuf, (size_t)we->size);
 		if (n < 0) {
 			err_errno(w->e, "cannot read %.*s", (int)we->path_len, we->path);
 			close(fd);
