@@ -49,29 +49,7 @@ cleanup() {
 trap 'rc=$?; cleanup; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$W/config.yml" <<EOC
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $W/reg
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOC
-/usr/bin/docker-registry serve "$W/config.yml" >"$W/registry.log" 2>&1 &
-REGPID=$!
-i=0
-until curl -s -o /dev/null "http://127.0.0.1:$port/v2/"; do
-	i=$((i + 1)); [ $i -lt 100 ] || { cat "$W/registry.log" >&2; exit 1; }
-	sleep 0.1
-done
-REG=127.0.0.1:$port
+bench_registry_start "$W"
 
 cp bench/frontend/package.json bench/frontend/package-lock.json "$W/app/"
 export npm_config_cache=$W/npm-cache npm_config_audit=false npm_config_fund=false \

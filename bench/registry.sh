@@ -34,30 +34,7 @@ cleanup() {
 trap 'rc=$?; cleanup; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cat >"$W/config.yml" <<EOC
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $W/data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-  secret: bench
-EOC
-/usr/bin/docker-registry serve "$W/config.yml" >"$W/registry.log" 2>&1 &
-REGPID=$!
-REG=127.0.0.1:$port
-i=0
-until curl -s -o /dev/null "http://$REG/v2/"; do
-	i=$((i + 1)); [ $i -gt 100 ] && { echo "registry did not start" >&2; exit 1; }
-	sleep 0.1
-done
+bench_registry_start "$W"
 echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$W/policy.json"
 skop() { skopeo --policy "$W/policy.json" --tmpdir "$W" "$@"; }
 
