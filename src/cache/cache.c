@@ -151,6 +151,22 @@ static int read_entry(struct cache *c, const char *tag, struct cache_entry *en,
 	return ret;
 }
 
+/* read_entry for a tag from a listing: 1 when it is to be skipped (deleted
+ * since the listing, or not one of ours: warned), else read_entry's result. */
+static int read_listed(struct cache *c, const char *tag, struct cache_entry *en,
+		       struct err *e)
+{
+	int ret = read_entry(c, tag, en, e);
+
+	if (ret == ERR_NOTFOUND || ret == ERR_CORRUPT) {
+		if (ret == ERR_CORRUPT)
+			warnf(c, "%s; skipped", e->msg);
+		err_clear(e);
+		return 1;
+	}
+	return ret;
+}
+
 /* ---- save ---- */
 
 static int sink_fd(void *ctx, const void *p, size_t n, struct err *e)
@@ -432,12 +448,8 @@ int cache_lookup(struct cache *c, const char *key, const char *const *prefixes,
 			may = cache_tag_may_match(tags.v[i], prefixes[j], version);
 		if (!may)
 			continue;
-		ret = read_entry(c, tags.v[i], &cand[ncand], e);
-		if (ret == ERR_NOTFOUND || ret == ERR_CORRUPT) {
-			/* deleted since the listing, or not one of ours */
-			if (ret == ERR_CORRUPT)
-				warnf(c, "%s; skipped", e->msg);
-			err_clear(e);
+		ret = read_listed(c, tags.v[i], &cand[ncand], e);
+		if (ret == 1) {
 			ret = 0;
 			continue;
 		}
@@ -792,11 +804,8 @@ int cache_list(struct cache *c, struct cache_entry **out, size_t *nout, struct e
 	for (i = 0; i < tags.n; i++) {
 		if (!cache_tag_is_cache(tags.v[i]))
 			continue;
-		ret = read_entry(c, tags.v[i], &v[n], e);
-		if (ret == ERR_NOTFOUND || ret == ERR_CORRUPT) {
-			if (ret == ERR_CORRUPT)
-				warnf(c, "%s; skipped", e->msg);
-			err_clear(e);
+		ret = read_listed(c, tags.v[i], &v[n], e);
+		if (ret == 1) {
 			ret = 0;
 			continue;
 		}
