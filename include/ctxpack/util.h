@@ -92,6 +92,15 @@ int buf_vaddf(struct buf *b, const char *fmt, va_list ap);
 void buf_setlen(struct buf *b, size_t len);
 /* Hand the malloc'd string to the caller; the buffer is reset. */
 char *buf_detach(struct buf *b, size_t *len);
+/* A buffer of fixed capacity `size` mapped once (never reallocated; growing
+ * past it fails).  With `huge`, on transparent huge pages where the kernel
+ * has them, so that filling it faults once per 2 MiB rather than once per
+ * 4 KiB (at the price of resident memory in 2 MiB steps).  buf_trim gives
+ * the pages of its first `used` bytes back to the kernel, all but those
+ * holding the first `keep` bytes. */
+int buf_map(struct buf *b, size_t size, int huge);
+void buf_unmap(struct buf *b);
+void buf_trim(struct buf *b, size_t used, size_t keep);
 
 /* Read a whole file (at most max bytes, 0 = unlimited) into b. */
 int buf_read_file(struct buf *b, const char *path, size_t max, struct err *e);

@@ -35,7 +35,9 @@
  * follows the frames in flight, not the largest ones ever seen.
  */
 #define PACK_SLOT_SIZE (2 * (size_t)PACK_FRAME_MAX + (1u << 20))
+#ifndef PACK_SLOT_KEEP
 #define PACK_SLOT_KEEP ((size_t)1 << 20)
+#endif
 /* Slots beyond one per worker: how far the fastest worker may run ahead
  * of the oldest frame not yet written; each costs up to a compressed
  * frame of memory. */
@@ -195,20 +197,11 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 	wa = xcalloc(nw, sizeof(*wa));
 	tids = xcalloc(nw, sizeof(*tids));
 	for (k = 0; k < p.nslots; k++) {
-		struct buf *b = &p.slots[k].out;
-		void *m = mmap(NULL, PACK_SLOT_SIZE, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (m == MAP_FAILED) {
-			buf_init(b, 0);
+		if (buf_map(&p.slots[k].out, PACK_SLOT_SIZE, 0)) {
+			buf_init(&p.slots[k].out, 0);
 			ret = err_errno(e, "cannot map %zu bytes", (size_t)PACK_SLOT_SIZE);
 			goto out;
 		}
-		b->data = m;
-		b->len = 0;
-		b->cap = PACK_SLOT_SIZE;
-		b->max = PACK_SLOT_SIZE - 1; /* growing past it fails, never reallocs */
-		b->data[0] = '\0';
 	}
 	for (i = 0; i < nw; i++) {
 		wa[i].p = &p;
@@ -257,10 +250,7 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 		res->tar_bytes += s->tar_bytes;
 		/* a slot that once held an incompressible frame would keep
 		 * its pages: give back all but the first PACK_SLOT_KEEP */
-		if (s->out.len > PACK_SLOT_KEEP)
-			madvise(s->out.data + PACK_SLOT_KEEP,
-				(s->out.len - PACK_SLOT_KEEP + 4095) & ~(size_t)4095,
-				MADV_DONTNEED);
+		buf_trim(&s->out, s->out.len, PACK_SLOT_KEEP);
 
 		pthread_mutex_lock(&p.mu);
 		s->done = 0;
@@ -298,8 +288,7 @@ out:
 	for (i = 0; i < nw; i++)
 		pack_worker_free(wa[i].w);
 	for (k = 0; k < p.nslots; k++)
-		if (p.slots[k].out.cap == PACK_SLOT_SIZE)
-			munmap(p.slots[k].out.data, PACK_SLOT_SIZE);
+		buf_unmap(&p.slots[k].out);
 	free(p.slots);
 	free(wa);
 	free(tids);

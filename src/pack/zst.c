@@ -32,7 +32,9 @@
 #include <zstd.h>
 
 /* bytes of the gathered input kept resident between frames */
-#define ZIN_KEEP ((size_t)1 << 20)
+#ifndef ZIN_KEEP
+#define ZIN_KEEP ((size_t)2 << 20) /* one huge page */
+#endif
 /* a frame's tar bytes: at most PACK_FRAME_MAX plus one entry's headers
  * and (small files being whole) up to PACK_SMALL_FILE more */
 #define ZIN_SIZE (2 * (size_t)PACK_FRAME_MAX + ((size_t)1 << 20))
@@ -62,18 +64,8 @@ int pack_codec_init(struct pack_worker *w, struct err *e)
 	/* the gathering buffer is mapped once at its largest and never
 	 * reallocated: pages are touched as frames need them (and given back
 	 * after a big one), and malloc's arenas never hold a stale copy */
-	{
-		void *m = mmap(NULL, ZIN_SIZE, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-		if (m == MAP_FAILED)
-			return err_errno(e, "cannot map %zu bytes", (size_t)ZIN_SIZE);
-		w->zin.data = m;
-		w->zin.len = 0;
-		w->zin.cap = ZIN_SIZE;
-		w->zin.max = ZIN_SIZE - 1; /* growing past it fails, never reallocs */
-		w->zin.data[0] = '\0';
-	}
+	if (buf_map(&w->zin, ZIN_SIZE, 1))
+		return err_errno(e, "cannot map %zu bytes", (size_t)ZIN_SIZE);
 	return 0;
 }
 
@@ -81,11 +73,10 @@ void pack_codec_release(struct pack_worker *w)
 {
 	ZSTD_freeCCtx(w->zcctx);
 	w->zcctx = NULL;
-	if (w->zin.cap == ZIN_SIZE) {
-		munmap(w->zin.data, ZIN_SIZE);
-		buf_init(&w->zin, 0);
-	}
-	buf_release(&w->zin);
+	if (w->compress == PACK_ZSTD)
+		buf_unmap(&w->zin);
+	else
+		buf_release(&w->zin);
 	pack_codec_abort(w);
 }
 
@@ -170,13 +161,7 @@ static int z_end(struct pack_worker *w, struct err *e)
 	buf_setlen(w->out, w->out->len + r);
 	/* keep the pages of a small frame's input, give back those of a big
 	 * one: resident memory follows the frames in flight */
-	if (w->zin.len > ZIN_KEEP) {
-		uintptr_t a = ((uintptr_t)w->zin.data + ZIN_KEEP + 4095) & ~(uintptr_t)4095;
-		uintptr_t b = ((uintptr_t)w->zin.data + w->zin.len) & ~(uintptr_t)4095;
-
-		if (b > a)
-			madvise((void *)a, b - a, MADV_DONTNEED);
-	}
+	buf_trim(&w->zin, w->zin.len, ZIN_KEEP);
 	return 0;
 }
 

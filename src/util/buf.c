@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,6 +92,53 @@ void buf_release(struct buf *b)
 	b->data = buf_empty;
 	b->len = 0;
 	b->cap = 0;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+int buf_map(struct buf *b, size_t size, int huge)
+{
+	size_t len = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	char *m = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t a;
+
+	if (m == MAP_FAILED)
+		return -1;
+	/* aligned to a huge page, the slack on both sides unmapped */
+	a = ((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	if (a > (uintptr_t)m)
+		munmap(m, a - (uintptr_t)m);
+	if ((uintptr_t)m + HUGE_PAGE > a)
+		munmap((char *)a + len, (uintptr_t)m + HUGE_PAGE - a);
+#ifdef MADV_HUGEPAGE
+	if (huge)
+		madvise((void *)a, len, MADV_HUGEPAGE);
+#endif
+	b->data = (char *)a;
+	b->len = 0;
+	b->cap = len;
+	b->max = len - 1;
+	b->data[0] = '\0';
+	return 0;
+}
+
+void buf_unmap(struct buf *b)
+{
+	if (b->cap)
+		munmap(b->data, b->cap);
+	buf_init(b, 0);
+}
+
+void buf_trim(struct buf *b, size_t used, size_t keep)
+{
+	size_t from = (keep + 4095) & ~(size_t)4095;
+	size_t to = (used + 4095) & ~(size_t)4095;
+
+	if (to > b->cap)
+		to = b->cap;
+	if (to > from)
+		madvise(b->data + from, to - from, MADV_DONTNEED);
 }
 
 void buf_reset(struct buf *b)

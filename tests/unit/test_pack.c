@@ -732,6 +732,38 @@ static int failing_sink(void *ctx, const void *p, size_t n, struct err *e)
 	return 0;
 }
 
+/* The packer's fixed buffers: mapped once, never grown past their size,
+ * and trimmed back to their first bytes (the rest reads as zeros). */
+static void test_buf_map(void **state)
+{
+	size_t size = (5u << 20) + 123, i;
+	struct buf b;
+	int huge;
+
+	(void)state;
+	for (huge = 0; huge < 2; huge++) {
+		assert_int_equal(buf_map(&b, size, huge), 0);
+		assert_true(b.cap >= size);
+		assert_int_equal(b.len, 0);
+		assert_int_equal(b.data[0], 0);
+		if (huge)
+			assert_int_equal((uintptr_t)b.data & ((2u << 20) - 1), 0);
+		memset(b.data, 'x', size);
+		buf_setlen(&b, b.cap - 2);
+		assert_int_equal(buf_add(&b, "y", 1), 0);
+		assert_int_not_equal(buf_add(&b, "z", 1), 0); /* past its size: fails */
+		assert_int_equal(b.len, b.cap - 1);
+		buf_trim(&b, size, 1u << 20);
+		for (i = 0; i < (1u << 20); i += 512)
+			assert_int_equal(b.data[i], 'x');
+		for (i = 1u << 20; i < size; i += 512)
+			assert_int_equal(b.data[i], 0);
+		buf_unmap(&b);
+		assert_int_equal(b.cap, 0);
+		assert_int_equal(b.len, 0);
+	}
+}
+
 static void test_sink_failure(void **state)
 {
 	char *root = tmpdir_new();
@@ -771,6 +803,7 @@ int main(void)
 		cmocka_unit_test(test_opts_check),
 		cmocka_unit_test(test_changed_file),
 		cmocka_unit_test(test_sink_failure),
+		cmocka_unit_test(test_buf_map),
 	};
 
 	if (!setlocale(LC_CTYPE, "C.UTF-8"))
