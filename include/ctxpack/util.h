@@ -1,6 +1,6 @@
 /*
  * util: the error record, the growable buffer, small helpers and the sha256
- * digest.  Depends on libc only (and libcrypto, in digest.c alone).
+ * digest.  Depends on libc only.
  */
 #ifndef CTXPACK_UTIL_H
 #define CTXPACK_UTIL_H
@@ -158,13 +158,31 @@ char *path_resolve_future(const char *path);
 char *cache_home(void);
 
 /*
- * sha256, streamed (digest.c, the only user of libcrypto).
+ * sha256, streamed (sha256.c), on the stack or from sha256_new.
+ *
+ * Its state can be saved at a point of the stream and resumed there: a
+ * saved state ("mid", SHA256_MID bytes) holds the hash after the whole
+ * 64-byte blocks before the point; resuming at point len (a multiple of 64
+ * or not) takes that state, and the caller feeds the len % 64 bytes before
+ * the point again, then the rest.
  */
-struct sha256;
-struct sha256 *sha256_new(void);
+#define SHA256_MID 40
+struct sha256 {
+	uint32_t h[8];
+	uint64_t len;
+	unsigned char buf[64];
+	size_t n;
+	int ni;               /* use the x86 SHA extensions */
+};
+/* portable: never the SHA extensions (for the tests). */
+void sha256_init(struct sha256 *s, int portable);
 void sha256_update(struct sha256 *s, const void *p, size_t n);
 /* Writes 32 bytes; the object can be reused after sha256_reset. */
 void sha256_final(struct sha256 *s, unsigned char out[32]);
+void sha256_save(const struct sha256 *s, unsigned char mid[SHA256_MID]);
+/* -1 when mid is not a state saved at point len. */
+int sha256_resume(struct sha256 *s, const unsigned char mid[SHA256_MID], uint64_t len);
+struct sha256 *sha256_new(void);
 void sha256_reset(struct sha256 *s);
 void sha256_free(struct sha256 *s);
 /* "sha256:<64 hex>" of a buffer; out must hold 72 bytes. */

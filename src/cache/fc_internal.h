@@ -26,7 +26,7 @@ struct fc {
 /* Add a warning (thread-safe; only the first few are kept). */
 void fc_warn(struct fc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define FC_SHA_MID 40
+#define FC_SHA_MID SHA256_MID /* a saved sha256 state (util.h) */
 
 /* What a frame file looked like when its bytes were last checked: while
  * these still match (with the size), the file was not written since.  The
@@ -88,28 +88,6 @@ int fc_frame_store(struct fc *c, const unsigned char key[FC_KEY_LEN], const void
 int fc_payload_ok(const void *p, size_t n, const unsigned char sum[16]);
 /* Remove a damaged frame file. */
 void fc_frame_drop(struct fc *c, const unsigned char key[FC_KEY_LEN]);
-
-/*
- * SHA-256 with a state that can be saved at a point of the stream and
- * resumed there (fc_sha256.c).  A saved state ("mid", FC_SHA_MID bytes)
- * holds the hash after the whole 64-byte blocks before the point; resuming
- * at point len (a multiple of 64 or not) takes that state, and the caller
- * feeds the len % 64 bytes before the point again, then the rest.
- */
-struct fc_sha {
-	uint32_t h[8];
-	uint64_t len;
-	unsigned char buf[64];
-	size_t n;
-	int ni;               /* use the SHA extensions */
-};
-/* portable: never the SHA extensions (for the tests). */
-void fc_sha_init(struct fc_sha *s, int portable);
-void fc_sha_update(struct fc_sha *s, const void *p, size_t n);
-void fc_sha_final(struct fc_sha *s, unsigned char out[32]);
-void fc_sha_save(const struct fc_sha *s, unsigned char mid[FC_SHA_MID]);
-/* -1 when mid is not a state saved at point len. */
-int fc_sha_resume(struct fc_sha *s, const unsigned char mid[FC_SHA_MID], uint64_t len);
 
 /* Little-endian helpers. */
 static inline void fc_put32(unsigned char *p, uint32_t v)

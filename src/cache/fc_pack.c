@@ -12,7 +12,7 @@
  * stored; the manifest is written only when all of them are, so a served
  * manifest never names a frame that was never stored.
  *
- * The sha256 of the archive is computed here (fc_sha), not by pack_write,
+ * The sha256 of the archive is computed here (util's sha256, whose state can be saved), not by pack_write,
  * so that the hash state at every frame boundary can be kept in the
  * manifest: after an edit in frame j, the frames before j are the same
  * bytes at the same offsets as in the context's last archive, so they are
@@ -794,7 +794,7 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 	ssize_t *src = NULL;          /* frame k's index in p, or -1 */
 	struct buf *enc = NULL, b;
 	struct writer wr;
-	struct fc_sha sha;
+	struct sha256 sha;
 	struct pack_worker *w = NULL;
 	uint64_t off = 0, oj = 0;
 	unsigned char md[32], last64[64];
@@ -913,17 +913,17 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 		if (k == j) {
 			/* resume p's hash at frame j: its state after the whole
 			 * blocks before oj, then the oj % 64 bytes after them */
-			fc_sha_init(&sha, 0);
-			if (j && fc_sha_resume(&sha, p->mids[j], oj)) {
+			sha256_init(&sha, 0);
+			if (j && sha256_resume(&sha, p->mids[j], oj)) {
 				ret = err_set(e, ERR_CORRUPT, "pack cache: a bad hash state");
 				break;
 			}
 			if (j)
-				fc_sha_update(&sha, last64 + 64 - oj % 64, (size_t)(oj % 64));
+				sha256_update(&sha, last64 + 64 - oj % 64, (size_t)(oj % 64));
 		}
 		if (hashed) {
-			fc_sha_save(&sha, r->mids[k]);
-			fc_sha_update(&sha, data->data, data->len);
+			sha256_save(&sha, r->mids[k]);
+			sha256_update(&sha, data->data, data->len);
 			r->st->bytes_hashed += data->len;
 		} else {
 			memcpy(r->mids[k], p->mids[k], FC_SHA_MID);
@@ -949,7 +949,7 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 	if (j == n) {
 		memcpy(res->digest, p->digest, sizeof(res->digest));
 	} else {
-		fc_sha_final(&sha, md);
+		sha256_final(&sha, md);
 		memcpy(res->digest, "sha256:", 7);
 		hex_encode(res->digest + 7, md, 32);
 	}
@@ -976,7 +976,7 @@ struct hash_sink {
 	pack_sink_fn fn;
 	void *ctx;
 	uint64_t skip;
-	struct fc_sha sha;
+	struct sha256 sha;
 	struct run *r;
 	size_t k;          /* frames seen */
 };
@@ -986,9 +986,9 @@ static int hash_write(void *ctx, const void *p, size_t n, struct err *e)
 	struct hash_sink *s = ctx;
 
 	if (s->k < s->r->nplan)
-		fc_sha_save(&s->sha, s->r->mids[s->k]);
+		sha256_save(&s->sha, s->r->mids[s->k]);
 	s->k++;
-	fc_sha_update(&s->sha, p, n);
+	sha256_update(&s->sha, p, n);
 	s->r->st->bytes_hashed += n;
 	if (s->skip >= n) {
 		s->skip -= n;
@@ -1209,11 +1209,11 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	hs.ctx = sink_ctx;
 	hs.skip = skip;
 	hs.r = &r;
-	fc_sha_init(&hs.sha, 0);
+	sha256_init(&hs.sha, 0);
 	st->path = FC_PATH_FRAMES;
 	ret = pack_write(l, o, &hooks, hash_write, &hs, res, e);
 	if (!ret) {
-		fc_sha_final(&hs.sha, md);
+		sha256_final(&hs.sha, md);
 		memcpy(res->digest, "sha256:", 7);
 		hex_encode(res->digest + 7, md, 32);
 		/* a sink call per frame, so mids[k] is frame k's state */

@@ -1,51 +1,11 @@
-/* sha256 over OpenSSL's EVP interface; the only user of libcrypto. */
+/* sha256 digests of buffers and files, as "sha256:<hex>" (sha256.c). */
 #include "ctxpack/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-struct sha256 {
-	EVP_MD_CTX *ctx;
-};
-
-struct sha256 *sha256_new(void)
-{
-	struct sha256 *s = xmalloc(sizeof(*s));
-
-	s->ctx = EVP_MD_CTX_new();
-	if (!s->ctx || !EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL))
-		abort();
-	return s;
-}
-
-void sha256_update(struct sha256 *s, const void *p, size_t n)
-{
-	EVP_DigestUpdate(s->ctx, p, n);
-}
-
-void sha256_final(struct sha256 *s, unsigned char out[32])
-{
-	unsigned int len = 32;
-
-	EVP_DigestFinal_ex(s->ctx, out, &len);
-}
-
-void sha256_reset(struct sha256 *s)
-{
-	EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL);
-}
-
-void sha256_free(struct sha256 *s)
-{
-	if (!s)
-		return;
-	EVP_MD_CTX_free(s->ctx);
-	free(s);
-}
 
 static void to_str(const unsigned char md[32], char out[72])
 {

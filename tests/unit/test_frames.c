@@ -346,52 +346,90 @@ static void test_parse_size(void **state)
 	assert_int_equal(fc_parse_size("17179869184T", &v), -1);
 }
 
-/* fc_sha against util's sha256, portable and with the SHA extensions, fed
- * in pieces, and saved and resumed at every kind of point. */
+static void sha_hex(struct sha256 *s, char out[65])
+{
+	unsigned char md[32];
+
+	sha256_final(s, md);
+	hex_encode(out, md, 32);
+}
+
+/* util's sha256, portable and with the SHA extensions: the FIPS 180-2
+ * examples; then the two against each other, fed in pieces, and saved and
+ * resumed at every kind of point. */
 static void test_sha(void **state)
 {
+	static const char *const msg[] = {
+		"", "abc", "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"};
+	static const char *const md[] = {
+		"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+		"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+		"248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+		"cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"};
 	size_t lens[] = {0, 1, 55, 56, 63, 64, 65, 119, 120, 127, 128, 1000, 4096, 100003};
-	unsigned char *p = xmalloc(100003), want[32], got[32];
+	unsigned char *p = xmalloc(1000000), want[32], got[32];
 	struct sha256 *ref = sha256_new();
+	char hex[65], str[72];
 	size_t i, j;
 	int portable;
+
+	(void)state;
+	memset(p, 'a', 1000000);
+	for (portable = 0; portable < 2; portable++) {
+		struct sha256 s;
+
+		for (i = 0; i < 3; i++) {
+			sha256_init(&s, portable);
+			sha256_update(&s, msg[i], strlen(msg[i]));
+			sha_hex(&s, hex);
+			assert_string_equal(hex, md[i]);
+		}
+		sha256_init(&s, portable);
+		for (i = 0; i < 1000000; i += 1000)
+			sha256_update(&s, p + i, 1000);
+		sha_hex(&s, hex);
+		assert_string_equal(hex, md[3]);
+	}
+	sha256_digest_str("abc", 3, str);
+	assert_string_equal(str, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 
 	noise(p, 100003, 3);
 	for (portable = 0; portable < 2; portable++) {
 		for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 			size_t n = lens[i];
-			struct fc_sha s;
+			struct sha256 s;
 
-			sha256_reset(ref);
+			/* the reference: the other path, in one piece */
+			sha256_init(ref, !portable);
 			sha256_update(ref, p, n);
 			sha256_final(ref, want);
-			fc_sha_init(&s, portable);
-			fc_sha_update(&s, p, n);
-			fc_sha_final(&s, got);
+			sha256_init(&s, portable);
+			sha256_update(&s, p, n);
+			sha256_final(&s, got);
 			assert_memory_equal(got, want, 32);
 			/* in pieces of 1, 7 and 63 bytes */
 			for (j = 1; j < 64; j += j < 7 ? 6 : 56) {
 				size_t off;
 
-				fc_sha_init(&s, portable);
+				sha256_init(&s, portable);
 				for (off = 0; off < n; off += j)
-					fc_sha_update(&s, p + off, n - off < j ? n - off : j);
-				fc_sha_final(&s, got);
+					sha256_update(&s, p + off, n - off < j ? n - off : j);
+				sha256_final(&s, got);
 				assert_memory_equal(got, want, 32);
 			}
 			/* saved at a point, resumed on a fresh state there */
 			for (j = 0; j <= n; j += n / 7 + 1) {
-				unsigned char mid[FC_SHA_MID];
-				struct fc_sha a, b;
+				unsigned char mid[SHA256_MID];
+				struct sha256 a, b;
 
-				fc_sha_init(&a, portable);
-				fc_sha_update(&a, p, j);
-				fc_sha_save(&a, mid);
-				fc_sha_init(&b, !portable);
-				assert_int_equal(fc_sha_resume(&b, mid, j + 64), -1);
-				assert_int_equal(fc_sha_resume(&b, mid, j), 0);
-				fc_sha_update(&b, p + j - j % 64, n - (j - j % 64));
-				fc_sha_final(&b, got);
+				sha256_init(&a, portable);
+				sha256_update(&a, p, j);
+				sha256_save(&a, mid);
+				sha256_init(&b, !portable);
+				assert_int_equal(sha256_resume(&b, mid, j + 64), -1);
+				assert_int_equal(sha256_resume(&b, mid, j), 0);
+				sha256_update(&b, p + j - j % 64, n - (j - j % 64));
+				sha256_final(&b, got);
 				assert_memory_equal(got, want, 32);
 			}
 		}
