@@ -54,11 +54,16 @@ enum pack_compress {
 #define PACK_SMALL_FILE (1u << 20)
 
 #define PACK_MAX_THREADS 64
+/* Frames being compressed at once, whatever --threads says: each holds up
+ * to two frames' worth of memory (input and output), and peak memory stays
+ * under 64 MiB. */
+#define PACK_MAX_WORKERS 4
 
 struct pack_opts {
 	int compress;      /* enum pack_compress */
 	int level;         /* 0 = the codec's default (zstd 3, gzip 6) */
-	unsigned threads;  /* frame workers; 0 = online CPUs + 1, at most 8 */
+	unsigned threads;  /* frame workers; 0 = one per CPU; at most
+			      PACK_MAX_WORKERS run at once */
 	int64_t mtime;     /* the mtime of every entry, seconds */
 };
 
@@ -189,10 +194,12 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 /*
  * Encode one frame into out (appending): what pack_write emits for it.
  * rootfd is an open directory fd of l->root.  For the frame cache and the
- * tests; pack_write runs this on its workers.
+ * tests; pack_write runs this on its workers.  huge: gather the frame's
+ * input on transparent huge pages (fewer page faults, memory in 2 MiB
+ * steps: for up to two workers at once).
  */
 struct pack_worker;
-struct pack_worker *pack_worker_new(const struct pack_opts *o, struct err *e);
+struct pack_worker *pack_worker_new(const struct pack_opts *o, int huge, struct err *e);
 void pack_worker_free(struct pack_worker *w);
 int pack_frame_encode(struct pack_worker *w, const struct pack_list *l, int rootfd,
 		      const struct pack_frame *f, struct buf *out, uint64_t *tar_bytes,

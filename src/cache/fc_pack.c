@@ -561,7 +561,7 @@ static void *enc_main(void *arg)
 {
 	struct enc_job *j = arg;
 	struct err e = ERR_INIT;
-	struct pack_worker *w = pack_worker_new(j->r->o, &e);
+	struct pack_worker *w = pack_worker_new(j->r->o, 1, &e);
 
 	for (;;) {
 		size_t i;
@@ -898,7 +898,7 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 				/* damaged or gone since the check above */
 				r->st->frames_damaged += damaged;
 				r->st->frames_compressed++;
-				if (!w && !(w = pack_worker_new(r->o, e))) {
+				if (!w && !(w = pack_worker_new(r->o, 1, e))) {
 					ret = e->code;
 					break;
 				}

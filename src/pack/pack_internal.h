@@ -21,6 +21,7 @@ struct pack_worker {
 
 	void *zcctx;            /* ZSTD_CCtx (zstd) */
 	struct buf zin;         /* the frame's tar bytes, gathered (zstd) */
+	int huge;               /* zin on huge pages */
 	struct archive_entry *ae;
 	char *rbuf;             /* read buffer, PACK_READ_BUF bytes */
 	char *zbuf;             /* PACK_READ_BUF zeros, for holes (lazily) */

@@ -42,10 +42,11 @@ static const char zeros[512];
 
 static void tar_drop(struct pack_worker *w);
 
-struct pack_worker *pack_worker_new(const struct pack_opts *o, struct err *e)
+struct pack_worker *pack_worker_new(const struct pack_opts *o, int huge, struct err *e)
 {
 	struct pack_worker *w = xcalloc(1, sizeof(*w));
 
+	w->huge = huge;
 	w->compress = o->compress;
 	w->level = pack_level(o);
 	w->mtime = o->mtime;

@@ -31,10 +31,9 @@
 #include <sys/mman.h>
 #include <zstd.h>
 
-/* bytes of the gathered input kept resident between frames */
-#ifndef ZIN_KEEP
-#define ZIN_KEEP ((size_t)2 << 20) /* one huge page */
-#endif
+/* bytes of the gathered input kept resident between frames: one page of
+ * 2 MiB on huge pages, else 1 MiB */
+#define ZIN_KEEP(w) ((size_t)((w)->huge ? 2 : 1) << 20)
 /* a frame's tar bytes: at most PACK_FRAME_MAX plus one entry's headers
  * and (small files being whole) up to PACK_SMALL_FILE more */
 #define ZIN_SIZE (2 * (size_t)PACK_FRAME_MAX + ((size_t)1 << 20))
@@ -64,7 +63,7 @@ int pack_codec_init(struct pack_worker *w, struct err *e)
 	/* the gathering buffer is mapped once at its largest and never
 	 * reallocated: pages are touched as frames need them (and given back
 	 * after a big one), and malloc's arenas never hold a stale copy */
-	if (buf_map(&w->zin, ZIN_SIZE, 1))
+	if (buf_map(&w->zin, ZIN_SIZE, w->huge))
 		return err_errno(e, "cannot map %zu bytes", (size_t)ZIN_SIZE);
 	return 0;
 }
@@ -161,7 +160,7 @@ static int z_end(struct pack_worker *w, struct err *e)
 	buf_setlen(w->out, w->out->len + r);
 	/* keep the pages of a small frame's input, give back those of a big
 	 * one: resident memory follows the frames in flight */
-	buf_trim(&w->zin, w->zin.len, ZIN_KEEP);
+	buf_trim(&w->zin, w->zin.len, ZIN_KEEP(w));
 	return 0;
 }
 

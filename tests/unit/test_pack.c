@@ -530,7 +530,7 @@ static void test_zstd_chunking(void **state)
 
 	fill(p, n, 7);
 	pack_opts_init(&o);
-	w = pack_worker_new(&o, &e);
+	w = pack_worker_new(&o, 1, &e);
 	assert_non_null(w);
 	for (round = 0; round < 4; round++) {
 		struct buf *out = round ? &b : &a;
@@ -555,7 +555,7 @@ static void test_zstd_chunking(void **state)
 	}
 	pack_worker_free(w);
 	/* a fresh context gives the same bytes */
-	w = pack_worker_new(&o, &e);
+	w = pack_worker_new(&o, 0, &e);
 	buf_reset(&b);
 	w->out = &b;
 	w->e = &e;
