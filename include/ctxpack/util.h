@@ -95,7 +95,8 @@ char *buf_detach(struct buf *b, size_t *len);
 /* A buffer of fixed capacity `size` mapped once (never reallocated; growing
  * past it fails).  With `huge`, on transparent huge pages where the kernel
  * has them, so that filling it faults once per 2 MiB rather than once per
- * 4 KiB (at the price of resident memory in 2 MiB steps).  buf_trim gives
+ * 4 KiB (at the price of resident memory in 2 MiB steps); without, never
+ * on huge pages, even where the kernel would use them unasked.  buf_trim gives
  * the pages of its first `used` bytes back to the kernel, all but those
  * holding the first `keep` bytes. */
 int buf_map(struct buf *b, size_t size, int huge);

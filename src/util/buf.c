@@ -111,9 +111,10 @@ int buf_map(struct buf *b, size_t size, int huge)
 		munmap(m, a - (uintptr_t)m);
 	if ((uintptr_t)m + HUGE_PAGE > a)
 		munmap((char *)a + len, (uintptr_t)m + HUGE_PAGE - a);
-#ifdef MADV_HUGEPAGE
-	if (huge)
-		madvise((void *)a, len, MADV_HUGEPAGE);
+	/* either way, whatever the system's default: memory use must not
+	 * depend on it */
+#if defined(MADV_HUGEPAGE) && defined(MADV_NOHUGEPAGE)
+	madvise((void *)a, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
 #endif
 	b->data = (char *)a;
 	b->len = 0;
