@@ -19,7 +19,7 @@
  * copied without being read and the sha256 resumes at frame j.
  *
  * Output goes through the caller's sink, except that stored frames may be
- * copied straight to out_fd (copy_file_range, else sendfile) when the
+ * copied straight to out_fd (copy_out: read and write, no sink) when the
  * caller says the sink writes there with nothing buffered; both advance
  * the same file offset, so the order holds.
  */
@@ -30,7 +30,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -232,42 +231,52 @@ static void hash_added(struct pack_list *l, int rootfd)
 }
 
 /*
- * Copy n bytes at off of fd to out with copy_file_range (a reflink or an
- * in-kernel copy), else sendfile.  Returns the bytes copied; fewer than n
- * when neither works for these files (*mode then remembers it) or on a
- * write error, and the caller sends the rest through the sink, which
- * reports the error properly.
+ * Stored frames go to the output through one buffer, read and written in
+ * COPY_BUF pieces.  On ext4 that is faster than copy_file_range, which
+ * writes page by page through a pipe (850 MB of frames: 0.19 s against
+ * 0.30 s), and it works for a pipe as well as a file.  copy_out returns
+ * the bytes copied; fewer than n on a read or write error (the copier is
+ * then off), and the caller sends the rest through the sink, which reports
+ * the error properly.
  */
-enum { COPY_RANGE, COPY_SENDFILE, COPY_NONE };
+#define COPY_BUF ((size_t)2 << 20)
 
-static uint64_t copy_out(int fd, uint64_t off, uint64_t n, int out, int *mode)
+struct copier {
+	char *buf;
+	int off;                /* no copying: no output fd, or it failed */
+};
+
+static void copier_init(struct copier *cp, int out_fd)
+{
+	cp->buf = NULL;
+	cp->off = out_fd < 0;
+}
+
+static void copier_release(struct copier *cp)
+{
+	free(cp->buf);
+	cp->buf = NULL;
+}
+
+static uint64_t copy_out(int fd, uint64_t off, uint64_t n, int out, struct copier *cp)
 {
 	uint64_t done = 0;
 
-	while (done < n && *mode != COPY_NONE) {
-		size_t want = n - done > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)(n - done);
-		loff_t lo = (loff_t)(off + done);
-		off_t so = (off_t)(off + done);
-		ssize_t k;
+	if (cp->off)
+		return 0;
+	if (!cp->buf)
+		cp->buf = xmalloc(COPY_BUF);
+	while (done < n) {
+		size_t want = n - done < COPY_BUF ? (size_t)(n - done) : COPY_BUF;
+		ssize_t k = pread(fd, cp->buf, want, (off_t)(off + done));
 
-		if (*mode == COPY_RANGE)
-			k = copy_file_range(fd, &lo, out, NULL, want, 0);
-		else
-			k = sendfile(out, fd, &so, want);
-		if (k > 0) {
-			done += (uint64_t)k;
-			continue;
-		}
 		if (k < 0 && errno == EINTR)
 			continue;
-		/* not supported for these files (before anything was copied
-		 * with this method): try the next one */
-		if (!done && (k == 0 || errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-			      errno == EOPNOTSUPP || errno == EBADF)) {
-			(*mode)++;
-			continue;
+		if (k <= 0 || write_all(out, cp->buf, (size_t)k)) {
+			cp->off = 1;
+			break;
 		}
-		break;
+		done += (uint64_t)k;
 	}
 	return done;
 }
@@ -281,7 +290,7 @@ static uint64_t copy_out(int fd, uint64_t off, uint64_t n, int out, int *mode)
  * or damaged; a damaged file is removed and *damaged set).
  */
 static int frame_bytes(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64_t n,
-		       struct fc_stamp *stamp, int need_bytes, int out_fd, int *mode,
+		       struct fc_stamp *stamp, int need_bytes, int out_fd, struct copier *cp,
 		       struct buf *b, uint64_t *copied, int *damaged)
 {
 	char *path = fc_frame_path(c, key);
@@ -300,8 +309,8 @@ static int frame_bytes(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64
 		fc_stamp_of(&sb, &now);
 		if (now.ino == stamp->ino && now.mtime_ns == stamp->mtime_ns) {
 			fc_touch(fd);
-			if (!need_bytes && *mode != COPY_NONE)
-				*copied = copy_out(fd, FC_FRAME_HDR, n, out_fd, mode);
+			if (!need_bytes)
+				*copied = copy_out(fd, FC_FRAME_HDR, n, out_fd, cp);
 			if (*copied < n && (buf_grow(b, (size_t)(n - *copied)) ||
 					    pread(fd, b->data, (size_t)(n - *copied),
 						  (off_t)(FC_FRAME_HDR + *copied)) !=
@@ -346,8 +355,9 @@ static int serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, void *s
 		 int out_fd, size_t *sent, int *refreshed, struct fc_stats *st, struct err *e)
 {
 	struct buf b;
+	struct copier cp;
 	uint64_t k;
-	int ret = 1, mode = out_fd >= 0 ? COPY_RANGE : COPY_NONE;
+	int ret = 1;
 
 	for (k = *sent; k < m->nframes; k++) {
 		char *path = fc_frame_path(c, m->fkeys[k]);
@@ -360,12 +370,13 @@ static int serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, void *s
 			return 0;
 	}
 	buf_init(&b, 0);
+	copier_init(&cp, out_fd);
 	for (k = *sent; k < m->nframes; k++) {
 		struct fc_stamp was = m->stamps[k];
 		uint64_t copied;
 		int damaged;
 
-		if (!frame_bytes(c, m->fkeys[k], m->lens[k], &m->stamps[k], 0, out_fd, &mode,
+		if (!frame_bytes(c, m->fkeys[k], m->lens[k], &m->stamps[k], 0, out_fd, &cp,
 				 &b, &copied, &damaged)) {
 			st->frames_damaged += damaged;
 			ret = 0;
@@ -379,6 +390,7 @@ static int serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, void *s
 		}
 		*sent = k + 1;
 	}
+	copier_release(&cp);
 	buf_release(&b);
 	return ret;
 }
@@ -400,9 +412,10 @@ struct fc_spec {
 static void *spec_main(void *arg)
 {
 	struct fc_spec *s = arg;
-	int mode = COPY_RANGE;
+	struct copier cp;
 	size_t k;
 
+	copier_init(&cp, s->fd);
 	for (k = 0; k < s->m.nframes; k++) {
 		char *path;
 		struct fc_stamp now;
@@ -425,13 +438,14 @@ static void *spec_main(void *arg)
 		}
 		if (ok) {
 			fc_touch(fd);
-			ok = copy_out(fd, FC_FRAME_HDR, s->m.lens[k], s->fd, &mode) == s->m.lens[k];
+			ok = copy_out(fd, FC_FRAME_HDR, s->m.lens[k], s->fd, &cp) == s->m.lens[k];
 		}
 		close(fd);
 		if (!ok)
 			break;
 		s->done = k + 1;
 	}
+	copier_release(&cp);
 	return NULL;
 }
 
@@ -798,8 +812,10 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 	struct pack_worker *w = NULL;
 	uint64_t off = 0, oj = 0;
 	unsigned char md[32], last64[64];
-	int mode = out_fd >= 0 ? COPY_RANGE : COPY_NONE, ret = 0, ws = 0;
+	struct copier cp;
+	int ret = 0, ws = 0;
 
+	copier_init(&cp, out_fd);
 	for (k = 0; k < n; k++)
 		if (!r->keyed[k])
 			return 0;
@@ -881,7 +897,7 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 			if (src[k] >= 0) {
 				stamp = p->stamps[src[k]];
 				got = frame_bytes(r->c, r->keys[k], p->lens[src[k]], &stamp,
-						  need || !out, out_fd, &mode, bp, &copied,
+						  need || !out, out_fd, &cp, bp, &copied,
 						  &damaged);
 			} else {
 				/* not in p: read and check it */
@@ -959,6 +975,7 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 	r->have_mids = 1;
 	ret = 1;
 out:
+	copier_release(&cp);
 	pack_worker_free(w);
 	for (k = 0; k < nmiss; k++)
 		buf_release(&enc[k]);
