@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,10 @@
 #define MAP_SMALL ((size_t)64 << 10)
 #define READ_BUF (256 << 10)
 #define BATCH_MAX 65536          /* entries per write transaction at most */
+/* ... for idx_store_deferred, which runs after the pack: smaller, so that
+ * the transaction's pages (about 400 bytes an entry) and keys stay a few
+ * MiB */
+#define BATCH_DEFERRED 16384
 #define BATCH_NS 100000000LL     /* commit hashed entries at least this often */
 #define REBUILD_WAIT_MS 5000     /* wait this long for others to let go */
 #define INLINE_MAX 8             /* fewer files than this: no threads */
@@ -54,10 +59,10 @@ struct idx {
 	int nowrite;      /* a write failed: stop trying for this handle */
 	int need_schema;  /* a new environment: write the schema record */
 	struct buf warn;
-	/* idx_set_defer: files up to defer_max left for the caller to hash,
-	 * their keys kept for idx_store_deferred */
+	/* idx_set_defer: files up to defer_max left for the caller to hash;
+	 * idx_store_deferred encodes their keys again, a batch at a time,
+	 * rather than holding them all while the caller packs */
 	uint64_t defer_max;
-	struct buf dkeys;
 	struct fent *df;
 	size_t ndf;
 	int64_t dstarted;
@@ -340,7 +345,6 @@ int idx_open(struct idx **out, const char *dir, unsigned flags, struct err *e)
 	x->lockfd = -1;
 	x->flags = flags;
 	buf_init(&x->warn, 0);
-	buf_init(&x->dkeys, 0);
 	x->dir = pick_dir(dir);
 	ret = mkdir_p(x->dir, 0755, e);
 	if (ret) {
@@ -379,7 +383,6 @@ void idx_close(struct idx *x)
 	free(x->dir);
 	free(x->real);
 	buf_release(&x->warn);
-	buf_release(&x->dkeys);
 	free(x->df);
 	free(x);
 }
@@ -466,6 +469,35 @@ static void add_stale(struct upd *u, const MDB_val *k)
 }
 
 /*
+ * The map pages a cursor has stepped past, given back as it goes: the
+ * lookup reads every leaf page of the context once, and left mapped they
+ * would count as that much of the process's memory (25 MB for 100k files).
+ * The map is read-only and a read transaction's pages never change, so a
+ * page dropped here (it stays in the page cache) faults back the same.
+ */
+struct map_trim {
+	uintptr_t lo, hi;    /* the pages seen since the last trim */
+	unsigned n;
+};
+
+static void map_trim_note(struct map_trim *t, const void *p, int flush)
+{
+	uintptr_t pg = (uintptr_t)p & ~(uintptr_t)4095;
+
+	if (p) {
+		if (!t->lo || pg < t->lo)
+			t->lo = pg;
+		if (pg + 4096 > t->hi)
+			t->hi = pg + 4096;
+	}
+	if (t->lo && (flush || ++t->n >= 512)) {
+		madvise((void *)t->lo, t->hi - t->lo, MADV_DONTNEED);
+		t->lo = t->hi = 0;
+		t->n = 0;
+	}
+}
+
+/*
  * The lookup: one read transaction, a cursor from the root's first key
  * onward, stepping with the (sorted) files.  Fills the hashes of the
  * entries it can trust, lists the rest in todo and the root's keys that
@@ -479,6 +511,7 @@ static void lookup(struct upd *u, size_t *todo, size_t *ntodo)
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
 	MDB_val k = {plen, pre}, v;
+	struct map_trim trim = {0, 0, 0};
 	size_t i = 0, n = 0;
 	int rc;
 
@@ -493,6 +526,8 @@ static void lookup(struct upd *u, size_t *todo, size_t *ntodo)
 
 		if (rc && rc != MDB_NOTFOUND)
 			break;
+		if (!rc)
+			map_trim_note(&trim, k.mv_data, 0);
 		if (i == u->nf) {
 			if (!have)
 				break;
@@ -535,6 +570,7 @@ static void lookup(struct upd *u, size_t *todo, size_t *ntodo)
 		mdb_cursor_close(cur);
 	if (txn)
 		mdb_txn_abort(txn);
+	map_trim_note(&trim, NULL, 1);
 	if (rc && rc != MDB_NOTFOUND) {
 		/* A damaged index: trust nothing from it this run. */
 		add_warning(x, "cannot read the index %s (%s); hashing every file",
@@ -896,7 +932,6 @@ static size_t defer(struct upd *u, size_t *todo, size_t ntodo)
 	size_t i, n = 0, keep = 0;
 
 	x->ndf = 0;
-	buf_reset(&x->dkeys);
 	for (i = 0; i < ntodo; i++)
 		n += u->w->v[u->f[todo[i]].wi].size <= x->defer_max;
 	if (n < IDX_DEFER_MIN)
@@ -913,9 +948,7 @@ static size_t defer(struct upd *u, size_t *todo, size_t ntodo)
 		}
 		d = &x->df[x->ndf++];
 		d->wi = f->wi;
-		d->koff = x->dkeys.len;
-		d->klen = f->klen;
-		buf_add(&x->dkeys, fkey(u, todo[i]), f->klen);
+		d->koff = d->klen = 0; /* encoded when stored */
 	}
 	u->st.deferred = x->ndf;
 	return keep;
@@ -929,7 +962,7 @@ void idx_set_defer(struct idx *x, uint64_t max_size)
 void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *st)
 {
 	struct upd u;
-	size_t *done, n = 0, i;
+	size_t *done, n = 0, i, j, rootlen;
 
 	if (!x->ndf)
 		return;
@@ -938,9 +971,10 @@ void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *
 	u.w = w;
 	u.f = x->df;
 	u.nf = x->ndf;
-	u.keys = x->dkeys;
+	buf_init(&u.keys, 0);
 	buf_init(&u.stale, 0);
 	u.started = x->dstarted;
+	rootlen = strlen(w->root);
 	done = xreallocarray(NULL, x->ndf, sizeof(*done));
 	for (i = 0; i < x->ndf; i++) {
 		const struct walk_entry *we = &w->v[x->df[i].wi];
@@ -953,10 +987,26 @@ void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *
 			st->bytes_hashed += we->size;
 		}
 	}
-	for (i = 0; i < n; i += BATCH_MAX)
-		write_batch(&u, done + i, n - i < BATCH_MAX ? n - i : BATCH_MAX);
+	for (i = 0; i < n; i += BATCH_DEFERRED) {
+		size_t m = n - i < BATCH_DEFERRED ? n - i : BATCH_DEFERRED;
+
+		buf_reset(&u.keys);
+		for (j = 0; j < m; j++) {
+			struct fent *f = &x->df[done[i + j]];
+			const struct walk_entry *we = &w->v[f->wi];
+
+			if (buf_grow(&u.keys, IDX_KEY_MAX))
+				break;
+			f->koff = u.keys.len;
+			f->klen = idx_key_encode((unsigned char *)u.keys.data + u.keys.len,
+						 w->root, rootlen, we->path, we->path_len);
+			buf_setlen(&u.keys, u.keys.len + f->klen);
+		}
+		write_batch(&u, done + i, j);
+	}
 	if (st)
 		st->written += u.st.written;
+	buf_release(&u.keys);
 	free(done);
 	x->ndf = 0;
 }
