@@ -257,6 +257,29 @@ class Measure:
         return j["median_s"], j["min_s"], j["max_s"], j["peak_rss_kb"]
 
 
+def dirty_kb():
+    kb = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith(("Dirty:", "Writeback:")):
+                kb += int(line.split()[1])
+    except OSError:
+        pass
+    return kb
+
+
+def settle(max_s=20):
+    """Between sections: write back what the last one left (the pack
+    section writes and deletes gigabytes), then give the disk a few quiet
+    seconds, so that its after-effects (writeback, discards) do not land on
+    the first runs of the next section."""
+    t0 = time.perf_counter()
+    os.sync()
+    while dirty_kb() > 1024 and time.perf_counter() - t0 < max_s:
+        time.sleep(0.2)
+    time.sleep(3)
+
+
 def interleave(runs, variants, warmup=1):
     """variants: list of (Measure, setup_fn or None, run_fn -> Sample, check_fn or None).
 
@@ -1623,6 +1646,7 @@ http:
             for sec in sections:
                 if sec not in only:
                     continue
+                settle()
                 log("section %s" % sec)
                 ts = time.perf_counter()
                 try:
