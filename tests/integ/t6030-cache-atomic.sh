@@ -88,6 +88,15 @@ p.wait()
 print("finished")
 EOF
 )
+# The kill is sent once the staging directory fills, but on a busy machine
+# the restore may have finished and swapped before it landed: then the new
+# tree must be whole, and the mid-way case is skipped.
+if [ "$killed" = killed ] && [ ! -e big/old/marker ]; then
+	is "$(find big -type f | wc -l)" 4000 "the kill landed after the swap: the new tree is whole"
+	is "$(ctxpack cache restore -q --store "$STORE" --key big big)" hit "the next restore works"
+	ok "and leaves no staging directory" sh -c '! ls -a | grep -q "^.ctxpack-"'
+	killed=late
+fi
 if [ "$killed" = killed ]; then
 	tree_list big >after.list
 	same_files after.list old.list "a restore killed mid-way leaves the old directory as it was"
@@ -96,7 +105,7 @@ if [ "$killed" = killed ]; then
 	ok "and removes the killed restore's staging directory" sh -c '! ls -a | grep -q "^.ctxpack-"'
 	is "$(find big -type f | wc -l)" 4000 "the whole tree is in place"
 else
-	skip "the restore finished before it could be killed"
+	skip "the restore finished before it could be killed ($killed)"
 	skip "-"; skip "-"; skip "-"; skip "-"
 fi
 

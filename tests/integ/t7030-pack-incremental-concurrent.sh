@@ -60,7 +60,9 @@ race full
 # a pack killed at random moments while it stores frames
 rm -rf "$S"
 for delay in 0.05 0.2 0.4 0.8; do
-	ctxpack pack -q -o "$TESTDIR/killed.zst" "$C" 2>/dev/null &
+	# not the ctxpack function: $! must be the process itself, or the
+	# kill hits a subshell and the pack goes on beside the next ones
+	$EXEC_PREFIX "$CTXPACK" pack -q -o "$TESTDIR/killed.zst" "$C" 2>/dev/null &
 	p=$!
 	sleep $delay
 	kill -9 $p 2>/dev/null
