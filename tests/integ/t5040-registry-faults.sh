@@ -176,7 +176,9 @@ ok "a stalled download hits the idle timeout and resumes" \
 t1=$(date +%s)
 like "$(cat "$TESTDIR/.out")" "stopped at byte 1000000 \\(no data for 2 s" "stopped at the stall"
 same_files stall.out small.bin "bytes equal"
-ok "(idle timeout, not a hang: $((t1 - t0)) s)" test $((t1 - t0)) -lt 6
+# the log line above shows it was the idle timeout; the time is only told
+# (no timed assertions: a busy machine stretches it)
+diag "a stalled download resumed after the idle timeout: $((t1 - t0)) s in all"
 proxy_stop
 
 echo old >keep.out
