@@ -134,7 +134,10 @@ void buf_unmap(struct buf *b)
 void buf_trim(struct buf *b, size_t used, size_t keep)
 {
 	size_t from = (keep + 4095) & ~(size_t)4095;
-	size_t to = (used + 4095) & ~(size_t)4095;
+	/* up to a huge page's end: dropping part of one would split it, and
+	 * the next fill would fault its pages 4 KiB at a time (beyond `used`
+	 * nothing was touched, so this drops nothing more) */
+	size_t to = (used + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
 
 	if (to > b->cap)
 		to = b->cap;
