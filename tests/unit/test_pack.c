@@ -696,6 +696,19 @@ static void test_changed_file(void **state)
 	assert_int_equal(pack_to_buf(&l, PACK_ZSTD, 2, &b, &res, &e), ERR_CHANGED);
 	assert_non_null(strstr(e.msg, "small"));
 	err_clear(&e);
+	/* ... or that is a directory now (a FIFO: the same) */
+	{
+		char *f = xasprintf("%s/small", root);
+
+		unlink(f);
+		assert_int_equal(mkdir(f, 0755), 0);
+		assert_int_equal(pack_to_buf(&l, PACK_ZSTD, 2, &b, &res, &e), ERR_CHANGED);
+		assert_non_null(strstr(e.msg, "small"));
+		assert_non_null(strstr(e.msg, "no longer a regular file"));
+		err_clear(&e);
+		assert_int_equal(rmdir(f), 0);
+		free(f);
+	}
 	write_bytes(root, "small", "0123456789", 10, 0644);
 	assert_int_equal(pack_to_buf(&l, PACK_ZSTD, 2, &b, &res, &e), 0);
 
