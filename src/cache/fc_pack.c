@@ -12,11 +12,12 @@
  * stored; the manifest is written only when all of them are, so a served
  * manifest never names a frame that was never stored.
  *
- * The sha256 of the archive is computed here (util's sha256, whose state can be saved), not by pack_write,
- * so that the hash state at every frame boundary can be kept in the
- * manifest: after an edit in frame j, the frames before j are the same
- * bytes at the same offsets as in the context's last archive, so they are
- * copied without being read and the sha256 resumes at frame j.
+ * The sha256 of the archive is computed here (util's sha256, whose state
+ * can be saved), not by pack_write, so that the hash state at every frame
+ * boundary can be kept in the manifest: after an edit in frame j, the
+ * frames before j are the same bytes at the same offsets as in the
+ * context's last archive, so they are copied without being read and the
+ * sha256 resumes at frame j.
  *
  * Output goes through the caller's sink, except that stored frames may be
  * copied straight to out_fd (copy_out: read and write, no sink) when the
