@@ -355,53 +355,67 @@ static ssize_t read_counted(int fd, char *dst, size_t size)
 }
 
 /*
+ * Open a walked small file and read it whole into dst (room for its size
+ * plus one byte), asking for one byte more than the size.  The count is
+ * the check: no fstat before the read (100k syscalls on a 100k-file
+ * context), only after one that went wrong, to tell a file that is no
+ * longer a regular one.  Returns 0 with the bytes in dst, 1 when the count
+ * differs (the file changed: read it again), or an error.
+ */
+static int read_small(struct pack_worker *w, int rootfd, const struct walk_entry *we,
+		      char *dst)
+{
+	size_t size = (size_t)we->size;
+	struct stat st;
+	ssize_t n;
+	int fd = open_file(w, rootfd, we, NULL), err;
+
+	if (fd < 0)
+		return fd;
+	n = read_counted(fd, dst, size);
+	err = errno;
+	if ((n < 0 || (size_t)n != size) && !fstat(fd, &st) && !S_ISREG(st.st_mode)) {
+		close(fd);
+		return changed(w, we, "no longer a regular file");
+	}
+	close(fd);
+	if (n < 0) {
+		errno = err;
+		return err_errno(w->e, "cannot read %.*s", (int)we->path_len, we->path);
+	}
+	return (size_t)n != size;
+}
+
+/*
  * A small file for a zstd frame, whose tar bytes are gathered in w->zin
  * anyway: the header goes in first, then the data is read straight in
- * behind it (no copy through the read buffer), asking for one byte more
- * than the size.  libarchive is then given the same bytes with its output
- * discarded, so that it knows the entry's data was written and pads it.
- * On a count that differs, header and data are taken back and the file is
- * read once more.  The count is the check: no fstat before the read (100k
- * syscalls on a 100k-file context), only after one that went wrong, to
- * tell a file that is no longer a regular one.
+ * behind it (no copy through the read buffer).  libarchive is then given
+ * the same bytes with its output discarded, so that it knows the entry's
+ * data was written and pads it.  On a count that differs, header and data
+ * are taken back and the file is read once more.
  */
 static int small_file_gathered(struct pack_worker *w, int rootfd,
 			       const struct walk_entry *we, size_t i)
 {
-	const char *why = NULL;
 	int attempt;
 
 	for (attempt = 0; attempt < 2; attempt++) {
 		size_t mark = w->zin.len, size = (size_t)we->size;
 		uint64_t tmark = w->tar_bytes;
-		struct stat st1;
-		ssize_t n;
 		char *dst;
-		int fd = open_file(w, rootfd, we, NULL), r, err;
+		int r;
 
-		if (fd < 0)
-			return fd;
-		if (write_header(w, we) || buf_grow(&w->zin, size + 1)) {
-			close(fd);
+		if (write_header(w, we) || buf_grow(&w->zin, size + 1))
 			return err_isset(w->e) ? w->e->code :
 			       err_set(w->e, ERR_NOMEM, "out of memory for a zstd frame");
-		}
 		dst = w->zin.data + w->zin.len;
-		n = read_counted(fd, dst, size);
-		err = errno;
-		if ((n < 0 || (size_t)n != size) && !fstat(fd, &st1) && !S_ISREG(st1.st_mode)) {
-			close(fd);
-			return changed(w, we, "no longer a regular file");
-		}
-		close(fd);
-		errno = err;
-		if (n < 0)
-			return err_errno(w->e, "cannot read %.*s", (int)we->path_len, we->path);
-		if ((size_t)n != size) {
+		r = read_small(w, rootfd, we, dst);
+		if (r < 0)
+			return r;
+		if (r) {
 			tar_drop(w);
 			buf_setlen(&w->zin, mark);
 			w->tar_bytes = tmark;
-			why = "it was modified during the read";
 			continue;
 		}
 		if (w->cache && w->cache->content && !we->hashed)
@@ -415,46 +429,28 @@ static int small_file_gathered(struct pack_worker *w, int rootfd,
 		w->tar_bytes += size;
 		return 0;
 	}
-	return changed(w, we, why);
+	return changed(w, we, "it was modified during the read");
 }
 
 /* A small file: read it whole, then write header and data. */
 static int small_file(struct pack_worker *w, int rootfd, const struct walk_entry *we,
 		      size_t i)
 {
-	const char *why = NULL;
-	int attempt;
+	int attempt, r;
 
 	for (attempt = 0; attempt < 2; attempt++) {
-		struct stat st1;
-		ssize_t n;
-		int fd = open_file(w, rootfd, we, &st1);
-
-		if (fd < 0)
-			return fd;
-		if ((uint64_t)st1.st_size != we->size) {
-			close(fd);
-			why = "its size differs from when it was listed";
+		r = read_small(w, rootfd, we, w->rbuf);
+		if (r < 0)
+			return r;
+		if (r)
 			continue;
-		}
-		n = read_counted(fd, w->rbuf, (size_t)we->size);
-		if (n < 0) {
-			err_errno(w->e, "cannot read %.*s", (int)we->path_len, we->path);
-			close(fd);
-			return w->e->code;
-		}
-		close(fd);
-		if ((uint64_t)n != we->size) {
-			why = "it was modified during the read";
-			continue;
-		}
 		if (w->cache && w->cache->content && !we->hashed)
 			w->cache->content(w->cache->ctx, i, w->rbuf, (size_t)we->size);
 		if (write_header(w, we) || write_data(w, 1, w->rbuf, (size_t)we->size, we->path))
 			return w->e->code;
 		return 0;
 	}
-	return changed(w, we, why);
+	return changed(w, we, "it was modified during the read");
 }
 
 /*
