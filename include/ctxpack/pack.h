@@ -204,5 +204,13 @@ void pack_worker_free(struct pack_worker *w);
 int pack_frame_encode(struct pack_worker *w, const struct pack_list *l, int rootfd,
 		      const struct pack_frame *f, struct buf *out, uint64_t *tar_bytes,
 		      struct err *e);
+/* Give the worker a content() hook (cache->content and cache->ctx only;
+ * NULL: none), as pack_write does with its cache's. */
+void pack_worker_set_cache(struct pack_worker *w, const struct pack_frame_cache *cache);
+
+/* Open path below rootfd without following a symlink in any component
+ * (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; O_NOFOLLOW only on a
+ * kernel without openat2).  flags as for openat. */
+int pack_open_beneath(int rootfd, const char *path, int flags);
 
 #endif

@@ -81,7 +81,21 @@ struct walk_opts {
 	 * Extra threads only start once the walk has seen a few hundred
 	 * names.  The result does not depend on it. */
 	unsigned threads;
+	/* When set, called for every included entry but directories once its
+	 * stat is known, from the walking threads, concurrently and in no
+	 * particular order: a hint for work that may start early (the frame
+	 * store's look-ahead).  we is valid during the call only. */
+	void (*seen)(void *ctx, const struct walk_entry *we);
+	void *seen_ctx;
 };
+
+/*
+ * The stat fields of we (type, mode, size, times, ids) from st, as the
+ * walk sets them; the type, or 0 for a socket (not an entry).  A
+ * symlink's target and size are the caller's to set.
+ */
+struct stat;
+int walk_fill_stat(struct walk_entry *we, const struct stat *st);
 
 /*
  * The result: entries in archive order (parents before children, each

@@ -69,6 +69,11 @@ struct pack_worker *pack_worker_new(const struct pack_opts *o, int huge, struct 
 	return w;
 }
 
+void pack_worker_set_cache(struct pack_worker *w, const struct pack_frame_cache *cache)
+{
+	w->cache = cache;
+}
+
 void pack_worker_free(struct pack_worker *w)
 {
 	if (!w)
@@ -253,7 +258,7 @@ static int changed(struct pack_worker *w, const struct walk_entry *we, const cha
  * walk must not pull a file from outside the context into the archive.
  * openat2 (Linux 5.6) does that; older kernels get O_NOFOLLOW only.
  */
-static int open_beneath(int rootfd, const char *path, int flags)
+int pack_open_beneath(int rootfd, const char *path, int flags)
 {
 #ifdef SYS_openat2
 	struct open_how how;
@@ -281,7 +286,7 @@ static int open_entry(struct pack_worker *w, int rootfd, const struct walk_entry
 	size_t dlen;
 
 	if (!slash)
-		return open_beneath(rootfd, we->path, OPEN_FLAGS);
+		return pack_open_beneath(rootfd, we->path, OPEN_FLAGS);
 	dlen = (size_t)(slash - we->path);
 	if (w->dirfd < 0 || w->dir_root != rootfd || w->dir.len != dlen ||
 	    memcmp(w->dir.data, we->path, dlen)) {
@@ -290,12 +295,12 @@ static int open_entry(struct pack_worker *w, int rootfd, const struct walk_entry
 		buf_reset(&w->dir);
 		buf_add(&w->dir, we->path, dlen);
 		w->dir_root = rootfd;
-		w->dirfd = open_beneath(rootfd, w->dir.data,
+		w->dirfd = pack_open_beneath(rootfd, w->dir.data,
 					O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (w->dirfd < 0)
 			return -1;
 	}
-	return open_beneath(w->dirfd, slash + 1, OPEN_FLAGS);
+	return pack_open_beneath(w->dirfd, slash + 1, OPEN_FLAGS);
 }
 
 /* Open a walked regular file and fstat it into st; with st NULL, no fstat

@@ -264,6 +264,27 @@ static int type_of_dtype(unsigned char d_type)
  * Fill an entry from its stat (st), or from the d_type alone when st is
  * NULL (WALK_TYPES_ONLY).  Returns 1 for a socket (skipped).
  */
+int walk_fill_stat(struct walk_entry *we, const struct stat *st)
+{
+	we->mode = st->st_mode;
+	we->size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+	we->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	we->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+	we->dev = st->st_dev;
+	we->ino = st->st_ino;
+	we->nlink = (uint32_t)st->st_nlink;
+	switch (st->st_mode & S_IFMT) {
+	case S_IFREG: we->type = WALK_REG; break;
+	case S_IFDIR: we->type = WALK_DIR; break;
+	case S_IFLNK: we->type = WALK_LNK; break;
+	case S_IFIFO: we->type = WALK_FIFO; break;
+	case S_IFCHR: we->type = WALK_CHR; we->rdev = st->st_rdev; break;
+	case S_IFBLK: we->type = WALK_BLK; we->rdev = st->st_rdev; break;
+	default: we->type = 0; break;
+	}
+	return we->type;
+}
+
 static int fill_entry(struct walker *w, struct walk_entry *we, int dfd,
 		      const char *name, const struct stat *st, unsigned char d_type)
 {
@@ -290,22 +311,8 @@ static int fill_entry(struct walker *w, struct walk_entry *we, int dfd,
 		we->type = (uint8_t)type_of_dtype(d_type);
 		return we->type ? 0 : 1;
 	}
-	we->mode = st->st_mode;
-	we->size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
-	we->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-	we->ctime_ns = (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
-	we->dev = st->st_dev;
-	we->ino = st->st_ino;
-	we->nlink = (uint32_t)st->st_nlink;
-	switch (st->st_mode & S_IFMT) {
-	case S_IFREG: we->type = WALK_REG; break;
-	case S_IFDIR: we->type = WALK_DIR; break;
-	case S_IFLNK: we->type = WALK_LNK; break;
-	case S_IFIFO: we->type = WALK_FIFO; break;
-	case S_IFCHR: we->type = WALK_CHR; we->rdev = st->st_rdev; break;
-	case S_IFBLK: we->type = WALK_BLK; we->rdev = st->st_rdev; break;
-	default: return 1; /* socket: skipped */
-	}
+	if (!walk_fill_stat(we, st))
+		return 1; /* socket: skipped */
 	if (we->type == WALK_LNK) {
 		size_t cap = (size_t)st->st_size + 1;
 		char *t;
@@ -457,6 +464,8 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 		    (types_only || (st.st_mode & 0444) != 0444) &&
 		    faccessat(dfd, nm->s, R_OK, AT_EACCESS))
 			return err_errno(w->e, "cannot read %s", we->path);
+		if (c->o->seen && !is_dir && !types_only)
+			c->o->seen(c->o->seen_ctx, we);
 	} else if (we->type == WALK_REG) {
 		w->n_excluded_files++;
 		w->n_excluded_bytes += we->size;
