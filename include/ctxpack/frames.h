@@ -12,6 +12,7 @@
  *   struct fc_opts fo = {NULL, 0, versions};    (pack_lib_versions())
  *   fc_open(&c, &fo, &e);                        before the walk
  *   spec = fc_spec_start(c, dir, &po, out_fd);   may be NULL
+ *   wo.seen = fc_spec_seen, wo.seen_ctx = spec;  when not NULL
  *   walk_run(&wo, &w, &e);
  *   if (fc_prepare(&w, index_dir, c, &x, &ist, &warn, &e) > 0)
  *           fc_spec_cancel(spec), fc_close(c), spec = c = NULL (pack cold)
@@ -26,10 +27,12 @@
  *                        named by its key, with a header holding the key,
  *                        the payload length and the XXH3-128 of the payload;
  *   archives/<32 hex>    one archive manifest, named by the archive key:
- *                        its size, entry count and sha256, then per frame
- *                        its key, length, the frame file's stamp (inode,
- *                        mtime) when its bytes were last checked and the
- *                        sha256 state at its start; a checksum;
+ *                        its size, entry count, sha256 and the time its
+ *                        pack started, then per frame its key, length, the
+ *                        frame file's stamp (inode, mtime) when its bytes
+ *                        were last checked and the sha256 state at its
+ *                        start, then per frame its first entry's path (for
+ *                        the look-ahead, fc_spec_seen); a checksum;
  *   archives/last-<hex>  the archive last packed from a context root with
  *                        given settings;
  *   frames/usage         the estimated size of the store.
@@ -137,6 +140,8 @@ struct fc_stats {
 	uint64_t bytes_hashed;       /* archive bytes run through sha256 (the rest
 					were known from the last archive) */
 	uint64_t bytes_early;        /* archive bytes copied while walking and kept */
+	uint64_t bytes_ahead;        /* of those, bytes hashed and written while walking
+					(the look-ahead after a change) */
 	uint64_t evicted;            /* files removed by fc_maintain */
 	uint64_t evicted_bytes;
 	uint64_t store_bytes;        /* the store's size after fc_maintain (0: not scanned) */
@@ -177,6 +182,14 @@ struct fc_spec *fc_spec_start(struct fc *c, const char *dir, const struct pack_o
 /* Stop, cut out_fd back to where it was, and free (the pack failed or
  * runs without the cache).  NULL is a no-op. */
 void fc_spec_cancel(struct fc_spec *s);
+/*
+ * The walk's seen() hook (walk_opts.seen, ctx the spec): an entry changed
+ * since the last archive was made starts the look-ahead, which makes the
+ * frame holding it again and hashes and writes the rest of the archive
+ * while the walk goes on; fc_pack_write takes that result only when the
+ * keys show it is this archive.
+ */
+void fc_spec_seen(void *ctx, const struct walk_entry *we);
 
 /*
  * Write the archive of l to the sink, exactly as pack_write does (the same

@@ -51,7 +51,33 @@ struct fc_manifest {
 	uint64_t *lens;       /* each frame's payload length */
 	struct fc_stamp *stamps; /* each frame file's, when last checked */
 	unsigned char (*mids)[FC_SHA_MID]; /* the sha256 state at each frame's start */
+	int64_t made_ns;      /* fc_open time of the run that made it: files
+				 changed since have a later ctime */
+	/* Each frame's first entry (for the look-ahead of fc_spec): its path,
+	 * nlen[k] bytes at names + noff[k], and FC_FIRST_* flags; all NULL
+	 * when not known (fc_manifest_write then writes FC_FIRST_NONE). */
+	char *names;
+	uint64_t *noff;
+	uint32_t *nlen;
+	uint8_t *nfl;
 };
+
+/*
+ * fc_ahead.c: encode again, from the tree under root (rootfd) as it is
+ * now, the entries that the stored frame old_key holds; out gets the
+ * frame, key its key (computed from the bytes encoded).  0, or -1 when
+ * the frame does not qualify or anything fails (nothing to report: the
+ * look-ahead is only an attempt).
+ */
+int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], const char *root,
+		   int rootfd, const struct pack_opts *o,
+		   const unsigned char settings[FC_KEY_LEN], struct buf *out,
+		   unsigned char key[FC_KEY_LEN]);
+
+#define FC_FIRST_MID 1u   /* the frame starts inside the entry's data */
+#define FC_FIRST_EOA 2u   /* the end-of-archive frame: no entry */
+#define FC_END_MID 4u     /* the frame ends inside an entry's data */
+#define FC_FIRST_NONE 8u  /* not recorded */
 
 /* 1 when found and intact (m filled; release it), 0 when absent or
  * damaged (a damaged one is removed).  Touches it when found. */

@@ -398,6 +398,33 @@ static int serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, void *s
 
 /* ---- speculation ---- */
 
+/*
+ * The look-ahead, on the copy's thread: once the walk reports an entry
+ * changed since the last archive was made (a ctime after its made_ns),
+ * the frame of the last archive that holds it is made again from the
+ * tree (fc_ahead_frame), and the frames after it are read from the store,
+ * hashed and written at their new offsets, all while the walk goes on:
+ * after a small edit, the sha256 of the rest of the archive is what
+ * costs, and it no longer waits for the walk.  pack_cached takes the
+ * result only when the new archive's keys say it is this frame and the
+ * last archive's frames after it; otherwise the output is cut back to
+ * the frames copied before it and the usual paths go on from there.
+ */
+struct ahead {
+	int state;               /* 0 none, 1 complete, -1 given up */
+	size_t j;                /* the frame made again */
+	unsigned char key[FC_KEY_LEN];
+	struct buf frame;        /* its bytes */
+	unsigned char (*mids)[FC_SHA_MID]; /* the sha256 state at frames j.. */
+	uint64_t bytes;          /* the archive's size */
+	char digest[72];
+};
+
+/* What the thread is told (fc_spec.quit). */
+#define SPEC_WALKED 1    /* no more changes will be seen */
+#define SPEC_NO_AHEAD 2  /* copy up to the limit, no look-ahead (or stop it) */
+#define SPEC_STOP 3      /* stop now */
+
 struct fc_spec {
 	struct fc *c;
 	int fd;
@@ -407,44 +434,284 @@ struct fc_spec {
 	pthread_t tid;
 	size_t limit;            /* copy no frame from this one on (atomic) */
 	size_t done;             /* frames copied whole (the thread's until joined) */
+	off_t extent;            /* the end of what was written (the thread's) */
 	int joined;
+
+	struct pack_opts o;
+	unsigned char settings[FC_KEY_LEN];
+	char *root;
+	int rootfd;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	char *hint;              /* the first changed path seen (under mu) */
+	unsigned nhints;         /* changed paths seen (under mu) */
+	int quit;                /* under mu: SPEC_* */
+	size_t aj;               /* the frame being made again (under mu), or SIZE_MAX */
+	struct ahead a;          /* the thread's until joined */
 };
+
+void fc_spec_seen(void *ctx, const struct walk_entry *we)
+{
+	struct fc_spec *s = ctx;
+	/* coarse clocks: a change just before made_ns may carry an older stamp */
+	int64_t win = we->ctime_ns % 1000000000 ? 20000000 : 1000000000;
+
+	if (we->ctime_ns < s->m.made_ns - win)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (!s->nhints++ || walk_path_cmp(we->path, we->path_len, s->hint, strlen(s->hint)) < 0) {
+		free(s->hint);
+		s->hint = xmalloc(we->path_len + 1u);
+		memcpy(s->hint, we->path, we->path_len);
+		s->hint[we->path_len] = '\0';
+	}
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The last archive's frame that holds path, or SIZE_MAX. */
+static size_t frame_of(const struct fc_manifest *m, const char *path)
+{
+	size_t lo = 0, hi = m->nframes, n = strlen(path);
+
+	if (!m->names)
+		return SIZE_MAX;
+	/* the last frame whose first entry is <= path */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (m->nfl[mid] & (FC_FIRST_EOA | FC_FIRST_NONE) ||
+		    walk_path_cmp(m->names + m->noff[mid], m->nlen[mid], path, n) > 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return lo ? lo - 1 : SIZE_MAX;
+}
+
+static int pwrite_all(int fd, const void *p, size_t n, off_t off)
+{
+	while (n) {
+		ssize_t k = pwrite(fd, p, n, off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p = (const char *)p + k;
+		n -= (size_t)k;
+		off += k;
+	}
+	return 0;
+}
+
+/* 1 when the look-ahead should stop: told so, or another change seen. */
+static int ahead_stop(struct fc_spec *s, unsigned nhints)
+{
+	int stop;
+
+	pthread_mutex_lock(&s->mu);
+	stop = s->quit >= SPEC_NO_AHEAD || s->nhints != nhints;
+	pthread_mutex_unlock(&s->mu);
+	return stop;
+}
+
+/* Frame k of the last archive through the hash to the output at off, a
+ * COPY_BUF piece at a time; only while its file has the stamp it was
+ * checked with.  0, or -1: the look-ahead gives up. */
+static int ahead_copy(struct fc_spec *s, size_t k, struct sha256 *sha, uint64_t off,
+		      struct copier *cp)
+{
+	char *path = fc_frame_path(s->c, s->m.fkeys[k]);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	uint64_t n = s->m.lens[k], done = 0;
+	struct fc_stamp now;
+	struct stat sb;
+	int ret = -1;
+
+	free(path);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != FC_FRAME_HDR + n)
+		goto out;
+	fc_stamp_of(&sb, &now);
+	if (now.ino != s->m.stamps[k].ino || now.mtime_ns != s->m.stamps[k].mtime_ns)
+		goto out;
+	fc_touch(fd);
+	if (!cp->buf)
+		cp->buf = xmalloc(COPY_BUF);
+	while (done < n) {
+		size_t want = n - done < COPY_BUF ? (size_t)(n - done) : COPY_BUF;
+		ssize_t got = pread(fd, cp->buf, want, (off_t)(FC_FRAME_HDR + done));
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			goto out;
+		sha256_update(sha, cp->buf, (size_t)got);
+		if (pwrite_all(s->fd, cp->buf, (size_t)got, s->start + (off_t)(off + done)))
+			goto out;
+		done += (uint64_t)got;
+	}
+	ret = 0;
+out:
+	close(fd);
+	return ret;
+}
+
+/* Make frame j again and the archive from it on (frames before j are out). */
+static void ahead_run(struct fc_spec *s, size_t j, unsigned nhints, struct copier *cp)
+{
+	struct ahead *a = &s->a;
+	const struct fc_manifest *m = &s->m;
+	struct sha256 sha;
+	uint64_t oj = 0, off;
+	unsigned char md[32];
+	size_t k;
+
+	a->state = -1;
+	a->j = j;
+	if (j >= m->nframes || !m->names ||
+	    m->nfl[j] & (FC_FIRST_MID | FC_FIRST_EOA | FC_FIRST_NONE | FC_END_MID))
+		return;
+	for (k = 0; k < j; k++)
+		oj += m->lens[k];
+	if (fc_ahead_frame(s->c, m->fkeys[j], s->root, s->rootfd, &s->o, s->settings,
+			   &a->frame, a->key) || ahead_stop(s, nhints))
+		return;
+	/* from here on the output past frame j-1 is not the copy's */
+	if (s->done > j)
+		s->done = j;
+	sha256_init(&sha, 0);
+	if (j) {
+		unsigned char t[64];
+		size_t r = (size_t)(oj % 64);
+
+		/* the bytes after the saved state's last whole block: the
+		 * end of frame j-1, which the copy wrote (the output may be
+		 * write-only: they are read from the store) */
+		if (sha256_resume(&sha, m->mids[j], oj) || m->lens[j - 1] < r)
+			return;
+		if (r) {
+			char *path = fc_frame_path(s->c, m->fkeys[j - 1]);
+			int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+			ssize_t got = fd < 0 ? -1 :
+				pread(fd, t, r, (off_t)(FC_FRAME_HDR + m->lens[j - 1] - r));
+
+			free(path);
+			if (fd >= 0)
+				close(fd);
+			if (got != (ssize_t)r)
+				return;
+		}
+		sha256_update(&sha, t, r);
+	}
+	a->mids = xreallocarray(NULL, m->nframes, sizeof(*a->mids));
+	sha256_save(&sha, a->mids[j]);
+	sha256_update(&sha, a->frame.data, a->frame.len);
+	if (pwrite_all(s->fd, a->frame.data, a->frame.len, s->start + (off_t)oj))
+		return;
+	off = oj + a->frame.len;
+	if (s->start + (off_t)off > s->extent)
+		s->extent = s->start + (off_t)off;
+	for (k = j + 1; k < m->nframes; k++) {
+		if (ahead_stop(s, nhints))
+			break;
+		sha256_save(&sha, a->mids[k]);
+		if (ahead_copy(s, k, &sha, off, cp))
+			break;
+		off += m->lens[k];
+		if (s->start + (off_t)off > s->extent)
+			s->extent = s->start + (off_t)off;
+	}
+	if (k < m->nframes)
+		return;
+	sha256_final(&sha, md);
+	memcpy(a->digest, "sha256:", 7);
+	hex_encode(a->digest + 7, md, 32);
+	a->bytes = off;
+	a->state = 1;
+}
+
+/* Frame k of the copy: 1 copied, 0 not (and nothing more will be). */
+static int spec_copy(struct fc_spec *s, size_t k, struct copier *cp)
+{
+	char *path = fc_frame_path(s->c, s->m.fkeys[k]);
+	struct fc_stamp now;
+	struct stat sb;
+	int fd, ok;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	free(path);
+	if (fd < 0)
+		return 0;
+	/* only files not written since their bytes were checked */
+	ok = !fstat(fd, &sb) && S_ISREG(sb.st_mode) &&
+	     (uint64_t)sb.st_size == FC_FRAME_HDR + s->m.lens[k];
+	if (ok) {
+		fc_stamp_of(&sb, &now);
+		ok = now.ino == s->m.stamps[k].ino && now.mtime_ns == s->m.stamps[k].mtime_ns;
+	}
+	if (ok) {
+		fc_touch(fd);
+		ok = copy_out(fd, FC_FRAME_HDR, s->m.lens[k], s->fd, cp) == s->m.lens[k];
+	}
+	close(fd);
+	return ok;
+}
 
 static void *spec_main(void *arg)
 {
 	struct fc_spec *s = arg;
 	struct copier cp;
-	size_t k;
+	size_t k = 0, want = SIZE_MAX;
+	unsigned nhints = 0;
+	int copying = 1, ahead_ok = 1, quit, go;
+	off_t pos = s->start;
 
 	copier_init(&cp, s->fd);
-	for (k = 0; k < s->m.nframes; k++) {
-		char *path;
-		struct fc_stamp now;
-		struct stat sb;
-		int fd, ok;
+	for (;;) {
+		size_t limit = __atomic_load_n(&s->limit, __ATOMIC_RELAXED);
 
-		if (k >= __atomic_load_n(&s->limit, __ATOMIC_RELAXED))
-			break;
-		path = fc_frame_path(s->c, s->m.fkeys[k]);
-		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-		free(path);
-		if (fd < 0)
-			break;
-		/* only files not written since their bytes were checked */
-		ok = !fstat(fd, &sb) && S_ISREG(sb.st_mode) &&
-		     (uint64_t)sb.st_size == FC_FRAME_HDR + s->m.lens[k];
-		if (ok) {
-			fc_stamp_of(&sb, &now);
-			ok = now.ino == s->m.stamps[k].ino && now.mtime_ns == s->m.stamps[k].mtime_ns;
+		if (k >= s->m.nframes || k >= limit)
+			copying = 0;
+		pthread_mutex_lock(&s->mu);
+		/* nothing to do until a change is seen or the walk is over */
+		while (!copying && !s->quit && s->nhints == nhints)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->nhints != nhints) {
+			nhints = s->nhints;
+			want = frame_of(&s->m, s->hint);
 		}
-		if (ok) {
-			fc_touch(fd);
-			ok = copy_out(fd, FC_FRAME_HDR, s->m.lens[k], s->fd, &cp) == s->m.lens[k];
-		}
-		close(fd);
-		if (!ok)
+		quit = s->quit;
+		if (quit >= SPEC_NO_AHEAD)
+			ahead_ok = 0;
+		if (quit == SPEC_STOP)
+			copying = 0;
+		/* the changed frame, once the frames before it are out */
+		go = ahead_ok && want != SIZE_MAX && want <= k;
+		if (go)
+			s->aj = want;
+		pthread_mutex_unlock(&s->mu);
+		if (go) {
+			ahead_run(s, want, nhints, &cp);
 			break;
-		s->done = k + 1;
+		}
+		if (copying) {
+			if (!spec_copy(s, k, &cp)) {
+				copying = 0;
+				continue;
+			}
+			pos += (off_t)s->m.lens[k];
+			if (pos > s->extent)
+				s->extent = pos;
+			s->done = ++k;
+			continue;
+		}
+		/* the walk is over with no change seen, or the copy stopped
+		 * before the changed frame */
+		if (quit || !ahead_ok || want != SIZE_MAX)
+			break;
 	}
 	copier_release(&cp);
 	return NULL;
@@ -453,7 +720,7 @@ static void *spec_main(void *arg)
 struct fc_spec *fc_spec_start(struct fc *c, const char *dir, const struct pack_opts *o,
 			      int out_fd)
 {
-	unsigned char settings[FC_KEY_LEN], lk[FC_KEY_LEN];
+	unsigned char lk[FC_KEY_LEN];
 	struct fc_spec *s;
 	struct stat st;
 	char *root;
@@ -473,19 +740,33 @@ struct fc_spec *fc_spec_start(struct fc *c, const char *dir, const struct pack_o
 	s->c = c;
 	s->fd = out_fd;
 	s->start = pos;
+	s->extent = pos;
 	s->limit = SIZE_MAX;
-	fc_settings_hash(o, c->versions, settings);
-	fc_last_key(root, settings, lk);
-	free(root);
-	if (fc_last_read(c, lk, s->akey) || !fc_manifest_read(c, s->akey, &s->m)) {
+	s->aj = SIZE_MAX;
+	buf_init(&s->a.frame, 0);
+	s->o = *o;
+	s->root = root;
+	fc_settings_hash(o, c->versions, s->settings);
+	fc_last_key(root, s->settings, lk);
+	s->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->rootfd < 0 || fc_last_read(c, lk, s->akey) || !fc_manifest_read(c, s->akey, &s->m)) {
+		if (s->rootfd >= 0)
+			close(s->rootfd);
+		free(root);
 		free(s);
 		return NULL;
 	}
 	/* the blocks the copy will fill, in one go rather than per page as
 	 * it writes (ext4: about 5% less time; a no-op where unsupported) */
 	fallocate(out_fd, FALLOC_FL_KEEP_SIZE, pos, (off_t)s->m.bytes);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
 	if (pthread_create(&s->tid, NULL, spec_main, s)) {
+		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->mu);
 		fc_manifest_release(&s->m);
+		close(s->rootfd);
+		free(root);
 		free(s);
 		return NULL;
 	}
@@ -494,13 +775,30 @@ struct fc_spec *fc_spec_start(struct fc *c, const char *dir, const struct pack_o
 
 /* Let the copy go on up to frame `limit` (SIZE_MAX: all of it), then
  * wait for it. */
-static void spec_join(struct fc_spec *s, size_t limit)
+static void spec_join(struct fc_spec *s, size_t limit, int quit)
 {
 	if (s->joined)
 		return;
 	__atomic_store_n(&s->limit, limit, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&s->mu);
+	s->quit = quit;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 	pthread_join(s->tid, NULL);
 	s->joined = 1;
+}
+
+static void spec_free(struct fc_spec *s)
+{
+	fc_manifest_release(&s->m);
+	buf_release(&s->a.frame);
+	free(s->a.mids);
+	free(s->hint);
+	free(s->root);
+	close(s->rootfd);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
 }
 
 /*
@@ -519,11 +817,13 @@ static int spec_finish(struct fc_spec *s, size_t keep, uint64_t *kept_bytes, off
 	size_t k;
 	int ret = 0;
 
-	spec_join(s, 0);
+	spec_join(s, 0, SPEC_STOP);
 	for (k = 0; k < keep; k++)
 		b += s->m.lens[k];
 	to = s->start + (off_t)b;
 	pos = lseek(s->fd, 0, SEEK_CUR);
+	if (pos >= 0 && s->extent > pos)
+		pos = s->extent; /* the look-ahead wrote past the copy */
 	if (pos != to) {
 		if (defer && pos > to)
 			*defer = pos;
@@ -534,8 +834,7 @@ static int spec_finish(struct fc_spec *s, size_t keep, uint64_t *kept_bytes, off
 	}
 	if (kept_bytes)
 		*kept_bytes = b;
-	fc_manifest_release(&s->m);
-	free(s);
+	spec_free(s);
 	return ret;
 }
 
@@ -1031,6 +1330,35 @@ static void run_release(struct run *r)
 		close(r->rootfd);
 }
 
+/* The first entry of each planned frame, for the manifest. */
+static void first_names(const struct run *r, struct fc_manifest *m)
+{
+	const struct pack_list *l = r->l;
+	size_t k, total = 0;
+
+	for (k = 0; k < r->nplan; k++)
+		if (r->plan[k].first.i < l->n)
+			total += l->v[r->plan[k].first.i]->path_len;
+	m->names = xmalloc(total + 1);
+	m->noff = xreallocarray(NULL, r->nplan ? r->nplan : 1, sizeof(*m->noff));
+	m->nlen = xreallocarray(NULL, r->nplan ? r->nplan : 1, sizeof(*m->nlen));
+	m->nfl = xmalloc(r->nplan ? r->nplan : 1);
+	for (k = 0, total = 0; k < r->nplan; k++) {
+		const struct pack_frame *f = &r->plan[k];
+
+		m->noff[k] = total;
+		m->nlen[k] = 0;
+		m->nfl[k] = (f->first.off ? FC_FIRST_MID : 0) | (f->end.off ? FC_END_MID : 0);
+		if (f->first.i >= l->n) {
+			m->nfl[k] |= FC_FIRST_EOA;
+			continue;
+		}
+		m->nlen[k] = l->v[f->first.i]->path_len;
+		memcpy(m->names + total, l->v[f->first.i]->path, m->nlen[k]);
+		total += m->nlen[k];
+	}
+}
+
 /* Write the manifest of the archive just made, when every frame is in the
  * store, and make it the context's last. */
 static void keep_archive(struct run *r, const unsigned char akey[FC_KEY_LEN],
@@ -1039,13 +1367,17 @@ static void keep_archive(struct run *r, const unsigned char akey[FC_KEY_LEN],
 	struct fc_manifest m;
 	struct err e = ERR_INIT;
 	size_t k;
+	int bad;
 
 	if (!r->have_mids)
 		return;
 	for (k = 0; k < r->nplan; k++)
 		if (!r->present[k])
 			return;
+	memset(&m, 0, sizeof(m));
 	memcpy(m.key, akey, FC_KEY_LEN);
+	m.made_ns = r->c->t0_ns;
+	first_names(r, &m);
 	m.nframes = r->nplan;
 	m.bytes = res->bytes;
 	m.entries = r->l->n;
@@ -1054,7 +1386,12 @@ static void keep_archive(struct run *r, const unsigned char akey[FC_KEY_LEN],
 	m.lens = r->lens;
 	m.stamps = r->stamps;
 	m.mids = r->mids;
-	if (fc_manifest_write(r->c, &m, &e)) {
+	bad = fc_manifest_write(r->c, &m, &e);
+	free(m.names);
+	free(m.noff);
+	free(m.nlen);
+	free(m.nfl);
+	if (bad) {
 		fc_warn(r->c, "cannot store the archive manifest: %s", e.msg);
 		return;
 	}
@@ -1071,6 +1408,75 @@ static size_t common_prefix(const struct run *r, const struct fc_manifest *m, si
 		if (!r->keyed[k] || memcmp(r->keys[k], m->fkeys[k], FC_KEY_LEN))
 			break;
 	return k;
+}
+
+/*
+ * The frame the look-ahead should have made for this archive to be its
+ * result: the first of the run's frames that differs from the last
+ * archive's, when all after it are the last archive's and the look-ahead
+ * is on it (or will be); else SIZE_MAX.
+ */
+static size_t ahead_target(const struct run *r, struct fc_spec *s)
+{
+	const struct fc_manifest *m = &s->m;
+	size_t j = common_prefix(r, m, m->nframes), k, aj, want;
+
+	if (r->nplan != m->nframes || j >= r->nplan)
+		return SIZE_MAX;
+	for (k = j + 1; k < r->nplan; k++)
+		if (!r->keyed[k] || memcmp(r->keys[k], m->fkeys[k], FC_KEY_LEN))
+			return SIZE_MAX;
+	if (!r->keyed[j])
+		return SIZE_MAX;
+	pthread_mutex_lock(&s->mu);
+	aj = s->aj;
+	want = s->nhints ? frame_of(m, s->hint) : SIZE_MAX;
+	pthread_mutex_unlock(&s->mu);
+	return (aj == SIZE_MAX ? want : aj) == j ? j : SIZE_MAX;
+}
+
+/* The look-ahead made this archive (the output is complete): its result
+ * for the run, res and the output's end. */
+static int ahead_take(struct run *r, struct fc_spec *s, struct pack_result *res, int *cut_fd,
+		      off_t *cut_end, struct err *e)
+{
+	const struct ahead *a = &s->a;
+	size_t j = a->j, k;
+	off_t end = s->start + (off_t)a->bytes;
+
+	for (k = 0; k < r->nplan; k++) {
+		if (k == j)
+			continue;
+		r->lens[k] = s->m.lens[k];
+		r->stamps[k] = s->m.stamps[k];
+		r->present[k] = 1;
+		memcpy(r->mids[k], k < j ? s->m.mids[k] : a->mids[k], FC_SHA_MID);
+		r->st->frames_reused++;
+		r->st->bytes_reused += s->m.lens[k];
+	}
+	memcpy(r->mids[j], a->mids[j], FC_SHA_MID);
+	store(r, j, a->frame.data, a->frame.len);
+	r->have_mids = 1;
+	r->st->path = FC_PATH_ASSEMBLE;
+	r->st->frames_compressed = 1;
+	r->st->bytes_hashed = a->frame.len;
+	for (k = j + 1; k < r->nplan; k++)
+		r->st->bytes_hashed += s->m.lens[k];
+	r->st->bytes_early = a->bytes;
+	r->st->bytes_ahead = r->st->bytes_hashed;
+	memset(res, 0, sizeof(*res));
+	memcpy(res->digest, a->digest, sizeof(res->digest));
+	res->bytes = a->bytes;
+	res->entries = r->l->n;
+	res->frames = r->nplan;
+	*cut_fd = s->fd;
+	*cut_end = s->extent > end ? s->extent : -1;
+	if (lseek(s->fd, end, SEEK_SET) < 0) {
+		spec_free(s);
+		return err_errno(e, "cannot seek in the output");
+	}
+	spec_free(s);
+	return 0;
 }
 
 static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
@@ -1114,7 +1520,7 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	/* 0. the copy made while the context was walked: all of it when it
 	 * is this archive */
 	if (spec && akeyed && !memcmp(akey, spec->akey, FC_KEY_LEN)) {
-		spec_join(spec, SIZE_MAX);
+		spec_join(spec, SIZE_MAX, SPEC_NO_AHEAD);
 		if (spec->done == spec->m.nframes) {
 			memset(res, 0, sizeof(*res));
 			memcpy(res->digest, spec->m.digest, sizeof(res->digest));
@@ -1147,7 +1553,20 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	/* ... else the part of it this archive starts with (the copy goes
 	 * on up to there) */
 	if (spec) {
-		spec_join(spec, common_prefix(&r, &spec->m, spec->m.nframes));
+		size_t j = ahead_target(&r, spec);
+
+		if (j != SIZE_MAX)
+			spec_join(spec, SIZE_MAX, SPEC_WALKED);
+		else
+			spec_join(spec, common_prefix(&r, &spec->m, spec->m.nframes), SPEC_NO_AHEAD);
+		if (j != SIZE_MAX && spec->a.state == 1 && spec->a.j == j &&
+		    !memcmp(spec->a.key, r.keys[j], FC_KEY_LEN)) {
+			ret = ahead_take(&r, spec, res, cut_fd, cut_end, e);
+			if (!ret)
+				keep_archive(&r, akey, lk, res);
+			run_release(&r);
+			return ret;
+		}
 		kept = common_prefix(&r, &spec->m, spec->done);
 		*cut_fd = spec->fd;
 		ret = spec_finish(spec, kept, &skip, cut_end, e);

@@ -30,11 +30,11 @@
 #include <xxhash.h>
 
 #define FRAME_MAGIC "CTXPKF1\n"
-#define MANIFEST_MAGIC "CTXPKA2\n"
+#define MANIFEST_MAGIC "CTXPKA3\n"
 #define LAST_MAGIC "CTXPKL1\n"
 #define LAST_LEN 32 /* magic(8) key(16) check(8) */
-/* magic(8) key(16) nframes(8) bytes(8) entries(8) digest(72) */
-#define MANIFEST_HDR 120
+/* magic(8) key(16) nframes(8) bytes(8) entries(8) digest(72) made_ns(8) */
+#define MANIFEST_HDR 128
 #define MANIFEST_REC (40 + FC_SHA_MID) /* key(16) len(8) ino(8) mtime_ns(8) mid */
 /* More frames than this in one manifest is not believed. */
 #define MANIFEST_MAX_FRAMES ((uint64_t)1 << 24)
@@ -509,10 +509,18 @@ void fc_manifest_release(struct fc_manifest *m)
 	free(m->lens);
 	free(m->stamps);
 	free(m->mids);
+	free(m->names);
+	free(m->noff);
+	free(m->nlen);
+	free(m->nfl);
 	m->fkeys = NULL;
 	m->lens = NULL;
 	m->stamps = NULL;
 	m->mids = NULL;
+	m->names = NULL;
+	m->noff = NULL;
+	m->nlen = NULL;
+	m->nfl = NULL;
 }
 
 int fc_manifest_write(struct fc *c, const struct fc_manifest *m, struct err *e)
@@ -532,6 +540,7 @@ int fc_manifest_write(struct fc *c, const struct fc_manifest *m, struct err *e)
 	fc_put64(h + 32, m->bytes);
 	fc_put64(h + 40, m->entries);
 	memcpy(h + 48, m->digest, strnlen(m->digest, 71));
+	fc_put64(h + 120, (uint64_t)m->made_ns);
 	buf_add(&b, h, sizeof(h));
 	for (i = 0; i < m->nframes; i++) {
 		memcpy(rec, m->fkeys[i], FC_KEY_LEN);
@@ -540,6 +549,20 @@ int fc_manifest_write(struct fc *c, const struct fc_manifest *m, struct err *e)
 		fc_put64(rec + 32, (uint64_t)m->stamps[i].mtime_ns);
 		memcpy(rec + 40, m->mids[i], FC_SHA_MID);
 		buf_add(&b, rec, sizeof(rec));
+	}
+	/* each frame's first entry: flags(1) length(4) path */
+	for (i = 0; i < m->nframes; i++) {
+		unsigned char fl[5];
+		uint32_t n = m->names ? m->nlen[i] : 0;
+
+		fl[0] = m->names ? m->nfl[i] : FC_FIRST_NONE;
+		fl[1] = (unsigned char)(n >> 24);
+		fl[2] = (unsigned char)(n >> 16);
+		fl[3] = (unsigned char)(n >> 8);
+		fl[4] = (unsigned char)n;
+		buf_add(&b, fl, sizeof(fl));
+		if (n)
+			buf_add(&b, m->names + m->noff[i], n);
 	}
 	XXH128_canonicalFromHash(&cs, XXH3_128bits(b.data, b.len));
 	buf_add(&b, cs.digest, 16);
@@ -579,7 +602,7 @@ int fc_manifest_read(struct fc *c, const unsigned char key[FC_KEY_LEN],
 		goto bad;
 	n = fc_get64(p + 24);
 	if (n == 0 || n > MANIFEST_MAX_FRAMES ||
-	    b.len != MANIFEST_HDR + n * MANIFEST_REC + 16 ||
+	    b.len < MANIFEST_HDR + n * (MANIFEST_REC + 5) + 16 ||
 	    !fc_payload_ok(p, b.len - 16, p + b.len - 16) || p[48 + 71] != '\0' ||
 	    memcmp(p + 48, "sha256:", 7) || strlen((const char *)p + 48) != 71)
 		goto bad;
@@ -588,6 +611,7 @@ int fc_manifest_read(struct fc *c, const unsigned char key[FC_KEY_LEN],
 	m->bytes = fc_get64(p + 32);
 	m->entries = fc_get64(p + 40);
 	memcpy(m->digest, p + 48, 72);
+	m->made_ns = (int64_t)fc_get64(p + 120);
 	m->fkeys = xreallocarray(NULL, n, sizeof(*m->fkeys));
 	m->lens = xreallocarray(NULL, n, sizeof(*m->lens));
 	m->stamps = xreallocarray(NULL, n, sizeof(*m->stamps));
@@ -606,6 +630,33 @@ int fc_manifest_read(struct fc *c, const unsigned char key[FC_KEY_LEN],
 	}
 	if (sum != m->bytes)
 		goto bad;
+	{
+		size_t at = MANIFEST_HDR + (size_t)n * MANIFEST_REC, end = b.len - 16;
+
+		m->names = xmalloc(end - at + 1);
+		m->noff = xreallocarray(NULL, n, sizeof(*m->noff));
+		m->nlen = xreallocarray(NULL, n, sizeof(*m->nlen));
+		m->nfl = xmalloc(n);
+		for (i = 0, sum = 0; i < n; i++) {
+			uint32_t l;
+
+			if (end - at < 5)
+				goto bad;
+			m->nfl[i] = p[at];
+			l = (uint32_t)p[at + 1] << 24 | (uint32_t)p[at + 2] << 16 |
+			    (uint32_t)p[at + 3] << 8 | p[at + 4];
+			at += 5;
+			if (end - at < l)
+				goto bad;
+			memcpy(m->names + sum, p + at, l);
+			m->noff[i] = sum;
+			m->nlen[i] = l;
+			sum += l;
+			at += l;
+		}
+		if (at != end)
+			goto bad;
+	}
 	ok = 1;
 	goto out;
 bad:

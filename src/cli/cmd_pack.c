@@ -76,12 +76,13 @@ static void print_cache_json(FILE *f, const struct fc *fc, const struct fc_stats
 	fprintf(f, ",\"frames\":%llu,\"frames_reused\":%llu,\"frames_compressed\":%llu,"
 		"\"frames_stored\":%llu,\"frames_damaged\":%llu,\"frames_unsafe\":%llu,"
 		"\"archive_stored\":%s,\"bytes_hashed\":%llu,\"bytes_early\":%llu,"
-		"\"evicted\":%llu",
+		"\"bytes_ahead\":%llu,\"evicted\":%llu",
 		(unsigned long long)st->frames, (unsigned long long)st->frames_reused,
 		(unsigned long long)st->frames_compressed, (unsigned long long)st->frames_stored,
 		(unsigned long long)st->frames_damaged, (unsigned long long)st->frames_unsafe,
 		st->archive_stored ? "true" : "false", (unsigned long long)st->bytes_hashed,
-		(unsigned long long)st->bytes_early, (unsigned long long)st->evicted);
+		(unsigned long long)st->bytes_early, (unsigned long long)st->bytes_ahead,
+		(unsigned long long)st->evicted);
 	if (ist)
 		fprintf(f, ",\"files_hashed\":%llu,\"files_reused\":%llu",
 			(unsigned long long)ist->hashed, (unsigned long long)ist->reused);
@@ -211,6 +212,10 @@ int cmd_pack(int argc, char **argv)
 		}
 	}
 	spec = fc_spec_start(fc, wo.dir, &po, sink.fd);
+	if (spec) {
+		wo.seen = fc_spec_seen;
+		wo.seen_ctx = spec;
+	}
 	if (spec && cli_opt.verbose)
 		cli_info("cache: copying the last archive of %s to the output while walking",
 			 wo.dir);

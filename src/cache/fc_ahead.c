@@ -1,0 +1,247 @@
+/*
+ * The look-ahead's frame (fc_spec in fc_pack.c): one frame of the
+ * context's last archive made again from the tree as it is now, while the
+ * walk is still going on.  The stored frame says which entries it holds
+ * (its tar headers); each is looked up again below the root without
+ * following a symlink, the frame is encoded from the tree, and its key is
+ * computed from the bytes that were encoded (the content() hook), so the
+ * key says exactly what the frame holds.  Whether it is the new archive's
+ * frame is decided after the walk by comparing keys: nothing here has to
+ * be right about the entry list, only about what it encoded.
+ *
+ * Only frames that start and end at entry boundaries and hold no file
+ * over PACK_SMALL_FILE (whose content the hook does not see) qualify.
+ */
+#include "fc_internal.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "ctxpack/index.h"
+
+/* A stored frame's tar bytes are about PACK_FRAME_MAX at most; more is
+ * not believed. */
+#define AHEAD_TAR_MAX ((size_t)PACK_FRAME_MAX * 2)
+
+struct mini {
+	struct walk_entry *e;
+	const struct walk_entry **v;
+	char **paths;
+	size_t n, alloc;
+};
+
+static void mini_release(struct mini *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++) {
+		free(m->paths[i]);
+		free((char *)m->e[i].link);
+	}
+	free(m->e);
+	free(m->v);
+	free(m->paths);
+}
+
+/* The stored frame's tar bytes, a piece at a time, for libarchive. */
+struct unz {
+	ZSTD_DStream *d;
+	ZSTD_inBuffer in;
+	size_t last;             /* ZSTD_decompressStream's last return */
+	size_t total;
+	char out[128 << 10];
+};
+
+static la_ssize_t unz_read(struct archive *a, void *ctx, const void **p)
+{
+	struct unz *u = ctx;
+	ZSTD_outBuffer ob = {u->out, sizeof(u->out), 0};
+
+	(void)a;
+	*p = u->out;
+	while (!ob.pos && u->total < AHEAD_TAR_MAX) {
+		if (u->in.pos == u->in.size && !u->last)
+			return 0; /* the frame's end */
+		u->last = ZSTD_decompressStream(u->d, &ob, &u->in);
+		if (ZSTD_isError(u->last) || (!ob.pos && u->in.pos == u->in.size && u->last))
+			return -1; /* damaged or truncated */
+	}
+	u->total += ob.pos;
+	return ob.pos ? (la_ssize_t)ob.pos : -1;
+}
+
+/* The entry paths of the stored frame z (tar bytes compressed with zstd),
+ * in order ("dir/" as "dir"). */
+static int tar_paths(const struct buf *z, struct mini *m)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	struct unz *u = xcalloc(1, sizeof(*u));
+	int r, ret = -1;
+
+	u->d = ZSTD_createDStream();
+	u->in.src = z->data;
+	u->in.size = z->len;
+	u->last = 1;
+	if (!a || !u->d)
+		goto out;
+	archive_read_support_format_tar(a);
+	if (archive_read_open(a, u, NULL, unz_read, NULL) != ARCHIVE_OK)
+		goto out;
+	while ((r = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(ae);
+		size_t n = p ? strlen(p) : 0;
+
+		if (n && p[n - 1] == '/')
+			n--;
+		if (!n)
+			goto out;
+		if (m->n == m->alloc) {
+			m->alloc = m->alloc ? 2 * m->alloc : 256;
+			m->paths = xreallocarray(m->paths, m->alloc, sizeof(*m->paths));
+		}
+		m->paths[m->n] = xmalloc(n + 1);
+		memcpy(m->paths[m->n], p, n);
+		m->paths[m->n][n] = '\0';
+		m->n++;
+	}
+	ret = r == ARCHIVE_EOF && m->n && !u->last ? 0 : -1;
+out:
+	if (a)
+		archive_read_free(a);
+	ZSTD_freeDStream(u->d);
+	free(u);
+	return ret;
+}
+
+/* The walk's entry for each path, from the tree as it is now. */
+static int restat(struct mini *m, int rootfd)
+{
+	struct buf dir;
+	int dfd = -1, ret = -1;
+	size_t i;
+
+	m->e = xcalloc(m->n, sizeof(*m->e));
+	m->v = xreallocarray(NULL, m->n, sizeof(*m->v));
+	buf_init(&dir, 0);
+	for (i = 0; i < m->n; i++) {
+		struct walk_entry *we = &m->e[i];
+		const char *p = m->paths[i], *slash = strrchr(p, '/'), *name = p;
+		struct stat st;
+		const char *q;
+
+		m->v[i] = we;
+		if (slash) {
+			size_t dl = (size_t)(slash - p);
+
+			name = slash + 1;
+			if (dfd < 0 || dir.len != dl || memcmp(dir.data, p, dl)) {
+				if (dfd >= 0)
+					close(dfd);
+				buf_reset(&dir);
+				buf_add(&dir, p, dl);
+				dfd = pack_open_beneath(rootfd, dir.data,
+							O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				if (dfd < 0)
+					goto out;
+			}
+		}
+		if (fstatat(slash ? dfd : rootfd, name, &st, AT_SYMLINK_NOFOLLOW) ||
+		    !walk_fill_stat(we, &st))
+			goto out;
+		we->path = p;
+		we->path_len = (uint32_t)strlen(p);
+		we->deciding = -1;
+		for (q = p; (q = strchr(q, '/')); q++)
+			if (we->depth < 255)
+				we->depth++;
+		if (we->type == WALK_REG && we->size > PACK_SMALL_FILE)
+			goto out;
+		if (we->type == WALK_LNK) {
+			char *t = xmalloc(PATH_MAX);
+			ssize_t n = readlinkat(slash ? dfd : rootfd, name, t, PATH_MAX);
+
+			if (n < 0 || n >= PATH_MAX) {
+				free(t);
+				goto out;
+			}
+			t[n] = '\0';
+			we->link = t;
+			we->link_len = (uint32_t)n;
+			we->size = (uint64_t)n;
+			idx_hash_bytes(t, (size_t)n, we->hash);
+			we->hashed = 1;
+		}
+	}
+	ret = 0;
+out:
+	if (dfd >= 0)
+		close(dfd);
+	buf_release(&dir);
+	return ret;
+}
+
+static void content(void *ctx, size_t i, const void *p, size_t n)
+{
+	struct mini *m = ctx;
+
+	idx_hash_bytes(p, n, m->e[i].hash);
+	m->e[i].hashed = 2;
+}
+
+int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], const char *root,
+		   int rootfd, const struct pack_opts *o,
+		   const unsigned char settings[FC_KEY_LEN], struct buf *out,
+		   unsigned char key[FC_KEY_LEN])
+{
+	struct buf z;
+	struct mini m;
+	struct pack_list l;
+	struct pack_frame f;
+	struct pack_frame_cache hooks;
+	struct pack_worker *w = NULL;
+	struct fc_stamp stamp;
+	struct err e = ERR_INIT;
+	int damaged, ret = -1;
+	size_t i;
+
+	memset(&m, 0, sizeof(m));
+	buf_init(&z, 0);
+	if (o->compress != PACK_ZSTD || !fc_frame_read(c, old_key, &z, &damaged, &stamp) ||
+	    tar_paths(&z, &m) || restat(&m, rootfd))
+		goto out;
+	buf_release(&z);
+	memset(&l, 0, sizeof(l));
+	l.v = m.v;
+	l.n = m.n;
+	l.root = root;
+	memset(&f, 0, sizeof(f));
+	f.end.i = m.n;
+	memset(&hooks, 0, sizeof(hooks));
+	hooks.content = content;
+	hooks.ctx = &m;
+	w = pack_worker_new(o, 0, &e);
+	if (!w)
+		goto out;
+	pack_worker_set_cache(w, &hooks);
+	buf_reset(out);
+	if (pack_frame_encode(w, &l, rootfd, &f, out, NULL, &e))
+		goto out;
+	for (i = 0; i < m.n; i++)
+		if (m.e[i].type == WALK_REG && !m.e[i].hashed)
+			goto out;
+	ret = fc_frame_key(&l, &f, settings, key);
+out:
+	pack_worker_free(w);
+	mini_release(&m);
+	buf_release(&z);
+	return ret;
+}
