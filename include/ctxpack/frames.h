@@ -142,6 +142,8 @@ struct fc_stats {
 	uint64_t bytes_early;        /* archive bytes copied while walking and kept */
 	uint64_t bytes_ahead;        /* of those, bytes hashed and written while walking
 					(the look-ahead after a change) */
+	uint64_t seen_changed;       /* entries the walk saw changed since the last
+					archive's pack started (the look-ahead's cue) */
 	uint64_t evicted;            /* files removed by fc_maintain */
 	uint64_t evicted_bytes;
 	uint64_t store_bytes;        /* the store's size after fc_maintain (0: not scanned) */

@@ -1492,7 +1492,7 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	unsigned char akey[FC_KEY_LEN], lk[FC_KEY_LEN], last[FC_KEY_LEN], md[32];
 	uint64_t skip = 0;
 	size_t kept = 0, k;
-	int akeyed, ret;
+	int akeyed, ret, hinted = 0;
 
 	if (!st)
 		st = &local;
@@ -1521,7 +1521,16 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	 * is this archive */
 	if (spec && akeyed && !memcmp(akey, spec->akey, FC_KEY_LEN)) {
 		spec_join(spec, SIZE_MAX, SPEC_NO_AHEAD);
+		st->seen_changed = spec->nhints;
 		if (spec->done == spec->m.nframes) {
+			struct err we = ERR_INIT;
+
+			/* a change seen was no change: the archive is this tree
+			 * as of this pack, which the next one need not look
+			 * ahead from */
+			spec->m.made_ns = c->t0_ns;
+			if (spec->nhints && fc_manifest_write(c, &spec->m, &we))
+				fc_warn(c, "cannot store the archive manifest: %s", we.msg);
 			memset(res, 0, sizeof(*res));
 			memcpy(res->digest, spec->m.digest, sizeof(res->digest));
 			res->bytes = spec->m.bytes;
@@ -1559,6 +1568,8 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 			spec_join(spec, SIZE_MAX, SPEC_WALKED);
 		else
 			spec_join(spec, common_prefix(&r, &spec->m, spec->m.nframes), SPEC_NO_AHEAD);
+		hinted = spec->nhints != 0;
+		st->seen_changed = spec->nhints;
 		if (j != SIZE_MAX && spec->a.state == 1 && spec->a.j == j &&
 		    !memcmp(spec->a.key, r.keys[j], FC_KEY_LEN)) {
 			ret = ahead_take(&r, spec, res, cut_fd, cut_end, e);
@@ -1593,7 +1604,9 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 
 			/* the checked files' new stamps, so they are not read
 			 * again next time */
-			if (refreshed && fc_manifest_write(c, &m, &we))
+			if (hinted)
+				m.made_ns = c->t0_ns; /* as in 0. */
+			if ((refreshed || hinted) && fc_manifest_write(c, &m, &we))
 				fc_warn(c, "cannot store the archive manifest: %s", we.msg);
 			fc_last_write(c, lk, akey);
 			memset(res, 0, sizeof(*res));

@@ -76,13 +76,13 @@ static void print_cache_json(FILE *f, const struct fc *fc, const struct fc_stats
 	fprintf(f, ",\"frames\":%llu,\"frames_reused\":%llu,\"frames_compressed\":%llu,"
 		"\"frames_stored\":%llu,\"frames_damaged\":%llu,\"frames_unsafe\":%llu,"
 		"\"archive_stored\":%s,\"bytes_hashed\":%llu,\"bytes_early\":%llu,"
-		"\"bytes_ahead\":%llu,\"evicted\":%llu",
+		"\"bytes_ahead\":%llu,\"seen_changed\":%llu,\"evicted\":%llu",
 		(unsigned long long)st->frames, (unsigned long long)st->frames_reused,
 		(unsigned long long)st->frames_compressed, (unsigned long long)st->frames_stored,
 		(unsigned long long)st->frames_damaged, (unsigned long long)st->frames_unsafe,
 		st->archive_stored ? "true" : "false", (unsigned long long)st->bytes_hashed,
 		(unsigned long long)st->bytes_early, (unsigned long long)st->bytes_ahead,
-		(unsigned long long)st->evicted);
+		(unsigned long long)st->seen_changed, (unsigned long long)st->evicted);
 	if (ist)
 		fprintf(f, ",\"files_hashed\":%llu,\"files_reused\":%llu",
 			(unsigned long long)ist->hashed, (unsigned long long)ist->reused);

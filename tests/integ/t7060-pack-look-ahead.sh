@@ -131,6 +131,21 @@ head -c 2097152 /dev/urandom > "$C/z/big.bin"
 check big
 is "$(ahead big)" 0 "a 2 MiB file in the frame: not looked ahead"
 
+# a file touched, its content the same: the same archive; the next pack
+# knows the tree matched it and sees nothing changed
+sleep 1
+check before-touch
+touch "$C/d2/e2/f110.bin"
+sleep 1
+check touched
+ok "touched: seen changed ($(jget "$TESTDIR/touched.json" seen_changed))" \
+	test "$(jget "$TESTDIR/touched.json" seen_changed)" -ge 1
+is "$(jget "$TESTDIR/touched.json" cache)" archive "touched: the same archive"
+check touched-again
+is "$(jget "$TESTDIR/touched-again.json" seen_changed)" 0 "touched, then unchanged: nothing seen changed"
+is "$(jget "$TESTDIR/touched-again.json" bytes_early)" "$(jget "$TESTDIR/touched-again.json" bytes)" \
+	"touched, then unchanged: all of it copied while walking"
+
 # to a pipe there is no copy, so no look-ahead
 head -c 5000 /dev/urandom > "$C/d2/e2/f110.bin"
 ctxpack pack -q -o - "$C" | cat > "$TESTDIR/pipe.zst"
