@@ -208,6 +208,14 @@ int pack_frame_encode(struct pack_worker *w, const struct pack_list *l, int root
  * NULL: none), as pack_write does with its cache's. */
 void pack_worker_set_cache(struct pack_worker *w, const struct pack_frame_cache *cache);
 
+/*
+ * The entry names (in order, a directory's without its '/') of one zstd
+ * frame of ours (z, n bytes): its tar headers read back.  *paths gets a
+ * malloc'd array of *np malloc'd strings.  0, or -1 when it is not a
+ * whole zstd frame of whole tar entries (nothing is returned then).
+ */
+int pack_frame_paths(const void *z, size_t n, char ***paths, size_t *np);
+
 /* Open path below rootfd without following a symlink in any component
  * (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; O_NOFOLLOW only on a
  * kernel without openat2).  flags as for openat. */

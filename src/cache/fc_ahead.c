@@ -14,8 +14,6 @@
  */
 #include "fc_internal.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,19 +21,14 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "ctxpack/index.h"
-
-/* A stored frame's tar bytes are about PACK_FRAME_MAX at most; more is
- * not believed. */
-#define AHEAD_TAR_MAX ((size_t)PACK_FRAME_MAX * 2)
 
 struct mini {
 	struct walk_entry *e;
 	const struct walk_entry **v;
 	char **paths;
-	size_t n, alloc;
+	size_t n;
 };
 
 static void mini_release(struct mini *m)
@@ -49,77 +42,6 @@ static void mini_release(struct mini *m)
 	free(m->e);
 	free(m->v);
 	free(m->paths);
-}
-
-/* The stored frame's tar bytes, a piece at a time, for libarchive. */
-struct unz {
-	ZSTD_DStream *d;
-	ZSTD_inBuffer in;
-	size_t last;             /* ZSTD_decompressStream's last return */
-	size_t total;
-	char out[128 << 10];
-};
-
-static la_ssize_t unz_read(struct archive *a, void *ctx, const void **p)
-{
-	struct unz *u = ctx;
-	ZSTD_outBuffer ob = {u->out, sizeof(u->out), 0};
-
-	(void)a;
-	*p = u->out;
-	while (!ob.pos && u->total < AHEAD_TAR_MAX) {
-		if (u->in.pos == u->in.size && !u->last)
-			return 0; /* the frame's end */
-		u->last = ZSTD_decompressStream(u->d, &ob, &u->in);
-		if (ZSTD_isError(u->last) || (!ob.pos && u->in.pos == u->in.size && u->last))
-			return -1; /* damaged or truncated */
-	}
-	u->total += ob.pos;
-	return ob.pos ? (la_ssize_t)ob.pos : -1;
-}
-
-/* The entry paths of the stored frame z (tar bytes compressed with zstd),
- * in order ("dir/" as "dir"). */
-static int tar_paths(const struct buf *z, struct mini *m)
-{
-	struct archive *a = archive_read_new();
-	struct archive_entry *ae;
-	struct unz *u = xcalloc(1, sizeof(*u));
-	int r, ret = -1;
-
-	u->d = ZSTD_createDStream();
-	u->in.src = z->data;
-	u->in.size = z->len;
-	u->last = 1;
-	if (!a || !u->d)
-		goto out;
-	archive_read_support_format_tar(a);
-	if (archive_read_open(a, u, NULL, unz_read, NULL) != ARCHIVE_OK)
-		goto out;
-	while ((r = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
-		const char *p = archive_entry_pathname(ae);
-		size_t n = p ? strlen(p) : 0;
-
-		if (n && p[n - 1] == '/')
-			n--;
-		if (!n)
-			goto out;
-		if (m->n == m->alloc) {
-			m->alloc = m->alloc ? 2 * m->alloc : 256;
-			m->paths = xreallocarray(m->paths, m->alloc, sizeof(*m->paths));
-		}
-		m->paths[m->n] = xmalloc(n + 1);
-		memcpy(m->paths[m->n], p, n);
-		m->paths[m->n][n] = '\0';
-		m->n++;
-	}
-	ret = r == ARCHIVE_EOF && m->n && !u->last ? 0 : -1;
-out:
-	if (a)
-		archive_read_free(a);
-	ZSTD_freeDStream(u->d);
-	free(u);
-	return ret;
 }
 
 /* The walk's entry for each path, from the tree as it is now. */
@@ -216,7 +138,7 @@ int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], const 
 	memset(&m, 0, sizeof(m));
 	buf_init(&z, 0);
 	if (o->compress != PACK_ZSTD || !fc_frame_read(c, old_key, &z, &damaged, &stamp) ||
-	    tar_paths(&z, &m) || restat(&m, rootfd))
+	    pack_frame_paths(z.data, z.len, &m.paths, &m.n) || restat(&m, rootfd))
 		goto out;
 	buf_release(&z);
 	memset(&l, 0, sizeof(l));

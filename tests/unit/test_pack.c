@@ -570,6 +570,65 @@ static void test_zstd_chunking(void **state)
 	free(p);
 }
 
+/* pack_frame_paths reads back the names of a frame's entries; a frame
+ * that starts or ends inside a split file, or a cut one, is refused. */
+static void test_frame_paths(void **state)
+{
+	char *root = tmpdir_new();
+	struct walk_result w;
+	struct pack_list l;
+	struct pack_frame *plan;
+	struct pack_opts o;
+	struct pack_worker *pw;
+	struct err e = ERR_INIT;
+	struct buf out = BUF_INIT;
+	size_t np, i, k, n, whole = 0, split = 0;
+	char **paths;
+	int rootfd;
+
+	make_tree(root);
+	fake_walk(&w, root, tree_paths);
+	list_of(&l, &w);
+	rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(rootfd >= 0);
+	pack_plan(l.v, l.n, &plan, &n);
+	pack_opts_init(&o);
+	pw = pack_worker_new(&o, 0, &e);
+	assert_non_null(pw);
+	for (k = 0; k + 1 < n; k++) {
+		const struct pack_frame *f = &plan[k];
+
+		buf_reset(&out);
+		assert_int_equal(pack_frame_encode(pw, &l, rootfd, f, &out, NULL, &e), 0);
+		if (f->first.off || f->end.off) {
+			assert_int_equal(pack_frame_paths(out.data, out.len, &paths, &np), -1);
+			assert_null(paths);
+			split++;
+			continue;
+		}
+		assert_int_equal(pack_frame_paths(out.data, out.len, &paths, &np), 0);
+		assert_int_equal(np, f->end.i - f->first.i);
+		for (i = 0; i < np; i++) {
+			assert_string_equal(paths[i], l.v[f->first.i + i]->path);
+			free(paths[i]);
+		}
+		free(paths);
+		/* cut short: refused */
+		assert_int_equal(pack_frame_paths(out.data, out.len - 10, &paths, &np), -1);
+		whole++;
+	}
+	assert_true(whole >= 1);
+	assert_true(split >= 1); /* big.bin */
+	pack_worker_free(pw);
+	free(plan);
+	close(rootfd);
+	free(l.v);
+	fake_release(&w);
+	buf_release(&out);
+	rm_rf(root);
+	free(root);
+}
+
 /* ---- added entries ---- */
 
 static void test_list_adds_dockerfile(void **state)
@@ -819,6 +878,7 @@ int main(void)
 		cmocka_unit_test(test_tar_matches_one_writer),
 		cmocka_unit_test(test_threads_and_codecs),
 		cmocka_unit_test(test_zstd_chunking),
+		cmocka_unit_test(test_frame_paths),
 		cmocka_unit_test(test_list_adds_dockerfile),
 		cmocka_unit_test(test_source_date_epoch),
 		cmocka_unit_test(test_opts_check),

@@ -1,0 +1,96 @@
+/*
+ * pack_frame_paths: the entry names a zstd frame of ours holds, read back
+ * from its tar headers (for the frame store's look-ahead, which makes a
+ * stored frame again from the tree).  Decompressed a piece at a time, so
+ * the frame's tar bytes are never all in memory.
+ */
+#include "pack_internal.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+/* A frame's tar bytes are about PACK_FRAME_MAX at most; more is not
+ * believed. */
+#define PATHS_TAR_MAX ((size_t)PACK_FRAME_MAX * 2)
+
+/* The stored frame's tar bytes, a piece at a time, for libarchive. */
+struct unz {
+	ZSTD_DStream *d;
+	ZSTD_inBuffer in;
+	size_t last;             /* ZSTD_decompressStream's last return */
+	size_t total;
+	char out[128 << 10];
+};
+
+static la_ssize_t unz_read(struct archive *a, void *ctx, const void **p)
+{
+	struct unz *u = ctx;
+	ZSTD_outBuffer ob = {u->out, sizeof(u->out), 0};
+
+	(void)a;
+	*p = u->out;
+	while (!ob.pos && u->total < PATHS_TAR_MAX) {
+		if (u->in.pos == u->in.size && !u->last)
+			return 0; /* the frame's end */
+		u->last = ZSTD_decompressStream(u->d, &ob, &u->in);
+		if (ZSTD_isError(u->last) || (!ob.pos && u->in.pos == u->in.size && u->last))
+			return -1; /* damaged or truncated */
+	}
+	u->total += ob.pos;
+	return ob.pos ? (la_ssize_t)ob.pos : -1;
+}
+
+int pack_frame_paths(const void *z, size_t n, char ***paths, size_t *np)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	struct unz *u = xcalloc(1, sizeof(*u));
+	size_t alloc = 0, i;
+	int r, ret = -1;
+
+	*paths = NULL;
+	*np = 0;
+	u->d = ZSTD_createDStream();
+	u->in.src = z;
+	u->in.size = n;
+	u->last = 1;
+	if (!a || !u->d)
+		goto out;
+	archive_read_support_format_tar(a);
+	if (archive_read_open(a, u, NULL, unz_read, NULL) != ARCHIVE_OK)
+		goto out;
+	while ((r = archive_read_next_header(a, &ae)) == ARCHIVE_OK) {
+		const char *p = archive_entry_pathname(ae);
+		size_t len = p ? strlen(p) : 0;
+
+		if (len && p[len - 1] == '/')
+			len--;
+		if (!len)
+			goto out;
+		if (*np == alloc) {
+			alloc = alloc ? 2 * alloc : 256;
+			*paths = xreallocarray(*paths, alloc, sizeof(**paths));
+		}
+		(*paths)[*np] = xmalloc(len + 1);
+		memcpy((*paths)[*np], p, len);
+		(*paths)[*np][len] = '\0';
+		(*np)++;
+	}
+	ret = r == ARCHIVE_EOF && *np && !u->last ? 0 : -1;
+out:
+	if (a)
+		archive_read_free(a);
+	ZSTD_freeDStream(u->d);
+	free(u);
+	if (ret) {
+		for (i = 0; i < *np; i++)
+			free((*paths)[i]);
+		free(*paths);
+		*paths = NULL;
+		*np = 0;
+	}
+	return ret;
+}
