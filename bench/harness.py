@@ -1085,6 +1085,9 @@ http:
         d = os.path.join(self.work, "reg-bench")
         rmtree(d)
         os.makedirs(d)
+        # the last run's registry data and blobs were just deleted (and the
+        # disk discards them): let that pass before anything is timed
+        settle()
         sk = self.skopeo()
         size = self.blob_mib << 20
         push = Measure("ctxpack push", "ctxpack push FILE %s/bench/push:ctx-N" % "REGISTRY")
