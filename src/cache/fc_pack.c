@@ -432,7 +432,7 @@ struct fc_spec {
 	unsigned char akey[FC_KEY_LEN];
 	struct fc_manifest m;    /* the archive being copied */
 	pthread_t tid;
-	size_t limit;            /* copy no frame from this one on (atomic) */
+	size_t limit;            /* copy no frame from this one on (under mu) */
 	size_t done;             /* frames copied whole (the thread's until joined) */
 	off_t extent;            /* the end of what was written (the thread's) */
 	int joined;
@@ -671,14 +671,14 @@ static void *spec_main(void *arg)
 
 	copier_init(&cp, s->fd);
 	for (;;) {
-		size_t limit = __atomic_load_n(&s->limit, __ATOMIC_RELAXED);
-
-		if (k >= s->m.nframes || k >= limit)
-			copying = 0;
 		pthread_mutex_lock(&s->mu);
+		if (k >= s->m.nframes || k >= s->limit)
+			copying = 0;
 		/* nothing to do until a change is seen or the walk is over */
 		while (!copying && !s->quit && s->nhints == nhints)
 			pthread_cond_wait(&s->cv, &s->mu);
+		if (k >= s->limit)
+			copying = 0;
 		if (s->nhints != nhints) {
 			nhints = s->nhints;
 			want = frame_of(&s->m, s->hint);
@@ -779,8 +779,8 @@ static void spec_join(struct fc_spec *s, size_t limit, int quit)
 {
 	if (s->joined)
 		return;
-	__atomic_store_n(&s->limit, limit, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&s->mu);
+	s->limit = limit;
 	s->quit = quit;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
