@@ -134,11 +134,6 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 void idx_set_defer(struct idx *x, uint64_t max_size);
 void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *st);
 
-/* The lookup of a warm run reads the index in two halves on two threads
- * from this many files on (0: the default, 20000).  For tests, which
- * check on small trees that the halves give what one pass gives. */
-void idx_set_lookup_split(struct idx *x, size_t min_files);
-
 /*
  * The context digest: "xxh128:" and 32 lowercase hex digits (out holds
  * IDX_DIGEST_LEN bytes with the NUL).  XXH3-128 over a format version

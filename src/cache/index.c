@@ -63,7 +63,6 @@ struct idx {
 	 * idx_store_deferred encodes their keys again, a batch at a time,
 	 * rather than holding them all while the caller packs */
 	uint64_t defer_max;
-	size_t split_min;  /* files from which the lookup runs in two parts */
 	struct fent *df;
 	size_t ndf;
 	int64_t dstarted;
@@ -460,6 +459,15 @@ static void sort_files(struct upd *u)
 	free(s);
 }
 
+static void add_stale(struct upd *u, const MDB_val *k)
+{
+	uint32_t n = (uint32_t)k->mv_size;
+
+	buf_add(&u->stale, &n, sizeof(n));
+	buf_add(&u->stale, k->mv_data, k->mv_size);
+	u->nstale++;
+}
+
 /*
  * The map pages a cursor has stepped past, given back as it goes: the
  * lookup reads every leaf page of the context once, and left mapped they
@@ -490,86 +498,52 @@ static void map_trim_note(struct map_trim *t, const void *p, int flush)
 }
 
 /*
- * The lookup of files [from, to): one read transaction, a cursor from the
- * first file's key onward (the root's first key for the first part),
- * stepping with the (sorted) files, up to the next part's first key.
- * Fills the hashes of the entries it can trust, lists the rest in todo
- * (indices, from todo[0]) and the keys in its range that no longer name a
- * regular file in stale.
+ * The lookup: one read transaction, a cursor from the root's first key
+ * onward, stepping with the (sorted) files.  Fills the hashes of the
+ * entries it can trust, lists the rest in todo and the root's keys that
+ * no longer name a regular file in stale.
  */
-struct part {
-	struct upd *u;
-	size_t from, to;
-	size_t *todo, ntodo;
-	struct buf stale;
-	size_t nstale;
-	size_t reused, racy;
-	int rc;
-};
-
-static void part_stale(struct part *p, const MDB_val *k)
+static void lookup(struct upd *u, size_t *todo, size_t *ntodo)
 {
-	uint32_t n = (uint32_t)k->mv_size;
-
-	buf_add(&p->stale, &n, sizeof(n));
-	buf_add(&p->stale, k->mv_data, k->mv_size);
-	p->nstale++;
-}
-
-static void *lookup_part(void *arg)
-{
-	struct part *p = arg;
-	struct upd *u = p->u;
 	struct idx *x = u->x;
 	unsigned char pre[IDX_ROOT_MAX + 1 + 33];
 	size_t plen = idx_key_prefix(pre, u->w->root, strlen(u->w->root));
-	/* the next part's first key: where this part's range ends */
-	const unsigned char *stop = p->to < u->nf ? fkey(u, p->to) : NULL;
-	size_t stoplen = p->to < u->nf ? u->f[p->to].klen : 0;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
-	MDB_val k, v;
+	MDB_val k = {plen, pre}, v;
 	struct map_trim trim = {0, 0, 0};
-	size_t i = p->from, n = 0;
+	size_t i = 0, n = 0;
 	int rc;
 
-	if (p->from) {
-		k.mv_size = u->f[p->from].klen;
-		k.mv_data = (void *)fkey(u, p->from);
-	} else {
-		k.mv_size = plen;
-		k.mv_data = pre;
-	}
 	rc = txn_begin(x, MDB_RDONLY, &txn);
 	if (!rc)
 		rc = mdb_cursor_open(txn, x->dbi, &cur);
 	if (!rc)
 		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 	for (;;) {
-		int have = !rc && k.mv_size >= plen && !memcmp(k.mv_data, pre, plen) &&
-			   (!stop || key_cmp(k.mv_data, k.mv_size, stop, stoplen) < 0);
+		int have = !rc && k.mv_size >= plen && !memcmp(k.mv_data, pre, plen);
 		int c;
 
 		if (rc && rc != MDB_NOTFOUND)
 			break;
 		if (!rc)
 			map_trim_note(&trim, k.mv_data, 0);
-		if (i == p->to) {
+		if (i == u->nf) {
 			if (!have)
 				break;
-			part_stale(p, &k);
+			add_stale(u, &k);
 			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
 			continue;
 		}
 		if (!have) {
-			p->todo[n++] = i++;
+			todo[n++] = i++;
 			continue;
 		}
 		c = key_cmp(k.mv_data, k.mv_size, fkey(u, i), u->f[i].klen);
 		if (c < 0) {
-			part_stale(p, &k);
+			add_stale(u, &k);
 		} else if (c > 0) {
-			p->todo[n++] = i++;
+			todo[n++] = i++;
 			continue;
 		} else {
 			struct walk_entry *we = &u->w->v[u->f[i].wi];
@@ -580,13 +554,13 @@ static void *lookup_part(void *arg)
 				if (!idx_rec_racy(&r)) {
 					memcpy(we->hash, r.hash, 16);
 					we->hashed = 1;
-					p->reused++;
+					u->st.reused++;
 				} else {
-					p->racy++;
-					p->todo[n++] = i;
+					u->st.racy++;
+					todo[n++] = i;
 				}
 			} else {
-				p->todo[n++] = i;
+				todo[n++] = i;
 			}
 			i++;
 		}
@@ -597,61 +571,11 @@ static void *lookup_part(void *arg)
 	if (txn)
 		mdb_txn_abort(txn);
 	map_trim_note(&trim, NULL, 1);
-	p->ntodo = n;
-	p->rc = rc && rc != MDB_NOTFOUND ? rc : 0;
-	return NULL;
-}
-
-/* Files from which the lookup runs in two parts, on two threads: a warm
- * run's index pass is then about half the time after the walk (the walk's
- * threads are done by then). */
-#define LOOKUP_SPLIT_MIN 20000
-
-/*
- * The lookup: in order over the sorted files, in one part or two.  Fills
- * the hashes of the entries it can trust, lists the rest in todo and the
- * root's keys that no longer name a regular file in stale.
- */
-static void lookup(struct upd *u, size_t *todo, size_t *ntodo)
-{
-	struct part pt[2];
-	pthread_t tid;
-	size_t min = u->x->split_min ? u->x->split_min : LOOKUP_SPLIT_MIN;
-	size_t i, n = 0, np = u->nf >= min && u->nf >= 2 ? 2 : 1;
-	int started = 0, rc = 0;
-
-	memset(pt, 0, sizeof(pt));
-	for (i = 0; i < np; i++) {
-		pt[i].u = u;
-		pt[i].from = u->nf * i / np;
-		pt[i].to = u->nf * (i + 1) / np;
-		pt[i].todo = todo + pt[i].from;
-		buf_init(&pt[i].stale, 0);
-	}
-	if (np == 2 && !pthread_create(&tid, NULL, lookup_part, &pt[1]))
-		started = 1;
-	lookup_part(&pt[0]);
-	if (np == 2 && started)
-		pthread_join(tid, NULL);
-	else if (np == 2)
-		lookup_part(&pt[1]);
-	for (i = 0; i < np; i++) {
-		/* todo in order: the second part's after the first's */
-		memmove(todo + n, pt[i].todo, pt[i].ntodo * sizeof(*todo));
-		n += pt[i].ntodo;
-		u->st.reused += pt[i].reused;
-		u->st.racy += pt[i].racy;
-		buf_add(&u->stale, pt[i].stale.data, pt[i].stale.len);
-		u->nstale += pt[i].nstale;
-		buf_release(&pt[i].stale);
-		if (!rc)
-			rc = pt[i].rc;
-	}
-	if (rc) {
+	if (rc && rc != MDB_NOTFOUND) {
 		/* A damaged index: trust nothing from it this run. */
-		add_warning(u->x, "cannot read the index %s (%s); hashing every file",
-			    u->x->dir, mdb_strerror(rc));
-		u->x->nowrite = 1;
+		add_warning(x, "cannot read the index %s (%s); hashing every file",
+			    x->dir, mdb_strerror(rc));
+		x->nowrite = 1;
 		for (i = 0; i < u->nf; i++)
 			u->w->v[u->f[i].wi].hashed = 0;
 		u->st.reused = u->st.racy = 0;
@@ -1033,11 +957,6 @@ static size_t defer(struct upd *u, size_t *todo, size_t ntodo)
 void idx_set_defer(struct idx *x, uint64_t max_size)
 {
 	x->defer_max = max_size;
-}
-
-void idx_set_lookup_split(struct idx *x, size_t min_files)
-{
-	x->split_min = min_files;
 }
 
 void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *st)

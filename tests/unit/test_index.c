@@ -730,85 +730,6 @@ static void test_update_cold_warm(void **state)
 	free_tree(&t);
 }
 
-/* The lookup in two halves (idx_set_lookup_split) finds what one pass
- * finds: changes, deletions and exclusions on both sides of the split and
- * across it. */
-static void test_update_split(void **state)
-{
-	struct tree t = {0};
-	struct walk_result w;
-	struct idx_stats st;
-	struct idx *x;
-	struct err e = ERR_INIT;
-	char d1[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN];
-	unsigned char want[16];
-	const char **sub;
-	size_t i, n = 0;
-	int split;
-
-	(void)state;
-	make_tree(&t);
-	age();
-	assert_int_equal(idx_open(&x, t.idx, 0, &e), 0);
-	idx_set_lookup_split(x, 2);
-	fake_walk(&w, t.dir, t.paths, t.n);
-	assert_int_equal(idx_update(x, &w, &st, &e), 0);
-	assert_int_equal(st.hashed, NFILES);
-	fake_release(&w);
-	fake_walk(&w, t.dir, t.paths, t.n);
-	assert_int_equal(idx_update(x, &w, &st, &e), 0);
-	assert_int_equal(st.hashed, 0);
-	assert_int_equal(st.reused, NFILES);
-	idx_context_digest(&w, d1);
-	fake_release(&w);
-
-	/* f00003 and f02900 changed, f01490..f01509 (across the middle)
-	 * deleted, f02000..f02009 left out of the walk */
-	write_file(t.dir, "d/f00003", "changed content\n");
-	write_file(t.dir, "d/f02900", "changed too\n");
-	for (i = 1490; i < 1510; i++) {
-		char *p = xasprintf("%s/%s", t.dir, t.paths[i + 1]);
-
-		assert_int_equal(unlink(p), 0);
-		free(p);
-	}
-	age();
-	sub = xcalloc(t.n, sizeof(*sub));
-	for (i = 0; i < t.n; i++)
-		if ((i < 1491 || i > 1510) && (i < 2001 || i > 2010))
-			sub[n++] = t.paths[i];
-	for (split = 2; split >= 0; split -= 2) {
-		/* split, then (to compare) in one pass over the same index */
-		idx_set_lookup_split(x, split ? 2 : SIZE_MAX);
-		fake_walk(&w, t.dir, sub, n);
-		assert_int_equal(idx_update(x, &w, &st, &e), 0);
-		assert_int_equal(st.hashed, split ? 2 : 0);
-		assert_int_equal(st.reused, split ? NFILES - 32 : NFILES - 30);
-		assert_int_equal(st.dropped, split ? 20 : 0);
-		idx_hash_bytes("changed too\n", 12, want);
-		for (i = 0; i < w.n && strcmp(w.v[i].path, "d/f02900"); i++)
-			;
-		assert_true(i < w.n);
-		assert_memory_equal(w.v[i].hash, want, 16);
-		idx_context_digest(&w, split ? d2 : d1);
-		fake_release(&w);
-	}
-	assert_string_equal(d1, d2);
-	/* the excluded ones were kept: a walk with them reuses them */
-	idx_set_lookup_split(x, 2);
-	for (i = 0, n = 0; i < t.n; i++)
-		if (i < 1491 || i > 1510)
-			sub[n++] = t.paths[i];
-	fake_walk(&w, t.dir, sub, n);
-	assert_int_equal(idx_update(x, &w, &st, &e), 0);
-	assert_int_equal(st.hashed, 0);
-	assert_int_equal(st.reused, NFILES - 20);
-	fake_release(&w);
-	free(sub);
-	idx_close(x);
-	free_tree(&t);
-}
-
 /* A whole file, malloc'd; its size in *n. */
 static char *read_whole(const char *path, size_t *n)
 {
@@ -1137,7 +1058,6 @@ int main(void)
 		cmocka_unit_test(test_update_cold_warm),
 		cmocka_unit_test(test_update_defer),
 		cmocka_unit_test(test_update_racy),
-		cmocka_unit_test(test_update_split),
 		cmocka_unit_test(test_update_threads_agree),
 		cmocka_unit_test(test_update_errors),
 		cmocka_unit_test(test_open_rebuilds_garbage),
