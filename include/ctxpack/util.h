@@ -108,6 +108,7 @@ int buf_read_file(struct buf *b, const char *path, size_t max, struct err *e);
 
 /* I/O helpers that retry on EINTR and short counts. */
 int write_all(int fd, const void *p, size_t n);       /* 0 or -1 (errno) */
+int pwrite_all(int fd, const void *p, size_t n, off_t off); /* at off; 0 or -1 */
 ssize_t read_full(int fd, void *p, size_t n);          /* bytes or -1 */
 
 /* Hex encoding: out must hold 2*n+1 bytes. */

@@ -259,7 +259,10 @@ static void copier_release(struct copier *cp)
 	cp->buf = NULL;
 }
 
-static uint64_t copy_out(int fd, uint64_t off, uint64_t n, int out, struct copier *cp)
+/* n bytes of fd from off to out, at its position (at < 0) or at offset
+ * at, and through sha when not NULL. */
+static uint64_t copy_range(int fd, uint64_t off, uint64_t n, int out, off_t at,
+			   struct sha256 *sha, struct copier *cp)
 {
 	uint64_t done = 0;
 
@@ -273,13 +276,21 @@ static uint64_t copy_out(int fd, uint64_t off, uint64_t n, int out, struct copie
 
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0 || write_all(out, cp->buf, (size_t)k)) {
+		if (k > 0 && sha)
+			sha256_update(sha, cp->buf, (size_t)k);
+		if (k <= 0 || (at < 0 ? write_all(out, cp->buf, (size_t)k) :
+				pwrite_all(out, cp->buf, (size_t)k, at + (off_t)done))) {
 			cp->off = 1;
 			break;
 		}
 		done += (uint64_t)k;
 	}
 	return done;
+}
+
+static uint64_t copy_out(int fd, uint64_t off, uint64_t n, int out, struct copier *cp)
+{
+	return copy_range(fd, off, n, out, -1, NULL, cp);
 }
 
 /*
@@ -489,22 +500,6 @@ static size_t frame_of(const struct fc_manifest *m, const char *path)
 	return lo ? lo - 1 : SIZE_MAX;
 }
 
-static int pwrite_all(int fd, const void *p, size_t n, off_t off)
-{
-	while (n) {
-		ssize_t k = pwrite(fd, p, n, off);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p = (const char *)p + k;
-		n -= (size_t)k;
-		off += k;
-	}
-	return 0;
-}
-
 /* 1 when the look-ahead should stop: told so, or another change seen. */
 static int ahead_stop(struct fc_spec *s, unsigned nhints)
 {
@@ -516,47 +511,35 @@ static int ahead_stop(struct fc_spec *s, unsigned nhints)
 	return stop;
 }
 
-/* Frame k of the last archive through the hash to the output at off, a
- * COPY_BUF piece at a time; only while its file has the stamp it was
- * checked with.  0, or -1: the look-ahead gives up. */
-static int ahead_copy(struct fc_spec *s, size_t k, struct sha256 *sha, uint64_t off,
-		      struct copier *cp)
+/* Frame k of the last archive to the output, at its position (at < 0) or
+ * at offset at, and through sha when not NULL; only while its file has
+ * the stamp it was checked with.  1 when copied whole. */
+static int spec_copy(struct fc_spec *s, size_t k, off_t at, struct sha256 *sha,
+		     struct copier *cp)
 {
 	char *path = fc_frame_path(s->c, s->m.fkeys[k]);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-	uint64_t n = s->m.lens[k], done = 0;
 	struct fc_stamp now;
 	struct stat sb;
-	int ret = -1;
+	int fd, ok;
 
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
 	free(path);
 	if (fd < 0)
-		return -1;
-	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size != FC_FRAME_HDR + n)
-		goto out;
-	fc_stamp_of(&sb, &now);
-	if (now.ino != s->m.stamps[k].ino || now.mtime_ns != s->m.stamps[k].mtime_ns)
-		goto out;
-	fc_touch(fd);
-	if (!cp->buf)
-		cp->buf = xmalloc(COPY_BUF);
-	while (done < n) {
-		size_t want = n - done < COPY_BUF ? (size_t)(n - done) : COPY_BUF;
-		ssize_t got = pread(fd, cp->buf, want, (off_t)(FC_FRAME_HDR + done));
-
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			goto out;
-		sha256_update(sha, cp->buf, (size_t)got);
-		if (pwrite_all(s->fd, cp->buf, (size_t)got, s->start + (off_t)(off + done)))
-			goto out;
-		done += (uint64_t)got;
+		return 0;
+	/* only files not written since their bytes were checked */
+	ok = !fstat(fd, &sb) && S_ISREG(sb.st_mode) &&
+	     (uint64_t)sb.st_size == FC_FRAME_HDR + s->m.lens[k];
+	if (ok) {
+		fc_stamp_of(&sb, &now);
+		ok = now.ino == s->m.stamps[k].ino && now.mtime_ns == s->m.stamps[k].mtime_ns;
 	}
-	ret = 0;
-out:
+	if (ok) {
+		fc_touch(fd);
+		ok = copy_range(fd, FC_FRAME_HDR, s->m.lens[k], s->fd, at, sha, cp) ==
+		     s->m.lens[k];
+	}
 	close(fd);
-	return ret;
+	return ok;
 }
 
 /* Make frame j again and the archive from it on (frames before j are out). */
@@ -618,7 +601,7 @@ static void ahead_run(struct fc_spec *s, size_t j, unsigned nhints, struct copie
 		if (ahead_stop(s, nhints))
 			break;
 		sha256_save(&sha, a->mids[k]);
-		if (ahead_copy(s, k, &sha, off, cp))
+		if (!spec_copy(s, k, s->start + (off_t)off, &sha, cp))
 			break;
 		off += m->lens[k];
 		if (s->start + (off_t)off > s->extent)
@@ -631,33 +614,6 @@ static void ahead_run(struct fc_spec *s, size_t j, unsigned nhints, struct copie
 	hex_encode(a->digest + 7, md, 32);
 	a->bytes = off;
 	a->state = 1;
-}
-
-/* Frame k of the copy: 1 copied, 0 not (and nothing more will be). */
-static int spec_copy(struct fc_spec *s, size_t k, struct copier *cp)
-{
-	char *path = fc_frame_path(s->c, s->m.fkeys[k]);
-	struct fc_stamp now;
-	struct stat sb;
-	int fd, ok;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-	free(path);
-	if (fd < 0)
-		return 0;
-	/* only files not written since their bytes were checked */
-	ok = !fstat(fd, &sb) && S_ISREG(sb.st_mode) &&
-	     (uint64_t)sb.st_size == FC_FRAME_HDR + s->m.lens[k];
-	if (ok) {
-		fc_stamp_of(&sb, &now);
-		ok = now.ino == s->m.stamps[k].ino && now.mtime_ns == s->m.stamps[k].mtime_ns;
-	}
-	if (ok) {
-		fc_touch(fd);
-		ok = copy_out(fd, FC_FRAME_HDR, s->m.lens[k], s->fd, cp) == s->m.lens[k];
-	}
-	close(fd);
-	return ok;
 }
 
 static void *spec_main(void *arg)
@@ -698,7 +654,7 @@ static void *spec_main(void *arg)
 			break;
 		}
 		if (copying) {
-			if (!spec_copy(s, k, &cp)) {
+			if (!spec_copy(s, k, -1, NULL, &cp)) {
 				copying = 0;
 				continue;
 			}

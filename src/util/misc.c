@@ -28,6 +28,25 @@ int write_all(int fd, const void *p, size_t n)
 	return 0;
 }
 
+int pwrite_all(int fd, const void *p, size_t n, off_t off)
+{
+	const char *c = p;
+
+	while (n) {
+		ssize_t w = pwrite(fd, c, n, off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}
+
 ssize_t read_full(int fd, void *p, size_t n)
 {
 	char *c = p;
