@@ -103,6 +103,22 @@ same_files() {
 	if cmp -s "$1" "$2"; then _pass "$3"; else _fail "$3"; cmp "$1" "$2" 2>&1 | sed 's/^/#   /' >&2; fi
 }
 skip() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # skip $1"; }
+
+# pack_same NAME DIR: pack DIR through the cache (the --json summary left
+# in $TESTDIR/NAME.json, the archive in $TESTDIR/NAME.zst) and cold with
+# --no-cache, and check the two are the same bytes and the sha256 the
+# summary reports is the archive's.
+pack_same() {
+	if ! ctxpack pack --json -o "$TESTDIR/$1.zst" "$2" > "$TESTDIR/$1.json" 2> "$TESTDIR/$1.err"; then
+		_fail "$1: pack through the cache"; sed 's/^/#   /' "$TESTDIR/$1.err" >&2
+		return
+	fi
+	ctxpack pack -q --no-cache -o "$TESTDIR/$1.cold.zst" "$2"
+	same_files "$TESTDIR/$1.zst" "$TESTDIR/$1.cold.zst" "$1: the same bytes as a --no-cache pack"
+	is "$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["digest"])' "$TESTDIR/$1.json")" \
+		"sha256:$(sha256sum < "$TESTDIR/$1.cold.zst" | cut -d' ' -f1)" \
+		"$1: the sha256 reported is the archive's"
+}
 diag() { echo "# $*" >&2; }
 
 # A free TCP port on 127.0.0.1.

@@ -35,19 +35,8 @@ sleep 1
 
 jget() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]))' "$1" "$2"; }
 
-# check NAME: pack through the cache and cold, compare
-check() {
-	name=$1
-	if ! ctxpack pack --json -o "$TESTDIR/$name.zst" "$C" > "$TESTDIR/$name.json" 2> "$TESTDIR/$name.err"; then
-		_fail "$name: pack through the cache"; sed 's/^/#   /' "$TESTDIR/$name.err" >&2
-		return
-	fi
-	ctxpack pack -q --no-cache -o "$TESTDIR/$name.cold.zst" "$C"
-	same_files "$TESTDIR/$name.zst" "$TESTDIR/$name.cold.zst" "$name: the same bytes as a --no-cache pack"
-	is "$(jget "$TESTDIR/$name.json" digest)" \
-		"sha256:$(sha256sum < "$TESTDIR/$name.cold.zst" | cut -d' ' -f1)" \
-		"$name: the sha256 reported is the archive's"
-}
+# check NAME: pack through the cache and cold, compare (lib.sh)
+check() { pack_same "$1" "$C"; }
 ahead() { jget "$TESTDIR/$1.json" bytes_ahead; }
 # settle: let the last edit age past the racy window and store the archive
 settle() { sleep 1; check "$1"; }
