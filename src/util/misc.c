@@ -10,12 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int write_all(int fd, const void *p, size_t n)
+/* All of p written, at fd's position (off < 0) or at off. */
+static int put_all(int fd, const void *p, size_t n, off_t off)
 {
 	const char *c = p;
 
 	while (n) {
-		ssize_t w = write(fd, c, n);
+		ssize_t w = off < 0 ? write(fd, c, n) : pwrite(fd, c, n, off);
 
 		if (w < 0) {
 			if (errno == EINTR)
@@ -24,27 +25,20 @@ int write_all(int fd, const void *p, size_t n)
 		}
 		c += w;
 		n -= (size_t)w;
+		if (off >= 0)
+			off += w;
 	}
 	return 0;
 }
 
+int write_all(int fd, const void *p, size_t n)
+{
+	return put_all(fd, p, n, -1);
+}
+
 int pwrite_all(int fd, const void *p, size_t n, off_t off)
 {
-	const char *c = p;
-
-	while (n) {
-		ssize_t w = pwrite(fd, c, n, off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		c += w;
-		n -= (size_t)w;
-		off += w;
-	}
-	return 0;
+	return off < 0 ? (errno = EINVAL, -1) : put_all(fd, p, n, off);
 }
 
 ssize_t read_full(int fd, void *p, size_t n)
