@@ -21,6 +21,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 case "$CTXPACK" in /*) ;; *) CTXPACK=$ROOT/$CTXPACK ;; esac
 case "$TOOLS" in /*) ;; *) TOOLS=$ROOT/$TOOLS ;; esac
 export CTXPACK TOOLS SHARED ROOT
+# tree.py, for the generated trees
+export PYTHONPATH="$ROOT/tests/integ${PYTHONPATH:+:$PYTHONPATH}"
 
 TESTDIR=$(mktemp -d "${TMPDIR:-/tmp}/ctxpack-test.XXXXXX")
 export XDG_CACHE_HOME=$TESTDIR/.xdg-cache

@@ -8,13 +8,9 @@
 C=$TESTDIR/ctx
 python3 - "$C" <<'PY'
 import os, sys
+from tree import writer
 root = sys.argv[1]
-def w(rel, data=b"", mode=0o644):
-    p = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(p), exist_ok=True)
-    with open(p, "wb") as f:
-        f.write(data)
-    os.chmod(p, mode)
+w = writer(root)
 w("Dockerfile", b"FROM scratch\nCOPY . /ctx/\n")
 w(".dockerignore", b"*.log\nbuild/\n")
 w("README.md", b"# readme\n" * 100)

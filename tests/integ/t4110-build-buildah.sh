@@ -16,13 +16,9 @@ at_exit "$BUILDAH rm -a >/dev/null 2>&1; $BUILDAH rmi -a -f >/dev/null 2>&1"
 C=$TESTDIR/ctx
 python3 - "$C" <<'PY'
 import os, sys
+from tree import writer
 root = sys.argv[1]
-def w(rel, data, mode=0o644):
-    p = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(p), exist_ok=True)
-    with open(p, "wb") as f:
-        f.write(data)
-    os.chmod(p, mode)
+w = writer(root)
 w("Dockerfile", b"FROM scratch\nCOPY . /ctx/\n")
 w("app/main.py", b"print('hi')\n" * 100)
 w("app/run.sh", b"#!/bin/sh\nexec python3 main.py\n", 0o775)

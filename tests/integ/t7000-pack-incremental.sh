@@ -12,14 +12,10 @@ C=$TESTDIR/ctx
 # About 32 MB of noise in 400 files: several frames.
 python3 - "$C" <<'PY'
 import os, random, sys
+from tree import writer
 root = sys.argv[1]
 rnd = random.Random(7)
-def w(rel, data, mode=0o644):
-    p = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(p), exist_ok=True)
-    with open(p, "wb") as f:
-        f.write(data)
-    os.chmod(p, mode)
+w = writer(root)
 for i in range(400):
     d = "d%d/e%d" % (i % 7, i % 3)
     w("%s/f%03d.bin" % (d, i), rnd.randbytes(rnd.randrange(30000, 130000)))

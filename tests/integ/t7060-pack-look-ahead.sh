@@ -14,14 +14,10 @@ C=$TESTDIR/ctx
 # file in the last frame: several frames.
 python3 - "$C" <<'PY'
 import os, random, sys
+from tree import writer
 root = sys.argv[1]
 rnd = random.Random(11)
-def w(rel, data, mode=0o644):
-    p = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(p), exist_ok=True)
-    with open(p, "wb") as f:
-        f.write(data)
-    os.chmod(p, mode)
+w = writer(root)
 for i in range(240):
     w("d%d/e%d/f%03d.bin" % (i % 6, i % 3, i), rnd.randbytes(rnd.randrange(30000, 130000)))
 w("z/big.bin", rnd.randbytes(2 << 20))

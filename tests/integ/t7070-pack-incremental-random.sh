@@ -10,6 +10,7 @@
 : "${T7070_STEPS:=25}"
 python3 - "$TESTDIR/ctx" "$T7070_SEED" "$T7070_STEPS" <<'PY'
 import hashlib, json, os, random, shlex, subprocess, sys, time
+from tree import writer
 
 root, seed, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rnd = random.Random(seed)
@@ -21,12 +22,7 @@ def tap(ok, what):
     n += 1
     print("%s %d - %s" % ("ok" if ok else "not ok", n, what), flush=True)
 
-def w(rel, data, mode=0o644):
-    p = os.path.join(root, rel)
-    os.makedirs(os.path.dirname(p), exist_ok=True)
-    with open(p, "wb") as f:
-        f.write(data)
-    os.chmod(p, mode)
+w = writer(root)
 
 def pack(extra, out):
     r = subprocess.run(cmd + ["pack", "--json", "-o", out] + extra + [root],
