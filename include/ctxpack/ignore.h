@@ -85,6 +85,14 @@ int ign_excluded_path(const struct ign *ig, const char *path, size_t len);
  */
 int ign_must_descend(const struct ign *ig, const char *dir, size_t len);
 
+/*
+ * The classic builder's descent rule (section 5, go-archive): 1 when some
+ * exception's cleaned text + "/" starts with dir + "/", compared as text,
+ * wildcards included; 0 otherwise (and always 0 without exceptions).  So
+ * "*" with "!*" + "/" + "*.txt" never enters "recipes" (moby/moby#30018).
+ */
+int ign_must_descend_classic(const struct ign *ig, const char *dir, size_t len);
+
 /* Pattern i as written in the file (after trimming), its 1-based line, and
  * whether it is an exception.  Borrowed until ign_free. */
 const char *ign_pattern_text(const struct ign *ig, size_t i);

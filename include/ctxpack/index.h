@@ -138,23 +138,20 @@ void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *
  * The context digest: "xxh128:" and 32 lowercase hex digits (out holds
  * IDX_DIGEST_LEN bytes with the NUL).  XXH3-128 over a format version
  * constant and, for each included entry in archive order (sorted here when
- * w is not), its path, type, mode as the archive stores it (see
- * idx_archive_mode), size (regular files; 0 otherwise), link target
- * (symlinks), device major/minor (device nodes) and content hash (regular
- * files).  Nothing else: not mtimes, owners, inode numbers or the order
- * the directory listing came in.  Every included regular file and symlink
- * must have hashed set (idx_update does that); an entry without it is
- * hashed as if its content hash were all zeroes.
+ * w is not), its path, type, the permission bits the archive stores
+ * (walk_archive_mode, normalized when w->flags has WALK_NORMALIZE_MODES), size (regular files; 0 otherwise),
+ * link target (symlinks, and a hard link's first path), device
+ * major/minor (device nodes) and content hash (regular files).  Nothing
+ * else: not mtimes, owners, inode numbers or the order the directory
+ * listing came in.  Every included regular file and symlink must have
+ * hashed set (idx_update does that); an entry without it is hashed as if
+ * its content hash were all zeroes.
  */
 #define IDX_DIGEST_LEN 40
-#define IDX_DIGEST_VERSION 1
+#define IDX_DIGEST_VERSION 2
 void idx_context_digest(const struct walk_result *w, char out[IDX_DIGEST_LEN]);
 /* The same as 16 raw bytes (XXH128 canonical, big-endian). */
 void idx_context_hash(const struct walk_result *w, unsigned char out[16]);
-
-/* The permission bits the archive stores: regular files 0755 when any exec
- * bit is set else 0644, directories 0755, symlinks 0777, others 0644. */
-uint32_t idx_archive_mode(const struct walk_entry *we);
 
 /*
  * Lower level: the record encoding and the reuse rules, exposed for the

@@ -20,7 +20,7 @@
 
 /* Bumped whenever the bytes for the same content could change (header
  * rules, frame rule, codec settings).  Part of any cache key. */
-#define PACK_FORMAT_VERSION 2
+#define PACK_FORMAT_VERSION 3
 
 /* Append what else decides the bytes for the same content and options:
  * the versions of the libraries that write them (libarchive with its
@@ -65,6 +65,10 @@ struct pack_opts {
 	unsigned threads;  /* frame workers; 0 = one per CPU; at most
 			      PACK_MAX_WORKERS run at once */
 	int64_t mtime;     /* the mtime of every entry, seconds */
+	/* The list's normalize_modes (the walk's WALK_NORMALIZE_MODES),
+	 * repeated here for the cache keys made before the walk (the frame
+	 * store's settings); pack_write refuses a mismatch. */
+	int normalize_modes;
 };
 
 /* Fill in the defaults: zstd, default level, default threads,
@@ -96,6 +100,8 @@ struct pack_list {
 	const struct walk_entry **v; /* archive order; borrowed from the walk or added */
 	size_t n;
 	const char *root;            /* borrowed: the walk's root */
+	int normalize_modes;         /* the walk's WALK_NORMALIZE_MODES: git-style
+					modes in the headers (walk_archive_mode) */
 	struct walk_entry *added;    /* the added entries (owned) */
 	size_t n_added;
 	char *strings;               /* their paths and link targets (owned) */

@@ -26,11 +26,18 @@ enum walk_type {
 	WALK_FIFO = 4,
 	WALK_CHR = 5,
 	WALK_BLK = 6,
+	/* A regular file that is a hard link to an earlier included entry
+	 * (in archive order) of the same inode: link is that entry's path.
+	 * Docker's senders (go-archive, fsutil) write such paths as tar
+	 * hard links, and the image keeps them linked.  Set by the walk's
+	 * last pass unless WALK_NO_HARDLINKS. */
+	WALK_HARDLINK = 7,
 };
 
 struct walk_entry {
 	const char *path;   /* relative, '/'-separated, no trailing '/'; arena-owned */
-	const char *link;   /* symlink target (raw bytes), NULL otherwise; arena-owned */
+	const char *link;   /* symlink target (raw bytes), or a hard link's first
+			       path; NULL otherwise; arena-owned */
 	uint32_t path_len;
 	uint32_t link_len;
 	uint8_t type;       /* enum walk_type */
@@ -66,6 +73,25 @@ enum walk_flags {
 	 * depth, from the first name on, a long queue), so that small trees
 	 * exercise the parallel walk.  Same result. */
 	WALK_SPLIT_EAGER = 1 << 3,
+	/* The classic builder's walk (DOCKER_BUILDKIT=0; dockerignore.md
+	 * sections 1, 5 and 9), for the archive that builder reads:
+	 *  - the ignore file is DIR/.dockerignore only (never
+	 *    <Dockerfile>.dockerignore; --ignore-file still overrides);
+	 *  - an excluded directory is entered only when some exception's
+	 *    cleaned text + "/" starts with its path + "/" (so a wildcard
+	 *    exception below it is lost, as with docker's own tar);
+	 *  - an excluded directory sent for what survives below it has no
+	 *    header in docker's tar and the daemon creates it 0755: its
+	 *    mode is reported as 0755. */
+	WALK_CLASSIC = 1 << 4,
+	/* Every included path is a regular file of its own: no
+	 * WALK_HARDLINK entries (archives identical for copies that split
+	 * hard links, such as cp -r). */
+	WALK_NO_HARDLINKS = 1 << 5,
+	/* Report git-style permission bits (walk_archive_mode's normalize):
+	 * the walk itself is unchanged, the flag travels with the result to
+	 * the digest and the archive (--normalize-modes). */
+	WALK_NORMALIZE_MODES = 1 << 6,
 };
 
 /* The most walker threads walk_opts.threads may ask for. */
@@ -110,6 +136,8 @@ struct walk_result {
 	char *ignore_path;   /* the ignore file in use (as opened), or NULL */
 	char *ignore_rel;    /* its path relative to root when inside it, else NULL */
 	char *dockerfile_rel;/* the Dockerfile relative to root, or NULL when outside */
+	uint64_t n_hardlinks;/* WALK_HARDLINK entries */
+	unsigned flags;      /* walk_opts.flags of the walk that made it */
 	struct ign *ign;     /* the parsed patterns (never NULL after walk_run) */
 	uint64_t n_excluded_files;
 	uint64_t n_excluded_bytes;
@@ -118,7 +146,8 @@ struct walk_result {
 };
 
 /*
- * Which ignore file applies (dockerignore.md section 1, BuildKit):
+ * Which ignore file applies (dockerignore.md section 1, BuildKit; with
+ * WALK_CLASSIC only the last two rules):
  *  --ignore-file F when given; else "<dockerfile>.dockerignore" when it
  *  exists (the -f path with ".dockerignore" appended, resolved against the
  *  working directory like docker's -f); else "<dir>/.dockerignore" when it
@@ -142,6 +171,25 @@ int walk_path_cmp(const char *a, size_t alen, const char *b, size_t blen);
 static inline int walk_is_exec(const struct walk_entry *we)
 {
 	return (we->mode & 0111) != 0;
+}
+
+/*
+ * The permission bits an entry gets in an archive (docs/archive-format.md):
+ * as found, as Docker keeps them (setuid, setgid and sticky included; a
+ * 0600 file stays 0600), 0777 for symlinks.  With normalize (--normalize-
+ * modes, WALK_NORMALIZE_MODES; git-style): directories 0755, everything
+ * else 0755 when any execute bit is set, else 0644.  The one place this
+ * rule lives.
+ */
+static inline uint32_t walk_archive_mode(const struct walk_entry *we, int normalize)
+{
+	if (we->type == WALK_LNK)
+		return 0777;
+	if (!normalize)
+		return we->mode & 07777;
+	if (we->type == WALK_DIR)
+		return 0755;
+	return (we->mode & 0111) ? 0755 : 0644;
 }
 
 #endif

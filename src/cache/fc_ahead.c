@@ -85,7 +85,9 @@ static int restat(struct mini *m, int rootfd)
 		for (q = p; (q = strchr(q, '/')); q++)
 			if (we->depth < 255)
 				we->depth++;
-		if (we->type == WALK_REG && we->size > PACK_SMALL_FILE)
+		/* a big file, or one with other links (whether this path is a
+		 * hard link depends on paths outside the frame): no guess */
+		if (we->type == WALK_REG && (we->size > PACK_SMALL_FILE || we->nlink > 1))
 			goto out;
 		if (we->type == WALK_LNK) {
 			char *t = xmalloc(PATH_MAX);
@@ -145,6 +147,7 @@ int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], const 
 	l.v = m.v;
 	l.n = m.n;
 	l.root = root;
+	l.normalize_modes = o->normalize_modes;
 	memset(&f, 0, sizeof(f));
 	f.end.i = m.n;
 	memset(&hooks, 0, sizeof(hooks));

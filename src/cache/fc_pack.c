@@ -218,7 +218,7 @@ static void hash_added(struct pack_list *l, int rootfd)
 
 		if (we->hashed)
 			continue;
-		if (we->type == WALK_LNK) {
+		if (we->type == WALK_LNK || we->type == WALK_HARDLINK) {
 			idx_hash_bytes(we->link ? we->link : "", we->link_len, we->hash);
 			we->hashed = 1;
 		} else if (we->type == WALK_REG) {

@@ -186,7 +186,7 @@ void fc_settings_hash(const struct pack_opts *o, const char *versions,
 		      unsigned char out[FC_KEY_LEN])
 {
 	static const char magic[] = "ctxpack pack settings";
-	unsigned char b[20];
+	unsigned char b[24];
 	XXH3_state_t st;
 
 	XXH3_128bits_reset(&st);
@@ -195,44 +195,39 @@ void fc_settings_hash(const struct pack_opts *o, const char *versions,
 	fc_put32(b + 4, (uint32_t)o->compress);
 	fc_put32(b + 8, (uint32_t)pack_level(o));
 	fc_put64(b + 12, (uint64_t)o->mtime);
+	fc_put32(b + 20, (uint32_t)o->normalize_modes);
 	XXH3_128bits_update(&st, b, sizeof(b));
 	if (versions)
 		XXH3_128bits_update(&st, versions, strlen(versions) + 1);
 	canon(&st, out);
 }
 
-/* The permission bits tar.c writes (its write_header). */
-static uint32_t norm_mode(const struct walk_entry *we)
-{
-	switch (we->type) {
-	case WALK_DIR:
-		return 0755;
-	case WALK_LNK:
-		return 0777;
-	}
-	return (we->mode & 0111) ? 0755 : 0644;
-}
-
-/* One entry as the key sees it; -1 when its content hash is missing. */
-static int add_entry(XXH3_state_t *st, const struct walk_entry *we)
+/*
+ * One entry as the key sees it; -1 when its content hash is missing.  The
+ * permission bits are the header's, so a change the archive does not
+ * store (700 -> 755 with --normalize-modes) keeps the key.  A hard link
+ * is keyed by its target path, as its header holds nothing else.
+ */
+static int add_entry(XXH3_state_t *st, const struct walk_entry *we, int normalize)
 {
 	unsigned char b[48];
 	int content = we->type == WALK_REG || we->type == WALK_LNK;
+	int linked = we->type == WALK_LNK || we->type == WALK_HARDLINK;
 
 	if (content && !we->hashed)
 		return -1;
 	memset(b, 0, sizeof(b));
 	b[0] = we->type;
-	fc_put32(b + 4, norm_mode(we));
+	fc_put32(b + 4, walk_archive_mode(we, normalize));
 	fc_put32(b + 8, we->path_len);
-	fc_put32(b + 12, we->type == WALK_LNK ? we->link_len : 0);
+	fc_put32(b + 12, linked ? we->link_len : 0);
 	fc_put64(b + 16, we->type == WALK_REG ? we->size : 0);
 	fc_put64(b + 24, we->type == WALK_CHR || we->type == WALK_BLK ? we->rdev : 0);
 	if (content)
 		memcpy(b + 32, we->hash, 16);
 	XXH3_128bits_update(st, b, sizeof(b));
 	XXH3_128bits_update(st, we->path, we->path_len);
-	if (we->type == WALK_LNK && we->link_len)
+	if (linked && we->link_len)
 		XXH3_128bits_update(st, we->link, we->link_len);
 	return 0;
 }
@@ -259,7 +254,7 @@ int fc_frame_key(const struct pack_list *l, const struct pack_frame *f,
 	fc_put64(b + 24, f->first.i >= l->n); /* the end-of-archive frame */
 	XXH3_128bits_update(&st, b, sizeof(b));
 	for (i = f->first.i; i < last && i < l->n; i++)
-		if (add_entry(&st, l->v[i]))
+		if (add_entry(&st, l->v[i], l->normalize_modes))
 			return -1;
 	canon(&st, key);
 	return 0;
@@ -279,7 +274,7 @@ int fc_archive_key(const struct pack_list *l, const unsigned char settings[FC_KE
 	fc_put64(b, l->n);
 	XXH3_128bits_update(&st, b, sizeof(b));
 	for (i = 0; i < l->n; i++)
-		if (add_entry(&st, l->v[i]))
+		if (add_entry(&st, l->v[i], l->normalize_modes))
 			return -1;
 	canon(&st, key);
 	return 0;

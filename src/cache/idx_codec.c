@@ -168,21 +168,6 @@ int idx_rec_racy(const struct idx_rec *r)
 	       r->ctime_ns >= r->written_ns - racy_window(r->ctime_ns);
 }
 
-uint32_t idx_archive_mode(const struct walk_entry *we)
-{
-	switch (we->type) {
-	case WALK_REG:
-		return (we->mode & 0111) ? 0755 : 0644;
-	case WALK_DIR:
-		return 0755;
-	case WALK_LNK:
-		return 0777;
-	default:
-		/* FIFOs and devices: as the packer stores them */
-		return (we->mode & 0111) ? 0755 : 0644;
-	}
-}
-
 /* The digest's serialization: fixed-width little-endian fields and
  * length-prefixed strings, so no two entry lists give the same bytes. */
 struct dbuf {
@@ -234,16 +219,16 @@ static int cmp_ent(const void *a, const void *b)
 	return idx_path_cmp(x->path, x->path_len, y->path, y->path_len);
 }
 
-static void digest_entry(struct dbuf *d, const struct walk_entry *we)
+static void digest_entry(struct dbuf *d, const struct walk_entry *we, int normalize)
 {
 	static const unsigned char zero[16];
 
 	d_u32(d, we->type);
-	d_u32(d, idx_archive_mode(we));
+	d_u32(d, walk_archive_mode(we, normalize));
 	d_u32(d, we->path_len);
 	d_add(d, we->path, we->path_len);
 	d_u64(d, we->type == WALK_REG ? we->size : 0);
-	if (we->type == WALK_LNK) {
+	if (we->type == WALK_LNK || we->type == WALK_HARDLINK) {
 		d_u32(d, we->link_len);
 		d_add(d, we->link, we->link_len);
 	}
@@ -283,7 +268,7 @@ void idx_context_hash(const struct walk_result *w, unsigned char out[16])
 		const struct walk_entry *we = ord ? ord[i] : &w->v[i];
 
 		if (!we->excluded)
-			digest_entry(d, we);
+			digest_entry(d, we, (w->flags & WALK_NORMALIZE_MODES) != 0);
 	}
 	d_flush(d);
 	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&d->st));

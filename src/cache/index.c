@@ -1042,10 +1042,12 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 		if (we->excluded)
 			continue;
 		u.st.entries++;
-		if (we->type == WALK_LNK) {
+		if (we->type == WALK_LNK || we->type == WALK_HARDLINK) {
+			/* a hard link's content is its first path's */
 			idx_hash_bytes(we->link, we->link_len, we->hash);
 			we->hashed = 1;
-			u.st.symlinks++;
+			if (we->type == WALK_LNK)
+				u.st.symlinks++;
 		} else if (we->type == WALK_REG) {
 			we->hashed = 0;
 			u.nf++;

@@ -152,7 +152,8 @@ int cli_reg_opt(const struct cli_cmd *cmd, int c, const char *arg, struct reg_op
  */
 enum {
 	OPT_PACK_IGNORE_FILE = OPT_CMD_BASE + 50, OPT_PACK_COMPRESS, OPT_PACK_LEVEL, OPT_PACK_THREADS,
-	OPT_PACK_INDEX, OPT_PACK_NO_CACHE, OPT_PACK_CACHE_MAX,
+	OPT_PACK_INDEX, OPT_PACK_NO_CACHE, OPT_PACK_CACHE_MAX, OPT_PACK_NORMALIZE_MODES,
+	OPT_PACK_NO_HARDLINKS, OPT_PACK_CLASSIC,
 };
 #define CLI_PACK_LONGOPTS \
 	{"file", required_argument, NULL, 'f'}, \
@@ -162,7 +163,10 @@ enum {
 	{"threads", required_argument, NULL, OPT_PACK_THREADS}, \
 	{"index", required_argument, NULL, OPT_PACK_INDEX}, \
 	{"no-cache", no_argument, NULL, OPT_PACK_NO_CACHE}, \
-	{"cache-max", required_argument, NULL, OPT_PACK_CACHE_MAX}
+	{"cache-max", required_argument, NULL, OPT_PACK_CACHE_MAX}, \
+	{"normalize-modes", no_argument, NULL, OPT_PACK_NORMALIZE_MODES}, \
+	{"no-hardlinks", no_argument, NULL, OPT_PACK_NO_HARDLINKS}, \
+	{"classic", no_argument, NULL, OPT_PACK_CLASSIC}
 
 struct walk_opts;
 struct pack_opts;

@@ -48,6 +48,16 @@ int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
 	case OPT_PACK_NO_CACHE:
 		*a->no_cache = 1;
 		return 1;
+	case OPT_PACK_NORMALIZE_MODES:
+		a->wo->flags |= WALK_NORMALIZE_MODES;
+		a->po->normalize_modes = 1;
+		return 1;
+	case OPT_PACK_NO_HARDLINKS:
+		a->wo->flags |= WALK_NO_HARDLINKS;
+		return 1;
+	case OPT_PACK_CLASSIC:
+		a->wo->flags |= WALK_CLASSIC;
+		return 1;
 	case OPT_PACK_CACHE_MAX:
 		if (fc_parse_size(arg, &a->fo->max_bytes))
 			cli_usage_error(cmd, "--cache-max takes a size like 2G or 500M, not '%s'",

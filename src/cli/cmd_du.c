@@ -13,7 +13,7 @@
 #include "cli.h"
 #include "ctxpack/walk.h"
 
-enum { OPT_IGNORE_FILE = OPT_CMD_BASE };
+enum { OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_CLASSIC };
 
 /* Directory names that rarely belong in a build context. */
 static const struct offender {
@@ -182,6 +182,7 @@ int cmd_du(int argc, char **argv)
 	static const struct option longopts[] = {
 		{"file", required_argument, NULL, 'f'},
 		{"ignore-file", required_argument, NULL, OPT_IGNORE_FILE},
+		{"classic", no_argument, NULL, OPT_CLASSIC},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -205,6 +206,7 @@ int cmd_du(int argc, char **argv)
 		switch (c) {
 		case 'f': o.dockerfile = optarg; break;
 		case OPT_IGNORE_FILE: o.ignore_file = optarg; break;
+		case OPT_CLASSIC: o.flags |= WALK_CLASSIC; break;
 		case 'n':
 			if (parse_u64(optarg, &top))
 				cli_usage_error(cmd, "-n takes a number, not '%s'", optarg);
@@ -253,6 +255,11 @@ int cmd_du(int argc, char **argv)
 				dirs[stack[k]].bytes += we->size;
 				dirs[stack[k]].files++;
 			}
+		} else if (we->type == WALK_HARDLINK) {
+			/* a file, whose bytes the archive holds once */
+			inc_files++;
+			for (k = 0; k < nstack; k++)
+				dirs[stack[k]].files++;
 		} else if (we->type == WALK_DIR) {
 			dirs[ndirs].idx = i;
 			stack[nstack++] = ndirs++;

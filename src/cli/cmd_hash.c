@@ -14,6 +14,9 @@ enum {
 	OPT_IGNORE_FILE = OPT_CMD_BASE,
 	OPT_INDEX,
 	OPT_THREADS,
+	OPT_NORMALIZE_MODES,
+	OPT_NO_HARDLINKS,
+	OPT_CLASSIC,
 };
 
 static const struct option hash_longopts[] = {
@@ -21,6 +24,9 @@ static const struct option hash_longopts[] = {
 	{"ignore-file", required_argument, NULL, OPT_IGNORE_FILE},
 	{"index", required_argument, NULL, OPT_INDEX},
 	{"threads", required_argument, NULL, OPT_THREADS},
+	{"normalize-modes", no_argument, NULL, OPT_NORMALIZE_MODES},
+	{"no-hardlinks", no_argument, NULL, OPT_NO_HARDLINKS},
+	{"classic", no_argument, NULL, OPT_CLASSIC},
 	CLI_GLOBAL_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -64,6 +70,15 @@ int cmd_hash(int argc, char **argv)
 			if (!*optarg)
 				cli_usage_error(cmd, "--index needs a directory");
 			index_dir = optarg;
+			break;
+		case OPT_NORMALIZE_MODES:
+			wo.flags |= WALK_NORMALIZE_MODES;
+			break;
+		case OPT_NO_HARDLINKS:
+			wo.flags |= WALK_NO_HARDLINKS;
+			break;
+		case OPT_CLASSIC:
+			wo.flags |= WALK_CLASSIC;
 			break;
 		case OPT_THREADS:
 			if (parse_u64(optarg, &threads) || threads > IDX_THREADS_MAX)

@@ -7,7 +7,10 @@
 #include "ctxpack/ignore.h"
 #include "ctxpack/walk.h"
 
-enum { OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_WHY, OPT_EXCLUDED };
+enum {
+	OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_WHY, OPT_EXCLUDED, OPT_NORMALIZE_MODES,
+	OPT_NO_HARDLINKS, OPT_CLASSIC,
+};
 
 static char type_char(const struct walk_entry *we)
 {
@@ -17,6 +20,7 @@ static char type_char(const struct walk_entry *we)
 	case WALK_FIFO: return 'p';
 	case WALK_CHR: return 'c';
 	case WALK_BLK: return 'b';
+	case WALK_HARDLINK: return 'h';
 	default: return 'f';
 	}
 }
@@ -29,18 +33,9 @@ static const char *type_name(const struct walk_entry *we)
 	case WALK_FIFO: return "fifo";
 	case WALK_CHR: return "char";
 	case WALK_BLK: return "block";
+	case WALK_HARDLINK: return "hardlink";
 	default: return "file";
 	}
-}
-
-/* The mode as the archive stores it. */
-static unsigned norm_mode(const struct walk_entry *we)
-{
-	if (we->type == WALK_DIR)
-		return 0755;
-	if (we->type == WALK_LNK)
-		return 0777;
-	return walk_is_exec(we) ? 0755 : 0644;
 }
 
 static void print_why(FILE *f, const struct walk_result *r, int deciding, int json)
@@ -77,6 +72,9 @@ int cmd_ls(int argc, char **argv)
 		{"excluded", no_argument, NULL, OPT_EXCLUDED},
 		{"long", no_argument, NULL, 'l'},
 		{"null", no_argument, NULL, '0'},
+		{"normalize-modes", no_argument, NULL, OPT_NORMALIZE_MODES},
+		{"no-hardlinks", no_argument, NULL, OPT_NO_HARDLINKS},
+		{"classic", no_argument, NULL, OPT_CLASSIC},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -95,6 +93,9 @@ int cmd_ls(int argc, char **argv)
 		case OPT_EXCLUDED: excluded = 1; break;
 		case 'l': lng = 1; break;
 		case '0': nul = 1; break;
+		case OPT_NORMALIZE_MODES: o.flags |= WALK_NORMALIZE_MODES; break;
+		case OPT_NO_HARDLINKS: o.flags |= WALK_NO_HARDLINKS; break;
+		case OPT_CLASSIC: o.flags |= WALK_CLASSIC; break;
 		default: cli_global_opt(cmd, c, optarg);
 		}
 	}
@@ -119,11 +120,13 @@ int cmd_ls(int argc, char **argv)
 		if (cli_opt.json) {
 			fputs("{\"path\":", stdout);
 			cli_json_str(stdout, we->path, we->path_len);
-			printf(",\"type\":\"%s\",\"mode\":\"%04o\"", type_name(we), norm_mode(we));
+			printf(",\"type\":\"%s\",\"mode\":\"%04o\"", type_name(we),
+			       walk_archive_mode(we, (r.flags & WALK_NORMALIZE_MODES) != 0));
 			if (we->type == WALK_REG)
 				printf(",\"size\":%llu", (unsigned long long)we->size);
 			if (we->link) {
-				fputs(",\"link\":", stdout);
+				fputs(we->type == WALK_HARDLINK ? ",\"hardlink\":" : ",\"link\":",
+				      stdout);
 				cli_json_str(stdout, we->link, we->link_len);
 			}
 			if (we->deciding >= 0)
@@ -133,16 +136,17 @@ int cmd_ls(int argc, char **argv)
 		}
 		if (lng) {
 			if (we->type == WALK_REG)
-				printf("%c %04o %12llu ", type_char(we), norm_mode(we),
+				printf("%c %04o %12llu ", type_char(we), walk_archive_mode(we, (r.flags & WALK_NORMALIZE_MODES) != 0),
 				       (unsigned long long)we->size);
 			else
-				printf("%c %04o %12s ", type_char(we), norm_mode(we), "-");
+				printf("%c %04o %12s ", type_char(we), walk_archive_mode(we, (r.flags & WALK_NORMALIZE_MODES) != 0),
+				       "-");
 		}
 		fwrite(we->path, 1, we->path_len, stdout);
 		if (isdir)
 			putchar('/');
 		if (lng && we->link) {
-			fputs(" -> ", stdout);
+			fputs(we->type == WALK_HARDLINK ? " => " : " -> ", stdout);
 			fwrite(we->link, 1, we->link_len, stdout);
 		}
 		if (why && we->deciding >= 0)

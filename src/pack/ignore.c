@@ -726,6 +726,25 @@ int ign_must_descend(const struct ign *ig, const char *dir, size_t len)
 	return 0;
 }
 
+int ign_must_descend_classic(const struct ign *ig, const char *dir, size_t len)
+{
+	size_t i;
+
+	if (!ig->has_exc)
+		return 0;
+	/* some exception's cleaned text + "/" starts with dir + "/",
+	 * wildcards and all */
+	for (i = 0; i < ig->n; i++) {
+		const struct pat *pt = &ig->v[i];
+
+		if (!pt->exception || pt->clean_len < len || !mem_eq(pt->clean, dir, len))
+			continue;
+		if (pt->clean_len == len || pt->clean[len] == '/')
+			return 1;
+	}
+	return 0;
+}
+
 const char *ign_pattern_text(const struct ign *ig, size_t i)
 {
 	return i < ig->n ? ig->v[i].text : "";

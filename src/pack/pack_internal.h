@@ -16,6 +16,7 @@ struct pack_worker {
 	int compress;           /* enum pack_compress */
 	int level;              /* effective level */
 	int64_t mtime;
+	int normalize_modes;     /* the list's, for the frame being encoded */
 	const int *stop;        /* set by another thread to abandon the frame */
 	const struct pack_frame_cache *cache; /* its content() hook, or NULL */
 

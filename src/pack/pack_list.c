@@ -279,6 +279,7 @@ int pack_list_build(struct pack_list *l, const struct walk_result *r, struct err
 
 	memset(l, 0, sizeof(*l));
 	l->root = r->root;
+	l->normalize_modes = (r->flags & WALK_NORMALIZE_MODES) != 0;
 	cand[0] = r->dockerfile_rel;
 	cand[1] = r->ignore_rel;
 

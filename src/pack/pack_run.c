@@ -172,6 +172,9 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 	memset(res, 0, sizeof(*res));
 	if (pack_opts_check(o, e))
 		return e->code;
+	if (!o->normalize_modes != !l->normalize_modes)
+		return err_set(e, ERR_FAIL, "internal error: the pack options and the walk "
+			       "disagree on --normalize-modes");
 	/* libarchive converts names from the locale's charset to UTF-8; a
 	 * non-UTF-8 locale would make the headers depend on it. */
 	cs = nl_langinfo(CODESET);

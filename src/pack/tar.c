@@ -3,7 +3,8 @@
  * pax writer (ustar, plus a pax 'x' header only when an entry needs one:
  * long or non-ASCII names, sizes of 8 GiB and more), fed normalized
  * entries built from scratch: no atime/ctime/birthtime, uid/gid 0 with no
- * names, fixed modes, one mtime with nsec 0, no xattrs/ACLs/sparse maps.
+ * names, permission bits by walk_archive_mode(), one mtime with nsec 0, no
+ * xattrs/ACLs/sparse maps; hard links as typeflag '1' entries.
  *
  * Each frame gets its own libarchive writer with no blocking
  * (bytes_per_block 0, so nothing is padded whatever the output is).  The
@@ -173,7 +174,8 @@ static void tar_drop(struct pack_worker *w)
 static int write_header(struct pack_worker *w, const struct walk_entry *we)
 {
 	struct archive_entry *ae = w->ae;
-	int exec = (we->mode & 0111) != 0, r;
+	mode_t perm = (mode_t)walk_archive_mode(we, w->normalize_modes);
+	int r;
 
 	if (!w->tar && tar_open(w))
 		return w->e->code;
@@ -186,32 +188,36 @@ static int write_header(struct pack_worker *w, const struct walk_entry *we)
 	archive_entry_set_uid(ae, 0);
 	archive_entry_set_gid(ae, 0);
 	archive_entry_set_mtime(ae, (time_t)w->mtime, 0);
+	archive_entry_set_perm(ae, perm);
 	switch (we->type) {
 	case WALK_REG:
 		archive_entry_set_filetype(ae, AE_IFREG);
-		archive_entry_set_perm(ae, exec ? 0755 : 0644);
 		archive_entry_set_size(ae, (la_int64_t)we->size);
 		break;
 	case WALK_DIR:
 		archive_entry_set_filetype(ae, AE_IFDIR);
-		archive_entry_set_perm(ae, 0755);
 		break;
 	case WALK_LNK:
-		archive_entry_set_filetype(ae, AE_IFLNK);
-		archive_entry_set_perm(ae, 0777);
+	case WALK_HARDLINK:
 		buf_reset(&w->link);
 		if (we->link && buf_add(&w->link, we->link, we->link_len))
 			return err_set(w->e, ERR_NOMEM, "out of memory");
-		archive_entry_copy_symlink(ae, w->link.data);
+		if (we->type == WALK_LNK) {
+			archive_entry_set_filetype(ae, AE_IFLNK);
+			archive_entry_copy_symlink(ae, w->link.data);
+		} else {
+			/* typeflag '1', no data: the bytes are the target's */
+			archive_entry_set_filetype(ae, AE_IFREG);
+			archive_entry_copy_hardlink(ae, w->link.data);
+			archive_entry_set_size(ae, 0);
+		}
 		break;
 	case WALK_FIFO:
 		archive_entry_set_filetype(ae, AE_IFIFO);
-		archive_entry_set_perm(ae, exec ? 0755 : 0644);
 		break;
 	case WALK_CHR:
 	case WALK_BLK:
 		archive_entry_set_filetype(ae, we->type == WALK_CHR ? AE_IFCHR : AE_IFBLK);
-		archive_entry_set_perm(ae, exec ? 0755 : 0644);
 		archive_entry_set_rdev(ae, (dev_t)we->rdev);
 		break;
 	default:
@@ -570,6 +576,7 @@ int pack_frame_encode(struct pack_worker *w, const struct pack_list *l, int root
 	w->out = out;
 	w->e = e;
 	w->tar_bytes = 0;
+	w->normalize_modes = l->normalize_modes;
 	if (pack_codec_begin(w, e))
 		return e->code;
 	if (f->first.i >= l->n) {

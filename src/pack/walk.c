@@ -237,14 +237,28 @@ static struct walk_entry *new_entry(struct walker *w)
 	return we;
 }
 
-/* An entry was included: every excluded ancestor being walked is sent. */
+/* An entry was included: every excluded ancestor being walked is sent.
+ * The classic builder's tar has no header for it: the daemon creates it
+ * 0755 (WALK_CLASSIC). */
 static void flip_pending(struct walker *w)
 {
+	int classic = (w->c->o->flags & WALK_CLASSIC) != 0;
+
 	while (w->npending) {
 		size_t k = w->pending[--w->npending];
 
 		w->v[k].excluded = 0;
+		if (classic)
+			w->v[k].mode = S_IFDIR | 0755;
 	}
+}
+
+/* May an excluded directory hold something an exception re-includes? */
+static int must_descend(const struct walk_ctx *c, const char *dir, size_t len)
+{
+	if (c->o->flags & WALK_CLASSIC)
+		return ign_must_descend_classic(c->ig, dir, len);
+	return ign_must_descend(c->ig, dir, len);
 }
 
 static int type_of_dtype(unsigned char d_type)
@@ -426,7 +440,7 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 		return 0;
 	if (excluded && nm->d_type == DT_DIR && !(c->o->flags & (WALK_FULL | WALK_EXCLUDED))) {
 		buf_add(&w->path, nm->s, nlen);
-		is_dir = ign_must_descend(c->ig, w->path.data, w->path.len);
+		is_dir = must_descend(c, w->path.data, w->path.len);
 		buf_setlen(&w->path, base);
 		if (!is_dir)
 			return 0; /* pruned without a stat */
@@ -479,7 +493,7 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 
 	if (excluded) {
 		int enter = (c->o->flags & WALK_FULL) ||
-			    ign_must_descend(c->ig, we->path, we->path_len);
+			    must_descend(c, we->path, we->path_len);
 
 		if (!enter) {
 			if (!want_excl)
@@ -904,6 +918,53 @@ static int walk_tree(const struct walk_opts *o, struct walk_result *r, int fd,
 	return ret;
 }
 
+/*
+ * The hard-link pass: the first included path of an inode with more than
+ * one link stays a regular file, every later one (in archive order) links
+ * to it, as go-archive and fsutil send them (only included paths count:
+ * an excluded path is never a link's target).  Open addressing on
+ * (dev, ino) over the candidates only, so a tree without hard links costs
+ * one pass over the entries.
+ */
+static void mark_hardlinks(struct walk_result *r)
+{
+	size_t i, n = 0, cap, *slot;
+
+	for (i = 0; i < r->n; i++)
+		if (!r->v[i].excluded && r->v[i].type == WALK_REG && r->v[i].nlink > 1)
+			n++;
+	if (n < 2)
+		return;
+	for (cap = 16; cap < 2 * n; cap *= 2)
+		;
+	slot = xreallocarray(NULL, cap, sizeof(*slot));
+	memset(slot, 0xff, cap * sizeof(*slot));
+	for (i = 0; i < r->n; i++) {
+		struct walk_entry *we = &r->v[i];
+		uint64_t h;
+		size_t k;
+
+		if (we->excluded || we->type != WALK_REG || we->nlink <= 1)
+			continue;
+		h = (we->ino * 0x9e3779b97f4a7c15ULL) ^ (we->dev * 0xbf58476d1ce4e5b9ULL);
+		for (k = (size_t)(h >> 7) & (cap - 1); slot[k] != (size_t)-1; k = (k + 1) & (cap - 1)) {
+			const struct walk_entry *first = &r->v[slot[k]];
+
+			if (first->ino == we->ino && first->dev == we->dev)
+				break;
+		}
+		if (slot[k] == (size_t)-1) {
+			slot[k] = i;
+			continue;
+		}
+		we->type = WALK_HARDLINK;
+		we->link = r->v[slot[k]].path;
+		we->link_len = r->v[slot[k]].path_len;
+		r->n_hardlinks++;
+	}
+	free(slot);
+}
+
 /* dirname(realpath(dirname(p))) + "/" + basename(p), or NULL. */
 static char *resolve_parent(const char *p)
 {
@@ -969,6 +1030,7 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 
 	memset(r, 0, sizeof(*r));
 	r->ign = ign_new();
+	r->flags = o->flags;
 
 	if (stat(dir, &st)) {
 		if (errno == ENOENT)
@@ -992,8 +1054,11 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 	if (o->ignore_file) {
 		ret = read_ignore(r, o->ignore_file, 1, e);
 	} else {
-		tmp = xasprintf("%s.dockerignore", df);
-		ret = read_ignore(r, tmp, 0, e);
+		ret = 1;
+		if (!(o->flags & WALK_CLASSIC)) {
+			tmp = xasprintf("%s.dockerignore", df);
+			ret = read_ignore(r, tmp, 0, e);
+		}
 		if (ret == 1) {
 			free(tmp);
 			tmp = xasprintf("%s/.dockerignore", r->root);
@@ -1014,7 +1079,10 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 	if (fd < 0)
 		return err_errno(e, "cannot open context %s", r->root);
 
-	return walk_tree(o, r, fd, e);
+	ret = walk_tree(o, r, fd, e);
+	if (!ret && !(o->flags & (WALK_NO_HARDLINKS | WALK_TYPES_ONLY)))
+		mark_hardlinks(r);
+	return ret;
 }
 
 void walk_release(struct walk_result *r)

@@ -57,11 +57,16 @@ else
 	skip "chown to another user needs root"
 fi
 
-# umask-like differences: group/other bits other than exec do not count
+# permission bits count as the archive keeps them (as Docker does); with
+# --normalize-modes only the exec bit does (git-style, umask-proof)
 cp -r "$C" "$TESTDIR/perm"
 chmod 600 "$TESTDIR/perm/src/main.py"; chmod 700 "$TESTDIR/perm/bin/run.sh"
 chmod 700 "$TESTDIR/perm/src"
-is "$(ctxpack hash "$TESTDIR/perm")" "$d1" "permission bits other than exec do not count"
+isnt "$(ctxpack hash "$TESTDIR/perm")" "$d1" "permission bits count: 0600, 0700 differ from 0644, 0755"
+is "$(ctxpack hash --normalize-modes "$TESTDIR/perm")" "$(ctxpack hash --normalize-modes "$C")" \
+	"--normalize-modes: permission bits other than exec do not count"
+isnt "$(ctxpack hash --normalize-modes "$TESTDIR/perm")" "$(ctxpack hash "$TESTDIR/perm")" \
+	"--normalize-modes gives another digest when the modes are not 0644/0755"
 
 # created in reverse order (another readdir order on most filesystems)
 R=$TESTDIR/rev
@@ -102,6 +107,11 @@ mutate "content (same size) again" 'printf "print(\"hu\")\n" > src/main.py'
 mutate "content of a big file" 'printf x | dd of=big.bin bs=1 seek=150000 conv=notrunc 2>/dev/null'
 mutate "exec bit" 'chmod +x src/main.py'
 mutate "exec bit removed" 'chmod -x bin/run.sh'
+mutate "group and other bits" 'chmod 600 src/main.py'
+mutate "setuid bit" 'chmod u+s bin/run.sh'
+mutate "a directory's mode" 'chmod 700 src/sub'
+mutate "sticky bit" 'chmod 1777 src/sub'
+mutate "a hard link added" 'ln src/main.py src/main2.py'
 mutate "symlink target" 'ln -sfn src/sub/deep.txt link'
 mutate "added file" 'echo new > src/new.txt'
 mutate "added empty file" ': > src/empty2'

@@ -34,6 +34,13 @@ os.symlink("/etc/passwd", os.path.join(root, "abs-link"))
 os.symlink("src", os.path.join(root, "dirlink"))
 os.mkfifo(os.path.join(root, "fifo"))
 os.chmod(os.path.join(root, "src/deep"), 0o700)
+w("setgid", b"g", 0o2750)
+w("sticky/f", b"t\n")
+os.chmod(os.path.join(root, "sticky"), 0o1777)
+# hard links: later paths (archive order) link to the first
+os.link(os.path.join(root, "README.md"), os.path.join(root, "src/readme-link"))
+os.link(os.path.join(root, "README.md"), os.path.join(root, "hl-readme"))
+os.link(os.path.join(root, "noise.log"), os.path.join(root, "kept-of-excluded"))
 PY
 
 ctxpack ls -0 "$C" > "$TESTDIR/ls0"
@@ -41,6 +48,7 @@ python3 "$ROOT/tests/integ/treecmp.py" "$C" "$TESTDIR/ls0" src > "$TESTDIR/want.
 
 for comp in zstd gzip none; do
 	A=$TESTDIR/ctx.$comp
+	unset NORMALIZE_MODES NO_HARDLINKS
 	ok "$comp: pack -o FILE" ctxpack pack --compress "$comp" -o "$A" "$C"
 	case $comp in
 	zstd) zstd -dqc "$A" > "$TESTDIR/raw.tar"; gnu="--zstd" ;;
@@ -67,6 +75,37 @@ for comp in zstd gzip none; do
 	is "$(tail -c 1024 "$TESTDIR/raw.tar" | tr -d '\0' | wc -c)" 0 "$comp: ends with the end blocks"
 	is "$(( $(wc -c < "$TESTDIR/raw.tar") % 512 ))" 0 "$comp: no record padding beyond the blocks"
 done
+# the header of a hard link, a setuid file and a 0700 directory, by hand
+is "$(python3 - "$TESTDIR/ctx.none" <<'PY'
+import sys, tarfile
+t = tarfile.open(sys.argv[1])
+for n in ("hl-readme", "src/readme-link", "kept-of-excluded", "setuid", "src/deep", "sticky"):
+    m = t.getmember(n)
+    print(n, m.type.decode(), oct(m.mode), m.linkname or "-", m.size)
+PY
+)" "hl-readme 1 0o644 README.md 0
+src/readme-link 1 0o644 README.md 0
+kept-of-excluded 0 0o644 - 9
+setuid 0 0o4755 - 1
+src/deep 5 0o700 - 0
+sticky 5 0o1777 - 0" "headers: hard links (typeflag 1 to the first included path), setuid, 0700, sticky"
+
+# --normalize-modes: git-style modes; --no-hardlinks: every path a file
+ok "--normalize-modes --no-hardlinks: pack" \
+	ctxpack pack --compress none --normalize-modes --no-hardlinks -o "$TESTDIR/norm.tar" "$C"
+ok "... Python tarfile sees the tree with 0644/0755 modes and no hard links" \
+	env NORMALIZE_MODES=1 NO_HARDLINKS=1 python3 "$ROOT/tests/integ/tar-check.py" \
+	"$TESTDIR/norm.tar" "$C" "$TESTDIR/ls0"
+rm -rf "$TESTDIR/xn"; mkdir "$TESTDIR/xn"; tar -xf "$TESTDIR/norm.tar" -C "$TESTDIR/xn"
+is "$(python3 "$ROOT/tests/integ/treecmp.py" "$TESTDIR/xn" "$TESTDIR/ls0")" \
+	"$(NORMALIZE_MODES=1 python3 "$ROOT/tests/integ/treecmp.py" "$C" "$TESTDIR/ls0" src)" \
+	"... GNU tar extracts the tree with normalized modes"
+is "$(ctxpack ls -l --normalize-modes "$C" | grep ' setuid$')" \
+	"f 0755            1 setuid" "ls -l --normalize-modes shows the normalized mode"
+is "$(ctxpack ls -l "$C" | grep -E ' (setuid|hl-readme.*)$')" \
+	"h 0644            - hl-readme => README.md
+f 4755            1 setuid" "ls -l shows the modes as found and hard links"
+
 is "$(zstd -lv "$TESTDIR/ctx.zstd" 2>/dev/null | grep -c 'Check: XXH64')" 1 "zstd: checksum on"
 like "$(zstd -lv "$TESTDIR/ctx.zstd" 2>/dev/null)" "Decompressed Size: +(0|unknown)|Frames" \
 	"zstd: readable by zstd -l"

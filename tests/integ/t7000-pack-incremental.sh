@@ -141,9 +141,18 @@ ok "mode change: at most 2 frames compressed" test "$(jget "$TESTDIR/chmod.json"
 sleep 1
 check chmod-settled
 chmod 700 "$C/d0/e1/f070.bin"
-check chmod-same-archive-mode
-is "$(jget "$TESTDIR/chmod-same-archive-mode.json" cache)" archive \
-	"a mode change the archive does not store (755 -> 700): the archive reused"
+check chmod-700
+ok "a mode change the archive keeps (755 -> 700): at most 2 frames compressed" \
+	test "$(jget "$TESTDIR/chmod-700.json" frames_compressed)" -le 2
+sleep 1
+# with --normalize-modes, 0700 and 0750 are both 0755 in the archive
+ctxpack pack -q --normalize-modes -o "$TESTDIR/norm1.zst" "$C"
+chmod 750 "$C/d0/e1/f070.bin"
+ctxpack pack --json --normalize-modes -o "$TESTDIR/norm2.zst" "$C" > "$TESTDIR/norm2.json" 2>/dev/null
+is "$(jget "$TESTDIR/norm2.json" cache)" archive \
+	"--normalize-modes: a mode change the archive does not store (700 -> 750): the archive reused"
+ctxpack pack -q --no-cache --normalize-modes -o "$TESTDIR/norm3.zst" "$C"
+same_files "$TESTDIR/norm2.zst" "$TESTDIR/norm3.zst" "... the same bytes as a --no-cache pack"
 ln -sf f000.bin "$C/link"
 check symlink
 printf 'FROM scratch\nCOPY . /app/\n' > "$C/Dockerfile"

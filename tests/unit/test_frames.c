@@ -590,12 +590,32 @@ static void test_keys(void **state)
 	CHANGED(e[1].path = "d/g", e[1].path = "d/f");
 	CHANGED(e[2].link = "g", e[2].link = "f");
 	CHANGED(e[2].type = WALK_REG, e[2].type = WALK_LNK);
+	CHANGED(e[0].mode = 041777, e[0].mode = 040700);
+	CHANGED(e[1].mode = 0104600, e[1].mode = 0100600);
+	CHANGED((e[1].type = WALK_HARDLINK, e[1].link = "d", e[1].link_len = 1),
+		(e[1].type = WALK_REG, e[1].link = NULL, e[1].link_len = 0));
 #undef CHANGED
-	/* what the archive does not store does not count */
+	/* with normalized modes, bits the archive does not store do not
+	 * count, and the ones it stores do */
+	l.normalize_modes = 1;
+	assert_int_equal(fc_frame_key(&l, &fr, s1, k), 0);
+	assert_memory_not_equal(k0, k, 16);
+	memcpy(k0, k, 16);
 	e[1].mode = 0100644;
+	e[0].mode = 041777;
+	assert_int_equal(fc_frame_key(&l, &fr, s1, k), 0);
+	assert_memory_equal(k0, k, 16);
+	e[1].mode = 0100744;
+	assert_int_equal(fc_frame_key(&l, &fr, s1, k), 0);
+	assert_memory_not_equal(k0, k, 16);
+	e[1].mode = 0100600;
+	e[0].mode = 040700;
+	l.normalize_modes = 0;
+	assert_int_equal(fc_frame_key(&l, &fr, s1, k0), 0);
+	/* what the archive does not store does not count */
 	e[1].mtime_ns = 12345;
 	e[1].ino = 99;
-	e[0].mode = 040755;
+	e[1].nlink = 2;
 	assert_int_equal(fc_frame_key(&l, &fr, s1, k), 0);
 	assert_memory_equal(k0, k, 16);
 	/* split offsets */

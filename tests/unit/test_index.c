@@ -24,7 +24,7 @@
 #include "ctxpack/index.h"
 
 /* The digest of test_digest_golden's entries, pinned. */
-#define GOLDEN_DIGEST "xxh128:af57fee2fd65a2689ccbcdbbf3084b58"
+#define GOLDEN_DIGEST "xxh128:f1c5be33958d13954bda895d9e4caa80"
 
 /* ---- helpers ---- */
 
@@ -132,6 +132,8 @@ static struct walk_entry ent(const char *path, int type, uint32_t mode,
 	return we;
 }
 
+static int digest_normalize; /* the --normalize-modes of digest_of */
+
 static void digest_of(struct walk_entry *v, size_t n, char out[IDX_DIGEST_LEN])
 {
 	struct walk_result w;
@@ -140,6 +142,7 @@ static void digest_of(struct walk_entry *v, size_t n, char out[IDX_DIGEST_LEN])
 	w.v = v;
 	w.n = n;
 	w.root = (char *)"/ctx";
+	w.flags = digest_normalize ? WALK_NORMALIZE_MODES : 0;
 	idx_context_digest(&w, out);
 }
 
@@ -377,15 +380,27 @@ static void test_archive_mode(void **state)
 	struct walk_entry we = ent("f", WALK_REG, 0100600, 0, NULL, 0);
 
 	(void)state;
-	assert_int_equal(idx_archive_mode(&we), 0644);
-	we.mode = 0100744;
-	assert_int_equal(idx_archive_mode(&we), 0755);
+	/* as found, as Docker keeps them */
+	assert_int_equal(walk_archive_mode(&we, 0), 0600);
 	we.mode = 0104701; /* setuid, o+x */
-	assert_int_equal(idx_archive_mode(&we), 0755);
-	we = ent("d", WALK_DIR, 040700, 0, NULL, 0);
-	assert_int_equal(idx_archive_mode(&we), 0755);
+	assert_int_equal(walk_archive_mode(&we, 0), 04701);
+	we = ent("d", WALK_DIR, 041777, 0, NULL, 0);
+	assert_int_equal(walk_archive_mode(&we, 0), 01777);
 	we = ent("l", WALK_LNK, 0120755, 3, "abc", 0);
-	assert_int_equal(idx_archive_mode(&we), 0777);
+	assert_int_equal(walk_archive_mode(&we, 0), 0777);
+	/* git-style */
+	we = ent("f", WALK_REG, 0100600, 0, NULL, 0);
+	assert_int_equal(walk_archive_mode(&we, 1), 0644);
+	we.mode = 0100744;
+	assert_int_equal(walk_archive_mode(&we, 1), 0755);
+	we.mode = 0104701;
+	assert_int_equal(walk_archive_mode(&we, 1), 0755);
+	we = ent("d", WALK_DIR, 040700, 0, NULL, 0);
+	assert_int_equal(walk_archive_mode(&we, 1), 0755);
+	we = ent("l", WALK_LNK, 0120755, 3, "abc", 0);
+	assert_int_equal(walk_archive_mode(&we, 1), 0777);
+	we = ent("h", WALK_HARDLINK, 0100640, 0, "f", 0);
+	assert_int_equal(walk_archive_mode(&we, 0), 0640);
 }
 
 static void test_digest_normalization(void **state)
@@ -399,8 +414,10 @@ static void test_digest_normalization(void **state)
 	a[2] = ent("d/x", WALK_REG, 0100755, 20, NULL, 2);
 	a[3] = ent("l", WALK_LNK, 0120777, 1, "d", 0);
 	memcpy(b, a, sizeof(a));
-	/* what the digest leaves out: times, inodes, devices, owners'
-	 * permission bits other than exec, a symlink's stat size */
+	/* what the digest leaves out: times, inodes, devices, a symlink's
+	 * stat size, and with --normalize-modes the permission bits other
+	 * than exec */
+	digest_normalize = 1;
 	b[0].mode = 040700;
 	b[0].mtime_ns = 5;
 	b[1].mode = 0100600;
@@ -429,6 +446,32 @@ static void test_digest_normalization(void **state)
 	digest_of(b, 4, db);
 	digest_of(a, 3, da);
 	assert_string_equal(da, db);
+	/* without it the permission bits are the archive's: they count */
+	digest_normalize = 0;
+	memcpy(b, a, sizeof(a));
+	digest_of(a, 4, da);
+	b[1].mode = 0100600;
+	digest_of(b, 4, db);
+	assert_string_not_equal(da, db);
+	b[1].mode = a[1].mode;
+	b[0].mode = 041777;
+	digest_of(b, 4, db);
+	assert_string_not_equal(da, db);
+	b[0].mode = a[0].mode;
+	b[1].mtime_ns = 77;
+	b[1].nlink = 2;
+	digest_of(b, 4, db);
+	assert_string_equal(da, db);
+	/* a hard link is its target's path */
+	b[2] = ent("d/x", WALK_HARDLINK, 0100755, 20, "d/f", 0);
+	digest_of(b, 4, db);
+	assert_string_not_equal(da, db);
+	memcpy(a, b, sizeof(b));
+	digest_of(a, 4, da);
+	b[2].link = "l";
+	b[2].link_len = 1;
+	digest_of(b, 4, db);
+	assert_string_not_equal(da, db);
 }
 
 static void test_digest_changes(void **state)

@@ -111,8 +111,20 @@ static void fake_walk(struct walk_result *w, const char *root, const char *const
 			we->link_len = (uint32_t)k;
 			we->size = (uint64_t)st.st_size;
 		} else {
+			size_t j;
+
 			we->type = WALK_REG;
 			we->size = (uint64_t)st.st_size;
+			we->ino = st.st_ino;
+			we->nlink = (uint32_t)st.st_nlink;
+			/* a later path of an inode: a hard link (the walk's pass) */
+			for (j = 0; j < i && st.st_nlink > 1; j++)
+				if (w->v[j].type == WALK_REG && w->v[j].ino == we->ino) {
+					we->type = WALK_HARDLINK;
+					we->link = xstrdup(w->v[j].path);
+					we->link_len = w->v[j].path_len;
+					break;
+				}
 		}
 		free(full);
 	}
@@ -162,10 +174,10 @@ static int pack_to_buf(const struct pack_list *l, int compress, unsigned threads
 	return pack_write(l, &o, NULL, buf_sink, out, res, e);
 }
 
-/* A tree with small, medium, split-size files, a dir, a symlink, a long
- * and a non-UTF-8 name. */
+/* A tree with small, medium, split-size files, a dir, a symlink, a hard
+ * link, a setuid file, a long and a non-UTF-8 name. */
 static const char *const tree_paths[] = {
-	"a.txt", "big.bin", "d", "d/exec.sh", "d/link", "d/medium",
+	"a.txt", "big.bin", "d", "d/exec.sh", "d/link", "d/medium", "d/suid", "d/zhard",
 	"llllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll"
 	"llllllllllllllllllllllllllllllll.txt",
 	"z\xff\xfe.txt", NULL,
@@ -189,8 +201,19 @@ static void make_tree(const char *root)
 	}
 	fill(p, med, 2);
 	write_bytes(root, "d/medium", p, med, 0664);
-	write_bytes(root, tree_paths[6], "long\n", 5, 0644);
-	write_bytes(root, tree_paths[7], "bin\n", 4, 0644);
+	write_bytes(root, "d/suid", "s\n", 2, 0644);
+	{
+		char *f = xasprintf("%s/d/suid", root), *a = xasprintf("%s/a.txt", root);
+		char *h = xasprintf("%s/d/zhard", root);
+
+		assert_int_equal(chmod(f, 04755), 0);
+		assert_int_equal(link(a, h), 0);
+		free(f);
+		free(a);
+		free(h);
+	}
+	write_bytes(root, tree_paths[8], "long\n", 5, 0644);
+	write_bytes(root, tree_paths[9], "bin\n", 4, 0644);
 	free(p);
 }
 
@@ -386,7 +409,7 @@ static void reference_tar(const struct pack_list *l, int64_t mtime, struct buf *
 	for (i = 0; i < l->n; i++) {
 		const struct walk_entry *we = l->v[i];
 		char name[4096];
-		int exec = (we->mode & 0111) != 0, r;
+		int r;
 
 		archive_entry_clear(ae);
 		snprintf(name, sizeof(name), "%s%s", we->path, we->type == WALK_DIR ? "/" : "");
@@ -396,14 +419,19 @@ static void reference_tar(const struct pack_list *l, int64_t mtime, struct buf *
 		archive_entry_set_mtime(ae, mtime, 0);
 		if (we->type == WALK_DIR) {
 			archive_entry_set_filetype(ae, AE_IFDIR);
-			archive_entry_set_perm(ae, 0755);
+			archive_entry_set_perm(ae, we->mode & 07777);
 		} else if (we->type == WALK_LNK) {
 			archive_entry_set_filetype(ae, AE_IFLNK);
 			archive_entry_set_perm(ae, 0777);
 			archive_entry_copy_symlink(ae, we->link);
+		} else if (we->type == WALK_HARDLINK) {
+			archive_entry_set_filetype(ae, AE_IFREG);
+			archive_entry_set_perm(ae, we->mode & 07777);
+			archive_entry_copy_hardlink(ae, we->link);
+			archive_entry_set_size(ae, 0);
 		} else {
 			archive_entry_set_filetype(ae, AE_IFREG);
-			archive_entry_set_perm(ae, exec ? 0755 : 0644);
+			archive_entry_set_perm(ae, we->mode & 07777);
 			archive_entry_set_size(ae, (la_int64_t)we->size);
 		}
 		r = archive_write_header(a, ae);

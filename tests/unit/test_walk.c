@@ -173,6 +173,22 @@ static void test_vectors(void **state)
 				bad += walk_differs(&r, &pr, what);
 			}
 			walk_release(&pr);
+			/* the classic builder's walk: the same, but for the rows
+			 * the vectors mark as its difference */
+			o.threads = 1;
+			o.flags = WALK_CLASSIC;
+			want = want && !strstr(cols[3], "[classic builder: excluded]");
+			if (walk_run(&o, &pr, &e)) {
+				print_message("row %u: classic walk failed: %s\n", lineno, e.msg);
+				bad++;
+			} else if ((got = listed(&pr, cols[1])) != want) {
+				print_message("row %u (classic): patterns [%s] path [%s]: want %s, "
+					      "got %s\n", lineno, cols[0], cols[1],
+					      want ? "included" : "excluded",
+					      got ? "included" : "excluded");
+				bad++;
+			}
+			walk_release(&pr);
 		}
 		walk_release(&r);
 		remove_tree(dir, &e);
@@ -273,6 +289,138 @@ static void test_dockerfile_ignore_selection(void **state)
 	free(df);
 	free(cwd);
 	remove_tree(dir, &e);
+	free(dir);
+}
+
+static const struct walk_entry *find(const struct walk_result *r, const char *path)
+{
+	size_t n = strlen(path), i;
+
+	for (i = 0; i < r->n; i++)
+		if (r->v[i].path_len == n && !memcmp(r->v[i].path, path, n) && !r->v[i].excluded)
+			return &r->v[i];
+	return NULL;
+}
+
+static void link_rel(const char *dir, const char *a, const char *b)
+{
+	char *pa = xasprintf("%s/%s", dir, a), *pb = xasprintf("%s/%s", dir, b);
+
+	assert_int_equal(link(pa, pb), 0);
+	free(pa);
+	free(pb);
+}
+
+/* Later included paths of an inode are hard links to the first (in
+ * archive order); an excluded path is never the target. */
+static void test_hardlinks(void **state)
+{
+	char *dir = xasprintf("%s/hl", scratch);
+	struct walk_opts o = {0};
+	struct walk_result r;
+	struct err e = ERR_INIT;
+	const struct walk_entry *we;
+
+	(void)state;
+	make_path(dir, "b/one");
+	make_path(dir, "skip.log");
+	make_path(dir, "solo");
+	make_path(dir, "c/");
+	link_rel(dir, "b/one", "a");       /* a sorts first: the file */
+	link_rel(dir, "b/one", "c/three");
+	link_rel(dir, "skip.log", "kept");  /* the excluded one does not count */
+	{
+		char *ig = xasprintf("%s/.dockerignore", dir);
+
+		write_file(ig, "*.log\n", 6);
+		free(ig);
+	}
+	o.dir = dir;
+	assert_int_equal(walk_run(&o, &r, &e), 0);
+	assert_non_null(we = find(&r, "a"));
+	assert_int_equal(we->type, WALK_REG);
+	assert_non_null(we = find(&r, "b/one"));
+	assert_int_equal(we->type, WALK_HARDLINK);
+	assert_string_equal(we->link, "a");
+	assert_int_equal(we->link_len, 1);
+	assert_non_null(we = find(&r, "c/three"));
+	assert_int_equal(we->type, WALK_HARDLINK);
+	assert_string_equal(we->link, "a");
+	assert_non_null(we = find(&r, "kept"));
+	assert_int_equal(we->type, WALK_REG);
+	assert_int_equal(find(&r, "solo")->type, WALK_REG);
+	assert_int_equal(r.n_hardlinks, 2);
+	walk_release(&r);
+	/* the parallel walk, and --no-hardlinks */
+	o.threads = 2;
+	o.flags = WALK_SPLIT_EAGER;
+	assert_int_equal(walk_run(&o, &r, &e), 0);
+	assert_int_equal(find(&r, "c/three")->type, WALK_HARDLINK);
+	walk_release(&r);
+	o.flags = WALK_NO_HARDLINKS;
+	assert_int_equal(walk_run(&o, &r, &e), 0);
+	assert_int_equal(find(&r, "c/three")->type, WALK_REG);
+	assert_int_equal(r.n_hardlinks, 0);
+	walk_release(&r);
+	remove_tree(dir, &e);
+	free(dir);
+}
+
+/* The classic builder's walk: root .dockerignore only, excluded dirs
+ * entered on a textual prefix only, sent ones reported 0755. */
+static void test_classic(void **state)
+{
+	char *dir = xasprintf("%s/classic", scratch);
+	char *df = xasprintf("%s/app.Dockerfile", dir);
+	struct walk_opts o = {0};
+	struct walk_result r;
+	struct err e = ERR_INIT;
+	const struct walk_entry *we;
+
+	(void)state;
+	make_path(dir, "app.Dockerfile");
+	make_path(dir, "a");
+	make_path(dir, "b");
+	make_path(dir, "nm/keep");
+	make_path(dir, "nm/drop");
+	make_path(dir, "w/x/y.txt");
+	{
+		char *p = xasprintf("%s/nm", dir);
+
+		assert_int_equal(chmod(p, 0700), 0);
+		free(p);
+		p = xasprintf("%s/.dockerignore", dir);
+		write_file(p, "b\nnm\n!nm/keep\nw\n!w/**/*.txt\n", 30);
+		free(p);
+		p = xasprintf("%s/app.Dockerfile.dockerignore", dir);
+		write_file(p, "a\nnm\n!nm/keep\nw\n!w/**/*.txt\n", 30);
+		free(p);
+	}
+	o.dir = dir;
+	o.dockerfile = df;
+	/* BuildKit: the Dockerfile's ignore file, nm as found, w/x/y.txt back */
+	assert_int_equal(walk_run(&o, &r, &e), 0);
+	assert_false(listed(&r, "a"));
+	assert_true(listed(&r, "b"));
+	assert_non_null(we = find(&r, "nm"));
+	assert_int_equal(we->mode & 07777, 0700);
+	assert_true(listed(&r, "w/x/y.txt"));
+	walk_release(&r);
+	/* classic: .dockerignore, nm 0755, the wildcard exception lost */
+	o.flags = WALK_CLASSIC;
+	assert_int_equal(walk_run(&o, &r, &e), 0);
+	assert_true(listed(&r, "a"));
+	assert_false(listed(&r, "b"));
+	assert_true(listed(&r, "nm/keep"));
+	assert_false(listed(&r, "nm/drop"));
+	assert_non_null(we = find(&r, "nm"));
+	assert_int_equal(we->mode, S_IFDIR | 0755);
+	assert_false(listed(&r, "w"));
+	assert_false(listed(&r, "w/x/y.txt"));
+	assert_string_equal(r.ignore_rel, ".dockerignore");
+	walk_release(&r);
+	remove_tree(dir, &e);
+	free(df);
 	free(dir);
 }
 
@@ -759,6 +907,8 @@ int main(void)
 		cmocka_unit_test(test_path_cmp),
 		cmocka_unit_test(test_order_and_lazy_dirs),
 		cmocka_unit_test(test_dockerfile_ignore_selection),
+		cmocka_unit_test(test_hardlinks),
+		cmocka_unit_test(test_classic),
 		cmocka_unit_test(test_vectors),
 		cmocka_unit_test(test_parallel_small),
 		cmocka_unit_test(test_parallel_same),
