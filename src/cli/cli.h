@@ -187,6 +187,30 @@ struct cli_pack_args {
 int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
 		 const struct cli_pack_args *a);
 
+/*
+ * What `ctxpack build` runs (builder.c, docs/build.md): COMMAND's words
+ * read as docker, buildah or podman read them.
+ */
+enum { BUILDER_OTHER = 0, BUILDER_DOCKER, BUILDER_BUILDAH };
+struct builder {
+	int kind;            /* BUILDER_* */
+	int buildkit;        /* docker: 1 BuildKit, 0 the classic builder */
+	int remote;          /* docker: the daemon is on another machine */
+	const char *why;     /* how buildkit was decided, for -v */
+	char **argv;         /* COMMAND (borrowed) */
+	int argc;
+	int prog_at;         /* the program's word (after an `env ...` prefix) */
+	int env_from, env_to;/* the env prefix's NAME=VALUE words */
+	int build_at;        /* docker: the "build" word */
+	int ctx_at;          /* docker: the context argument, or -1 */
+	int file_at;         /* docker: the word holding -f's value's option, or -1 */
+	const char *file;    /* docker: COMMAND's -f value, or NULL */
+	const char *host_opt, *context_opt, *config_dir; /* docker's -H, -c, --config */
+	char *host;          /* the daemon address docker will use, or NULL (default) */
+};
+void builder_detect(struct builder *b, int argc, char **argv);
+void builder_release(struct builder *b);
+
 /* The commands. */
 int cmd_ls(int argc, char **argv);
 int cmd_du(int argc, char **argv);

@@ -1,6 +1,25 @@
 /*
- * ctxpack build: pack the context into COMMAND's standard input, e.g.
+ * ctxpack build: hand the context to COMMAND, e.g.
  * `ctxpack build -- docker build -t app -`, and return COMMAND's status.
+ *
+ * How the context is handed over depends on who reads it (builder.c,
+ * docs/build.md):
+ *
+ *  - a pipe (docker's classic builder, buildah, podman, anything else):
+ *    the archive goes to COMMAND's standard input, an uncompressed tar for
+ *    a docker daemon on this machine, gzip for one on another, zstd for
+ *    buildah and podman (which read it), an uncompressed tar for an
+ *    unknown reader; --compress overrides.  For the classic builder the
+ *    context is walked as that builder walks it (WALK_CLASSIC), and a
+ *    symlinked Dockerfile is named to docker by its target, as the docker
+ *    CLI names it to the daemon.
+ *  - a directory (docker with BuildKit): BuildKit takes a tar context as
+ *    it is, so an excluded Dockerfile or .dockerignore would be in what
+ *    COPY sees; and it syncs a directory incrementally to a warm builder.
+ *    So the context goes into a kept directory of exactly its entries
+ *    (mirror.h), COMMAND's "-" becomes that directory and its -f a copy of
+ *    the Dockerfile beside an ignore file that excludes nothing (the
+ *    context is already filtered).
  *
  * The archive goes through a pipe; COMMAND runs with execvp, no shell.
  * ctxpack keeps a copy of the pipe's read end and watches the child with a
@@ -17,8 +36,11 @@
  *    SIGTERM before its input is closed, so it never builds a truncated
  *    context, and the exit status is 1.
  *
- * Without pidfd_open (Linux < 5.3) the read end is not kept; an early exit
- * is then seen as EPIPE only when the archive did not fit in the pipe.
+ * Signals: SIGINT, SIGTERM and SIGHUP sent to ctxpack are passed on to
+ * COMMAND (not when they came from the terminal, which sent them to
+ * COMMAND too); packing stops, and ctxpack waits for COMMAND and exits
+ * with its status.  COMMAND gets SIGTERM if ctxpack dies (PR_SET_PDEATHSIG),
+ * so no builder goes on to tag an image after ctxpack was killed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +50,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,9 +61,50 @@
 #include "cli.h"
 #include "ctxpack/frames.h"
 #include "ctxpack/index.h"
+#include "ctxpack/mirror.h"
 #include "ctxpack/pack.h"
 #include "ctxpack/walk.h"
 
+enum { SEND_AUTO = 0, SEND_PIPE, SEND_DIR };
+enum { OPT_SEND = OPT_CMD_BASE + 1 };
+
+/* ---- signals ---- */
+
+static volatile sig_atomic_t got_signal;
+static volatile pid_t child_pid;
+
+static void on_signal(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	got_signal = sig;
+	/* the terminal's ^C reached COMMAND too (same process group); a
+	 * signal from a process (kill, a CI runner) is ours to pass on */
+	if (child_pid > 0 && si && si->si_code <= 0)
+		kill(child_pid, sig);
+}
+
+static void catch_signals(void)
+{
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+	struct sigaction sa;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_signal;
+	sa.sa_flags = SA_SIGINFO; /* no SA_RESTART: a blocked write returns */
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
+static int interrupted(struct err *e)
+{
+	if (!got_signal)
+		return 0;
+	return err_set(e, ERR_FAIL, "interrupted by signal %d", (int)got_signal);
+}
+
+/* ---- the pipe ---- */
 
 struct pipe_sink {
 	int wfd;
@@ -56,8 +122,11 @@ static int pipe_sink_write(void *ctx, const void *p, size_t n, struct err *e)
 
 	s->last = n;
 	while (n) {
-		ssize_t k = write(s->wfd, c, n);
+		ssize_t k;
 
+		if (interrupted(e))
+			return e->code;
+		k = write(s->wfd, c, n);
 		if (k > 0) {
 			c += k;
 			n -= (size_t)k;
@@ -98,141 +167,555 @@ static int wait_child(pid_t pid)
 	return st;
 }
 
+/* Start COMMAND with rfd as its standard input (-1: keep ours). */
 static pid_t spawn(char **cmdv, int rfd, int wfd)
 {
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
+	struct sigaction sa;
 
 	if (pid != 0)
 		return pid;
-	/* the child: the pipe on stdin, SIGPIPE back to its default (main
-	 * ignores it, and an ignored signal stays ignored across exec) */
-	signal(SIGPIPE, SIG_DFL);
-	if (dup2(rfd, 0) < 0) {
-		fprintf(stderr, "ctxpack: error: cannot set up the input of %s: %s\n", cmdv[0],
-			strerror(errno));
-		_exit(126);
+	/* the child: default signal handling (main ignores SIGPIPE, and an
+	 * ignored signal stays ignored across exec), and SIGTERM when
+	 * ctxpack dies, so that it never builds on after ctxpack is gone */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != parent)
+		_exit(128 + SIGTERM);
+	if (rfd >= 0) {
+		if (dup2(rfd, 0) < 0) {
+			fprintf(stderr, "ctxpack: error: cannot set up the input of %s: %s\n",
+				cmdv[0], strerror(errno));
+			_exit(126);
+		}
+		close(wfd);
+		if (rfd != 0)
+			close(rfd);
 	}
-	close(wfd);
-	if (rfd != 0)
-		close(rfd);
 	execvp(cmdv[0], cmdv);
 	fprintf(stderr, "ctxpack: error: cannot run %s: %s\n", cmdv[0], strerror(errno));
 	_exit(errno == ENOENT ? 127 : 126);
 }
 
-int cmd_build(int argc, char **argv)
+/* COMMAND's exit status as ours (128+N for signal N, said on stderr). */
+static int child_status(const char *name, int st, struct err *e)
+{
+	if (st == -1) {
+		err_errno(e, "cannot wait for %s", name);
+		return cli_fail(e);
+	}
+	if (WIFSIGNALED(st)) {
+		fprintf(stderr, "ctxpack: %s was killed by signal %d\n", name, WTERMSIG(st));
+		return 128 + WTERMSIG(st);
+	}
+	return WEXITSTATUS(st);
+}
+
+/* ---- COMMAND's words ---- */
+
+/* COMMAND with word ctx_at replaced (>= 0) and "-f FILE" set: the word
+ * holding -f's value replaced, or "-f FILE" inserted after "build".  A
+ * word made for it ("--file=FILE") is left in *made (free it), else NULL. */
+static char **rewrite(const struct builder *b, int ctx_at, const char *ctx, const char *file,
+		      char **made)
+{
+	struct buf owned = BUF_INIT;
+
+	char **v = xcalloc((size_t)b->argc + 3, sizeof(*v));
+	int i, n = 0;
+
+	*made = NULL;
+	for (i = 0; i < b->argc; i++) {
+		if (i == ctx_at) {
+			v[n++] = (char *)ctx;
+			continue;
+		}
+		if (file && i == b->file_at) {
+			const char *w = b->argv[i];
+
+			if (i + 1 < b->argc && b->file == b->argv[i + 1]) {
+				v[n++] = (char *)w;      /* "-f" / "--file" */
+				v[n++] = (char *)file;   /* its value */
+				i++;
+				continue;
+			}
+			/* "--file=X", "-fX": keep what precedes the value */
+			buf_add(&owned, w, (size_t)(b->file - w));
+			buf_addstr(&owned, file);
+			v[n++] = *made = buf_detach(&owned, NULL);
+			continue;
+		}
+		v[n++] = b->argv[i];
+		if (file && b->file_at < 0 && i == b->build_at) {
+			v[n++] = (char *)"-f";
+			v[n++] = (char *)file;
+		}
+	}
+	v[n] = NULL;
+	return v;
+}
+
+static void print_cmd(char **v)
+{
+	struct buf b = BUF_INIT;
+
+	for (; *v; v++)
+		buf_addf(&b, "%s%s", b.len ? " " : "", *v);
+	cli_info("running %s", b.data);
+	buf_release(&b);
+}
+
+/* path relative to root when it lies inside it ("" for root), else NULL */
+static char *inside(const char *root, const char *path)
+{
+	size_t n = strlen(root);
+
+	if (!strncmp(path, root, n) && (path[n] == '/' || !path[n]))
+		return xstrdup(path[n] ? path + n + 1 : "");
+	return NULL;
+}
+
+/* ---- the directory hand-over ---- */
+
+/* $XDG_CACHE_HOME/ctxpack/build/<16 hex of sha256(root, flavour)> */
+static char *state_dir(const char *root, unsigned flags)
+{
+	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	unsigned char md[32];
+	char hex[65], fl[16];
+	struct sha256 s;
+
+	snprintf(fl, sizeof(fl), "%u", flags & (WALK_CLASSIC | WALK_NORMALIZE_MODES |
+						 WALK_NO_HARDLINKS));
+	sha256_init(&s, 0);
+	sha256_update(&s, root, strlen(root) + 1);
+	sha256_update(&s, fl, strlen(fl));
+	sha256_final(&s, md);
+	hex_encode(hex, md, 32);
+	if (xdg && *xdg)
+		return xasprintf("%s/ctxpack/build/%.16s", xdg, hex);
+	return xasprintf("%s/.cache/ctxpack/build/%.16s", home && *home ? home : "/tmp", hex);
+}
+
+/* Write path with data unless it already holds exactly that. */
+static int write_if_changed(const char *path, const char *data, size_t n, struct err *e)
+{
+	struct buf old = BUF_INIT;
+	struct err ignore = ERR_INIT;
+	struct atomic_file af;
+	int ret = 0;
+
+	if (!buf_read_file(&old, path, n + 1, &ignore) && old.len == n &&
+	    !memcmp(old.data, data, n)) {
+		buf_release(&old);
+		return 0;
+	}
+	buf_release(&old);
+	if (atomic_open(&af, path, 0644, e))
+		return e->code;
+	af.nosync = 1;
+	if (write_all(af.fd, data, n)) {
+		atomic_abort(&af);
+		return err_errno(e, "cannot write %s", path);
+	}
+	ret = atomic_commit(&af, e);
+	return ret;
+}
+
+/*
+ * Bring the context's directory up to date and put the Dockerfile beside
+ * it.  *ctx_dir and *df get the paths for COMMAND; *lockfd the lock held
+ * until COMMAND is done (another build of this context waits).
+ */
+static int prepare_dir(const struct walk_result *wr, const char *dockerfile,
+		       char **ctx_dir, char **df, int *lockfd, struct err *e)
+{
+	char *sd = state_dir(wr->root, wr->flags), *p;
+	const char *base = strrchr(dockerfile, '/') ? strrchr(dockerfile, '/') + 1 : dockerfile;
+	struct mirror_stats ms;
+	struct buf b = BUF_INIT;
+	int ret;
+
+	*ctx_dir = *df = NULL;
+	ret = mkdir_p(sd, 0700, e);
+	if (!ret) {
+		p = xasprintf("%s/lock", sd);
+		*lockfd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (*lockfd < 0)
+			ret = err_errno(e, "cannot open %s", p);
+		free(p);
+	}
+	if (!ret && flock(*lockfd, LOCK_EX | LOCK_NB)) {
+		if (!cli_opt.quiet)
+			cli_info("waiting for another build of %s", wr->root);
+		while (flock(*lockfd, LOCK_EX) && errno == EINTR)
+			if (interrupted(e))
+				break;
+		ret = e->code;
+	}
+	if (!ret) {
+		*ctx_dir = xasprintf("%s/context", sd);
+		ret = mirror_sync(wr, *ctx_dir, &ms, e);
+	}
+	if (!ret && cli_opt.verbose)
+		cli_info("context directory %s: %llu kept, %llu copied, %llu linked, "
+			 "%llu directories made, %llu removed", *ctx_dir,
+			 (unsigned long long)ms.kept, (unsigned long long)ms.copied,
+			 (unsigned long long)ms.linked, (unsigned long long)ms.dirs,
+			 (unsigned long long)ms.removed);
+	/* the Dockerfile in a directory of its own, with an ignore file that
+	 * excludes nothing: BuildKit then applies no patterns to the
+	 * directory, which holds exactly the context already */
+	if (!ret)
+		ret = buf_read_file(&b, dockerfile, 16 << 20, e);
+	if (!ret) {
+		p = xasprintf("%s/dockerfile", sd);
+		ret = mkdir_p(p, 0700, e);
+		free(p);
+	}
+	if (!ret) {
+		static const char nothing[] =
+			"# ctxpack: the context directory holds exactly the context already\n";
+
+		*df = xasprintf("%s/dockerfile/%s", sd, base);
+		p = xasprintf("%s.dockerignore", *df);
+		ret = write_if_changed(*df, b.data, b.len, e);
+		if (!ret)
+			ret = write_if_changed(p, nothing, sizeof(nothing) - 1, e);
+		free(p);
+	}
+	buf_release(&b);
+	free(sd);
+	return ret;
+}
+
+/* ---- the command ---- */
+
+struct build {
+	const struct cli_cmd *cmd;
+	struct walk_opts wo;
+	struct pack_opts po;
+	struct fc_opts fo;
+	const char *index_dir;
+	int no_cache, compress_set, send;
+	struct builder b;
+	char **cmdv;
+	int cmdc;
+	char *df_abs;        /* the Dockerfile ctxpack uses (absolute or as given) */
+};
+
+/* The options before "--"; "--help" anywhere before it prints the help. */
+static void parse_options(struct build *bd, int argc, char **argv, int dd)
 {
 	static const struct option longopts[] = {
 		CLI_PACK_LONGOPTS,
+		{"send", required_argument, NULL, OPT_SEND},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
-	const struct cli_cmd *cmd = cli_find("build");
-	struct walk_opts wo = {0};
-	struct walk_result wr;
-	struct pack_list l;
-	struct pack_opts po;
 	struct cli_pack_args pa;
+	int c, i;
+
+	for (i = 1; i < dd; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			cli_help(bd->cmd);
+	if (dd >= argc || dd + 1 >= argc)
+		cli_usage_error(bd->cmd, "missing -- COMMAND");
+	pack_opts_init(&bd->po);
+	pa.wo = &bd->wo;
+	pa.po = &bd->po;
+	pa.fo = &bd->fo;
+	pa.index_dir = &bd->index_dir;
+	pa.no_cache = &bd->no_cache;
+	/* options end at "--": getopt never sees COMMAND's arguments */
+	while ((c = getopt_long(dd, argv, "f:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_SEND:
+			if (!strcmp(optarg, "auto"))
+				bd->send = SEND_AUTO;
+			else if (!strcmp(optarg, "pipe"))
+				bd->send = SEND_PIPE;
+			else if (!strcmp(optarg, "dir"))
+				bd->send = SEND_DIR;
+			else
+				cli_usage_error(bd->cmd, "--send takes auto, pipe or dir, not '%s'",
+						optarg);
+			break;
+		case OPT_PACK_COMPRESS:
+			bd->compress_set = 1;
+			/* fall through */
+		default:
+			if (!cli_pack_opt(bd->cmd, c, optarg, &pa))
+				cli_global_opt(bd->cmd, c, optarg);
+		}
+	}
+	if (dd - optind > 1)
+		cli_usage_error(bd->cmd, "too many arguments before --");
+	bd->wo.dir = optind < dd ? argv[optind] : ".";
+	bd->cmdv = argv + dd + 1;
+	bd->cmdc = argc - dd - 1;
+	if (cli_opt.json)
+		cli_usage_error(bd->cmd, "--json is not supported: standard output belongs to COMMAND");
+}
+
+/*
+ * Decide what COMMAND gets, from its words: the walk's flavour, the
+ * Dockerfile, the hand-over and the compression.  Usage errors exit.
+ */
+static void plan(struct build *bd)
+{
+	struct builder *b = &bd->b;
+	int docker = b->kind == BUILDER_DOCKER;
+
+	if (docker && !b->buildkit)
+		bd->wo.flags |= WALK_CLASSIC;
+	if (docker && b->ctx_at >= 0 && strcmp(b->argv[b->ctx_at], "-"))
+		cli_usage_error(bd->cmd, "%s reads its context from '%s', not from ctxpack: give - "
+				"as its context (ctxpack build [DIR] -- docker build [OPTIONS] -)",
+				b->argv[b->prog_at], b->argv[b->ctx_at]);
+	if (docker && b->ctx_at < 0)
+		cli_usage_error(bd->cmd, "%s has no context argument: end it with - (the context "
+				"ctxpack sends)", b->argv[b->prog_at]);
+	if (bd->send == SEND_DIR && !docker)
+		cli_usage_error(bd->cmd, "--send dir is for docker build (COMMAND is %s)",
+				b->argv[b->prog_at]);
+	if (bd->send == SEND_DIR && bd->compress_set)
+		cli_usage_error(bd->cmd, "--compress does not apply to --send dir");
+
+	/* the Dockerfile: ctxpack's -f (relative to the working directory,
+	 * like docker build DIR), else COMMAND's (relative to the context it
+	 * reads, the archive's root), else DIR/Dockerfile */
+	if (docker && b->file && strcmp(b->file, "-")) {
+		if (!bd->wo.dockerfile) {
+			bd->df_abs = xasprintf("%s/%s", bd->wo.dir, b->file);
+			bd->wo.dockerfile = bd->df_abs;
+			cli_warn("%s -f %s: ctxpack takes %s as the Dockerfile; give -f to "
+				 "ctxpack too", b->argv[b->prog_at], b->file, bd->df_abs);
+		}
+	}
+	if (docker && b->file && !strcmp(b->file, "-"))
+		cli_usage_error(bd->cmd, "%s -f -: the Dockerfile cannot come from standard "
+				"input, which carries the context", b->argv[b->prog_at]);
+
+	if (bd->send == SEND_AUTO)
+		bd->send = docker && b->buildkit && !bd->compress_set ? SEND_DIR : SEND_PIPE;
+	if (!bd->compress_set) {
+		if (docker)
+			bd->po.compress = b->remote ? PACK_GZIP : PACK_NONE;
+		else if (b->kind == BUILDER_BUILDAH)
+			bd->po.compress = PACK_ZSTD;
+		else
+			bd->po.compress = PACK_NONE;
+	}
+	if (cli_opt.verbose) {
+		if (docker)
+			cli_info("docker with %s (%s), daemon %s%s: %s", b->buildkit ?
+				 "BuildKit" : "the classic builder", b->why,
+				 b->host ? b->host : "on the default socket",
+				 b->remote ? " (remote)" : "",
+				 bd->send == SEND_DIR ? "the context as a directory" :
+				 pack_compress_name(bd->po.compress));
+		else
+			cli_info("%s reads the archive: %s", b->argv[b->prog_at],
+				 pack_compress_name(bd->po.compress));
+	}
+}
+
+/* The Dockerfile must exist before COMMAND starts (for a known builder,
+ * or when -f names one).  Returns 0 or an err. */
+static int check_dockerfile(const struct build *bd, const struct walk_result *wr,
+			    struct err *e)
+{
+	const char *df = bd->wo.dockerfile;
+	char *dflt = NULL;
+	struct stat st;
+	int ret = 0;
+
+	if (!df) {
+		if (bd->b.kind == BUILDER_OTHER)
+			return 0;
+		df = dflt = xasprintf("%s/Dockerfile", wr->root);
+	}
+	if (stat(df, &st)) {
+		if (!wr->n && !bd->wo.dockerfile)
+			ret = err_set(e, ERR_NOTFOUND, "the context %s is empty: there is no "
+				      "Dockerfile to build", wr->root);
+		else
+			ret = err_errno(e, "no Dockerfile %s (-f names another)", df);
+	} else if (!S_ISREG(st.st_mode)) {
+		ret = err_set(e, ERR_USAGE, "the Dockerfile %s is not a regular file", df);
+	}
+	free(dflt);
+	return ret;
+}
+
+static int run_dir(struct build *bd, struct walk_result *wr, struct err *e)
+{
+	char *ctx_dir = NULL, *df = NULL, **v, *made = NULL;
+	const char *dockerfile = bd->wo.dockerfile;
+	char *dflt = NULL;
+	int lockfd = -1, status, st;
+	pid_t pid;
+
+	if (!dockerfile)
+		dockerfile = dflt = xasprintf("%s/Dockerfile", wr->root);
+	if (prepare_dir(wr, dockerfile, &ctx_dir, &df, &lockfd, e) || interrupted(e)) {
+		status = cli_fail(e);
+		goto out;
+	}
+	v = rewrite(&bd->b, bd->b.ctx_at, ctx_dir, df, &made);
+	if (cli_opt.verbose)
+		print_cmd(v);
+	if (!cli_opt.quiet)
+		fprintf(stderr, "ctxpack: context %s: %zu entries in %s\n", wr->root,
+			wr->n, ctx_dir);
+	fflush(stdout);
+	fflush(stderr);
+	pid = spawn(v, -1, -1);
+	if (pid < 0) {
+		err_errno(e, "cannot start %s", v[0]);
+		status = cli_fail(e);
+	} else {
+		child_pid = pid;
+		st = wait_child(pid);
+		child_pid = 0;
+		status = child_status(v[0], st, e);
+	}
+	free(made);
+	free(v);
+out:
+	if (lockfd >= 0)
+		close(lockfd);
+	free(ctx_dir);
+	free(df);
+	free(dflt);
+	return status;
+}
+
+static int run_pipe(struct build *bd, struct walk_result *wr, struct err *e)
+{
+	struct pack_list l;
 	struct pack_result res;
 	struct pipe_sink sink = {-1, -1, NULL, 0, 0, 0};
-	struct err e = ERR_INIT;
-	const char *index_dir = NULL;
-	struct fc_opts fo = {NULL, 0, NULL};
 	struct fc_stats fst;
 	struct idx *x = NULL;
 	struct fc *fc = NULL;
 	struct buf warn = BUF_INIT, versions = BUF_INIT;
-	char **cmdv;
-	int fds[2], c, dd, st, status, packed, unread = 0, have_unread = 0, no_cache = 0;
+	char **v = bd->cmdv, *resolved = NULL, *made = NULL;
+	int fds[2] = {-1, -1}, st, status, packed, unread = 0, have_unread = 0, have_list = 0;
 	pid_t pid;
 
-	for (dd = 1; dd < argc && strcmp(argv[dd], "--"); dd++)
-		;
-	if (dd >= argc || dd + 1 >= argc)
-		cli_usage_error(cmd, "missing -- COMMAND");
-	cmdv = argv + dd + 1;
+	/* docker reads the Dockerfile the archive holds at its -f path:
+	 * ctxpack's -f, when docker was not given one, is passed on */
+	if (bd->b.kind == BUILDER_DOCKER && bd->wo.dockerfile && wr->dockerfile_rel) {
+		const char *want = bd->b.file ? bd->b.file : NULL;
 
-	pack_opts_init(&po);
-	pa.wo = &wo;
-	pa.po = &po;
-	pa.fo = &fo;
-	pa.index_dir = &index_dir;
-	pa.no_cache = &no_cache;
-	/* options end at "--": getopt never sees COMMAND's arguments */
-	while ((c = getopt_long(dd, argv, "f:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
-		switch (c) {
-		default:
-			if (!cli_pack_opt(cmd, c, optarg, &pa))
-				cli_global_opt(cmd, c, optarg);
+		if (!want) {
+			cli_warn("-f %s is given to ctxpack but not to %s: passing it -f %s",
+				 bd->wo.dockerfile, bd->b.argv[bd->b.prog_at], wr->dockerfile_rel);
+			resolved = xstrdup(wr->dockerfile_rel);
+		} else if (!bd->df_abs) {
+			/* both given: they must name the same file */
+			char *a = xasprintf("%s/%s", wr->root, want);
+			char *ra = realpath(a, NULL), *rb = realpath(bd->wo.dockerfile, NULL);
+
+			if (!ra || !rb || strcmp(ra, rb))
+				cli_warn("ctxpack's -f %s and %s's -f %s name different files; "
+					 "%s reads %s from the archive", bd->wo.dockerfile,
+					 bd->b.argv[bd->b.prog_at], want, bd->b.argv[bd->b.prog_at], want);
+			free(a);
+			free(ra);
+			free(rb);
 		}
 	}
-	if (dd - optind > 1)
-		cli_usage_error(cmd, "too many arguments before --");
-	wo.dir = optind < dd ? argv[optind] : ".";
-	if (cli_opt.json)
-		cli_usage_error(cmd, "--json is not supported: standard output belongs to COMMAND");
-	if (pack_opts_check(&po, &e))
-		cli_usage_error(cmd, "%s", e.msg);
-	if (pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &po.mtime, &e))
-		return cli_fail(&e);
+	/* the classic CLI names a symlinked Dockerfile to the daemon by its
+	 * target (and sends the target even when it is excluded) */
+	if ((wr->flags & WALK_CLASSIC) && wr->dockerfile_rel) {
+		char *full = xasprintf("%s/%s", wr->root, wr->dockerfile_rel);
+		char *real = realpath(full, NULL), *rel = real ? inside(wr->root, real) : NULL;
 
-	/* the cache as for `ctxpack pack` (--compress none: nothing to save);
-	 * opened before the walk, whose time is the racy rule's reference */
-	if (!no_cache && po.compress != PACK_NONE) {
+		if (rel && *rel && strcmp(rel, wr->dockerfile_rel)) {
+			free(wr->dockerfile_rel);
+			wr->dockerfile_rel = rel;
+			free(resolved);
+			resolved = xstrdup(rel);
+			rel = NULL;
+			if (cli_opt.verbose)
+				cli_info("the Dockerfile is a symlink: naming its target %s to %s, as "
+					 "docker build does", resolved, bd->b.argv[bd->b.prog_at]);
+		}
+		free(rel);
+		free(real);
+		free(full);
+	}
+	if (resolved)
+		v = rewrite(&bd->b, -1, NULL, resolved, &made);
+
+	/* the frame store as for `ctxpack pack` (--compress none: nothing to
+	 * save); opened before the walk would be better (its time is the
+	 * racy rule's reference), but the walk's flavour was only known now:
+	 * the racy rule then only stores a little less */
+	if (!bd->no_cache && bd->po.compress != PACK_NONE) {
 		pack_lib_versions(&versions);
-		fo.versions = versions.data;
-		if (fc_open(&fc, &fo, &e)) {
-			buf_release(&versions);
-			return cli_fail(&e);
+		bd->fo.versions = versions.data;
+		if (fc_open(&fc, &bd->fo, e)) {
+			status = cli_fail(e);
+			goto out;
 		}
-	}
-	if (walk_run(&wo, &wr, &e)) {
-		fc_close(fc);
-		buf_release(&versions);
-		walk_release(&wr);
-		return cli_fail(&e);
-	}
-	if (fc) {
-		int r = fc_prepare(&wr, index_dir, fc, &x, NULL, &warn, &e);
+		{
+			int r = fc_prepare(wr, bd->index_dir, fc, &x, NULL, &warn, e);
 
-		if (r < 0) {
-			fc_close(fc);
-			walk_release(&wr);
-			buf_release(&versions);
-			return cli_fail(&e);
-		}
-		if (r > 0) {
-			cli_warn("%s", warn.data);
-			fc_close(fc);
-			fc = NULL;
+			if (r < 0) {
+				status = cli_fail(e);
+				goto out;
+			}
+			if (r > 0) {
+				cli_warn("%s", warn.data);
+				fc_close(fc);
+				fc = NULL;
+			}
 		}
 	}
-	if (pack_list_build(&l, &wr, &e)) {
-		fc_close(fc);
-		idx_close(x);
-		walk_release(&wr);
-		buf_release(&warn);
-		buf_release(&versions);
-		return cli_fail(&e);
+	if (pack_list_build(&l, wr, e)) {
+		status = cli_fail(e);
+		goto out;
+	}
+	have_list = 1;
+	if (bd->b.kind == BUILDER_DOCKER && bd->b.buildkit && l.n_added)
+		cli_warn("BuildKit takes a piped context as it is: %s%s (excluded by the ignore "
+			 "file) will be in what COPY sees; without --send pipe or --compress, "
+			 "ctxpack hands BuildKit a directory instead", l.added[0].path,
+			 l.n_added > 1 ? " and others" : "");
+	if (interrupted(e)) {
+		status = cli_fail(e);
+		goto out;
 	}
 
 	if (pipe2(fds, O_CLOEXEC)) {
-		err_errno(&e, "cannot create a pipe");
-		status = cli_fail(&e);
+		err_errno(e, "cannot create a pipe");
+		status = cli_fail(e);
 		goto out;
 	}
+	if (cli_opt.verbose && v != bd->cmdv)
+		print_cmd(v);
 	fflush(stdout);
 	fflush(stderr);
-	pid = spawn(cmdv, fds[0], fds[1]);
+	pid = spawn(v, fds[0], fds[1]);
 	if (pid < 0) {
-		err_errno(&e, "cannot start %s", cmdv[0]);
+		err_errno(e, "cannot start %s", v[0]);
 		close(fds[0]);
 		close(fds[1]);
-		status = cli_fail(&e);
+		status = cli_fail(e);
 		goto out;
 	}
+	child_pid = pid;
 	sink.wfd = fds[1];
-	sink.name = cmdv[0];
+	sink.name = v[0];
 #ifdef SYS_pidfd_open
 	sink.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 #endif
@@ -248,17 +731,18 @@ int cmd_build(int argc, char **argv)
 	 * terminal (docker and buildah draw their own progress) */
 	if (cli_opt.progress == 1)
 		cli_progress_start("build", 0);
-	packed = fc_pack_write(fc, NULL, &l, &po, pipe_sink_write, &sink, -1, &res, &fst,
-			       &e) == 0;
+	packed = fc_pack_write(fc, NULL, &l, &bd->po, pipe_sink_write, &sink, -1, &res, &fst,
+			       e) == 0;
 	cli_progress_end(packed);
 	if (packed && x)
-		idx_store_deferred(x, &wr, NULL); /* hashed by the packer */
-	if (!packed && !sink.gone) {
+		idx_store_deferred(x, wr, NULL); /* hashed by the packer */
+	if (!packed && !sink.gone && !got_signal) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);
 	}
 	close(sink.wfd);
 	st = wait_child(pid);
+	child_pid = 0;
 	if (fds[0] >= 0) {
 		have_unread = ioctl(fds[0], FIONREAD, &unread) == 0;
 		close(fds[0]);
@@ -266,10 +750,18 @@ int cmd_build(int argc, char **argv)
 	if (sink.pidfd >= 0)
 		close(sink.pidfd);
 
+	if (!packed && got_signal) {
+		/* passed on to COMMAND, whose status tells how it ended */
+		cli_warn("interrupted by signal %d while sending the context", (int)got_signal);
+		status = child_status(v[0], st, e);
+		if (!status)
+			status = 128 + got_signal;
+		goto out;
+	}
 	if (!packed && !sink.gone) {
-		status = cli_fail(&e);
+		status = cli_fail(e);
 		cli_warn("%s was stopped (SIGTERM) so that it does not use an incomplete context",
-			 cmdv[0]);
+			 v[0]);
 		goto out;
 	}
 	if (packed && !cli_opt.quiet)
@@ -285,17 +777,9 @@ int cmd_build(int argc, char **argv)
 				 (unsigned long long)fst.frames_reused,
 				 (unsigned long long)fst.frames_compressed);
 	}
-	if (st == -1) {
-		err_errno(&e, "cannot wait for %s", cmdv[0]);
-		status = cli_fail(&e);
+	status = child_status(v[0], st, e);
+	if (st == -1 || WIFSIGNALED(st))
 		goto out;
-	}
-	if (WIFSIGNALED(st)) {
-		fprintf(stderr, "ctxpack: %s was killed by signal %d\n", cmdv[0], WTERMSIG(st));
-		status = 128 + WTERMSIG(st);
-		goto out;
-	}
-	status = WEXITSTATUS(st);
 	/* the end-of-archive frame may stay unread: readers stop at the tar
 	 * end blocks and need not read the zstd checksum after them */
 	if (sink.gone || (have_unread && (uint64_t)unread > sink.last)) {
@@ -303,16 +787,16 @@ int cmd_build(int argc, char **argv)
 
 		if (packed)
 			fprintf(stderr, "ctxpack: error: %s exited with status %d after reading "
-				"%llu of %llu archive bytes\n", cmdv[0], status,
+				"%llu of %llu archive bytes\n", v[0], status,
 				(unsigned long long)consumed, (unsigned long long)res.bytes);
 		else
 			fprintf(stderr, "ctxpack: error: %s exited with status %d before reading "
-				"the whole archive (it read %llu bytes)\n", cmdv[0], status,
+				"the whole archive (it read %llu bytes)\n", v[0], status,
 				(unsigned long long)consumed);
 		if (status == 0)
 			status = EXIT_FAIL;
 	} else if (have_unread && unread > 0 && cli_opt.verbose) {
-		cli_info("%s left the last %d bytes (the end-of-archive frame) unread", cmdv[0],
+		cli_info("%s left the last %d bytes (the end-of-archive frame) unread", v[0],
 			 unread);
 	}
 out:
@@ -324,7 +808,56 @@ out:
 	idx_close(x);
 	buf_release(&warn);
 	buf_release(&versions);
-	pack_list_release(&l);
+	if (have_list)
+		pack_list_release(&l);
+	if (v != bd->cmdv)
+		free(v);
+	free(made);
+	free(resolved);
+	return status;
+}
+
+int cmd_build(int argc, char **argv)
+{
+	struct build bd;
+	struct walk_result wr = {0};
+	struct err e = ERR_INIT;
+	int dd, status;
+
+	memset(&bd, 0, sizeof(bd));
+	bd.cmd = cli_find("build");
+	for (dd = 1; dd < argc && strcmp(argv[dd], "--"); dd++)
+		;
+	parse_options(&bd, argc, argv, dd);
+	if (pack_opts_check(&bd.po, &e))
+		cli_usage_error(bd.cmd, "%s", e.msg);
+	if (pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &bd.po.mtime, &e))
+		return cli_fail(&e);
+	builder_detect(&bd.b, bd.cmdc, bd.cmdv);
+	plan(&bd);
+	if (pack_opts_check(&bd.po, &e))
+		cli_usage_error(bd.cmd, "%s", e.msg);
+	catch_signals();
+
+	if (walk_run(&bd.wo, &wr, &e) || check_dockerfile(&bd, &wr, &e) || interrupted(&e)) {
+		status = cli_fail(&e);
+		goto out;
+	}
+	if (!wr.n && !cli_opt.quiet)
+		cli_warn("the context %s is empty", wr.root);
+	if (bd.send == SEND_PIPE && bd.b.kind == BUILDER_DOCKER && !wr.dockerfile_rel &&
+	    !bd.b.buildkit) {
+		/* the classic builder reads the Dockerfile from the archive: one
+		 * from outside the context goes the way docker build sends it */
+		if (!cli_opt.quiet)
+			cli_info("the Dockerfile is outside the context: handing %s a directory",
+				 bd.b.argv[bd.b.prog_at]);
+		bd.send = SEND_DIR;
+	}
+	status = bd.send == SEND_DIR ? run_dir(&bd, &wr, &e) : run_pipe(&bd, &wr, &e);
+out:
+	builder_release(&bd.b);
 	walk_release(&wr);
+	free(bd.df_abs);
 	return status;
 }

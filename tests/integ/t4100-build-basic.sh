@@ -20,17 +20,22 @@ run_to() {
 	timeout "$secs" "$@" > "$TESTDIR/o" 2>&1
 }
 
-ctxpack pack -q -o "$TESTDIR/ref.zst" "$C"
-run_to 20 ctxpack build "$C" -- sh -c 'cat > "$0"' "$TESTDIR/got.zst"
+# an unknown reader gets an uncompressed tar (zstd only for builders known
+# to read it); --compress chooses
+ctxpack pack -q --compress none -o "$TESTDIR/ref.tar" "$C"
+run_to 20 ctxpack build "$C" -- sh -c 'cat > "$0"' "$TESTDIR/got.tar"
 is "$?" 0 "build: COMMAND's status 0"
-same_files "$TESTDIR/got.zst" "$TESTDIR/ref.zst" "COMMAND reads the same bytes as pack writes"
+same_files "$TESTDIR/got.tar" "$TESTDIR/ref.tar" "COMMAND reads the same bytes as pack --compress none writes"
 like "$(cat "$TESTDIR/o")" '^sha256:[0-9a-f]{64} [0-9]+ 3$' "the summary on stderr"
+ctxpack pack -q -o "$TESTDIR/ref.zst" "$C"
+run_to 20 ctxpack build --compress zstd "$C" -- sh -c 'cat > "$0"' "$TESTDIR/got.zst"
+same_files "$TESTDIR/got.zst" "$TESTDIR/ref.zst" "--compress zstd: the same bytes as pack"
 ctxpack pack -q --compress gzip --level 2 -o "$TESTDIR/ref.gz" "$C"
 run_to 20 ctxpack build -q --compress gzip --level 2 "$C" -- sh -c 'cat > "$0"' "$TESTDIR/got.gz"
 same_files "$TESTDIR/got.gz" "$TESTDIR/ref.gz" "pack options apply (gzip, level)"
-(cd "$C" && run_to 20 ctxpack build -q -- sh -c 'cat > "$0"' "$TESTDIR/got2.zst")
-same_files "$TESTDIR/got2.zst" "$TESTDIR/ref.zst" "DIR defaults to ."
-run_to 20 ctxpack build -q "$C" -- sh -c 'zstd -dc | tar -tf - | tr "\n" " "'
+(cd "$C" && run_to 20 ctxpack build -q -- sh -c 'cat > "$0"' "$TESTDIR/got2.tar")
+same_files "$TESTDIR/got2.tar" "$TESTDIR/ref.tar" "DIR defaults to ."
+run_to 20 ctxpack build -q "$C" -- sh -c 'tar -tf - | tr "\n" " "'
 is "$(cat "$TESTDIR/o")" "Dockerfile src/ src/main.c " "COMMAND can untar its stdin; stdout is COMMAND's"
 
 run_to 20 ctxpack build "$C" -- sh -c 'cat >/dev/null; exit 3'
@@ -57,9 +62,9 @@ is "$?" 5 "reads 1000 bytes and exits 5: exit 5"
 like "$(cat "$TESTDIR/o")" "exited with status 5" "... reported"
 run_to 20 ctxpack build "$B" -- sh -c 'exec 0<&-; sleep 0.3; exit 0'
 is "$?" 1 "closes its input, keeps running, exits 0: exit 1, no hang"
-run_to 20 ctxpack build "$B" -- sh -c 'zstd -dc | tar -tf - >/dev/null'
+run_to 20 ctxpack build --compress zstd "$B" -- sh -c 'zstd -dc | tar -tf - >/dev/null'
 is "$?" 0 "a reader that stops at the tar end blocks is fine"
-run_to 20 ctxpack build "$B" -- sh -c 'zstd -dc >/dev/null; exit 0'
+run_to 20 ctxpack build --compress zstd "$B" -- sh -c 'zstd -dc >/dev/null; exit 0'
 is "$?" 0 "zstd reads it all"
 
 # COMMAND that cannot run

@@ -1,0 +1,173 @@
+#!/bin/sh
+# ctxpack build against Debian's real Docker daemon: `ctxpack build --
+# docker build -t app -` gives the image `docker build .` gives, with the
+# classic builder and with BuildKit, with Debian's client and a newer one
+# on PATH: what COPY . /ctx puts in the image (paths, types, content, link
+# targets, hard links, permission bits) for a context with 0600/0640/0750
+# files, setuid/setgid, a sticky and a 0700 directory, hard links,
+# symlinks (also a symlinked Dockerfile), empty directories, odd names, an
+# excluded Dockerfile and .dockerignore, a ! exception, a
+# Dockerfile.dockerignore with -f, and a Dockerfile outside the context.
+# Also: the format chosen for the builder, an excluded Dockerfile's edit
+# leaving COPY cached, a remote (tcp://) daemon and a docker context.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib-docker.sh"
+docker_require
+docker_start || { echo "1..0 # SKIP dockerd did not start"; exit 0; }
+docker_base bb
+
+# mkctx DIR: the context
+mkctx() {
+	d=$1
+	mkdir -p "$d" && (
+	cd "$d" || exit 1
+	umask 022
+	printf 'FROM bb\nCOPY . /ctx\n' > Dockerfile.real
+	ln -s Dockerfile.real Dockerfile
+	printf 'secret\n' > key; chmod 600 key
+	printf 'g\n' > grp; chmod 640 grp
+	printf '#!/bin/sh\n' > run.sh; chmod 750 run.sh
+	printf 'suid\n' > suid; chmod 4755 suid
+	printf 'sgid\n' > sgid; chmod 2755 sgid
+	mkdir tmp; chmod 1777 tmp; echo t > tmp/f
+	mkdir priv; chmod 700 priv; echo p > priv/f
+	echo hl > hl1; ln hl1 hl2; mkdir sub; ln hl1 sub/hl3
+	ln -s key link-rel; ln -s /etc/passwd link-abs; ln -s ../outside link-up
+	ln -s nothere link-dangling
+	mkdir empty; mkdir -p emptytree/a/b
+	echo s > 'with space'; echo u > 'ünï cødé'
+	mkdir -p node_modules/x; chmod 700 node_modules
+	echo n > node_modules/x/i.js; echo keep > node_modules/keep.txt
+	printf 'node_modules\n!node_modules/keep.txt\nDockerfile\nDockerfile.real\n.dockerignore\n*.log\n' \
+		> .dockerignore
+	echo l > a.log
+	# for -f app.Dockerfile: BuildKit reads app.Dockerfile.dockerignore,
+	# the classic builder .dockerignore
+	printf 'FROM bb\nCOPY . /ctx\n' > app.Dockerfile
+	printf 'app.Dockerfile*\n*.log\nkey\n' > app.Dockerfile.dockerignore
+	)
+}
+C=$TESTDIR/ctx
+mkctx "$C"
+printf 'FROM bb\nCOPY . /ctx\n' > "$TESTDIR/outside.Dockerfile"
+
+n=0
+# same NAME CLIENT BUILDKIT(0|1|unset) CTXPACK_ARGS -- DOCKER_ARGS: build
+# with `docker build DOCKER_ARGS .` and with `ctxpack build CTXPACK_ARGS --
+# docker build DOCKER_ARGS -` from $C and compare /ctx in the two images
+same() {
+	name=$1 client=$2 bk=$3; shift 3
+	cargs=
+	while [ "$1" != -- ]; do cargs="$cargs $1"; shift; done
+	shift
+	n=$((n + 1))
+	if [ "$bk" = unset ]; then envp="env -u DOCKER_BUILDKIT"; else envp="env DOCKER_BUILDKIT=$bk"; fi
+	# shellcheck disable=SC2086
+	(cd "$C" && $envp "$client" build -q -t "ref$n" "$@" .) > "$TESTDIR/ref.log" 2>&1 ||
+		{ _fail "$name: docker build . failed"; sed 's/^/#   /' "$TESTDIR/ref.log" >&2; return; }
+	# shellcheck disable=SC2086
+	(cd "$C" && $envp $EXEC_PREFIX "$CTXPACK" build -v $cargs -- "$client" build -q -t "got$n" "$@" -) \
+		> "$TESTDIR/got.log" 2>&1 ||
+		{ _fail "$name: ctxpack build failed"; sed 's/^/#   /' "$TESTDIR/got.log" >&2; return; }
+	image_tree "ref$n" /ctx > "$TESTDIR/ref.tree"
+	image_tree "got$n" /ctx > "$TESTDIR/got.tree"
+	if [ -s "$TESTDIR/ref.tree" ] && cmp -s "$TESTDIR/ref.tree" "$TESTDIR/got.tree"; then
+		_pass "$name: the same /ctx as docker build ."
+	else
+		_fail "$name: the same /ctx as docker build ."
+		diff "$TESTDIR/ref.tree" "$TESTDIR/got.tree" | sed 's/^/#   /' >&2
+		sed 's/^/#   ctxpack: /' "$TESTDIR/got.log" >&2
+	fi
+}
+
+# what the reference image holds: the cases are really there
+same "classic" "$DOCKER_BIN" 0 --
+t=$(cat "$TESTDIR/ref.tree")
+like "$t" "f 0600 0 'ctx/key'" "reference: the 0600 file stays 0600"
+like "$t" "d 1777 0 'ctx/tmp'" "reference: the sticky directory"
+like "$t" "h 0644 0 'ctx/hl2' => ctx/hl1" "reference: hard links"
+like "$t" "l 0777 0 'ctx/link-up' -> ../outside" "reference: a link out of the context"
+is "$(grep -c -E "'ctx/(Dockerfile|Dockerfile.real|.dockerignore|a.log)'" "$TESTDIR/ref.tree")" 0 \
+	"reference: the excluded Dockerfile, its target and .dockerignore are not in /ctx"
+like "$t" "'ctx/node_modules/keep.txt'" "reference: the ! exception"
+like "$(cat "$TESTDIR/got.log")" "classic builder \\(DOCKER_BUILDKIT=0\\).*: none" \
+	"classic, local daemon: an uncompressed tar"
+
+same "BuildKit" "$DOCKER_BIN" 1 --
+like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1\\).*the context as a directory" \
+	"BuildKit: the context as a directory"
+like "$(cat "$TESTDIR/ref.tree")" "f 4755 0 'ctx/suid'" "reference (BuildKit): setuid kept"
+same "daemon's default (classic)" "$DOCKER_BIN" unset --
+like "$(cat "$TESTDIR/got.log")" "classic builder \\(the daemon's default builder" \
+	"DOCKER_BUILDKIT unset: the daemon's default builder, asked"
+
+for bk in 0 1; do
+	same "-f app.Dockerfile, builder $bk" "$DOCKER_BIN" "$bk" -f app.Dockerfile -- -f app.Dockerfile
+	same "-f given to docker only, builder $bk" "$DOCKER_BIN" "$bk" -- -f app.Dockerfile
+	same "a Dockerfile outside the context, builder $bk" "$DOCKER_BIN" "$bk" \
+		-f "$TESTDIR/outside.Dockerfile" -- -f "$TESTDIR/outside.Dockerfile"
+done
+like "$(cat "$TESTDIR/ref.tree")" "'ctx/app.Dockerfile.dockerignore'" \
+	"reference (BuildKit, -f): app.Dockerfile.dockerignore is not .dockerignore's exclusion"
+
+# a newer client first on PATH (classic without buildx; BuildKit through it
+# when it has the plugin)
+for client in $DOCKER_CLIENTS; do
+	[ "$client" = "$DOCKER_BIN" ] && continue
+	same "newer client $client, classic" "$client" 0 --
+	same "newer client $client, its default" "$client" unset --
+	like "$(cat "$TESTDIR/got.log")" "docker client >= 23" "... decided from the client's version"
+	same "newer client $client, -f" "$client" unset -f app.Dockerfile -- -f app.Dockerfile
+done
+
+# an edit of the excluded Dockerfile does not re-run COPY (it is not in
+# what COPY sees): a comment added, then the build again
+for bk in 0 1; do
+	(cd "$C" && DOCKER_BUILDKIT=$bk ctxpack build -q -- "$DOCKER_BIN" build --progress=plain \
+		-t cached$bk - ) > "$TESTDIR/c1.log" 2>&1
+	printf '# a comment\n' >> "$C/Dockerfile.real"
+	(cd "$C" && DOCKER_BUILDKIT=$bk ctxpack build -q -- "$DOCKER_BIN" build --progress=plain \
+		-t cached$bk - ) > "$TESTDIR/c2.log" 2>&1
+	if [ $bk = 0 ]; then
+		like "$(grep -A1 'COPY \. /ctx' "$TESTDIR/c2.log")" "Using cache" \
+			"classic: an edit of the excluded Dockerfile leaves COPY cached"
+	else
+		like "$(grep -A2 'COPY \. /ctx' "$TESTDIR/c2.log")" "CACHED" \
+			"BuildKit: an edit of the excluded Dockerfile leaves COPY cached"
+	fi
+done
+
+# the format for a daemon reached over tcp:// (a "remote" one): gzip, and
+# Docker reads it; through DOCKER_HOST, -H and a docker context
+port=$(free_port)
+kill "$DOCKERD_PID"; wait_for 150 sh -c "! kill -0 $DOCKERD_PID 2>/dev/null"
+HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 NO_PROXY=127.0.0.1,localhost \
+"$DOCKERD_BIN" --storage-driver=vfs --iptables=false --ip-masq=false --bridge=none \
+	--userland-proxy=false --config-file "$DOCKERD_DIR/daemon.json" \
+	-H "$DOCKER_HOST" -H "tcp://127.0.0.1:$port" --data-root "$DOCKERD_DIR/root" \
+	--exec-root "$DOCKERD_DIR/exec" --pidfile "$DOCKERD_DIR/dockerd.pid" \
+	>> "$DOCKERD_DIR/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+wait_for 300 dk version || diag "dockerd did not restart"
+(cd "$C" && DOCKER_BUILDKIT=0 DOCKER_HOST=tcp://127.0.0.1:$port ctxpack build -v -- \
+	"$DOCKER_BIN" build -q -t remote1 -) > "$TESTDIR/r.log" 2>&1
+is "$?" 0 "DOCKER_HOST=tcp://: the build works"
+like "$(cat "$TESTDIR/r.log")" "daemon tcp://127.0.0.1:$port \\(remote\\): gzip" "... with a gzip context"
+(cd "$C" && DOCKER_BUILDKIT=0 ctxpack build -v -- "$DOCKER_BIN" -H "tcp://127.0.0.1:$port" build \
+	-q -t remote2 -) > "$TESTDIR/r.log" 2>&1
+like "$(cat "$TESTDIR/r.log")" "\\(remote\\): gzip" "docker -H tcp://: gzip"
+dk context create ctxpack-remote --docker "host=tcp://127.0.0.1:$port" >/dev/null 2>&1
+(cd "$C" && DOCKER_BUILDKIT=0 ctxpack build -v -- "$DOCKER_BIN" --context ctxpack-remote build \
+	-q -t remote3 -) > "$TESTDIR/r.log" 2>&1
+is "$?" 0 "docker --context (tcp://): the build works"
+like "$(cat "$TESTDIR/r.log")" "\\(remote\\): gzip" "... with a gzip context"
+is "$(image_tree remote3 /ctx)" "$(image_tree ref1 /ctx)" "... and the same /ctx"
+(cd "$C" && DOCKER_BUILDKIT=0 ctxpack build -v --compress zstd -- "$DOCKER_BIN" build -q -t z -) \
+	> "$TESTDIR/z.log" 2>&1
+isnt "$?" 0 "--compress zstd overrides (and Docker cannot read it)"
+
+# COMMAND's context must be - : anything else is refused before it runs
+exits 2 "docker build . (not -): usage error" ctxpack build "$C" -- "$DOCKER_BIN" build -t x .
+like "$(cat "$TESTDIR/.out")" "give - as its context" "... saying what to do"
+
+done_testing
