@@ -136,6 +136,21 @@ struct atomic_file {
 int atomic_open(struct atomic_file *af, const char *path, int mode, struct err *e);
 int atomic_commit(struct atomic_file *af, struct err *e); /* [fsync +] rename */
 void atomic_abort(struct atomic_file *af);
+/*
+ * Temporaries open now are also listed where a signal handler can reach
+ * them: atomic_unlink_all() removes them, and is async-signal-safe (main's
+ * SIGINT/SIGTERM/SIGHUP handler calls it before dying of the signal).  At
+ * most ATOMIC_TRACKED at once are listed (more are still removed by their
+ * own abort, just not by a signal).
+ */
+#define ATOMIC_TRACKED 32
+void atomic_unlink_all(void);
+/*
+ * Remove the temporaries "<path>.tmp.<pid>.<n>" beside path that a run
+ * killed outright (SIGKILL, a crash) left: those whose pid is no longer a
+ * process.  Returns how many were removed.
+ */
+int atomic_clear_stale(const char *path);
 
 /* mkdir -p; returns 0 or an err. */
 int mkdir_p(const char *path, int mode, struct err *e);

@@ -431,22 +431,9 @@ static int write_file(const char *path, const void *hdr, size_t hn, const void *
 		}
 		fc_stamp_of(&st, stamp);
 	}
-	/* atomic_commit without its fsync (see the top of the file) */
-	if (close(af.fd)) {
-		af.fd = -1;
-		err_errno(e, "cannot write %s", af.tmp);
-		atomic_abort(&af);
-		return e->code;
-	}
-	af.fd = -1;
-	if (rename(af.tmp, af.path)) {
-		err_errno(e, "cannot rename %s to %s", af.tmp, af.path);
-		atomic_abort(&af);
-		return e->code;
-	}
-	free(af.tmp);
-	free(af.path);
-	return 0;
+	/* no fsync (see the top of the file) */
+	af.nosync = 1;
+	return atomic_commit(&af, e);
 }
 
 static int mkdir_for(const char *path, struct err *e)

@@ -72,6 +72,7 @@ enum { OPT_SEND = OPT_CMD_BASE + 1 };
 
 static volatile sig_atomic_t got_signal;
 static volatile pid_t child_pid;
+static int child_ran;        /* COMMAND was started */
 
 static void on_signal(int sig, siginfo_t *si, void *uc)
 {
@@ -173,6 +174,8 @@ static pid_t spawn(char **cmdv, int rfd, int wfd)
 	pid_t parent = getpid(), pid = fork();
 	struct sigaction sa;
 
+	if (pid > 0)
+		child_ran = 1;
 	if (pid != 0)
 		return pid;
 	/* the child: default signal handling (main ignores SIGPIPE, and an
@@ -856,6 +859,9 @@ int cmd_build(int argc, char **argv)
 	}
 	status = bd.send == SEND_DIR ? run_dir(&bd, &wr, &e) : run_pipe(&bd, &wr, &e);
 out:
+	/* interrupted before COMMAND started: die of it, in effect */
+	if (got_signal && !child_ran)
+		status = 128 + got_signal;
 	builder_release(&bd.b);
 	walk_release(&wr);
 	free(bd.df_abs);

@@ -205,6 +205,10 @@ int cmd_pack(int argc, char **argv)
 			}
 			sink.fd = direct;
 		} else {
+			/* what a killed run left beside it goes first */
+			if (atomic_clear_stale(out) && cli_opt.verbose)
+				cli_info("removed the temporaries of an earlier run killed "
+					 "while writing %s", out);
 			if (atomic_open(&af, out, 0666, &e))
 				goto fail;
 			af.nosync = 1; /* an archive can be packed again */

@@ -10,17 +10,48 @@
 
 #include "cli.h"
 
+/* The options that change what entries and modes the context has. */
+#define MODE_HELP \
+	"      --classic           walk as Docker's classic builder does (DOCKER_BUILDKIT=0):\n" \
+	"                          .dockerignore only, a wildcard exception under an excluded\n" \
+	"                          directory lost, such directories 0755 (build chooses it)\n" \
+	"      --normalize-modes   git-style modes: 0755 when any exec bit is set, else 0644,\n" \
+	"                          directories 0755 (default: the modes as found, as Docker\n" \
+	"                          keeps them; this makes the bytes the same for any umask)\n" \
+	"      --no-hardlinks      every path a file of its own (default: later paths of an\n" \
+	"                          inode are hard links to the first, as Docker sends them)\n"
+
 static const struct cli_cmd commands[] = {
 	{"build", cmd_build,
-	 "ctxpack build [pack options] [DIR] -- COMMAND [ARG...]",
-	 "pack DIR and run COMMAND with the archive on its standard input",
+	 "ctxpack build [pack options] [--send auto|pipe|dir] [DIR] -- COMMAND [ARG...]",
+	 "hand the context to COMMAND (docker build, buildah, podman...) and run it",
 	 "  Packs the context like `ctxpack pack` (same options except -o and --json) and\n"
-	 "  pipes the archive into COMMAND, run without a shell, e.g.\n"
-	 "  `ctxpack build -- docker build -t app -` or\n"
-	 "  `ctxpack build -- buildah build -f Dockerfile -`.  Summary on stderr.\n"
-	 "  Exit status: COMMAND's (128+N if killed by signal N); COMMAND's or 1 when it\n"
-	 "  exited before reading every entry; 1 when packing failed (COMMAND gets SIGTERM\n"
-	 "  first); 2 usage.\n"},
+	 "  runs COMMAND, without a shell, with the context the way it reads it, e.g.\n"
+	 "  `ctxpack build -- docker build -t app -`,\n"
+	 "  `ctxpack build -f app.Dockerfile -- docker build -f app.Dockerfile -t app -`,\n"
+	 "  `ctxpack build -- buildah build -f Dockerfile -`.  COMMAND's context must be -.\n"
+	 "  What COMMAND gets (docs/build.md):\n"
+	 "    docker, classic builder  a tar on its stdin: uncompressed for a daemon on a\n"
+	 "                             local socket, gzip for tcp:// or ssh:// (DOCKER_HOST,\n"
+	 "                             -H, --context); the context walked as that builder\n"
+	 "                             does (--classic)\n"
+	 "    docker, BuildKit         a directory holding exactly the context, kept under\n"
+	 "                             $XDG_CACHE_HOME/ctxpack/build and updated in place (its\n"
+	 "                             - and -f are rewritten): BuildKit takes a piped tar as\n"
+	 "                             it is (an excluded Dockerfile would be in COPY's view)\n"
+	 "                             and syncs a directory incrementally\n"
+	 "    buildah, podman          zstd on its stdin\n"
+	 "    anything else            an uncompressed tar on its stdin\n"
+	 "  Docker's builder is decided as docker decides it: buildx build, DOCKER_BUILDKIT,\n"
+	 "  else buildx for a client >= 23 that has the plugin, else the daemon's default.\n"
+	 "      --send auto|pipe|dir  force the hand-over (auto: as above)\n"
+	 "      --compress C          force the pipe's format (zstd, gzip or none)\n"
+	 "  -f is relative to the working directory; docker's -f names a path in the context.\n"
+	 "  A -f given to only one of them is warned about (and passed on or taken over).\n"
+	 "  SIGINT, SIGTERM and SIGHUP are passed on to COMMAND; COMMAND gets SIGTERM if\n"
+	 "  ctxpack dies.  Exit status: COMMAND's (128+N if killed by signal N); COMMAND's\n"
+	 "  or 1 when it exited before reading every entry; 1 when packing failed\n"
+	 "  (COMMAND gets SIGTERM first) or the Dockerfile is missing; 2 usage.\n"},
 	{"cache", cmd_cache,
 	 "ctxpack cache (save|restore|run|ls|prune) [options]",
 	 "save and restore dependency directories keyed like actions/cache",
@@ -41,6 +72,7 @@ static const struct cli_cmd commands[] = {
 	 "  -f, --file DOCKERFILE   the Dockerfile (selects DOCKERFILE.dockerignore)\n"
 	 "      --ignore-file F     use F as the ignore file\n"
 	 "  -n N                    show the N largest directories and files (default 10)\n"
+	 "      --classic           walk as Docker's classic builder does (DOCKER_BUILDKIT=0)\n"
 	 "      --json              machine-readable report\n"},
 	{"hash", cmd_hash,
 	 "ctxpack hash [-f DOCKERFILE] [--ignore-file F] [--index DIR] [--threads N] [--json] [DIR]",
@@ -52,6 +84,7 @@ static const struct cli_cmd commands[] = {
 	 "      --threads N         reader threads for files not in the index\n"
 	 "                          (default: CPUs, 2 to 4; at most 16)\n"
 	 "      --json              {\"digest\",\"entries\",\"files\",\"hashed\",\"reused\",\"bytes_hashed\",...}\n"
+	 MODE_HELP
 	 "  The digest (xxh128:...) covers each included entry's path, type, archive\n"
 	 "  mode, size, link target and content, not mtimes, owners or inode numbers.\n"},
 	{"ls", cmd_ls,
@@ -63,7 +96,8 @@ static const struct cli_cmd commands[] = {
 	 "      --excluded          list what was left out instead\n"
 	 "  -l, --long              type, mode, size and link target too\n"
 	 "  -0, --null              end entries with NUL instead of newline\n"
-	 "      --json              one JSON object per entry (JSON lines)\n"},
+	 "      --json              one JSON object per entry (JSON lines)\n"
+	 MODE_HELP},
 	{"pack", cmd_pack,
 	 "ctxpack pack [-f DOCKERFILE] [--ignore-file F] [-o FILE|-] [--compress zstd|gzip|none] [--level N] [--threads N] [--index DIR] [--no-cache] [--cache-max SIZE] [--json] [DIR]",
 	 "write the context as a deterministic tar.zst (or tar.gz, tar)",
@@ -85,6 +119,7 @@ static const struct cli_cmd commands[] = {
 	 "                          files are evicted\n"
 	 "      --json              print {digest,bytes,entries,compress,level,added} and the\n"
 	 "                          cache's counts (needs -o FILE)\n"
+	 MODE_HELP
 	 "  An unchanged context is served from $XDG_CACHE_HOME/ctxpack (archives/,\n"
 	 "  frames/); after a change only the frames holding it are compressed.  The\n"
 	 "  bytes are always those of a --no-cache pack.\n"
@@ -144,6 +179,15 @@ static void main_help(FILE *f)
 		   "exit status: 0 success, 1 failure, 2 usage error\n");
 }
 
+/* Interrupted: the temporaries go (atomic_unlink_all), then the signal
+ * does what it does by default.  `build` has a handler of its own. */
+static void on_fatal_signal(int sig)
+{
+	atomic_unlink_all();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 int main(int argc, char **argv)
 {
 	const struct cli_cmd *cmd;
@@ -152,6 +196,9 @@ int main(int argc, char **argv)
 	if (!setlocale(LC_CTYPE, "C.UTF-8"))
 		setlocale(LC_CTYPE, "C.utf8");
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGINT, on_fatal_signal);
+	signal(SIGTERM, on_fatal_signal);
+	signal(SIGHUP, on_fatal_signal);
 
 	if (argc < 2) {
 		main_help(stderr);

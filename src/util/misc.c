@@ -4,6 +4,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +119,86 @@ int parse_duration(const char *s, uint64_t *secs)
 	return 0;
 }
 
+/* The temporaries a signal handler may have to remove: a fixed table,
+ * each slot claimed with a compare-and-swap (0 free, 1 being written, 2
+ * holding a path). */
+static struct {
+	int state;
+	char path[PATH_MAX];
+} tracked[ATOMIC_TRACKED];
+
+static void track(const char *p)
+{
+	size_t i, n = strlen(p);
+
+	if (n >= PATH_MAX)
+		return;
+	for (i = 0; i < ATOMIC_TRACKED; i++) {
+		int want = 0;
+
+		if (__atomic_compare_exchange_n(&tracked[i].state, &want, 1, 0, __ATOMIC_ACQ_REL,
+						__ATOMIC_RELAXED)) {
+			memcpy(tracked[i].path, p, n + 1);
+			__atomic_store_n(&tracked[i].state, 2, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+}
+
+static void untrack(const char *p)
+{
+	size_t i;
+
+	for (i = 0; i < ATOMIC_TRACKED; i++)
+		if (__atomic_load_n(&tracked[i].state, __ATOMIC_ACQUIRE) == 2 &&
+		    !strcmp(tracked[i].path, p)) {
+			__atomic_store_n(&tracked[i].state, 0, __ATOMIC_RELEASE);
+			return;
+		}
+}
+
+void atomic_unlink_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < ATOMIC_TRACKED; i++)
+		if (__atomic_load_n(&tracked[i].state, __ATOMIC_ACQUIRE) == 2)
+			unlink(tracked[i].path);
+}
+
+int atomic_clear_stale(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? xstrndup(path, (size_t)(slash - path + (slash == path))) : xstrdup(".");
+	const char *base = slash ? slash + 1 : path;
+	size_t bl = strlen(base);
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	while (d && (de = readdir(d))) {
+		const char *p = de->d_name;
+		char *end, *full;
+		long pid;
+
+		if (strncmp(p, base, bl) || strncmp(p + bl, ".tmp.", 5))
+			continue;
+		pid = strtol(p + bl + 5, &end, 10);
+		if (end == p + bl + 5 || *end != '.' || pid <= 0 || pid == (long)getpid())
+			continue;
+		if (!kill((pid_t)pid, 0) || errno != ESRCH)
+			continue; /* alive (or not ours to ask): not stale */
+		full = xasprintf("%s/%s", dir, p);
+		if (!unlink(full))
+			n++;
+		free(full);
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	return n;
+}
+
 int atomic_open(struct atomic_file *af, const char *path, int mode,
 		struct err *e)
 {
@@ -132,8 +214,10 @@ int atomic_open(struct atomic_file *af, const char *path, int mode,
 		af->tmp = xasprintf("%s.tmp.%ld.%u", path, (long)getpid(),
 				    __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
 		af->fd = open(af->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-		if (af->fd >= 0)
+		if (af->fd >= 0) {
+			track(af->tmp);
 			return 0;
+		}
 		if (errno != EEXIST)
 			break;
 	}
@@ -157,6 +241,7 @@ int atomic_commit(struct atomic_file *af, struct err *e)
 		ret = err_errno(e, "cannot rename %s to %s", af->tmp, af->path);
 	if (ret)
 		unlink(af->tmp);
+	untrack(af->tmp);
 	free(af->tmp);
 	free(af->path);
 	af->tmp = af->path = NULL;
@@ -168,8 +253,10 @@ void atomic_abort(struct atomic_file *af)
 	if (af->fd >= 0)
 		close(af->fd);
 	af->fd = -1;
-	if (af->tmp)
+	if (af->tmp) {
 		unlink(af->tmp);
+		untrack(af->tmp);
+	}
 	free(af->tmp);
 	free(af->path);
 	af->tmp = af->path = NULL;
