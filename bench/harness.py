@@ -9,7 +9,7 @@ they are deterministic), measures every ctxpack command against its baseline
 in the same run (medians of N, with min, max and peak memory), and writes
 bench/results/latest.{md,json,png} (--quick: bench/results/quick.*).
 
-Sections: sizes, ls, hash, pack, registry, cache.  A command that fails stops
+Sections: sizes, ls, hash, pack, registry, cache, build.  A command that fails stops
 the run with a non-zero exit and its stderr; nothing is written then.  A
 command that says it is not implemented yet marks its section "not run"; the
 results are written, marked partial, and the exit status is 1 unless
@@ -364,6 +364,12 @@ def tree_hash(paths):
 # ---------------------------------------------------------------------------
 
 class Harness:
+    # for the sections in modules of their own (bench/docker_build.py)
+    NotRunError = NotRun
+    Error = BenchError
+    log = staticmethod(log)
+    human = staticmethod(human_bytes)
+
     def __init__(self, a):
         self.a = a
         self.quick = a.quick
@@ -1624,11 +1630,16 @@ http:
         log("rewrote %s" % ", ".join(os.path.relpath(p, ROOT) for p in paths.values()))
         return 0
 
+    def section_build(self):
+        sys.path.insert(0, BENCH)
+        import docker_build
+        docker_build.run_section(self)
+
     def main(self):
         if self.a.replot:
             return self.replot()
         t0 = time.perf_counter()
-        sections = ["sizes", "ls", "hash", "pack", "registry", "cache"]
+        sections = ["sizes", "ls", "hash", "pack", "registry", "cache", "build"]
         only = set(self.a.only.split(",")) if self.a.only else set(sections)
         bad = only - set(sections)
         if bad:
@@ -1680,7 +1691,7 @@ def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k files / 100 MB, 64 MiB blob, 3 runs")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 5, quick 3)")
-    ap.add_argument("--only", help="comma-separated sections: sizes,ls,hash,pack,registry,cache")
+    ap.add_argument("--only", help="comma-separated sections: sizes,ls,hash,pack,registry,cache,build")
     ap.add_argument("--allow-missing", action="store_true",
                     help="exit 0 even if a section's command is not implemented yet")
     ap.add_argument("--rebuild", action="store_true", help="re-assemble the monorepo context")
