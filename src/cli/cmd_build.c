@@ -56,6 +56,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -331,6 +332,75 @@ static int write_if_changed(const char *path, const char *data, size_t n, struct
 }
 
 /*
+ * What the last sync of a context's directory was made from: the stat of
+ * every included entry as walked (a change to any file's content or mode
+ * moves its ctime), the walk's flags, and the directory's own identity.
+ * When it is the same as the last successful sync's, the directory is
+ * still right and is not looked at (an unchanged rebuild then costs the
+ * walk alone).
+ */
+static void sync_digest(const struct walk_result *wr, const struct stat *dir,
+			unsigned char out[32])
+{
+	struct sha256 s;
+	uint64_t v[12];
+	size_t i;
+
+	sha256_init(&s, 0);
+	v[0] = wr->flags;
+	v[1] = dir->st_dev;
+	v[2] = dir->st_ino;
+	sha256_update(&s, v, 3 * sizeof(v[0]));
+	for (i = 0; i < wr->n; i++) {
+		const struct walk_entry *we = &wr->v[i];
+
+		if (we->excluded)
+			continue;
+		memset(v, 0, sizeof(v));
+		v[0] = we->type;
+		v[1] = we->mode;
+		v[2] = we->size;
+		v[3] = (uint64_t)we->mtime_ns;
+		v[4] = (uint64_t)we->ctime_ns;
+		v[5] = we->ino;
+		v[6] = we->dev;
+		v[7] = we->rdev;
+		v[8] = we->path_len;
+		v[9] = we->link_len;
+		v[10] = we->nlink;
+		sha256_update(&s, v, sizeof(v));
+		sha256_update(&s, we->path, we->path_len);
+		if (we->link)
+			sha256_update(&s, we->link, we->link_len);
+	}
+	sha256_final(&s, out);
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Was any entry changed so shortly before t that another change in the
+ * same timestamp tick would not show? */
+static int racy(const struct walk_result *wr, int64_t t)
+{
+	size_t i;
+
+	for (i = 0; i < wr->n; i++) {
+		int64_t c = wr->v[i].ctime_ns;
+		int64_t win = c % 1000000000 ? 100000000LL : 2000000000LL;
+
+		if (!wr->v[i].excluded && c >= t - win)
+			return 1;
+	}
+	return 0;
+}
+
+/*
  * Bring the context's directory up to date and put the Dockerfile beside
  * it.  *ctx_dir and *df get the paths for COMMAND; *lockfd the lock held
  * until COMMAND is done (another build of this context waits).
@@ -362,8 +432,37 @@ static int prepare_dir(const struct walk_result *wr, const char *dockerfile,
 		ret = e->code;
 	}
 	if (!ret) {
+		struct stat dst;
+		struct buf old = BUF_INIT;
+		struct err ignore = ERR_INIT;
+		char *stamp = xasprintf("%s/synced", sd);
+		unsigned char d[32];
+		int same = 0;
+		int64_t t0 = now_ns();
+
 		*ctx_dir = xasprintf("%s/context", sd);
-		ret = mirror_sync(wr, *ctx_dir, &ms, e);
+		if (!stat(*ctx_dir, &dst)) {
+			sync_digest(wr, &dst, d);
+			same = !buf_read_file(&old, stamp, 64, &ignore) && old.len == 32 &&
+			       !memcmp(old.data, d, 32);
+		}
+		buf_release(&old);
+		memset(&ms, 0, sizeof(ms));
+		if (!same) {
+			/* not known to be right: the stamp goes until it is */
+			unlink(stamp);
+			ret = mirror_sync(wr, *ctx_dir, &ms, e);
+			/* a file written in the walk's timestamp tick may change
+			 * again without its stat showing it (git's racy rule):
+			 * then the next run syncs again */
+			if (!ret && !stat(*ctx_dir, &dst) && !racy(wr, t0)) {
+				sync_digest(wr, &dst, d);
+				ret = write_if_changed(stamp, (const char *)d, 32, e);
+			}
+		} else {
+			ms.kept = wr->n;
+		}
+		free(stamp);
 	}
 	if (!ret && cli_opt.verbose)
 		cli_info("context directory %s: %llu kept, %llu copied, %llu linked, "

@@ -137,6 +137,19 @@ for bk in 0 1; do
 	fi
 done
 
+# BuildKit's directory follows the context from run to run: after each
+# round of changes, the same /ctx as docker build . again
+sleep 0.2
+rm "$C/grp"; mkdir -p "$C/added/deep"; echo new > "$C/added/deep/n"; chmod 700 "$C/run.sh"
+same "BuildKit after removing, adding and chmod" "$DOCKER_BIN" 1 --
+rm -f "$C/link-rel"; ln -s grp "$C/link-rel"; rm "$C/with space"; mkdir "$C/with space"
+echo inside > "$C/with space/f"; rm "$C/hl2"; echo alone > "$C/hl2"
+same "BuildKit after a link retargeted, a file turned directory, a hard link split" "$DOCKER_BIN" 1 --
+printf 'node_modules\n!node_modules/keep.txt\nDockerfile\nDockerfile.real\n.dockerignore\n*.log\nadded\n' \
+	> "$C/.dockerignore"
+same "BuildKit after the .dockerignore changed" "$DOCKER_BIN" 1 --
+is "$(grep -c "'ctx/added" "$TESTDIR/got.tree")" 0 "... the newly excluded directory is gone from /ctx"
+
 # the format for a daemon reached over tcp:// (a "remote" one): gzip, and
 # Docker reads it; through DOCKER_HOST, -H and a docker context
 port=$(free_port)
@@ -161,7 +174,8 @@ dk context create ctxpack-remote --docker "host=tcp://127.0.0.1:$port" >/dev/nul
 	-q -t remote3 -) > "$TESTDIR/r.log" 2>&1
 is "$?" 0 "docker --context (tcp://): the build works"
 like "$(cat "$TESTDIR/r.log")" "\\(remote\\): gzip" "... with a gzip context"
-is "$(image_tree remote3 /ctx)" "$(image_tree ref1 /ctx)" "... and the same /ctx"
+(cd "$C" && DOCKER_BUILDKIT=0 dk build -q -t ref-now . >/dev/null 2>&1)
+is "$(image_tree remote3 /ctx)" "$(image_tree ref-now /ctx)" "... and the same /ctx as docker build ."
 (cd "$C" && DOCKER_BUILDKIT=0 ctxpack build -v --compress zstd -- "$DOCKER_BIN" build -q -t z -) \
 	> "$TESTDIR/z.log" 2>&1
 isnt "$?" 0 "--compress zstd overrides (and Docker cannot read it)"
