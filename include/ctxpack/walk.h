@@ -92,6 +92,12 @@ enum walk_flags {
 	 * the walk itself is unchanged, the flag travels with the result to
 	 * the digest and the archive (--normalize-modes). */
 	WALK_NORMALIZE_MODES = 1 << 6,
+	/* The walk of the file-sync library Docker 20.10's client runs for
+	 * BuildKit (tonistiigi/fsutil of 2020): BuildKit's ignore-file rules,
+	 * but an excluded directory is entered only on the classic builder's
+	 * textual-prefix rule, and one that is entered is sent at once (even
+	 * when nothing below it survives). */
+	WALK_FSUTIL2020 = 1 << 7,
 };
 
 /* The most walker threads walk_opts.threads may ask for. */

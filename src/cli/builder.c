@@ -13,6 +13,8 @@
  *    buildx plugin when it is installed, and the classic builder (with a
  *    deprecation notice) when it is not; an older client asks the daemon
  *    (the Builder-Version header of GET /_ping: "2" is BuildKit).
+ * With BuildKit, a client older than 23 walks the context with the file
+ * sync library of 2020 (dockerignore rules of its own: WALK_FSUTIL2020).
  * The client's version comes from `docker --version`, kept in
  * $XDG_CACHE_HOME/ctxpack/docker-clients by the binary's identity (path,
  * inode, size, mtime): the Go client takes 0.1-0.3 s to start.
@@ -419,6 +421,10 @@ static void docker_buildkit(struct builder *b, int buildx)
 	if (env && (v = parse_bool(env)) >= 0) {
 		b->buildkit = v;
 		b->why = v ? "DOCKER_BUILDKIT=1" : "DOCKER_BUILDKIT=0";
+		if (v) {
+			major = client_major(b->argv[b->prog_at]);
+			b->old_walk = major > 0 && major < 23;
+		}
 		return;
 	}
 	major = client_major(b->argv[b->prog_at]);
@@ -429,6 +435,7 @@ static void docker_buildkit(struct builder *b, int buildx)
 		return;
 	}
 	b->buildkit = ping_builder_version(b->host) == 2;
+	b->old_walk = b->buildkit && major > 0;
 	b->why = b->buildkit ? "the daemon's default builder (Builder-Version 2)" :
 		 "the daemon's default builder (classic)";
 }

@@ -295,7 +295,7 @@ static char *state_dir(const char *root, unsigned flags)
 	struct sha256 s;
 
 	snprintf(fl, sizeof(fl), "%u", flags & (WALK_CLASSIC | WALK_NORMALIZE_MODES |
-						 WALK_NO_HARDLINKS));
+						 WALK_NO_HARDLINKS | WALK_FSUTIL2020));
 	sha256_init(&s, 0);
 	sha256_update(&s, root, strlen(root) + 1);
 	sha256_update(&s, fl, strlen(fl));
@@ -576,6 +576,8 @@ static void plan(struct build *bd)
 
 	if (docker && !b->buildkit)
 		bd->wo.flags |= WALK_CLASSIC;
+	if (docker && b->buildkit && b->old_walk)
+		bd->wo.flags |= WALK_FSUTIL2020;
 	if (docker && b->ctx_at >= 0 && strcmp(b->argv[b->ctx_at], "-"))
 		cli_usage_error(bd->cmd, "%s reads its context from '%s', not from ctxpack: give - "
 				"as its context (ctxpack build [DIR] -- docker build [OPTIONS] -)",
@@ -616,8 +618,9 @@ static void plan(struct build *bd)
 	}
 	if (cli_opt.verbose) {
 		if (docker)
-			cli_info("docker with %s (%s), daemon %s%s: %s", b->buildkit ?
+			cli_info("docker with %s (%s%s), daemon %s%s: %s", b->buildkit ?
 				 "BuildKit" : "the classic builder", b->why,
+				 b->old_walk ? "; a client < 23: its 2020 context walk" : "",
 				 b->host ? b->host : "on the default socket",
 				 b->remote ? " (remote)" : "",
 				 bd->send == SEND_DIR ? "the context as a directory" :

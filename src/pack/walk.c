@@ -256,7 +256,7 @@ static void flip_pending(struct walker *w)
 /* May an excluded directory hold something an exception re-includes? */
 static int must_descend(const struct walk_ctx *c, const char *dir, size_t len)
 {
-	if (c->o->flags & WALK_CLASSIC)
+	if (c->o->flags & (WALK_CLASSIC | WALK_FSUTIL2020))
 		return ign_must_descend_classic(c->ig, dir, len);
 	return ign_must_descend(c->ig, dir, len);
 }
@@ -500,6 +500,13 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 				w->n--;
 			return 0;
 		}
+		if (c->o->flags & WALK_FSUTIL2020) {
+			/* sent as soon as it is entered */
+			flip_pending(w);
+			we->excluded = 0;
+			excluded = 0;
+			goto descend;
+		}
 		if (w->npending == w->apending) {
 			w->apending = w->apending ? 2 * w->apending : 16;
 			w->pending = xreallocarray(w->pending, w->apending, sizeof(size_t));
@@ -507,7 +514,7 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 		w->pending[w->npending++] = idx;
 	}
 
-	/* descend */
+descend:
 	{
 		int cfd = openat(dfd, nm->s, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		size_t depth_pending = w->npending;

@@ -137,6 +137,21 @@ for bk in 0 1; do
 	fi
 done
 
+# exceptions below excluded directories: a wildcard one (the classic CLI
+# and Docker 20.10's BuildKit lose it, the current BuildKit keeps it) and a
+# literal one naming nothing (20.10's BuildKit sends the directory anyway)
+C0=$C
+C=$TESTDIR/exc
+mkdir -p "$C/foo/sub" "$C/bar/in" "$C/docs"
+printf 'FROM bb\nCOPY . /ctx\n' > "$C/Dockerfile"
+echo a > "$C/foo/sub/a.txt"; echo b > "$C/foo/b.c"; echo t > "$C/foo/top.txt"
+echo x > "$C/bar/in/x"; echo r > "$C/docs/README.md"; echo d > "$C/docs/d.tmp"
+printf 'foo\n!foo/**/*.txt\nbar\n!bar/nothere\n*/*.tmp\n*.md\n!docs/README.md\n' > "$C/.dockerignore"
+for bk in 0 1; do
+	same "exceptions below excluded directories, builder $bk" "$DOCKER_BIN" "$bk" --
+done
+C=$C0
+
 # BuildKit's directory follows the context from run to run: after each
 # round of changes, the same /ctx as docker build . again
 sleep 0.2
