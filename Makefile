@@ -153,12 +153,16 @@ $(O)/man/%.1: man/%.1 VERSION
 	sed 's/@VERSION@/$(VERSION)/g' $< > $@.tmp && mv $@.tmp $@
 
 install: $(BIN) man
-	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	$(INSTALL) -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ctxpack
 	$(INSTALL) -m 0644 $(MAN_OUT) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 completions/ctxpack.bash $(DESTDIR)$(BASHCOMPDIR)/ctxpack
+	$(INSTALL) -m 0644 completions/_ctxpack $(DESTDIR)$(ZSHCOMPDIR)/_ctxpack
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/ctxpack $(MAN_INST)
+	rm -f $(DESTDIR)$(BINDIR)/ctxpack $(MAN_INST) \
+		$(DESTDIR)$(BASHCOMPDIR)/ctxpack $(DESTDIR)$(ZSHCOMPDIR)/_ctxpack
 
 format:
 	clang-format -i $(wildcard src/*/*.c include/ctxpack/*.h tests/unit/*.c)

@@ -1,13 +1,14 @@
 #!/bin/sh
 # make install / make uninstall: the binary, one man page per command (the
 # commands `ctxpack --help` lists, and ctxpack(1)) and the completions under
-# $DESTDIR$PREFIX (PREFIX default /usr/local); the man pages render without
+# $DESTDIR$PREFIX (PREFIX default /usr/local), where man, bash-completion
+# and zsh's compinit find them; the man pages render without
 # warnings (man -l), have a NAME lexgrog reads, pass mandoc -T lint, carry
 # the version, and are found by man through the installed tree; uninstall
 # removes every file install put there.
 . "$(dirname "$0")/lib.sh"
 
-for t in man lexgrog mandoc make; do
+for t in man lexgrog mandoc make zsh; do
 	command -v $t >/dev/null 2>&1 || { echo "1..0 # SKIP $t not installed (scripts/install-deps)"; exit 0; }
 done
 VERSION=$(cat "$ROOT/VERSION")
@@ -43,6 +44,22 @@ done
 # man finds the pages in the installed tree, by name
 like "$(MANWIDTH=80 man -M "$D/usr/share/man" ctxpack-cache 2>&1 | head -n 1)" \
 	'^CTXPACK-CACHE\(1\)' "man -M finds ctxpack-cache(1) in the installed tree"
+
+# the completions, where bash-completion and zsh look for them
+B=$D/usr/share/bash-completion/completions/ctxpack
+Z=$D/usr/share/zsh/site-functions/_ctxpack
+same_files "$B" "$ROOT/completions/ctxpack.bash" "bash completion installed"
+same_files "$Z" "$ROOT/completions/_ctxpack" "zsh completion installed"
+if [ -r /usr/share/bash-completion/bash_completion ]; then
+	is "$(XDG_DATA_DIRS=$D/usr/share bash --norc -c '. /usr/share/bash-completion/bash_completion
+		_completion_loader ctxpack; complete -p ctxpack' 2>&1)" "complete -F _ctxpack ctxpack" \
+		"bash-completion's loader finds it through XDG_DATA_DIRS"
+else
+	skip "bash-completion not installed"
+fi
+is "$(zsh -f -c "fpath=($D/usr/share/zsh/site-functions \$fpath); autoload -Uz compinit
+	compinit -u -d $TESTDIR/zcompdump; print -r -- \$_comps[ctxpack]" 2>&1)" "_ctxpack" \
+	"zsh's compinit finds it in the installed site-functions"
 
 ok "make uninstall DESTDIR PREFIX=/usr" mk uninstall DESTDIR="$D" PREFIX=/usr
 is "$(find "$D" ! -type d | sort)" "" "uninstall leaves no file behind"
