@@ -5,6 +5,8 @@
 #   make demo       install what is missing, build, run the main job on examples/monorepo
 #   make bench      benchmarks (bench/README.md); make bench-quick for small trees
 #   make fuzz       build the libFuzzer targets (clang)
+#   make install    the binary, the man pages and the bash and zsh completions
+#                   under $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall
 #
 # Variables: O=build dir (default build), SAN=1 for ASan+UBSan, CC, CFLAGS.
 
@@ -51,7 +53,7 @@ else
 BIN := $(O)/ctxpack
 endif
 
-.PHONY: all deps check check-unit check-integ check-asan check-includes check-fuzz \
+.PHONY: install uninstall man all deps check check-unit check-integ check-asan check-includes check-fuzz \
 	demo bench bench-quick fuzz clean tools unit format
 
 all: $(BIN)
@@ -131,6 +133,36 @@ build/replay/%: fuzz/%.c fuzz/replay.c build/asan/libctxpack.a
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g -O1 -fsanitize=address,undefined -D_GNU_SOURCE -Iinclude $(PKG_CFLAGS) \
 	    -o $@ $< fuzz/replay.c build/asan/libctxpack.a $(LDLIBS)
+
+# Installation.  The man pages (man/*.1, plain man(7)) get the version
+# from VERSION; a Debian package sets PREFIX=/usr and
+# ZSHCOMPDIR=/usr/share/zsh/vendor-completions.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+INSTALL ?= install
+MAN_SRC := $(sort $(wildcard man/*.1))
+MAN_OUT := $(MAN_SRC:man/%=$(O)/man/%)
+MAN_INST := $(MAN_SRC:man/%=$(DESTDIR)$(MANDIR)/man1/%)
+
+man: $(MAN_OUT)
+$(O)/man/%.1: man/%.1 VERSION
+	@mkdir -p $(dir $@)
+	sed 's/@VERSION@/$(VERSION)/g' $< > $@.tmp && mv $@.tmp $@
+
+install: $(BIN) man
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	$(INSTALL) -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/ctxpack
+	$(INSTALL) -m 0644 $(MAN_OUT) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 completions/ctxpack.bash $(DESTDIR)$(BASHCOMPDIR)/ctxpack
+	$(INSTALL) -m 0644 completions/_ctxpack $(DESTDIR)$(ZSHCOMPDIR)/_ctxpack
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/ctxpack $(MAN_INST) \
+		$(DESTDIR)$(BASHCOMPDIR)/ctxpack $(DESTDIR)$(ZSHCOMPDIR)/_ctxpack
 
 format:
 	clang-format -i $(wildcard src/*/*.c include/ctxpack/*.h tests/unit/*.c)

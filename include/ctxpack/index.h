@@ -244,6 +244,9 @@ int idx_rec_racy(const struct idx_rec *r);
 int idx_hash_file(int rootfd, struct walk_entry *we, void *buf, size_t bufsz,
 		  uint64_t *nread, struct err *e);
 
+/* Report lmdb and libxxhash (util.h, lib_info_fn). */
+void idx_lib_info(lib_info_fn fn, void *arg);
+
 /* XXH3-128 of a buffer, canonical (big-endian) bytes. */
 void idx_hash_bytes(const void *p, size_t n, unsigned char out[16]);
 

@@ -27,6 +27,9 @@
  * zlib, libzstd).  Part of every cache key (issue 7). */
 void pack_lib_versions(struct buf *out);
 
+/* Report libarchive and libzstd (util.h, lib_info_fn). */
+void pack_lib_info(lib_info_fn fn, void *arg);
+
 enum pack_compress {
 	PACK_ZSTD = 0,
 	PACK_GZIP = 1,

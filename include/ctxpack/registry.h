@@ -409,6 +409,9 @@ char *reg_url_resolve(const char *base, const char *ref);
 /* 1 when a and b have the same scheme, host and port. */
 int reg_url_same_origin(const char *a, const char *b);
 
+/* Report libcurl (with its TLS library) and jansson (util.h, lib_info_fn). */
+void reg_lib_info(lib_info_fn fn, void *arg);
+
 /* Credentials for a registry host.  Secrets: never print these. */
 struct reg_cred {
 	char *username;

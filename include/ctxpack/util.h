@@ -111,6 +111,19 @@ int write_all(int fd, const void *p, size_t n);       /* 0 or -1 (errno) */
 int pwrite_all(int fd, const void *p, size_t n, off_t off); /* at off; 0 or -1 */
 ssize_t read_full(int fd, void *p, size_t n);          /* bytes or -1 */
 
+/*
+ * The version of an external library as the program runs with it, for
+ * `ctxpack --version`.  The module that links a library reports it through
+ * its own X_lib_info(fn, arg) (pack_lib_info, idx_lib_info, reg_lib_info),
+ * calling fn once per library with the library's pkg-config name
+ * ("libzstd"), the version it runs with, the version of the headers it was
+ * built with when that is another (else NULL) and what else the library
+ * says of itself (its own dependencies; else NULL).  The strings are
+ * borrowed for the call.
+ */
+typedef void (*lib_info_fn)(void *arg, const char *name, const char *version,
+			    const char *built, const char *detail);
+
 /* Hex encoding: out must hold 2*n+1 bytes. */
 void hex_encode(char *out, const unsigned char *in, size_t n);
 

@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ctxpack/index.h"
+#include "ctxpack/pack.h"
+#include "ctxpack/registry.h"
 
 /* The options that change what entries and modes the context has. */
 #define MODE_HELP \
@@ -174,7 +177,8 @@ static void main_help(FILE *f)
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\n" CLI_GLOBAL_HELP
-		   "      --version         print the version (first argument only)\n"
+		   "      --version         print the version and those of the libraries it runs\n"
+		   "                        with (first argument only)\n"
 		   "\n'ctxpack help COMMAND' or 'ctxpack COMMAND --help' shows a command's options.\n"
 		   "exit status: 0 success, 1 failure, 2 usage error\n");
 }
@@ -186,6 +190,26 @@ static void on_fatal_signal(int sig)
 	atomic_unlink_all();
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+/* One line per library: "libzstd 1.5.4", with what else it says. */
+static void print_lib(void *arg, const char *name, const char *version, const char *built,
+		      const char *detail)
+{
+	printf("%s %s", name, version);
+	if (detail || built)
+		printf(" (%s%s%s%s)", detail ? detail : "", detail && built ? "; " : "",
+		       built ? "built with " : "", built ? built : "");
+	putchar('\n');
+}
+
+/* The version, then the libraries it runs with (each module asks its own). */
+static void print_version(void)
+{
+	printf("ctxpack %s\n", CTXPACK_VERSION);
+	pack_lib_info(print_lib, NULL);
+	idx_lib_info(print_lib, NULL);
+	reg_lib_info(print_lib, NULL);
 }
 
 int main(int argc, char **argv)
@@ -209,7 +233,7 @@ int main(int argc, char **argv)
 		return cli_finish(EXIT_OK);
 	}
 	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
-		printf("ctxpack %s\n", CTXPACK_VERSION);
+		print_version();
 		return cli_finish(EXIT_OK);
 	}
 	if (!strcmp(argv[1], "help")) {

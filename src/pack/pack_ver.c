@@ -3,8 +3,11 @@
  * an archive: the versions of the libraries that write them (libarchive
  * writes the headers and, with zlib, the gzip members; libzstd the zstd
  * frames).  Part of every cache key of incremental packing (issue 7).
+ * Also the versions `ctxpack --version` prints for this module.
  */
 #include "ctxpack/pack.h"
+
+#include <string.h>
 
 #include <archive.h>
 #include <zstd.h>
@@ -13,4 +16,21 @@ void pack_lib_versions(struct buf *out)
 {
 	buf_addf(out, "ctxpack-pack/%d %s; zstd %s", PACK_FORMAT_VERSION,
 		 archive_version_details(), ZSTD_versionString());
+}
+
+void pack_lib_info(lib_info_fn fn, void *arg)
+{
+	const char *run = archive_version_string(), *details = archive_version_details();
+	const char *v = strchr(run, ' ');
+	size_t n;
+
+	/* "libarchive 3.6.2" and "libarchive 3.6.2 zlib/1.2.13 liblzma/..." */
+	v = v ? v + 1 : run;
+	n = strlen(run);
+	details = !strncmp(details, run, n) && details[n] == ' ' ? details + n + 1 : NULL;
+	fn(arg, "libarchive", v,
+	   strcmp(v, ARCHIVE_VERSION_ONLY_STRING) ? ARCHIVE_VERSION_ONLY_STRING : NULL,
+	   details && *details ? details : NULL);
+	fn(arg, "libzstd", ZSTD_versionString(),
+	   strcmp(ZSTD_versionString(), ZSTD_VERSION_STRING) ? ZSTD_VERSION_STRING : NULL, NULL);
 }

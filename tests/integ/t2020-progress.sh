@@ -57,9 +57,21 @@ if command -v script >/dev/null 2>&1; then
 	same_files tty.tar.zst never.tar.zst "auto on a terminal: the same bytes"
 	ok "auto on a terminal: the line is drawn after a CR and erased with ESC[K" \
 		grep -q "${CR}ctxpack: pack .*${ESC}\\[K" tty.out
-	# what the terminal shows: the last \r-separated piece of each line
-	is "$(tr -d '\r' <tty.out | sed "s/${ESC}\\[K//g; s/^ctxpack: pack [^s]*//" |
-		grep -c '^sha256:')" 1 "the summary is alone on its line once the status is erased"
+	# what the terminal shows: each line as a terminal draws it (\r to
+	# column 0, ESC[K erases to the end of the line, other bytes overwrite)
+	is "$(python3 -c '
+import re, sys
+for line in open(sys.argv[1], "rb").read().decode("utf-8", "replace").split("\n"):
+    buf, col = [], 0
+    for tok in re.findall(r"\r|\x1b\[K|[^\r\x1b]|\x1b", line):
+        if tok == "\r":
+            col = 0
+        elif tok == "\x1b[K":
+            del buf[col:]
+        else:
+            buf[col:col + 1] = [tok]
+            col += 1
+    print("".join(buf))' tty.out | grep -c '^sha256:')" 1 "the summary is alone on its line once the status is erased"
 	ok "the status line is erased before the summary" \
 		grep -q "${CR}${ESC}\\[Ksha256:" tty.out
 	script -qec "$EXEC_PREFIX $CTXPACK pack --no-cache -q -o ttyq.tar.zst ctx" /dev/null \
