@@ -14,13 +14,14 @@ _ctxpack_cache_subcommands='ls prune restore run save'
 _ctxpack_global='-h --help -q --quiet -v --verbose --json --progress='
 _ctxpack_reg='--ca-file= --insecure --timeout='
 _ctxpack_walk='-f= --file= --ignore-file='
-_ctxpack_pack="$_ctxpack_walk --compress= --level= --threads= --index= --no-cache --cache-max="
+_ctxpack_modes='--classic --normalize-modes --no-hardlinks'
+_ctxpack_pack="$_ctxpack_walk $_ctxpack_modes --compress= --level= --threads= --index= --no-cache --cache-max="
 
-_ctxpack_opts_ls="$_ctxpack_walk --why --excluded -l --long -0 --null"
-_ctxpack_opts_du="$_ctxpack_walk -n="
-_ctxpack_opts_hash="$_ctxpack_walk --index= --threads="
+_ctxpack_opts_ls="$_ctxpack_walk $_ctxpack_modes --why --excluded -l --long -0 --null"
+_ctxpack_opts_du="$_ctxpack_walk --classic -n="
+_ctxpack_opts_hash="$_ctxpack_walk $_ctxpack_modes --index= --threads="
 _ctxpack_opts_pack="$_ctxpack_pack -o= --output="
-_ctxpack_opts_build="$_ctxpack_pack"
+_ctxpack_opts_build="$_ctxpack_pack --send="
 _ctxpack_opts_push="--artifact-type= -a= --annotation= --title= --media-type= --mount-from= $_ctxpack_reg"
 _ctxpack_opts_pull="-o= --output= $_ctxpack_reg"
 _ctxpack_opts_cache_save="-k= --key= --force --store= $_ctxpack_reg"
@@ -34,6 +35,7 @@ _ctxpack_values() {
 	local IFS=$'\n'
 	case $2 in
 	--compress) COMPREPLY=($(compgen -W $'zstd\ngzip\nnone' -- "$3")) ;;
+	--send) COMPREPLY=($(compgen -W $'auto\npipe\ndir' -- "$3")) ;;
 	--progress) COMPREPLY=($(compgen -W $'auto\nalways\nnever' -- "$3")) ;;
 	--index | -p | --path)
 		compopt -o filenames 2>/dev/null
