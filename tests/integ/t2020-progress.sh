@@ -89,7 +89,7 @@ else
 fi
 
 # --- build ---
-ctxpack build --no-cache --progress always ctx -- sh -c 'cat >built.tar.zst' 2>build.err
+ctxpack build --no-cache --compress zstd --progress always ctx -- sh -c 'cat >built.tar.zst' 2>build.err
 same_files built.tar.zst never.tar.zst "build --progress always: COMMAND gets the same bytes"
 like "$(cat build.err)" '^ctxpack: build [0-9.]+ (KiB|MiB), [0-9.]+ MB/s, done$' \
 	"build --progress always: progress lines"

@@ -59,7 +59,7 @@ done
 ok "nothing written for a refused epoch" test ! -e "$TESTDIR/bad.zst"
 SOURCE_DATE_EPOCH=abc ctxpack build "$C" -- cat > /dev/null 2>&1
 is "$?" 2 "build refuses a malformed epoch too"
-SOURCE_DATE_EPOCH=1700000000 ctxpack build -q "$C" -- sh -c 'cat > "$0"' "$TESTDIR/built.zst"
+SOURCE_DATE_EPOCH=1700000000 ctxpack build -q --compress zstd "$C" -- sh -c 'cat > "$0"' "$TESTDIR/built.zst"
 is "$(sha256sum < "$TESTDIR/built.zst")" "$d1" "build uses the epoch"
 
 done_testing

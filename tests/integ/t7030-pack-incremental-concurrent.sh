@@ -86,23 +86,24 @@ ok "a scan removes a stale temporary" test ! -e "$d/0123456789abcdef0123456789ab
 ok "and keeps a fresh one" test -e "$d/fedcba9876543210fedcba9876543210.tmp.999999.2"
 is "$(find "$S" -name '*.tmp.*' -mmin +60)" "" "no stale temporary is left anywhere"
 
-# ctxpack build: the same cache
+# ctxpack build: the same cache (zstd: an unknown COMMAND gets an
+# uncompressed tar by default)
 rm -rf "$S"
-ok "build, cold" ctxpack build -v "$C" -- sh -c "cat > '$TESTDIR/b1.zst'"
+ok "build, cold" ctxpack build -v --compress zstd "$C" -- sh -c "cat > '$TESTDIR/b1.zst'"
 same_files "$TESTDIR/b1.zst" "$TESTDIR/cold.zst" "build, cold: the same bytes"
-ctxpack build -v "$C" -- sh -c "cat > '$TESTDIR/b2.zst'" 2> "$TESTDIR/b2.err"
+ctxpack build -v --compress zstd "$C" -- sh -c "cat > '$TESTDIR/b2.zst'" 2> "$TESTDIR/b2.err"
 same_files "$TESTDIR/b2.zst" "$TESTDIR/cold.zst" "build, warm: the same bytes"
 like "$(cat "$TESTDIR/b2.err")" "cache: archive reused" "build, warm: the whole archive reused"
 head -c 5000 /dev/urandom > "$C/d2/f002.bin"
 ctxpack pack -q --no-cache -o "$TESTDIR/cold2.zst" "$C"
-ctxpack build -v "$C" -- sh -c "cat > '$TESTDIR/b3.zst'" 2> "$TESTDIR/b3.err"
+ctxpack build -v --compress zstd "$C" -- sh -c "cat > '$TESTDIR/b3.zst'" 2> "$TESTDIR/b3.err"
 same_files "$TESTDIR/b3.zst" "$TESTDIR/cold2.zst" "build after an edit: the same bytes"
 like "$(cat "$TESTDIR/b3.err")" "cache: (assemble|frames): [0-9]+ frames, [0-9]+ reused, [12] compressed" \
 	"build after an edit: one or two frames compressed"
-ctxpack build -q "$C" -- sh -c "head -c 1000 > /dev/null" 2> "$TESTDIR/b4.err"
-ctxpack build -q --no-cache "$C" -- sh -c "cat > '$TESTDIR/b5.zst'"
+ctxpack build -q --compress zstd "$C" -- sh -c "head -c 1000 > /dev/null" 2> "$TESTDIR/b4.err"
+ctxpack build -q --compress zstd --no-cache "$C" -- sh -c "cat > '$TESTDIR/b5.zst'"
 same_files "$TESTDIR/b5.zst" "$TESTDIR/cold2.zst" "build --no-cache: the same bytes"
-ctxpack build -v "$C" -- sh -c "cat > '$TESTDIR/b6.zst'" 2> "$TESTDIR/b6.err"
+ctxpack build -v --compress zstd "$C" -- sh -c "cat > '$TESTDIR/b6.zst'" 2> "$TESTDIR/b6.err"
 same_files "$TESTDIR/b6.zst" "$TESTDIR/cold2.zst" "build after a reader that stopped early: the same bytes"
 
 done_testing
