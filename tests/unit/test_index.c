@@ -1075,6 +1075,17 @@ static void img_load(struct img *im, const char *idx)
 	assert_true(im->cur >= 0);
 }
 
+static void img_save(const struct img *im, const char *idx)
+{
+	char *p = xasprintf("%s/data.mdb", idx);
+	int fd = open(p, O_WRONLY | O_TRUNC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, im->b, im->n), 0);
+	close(fd);
+	free(p);
+}
+
 static unsigned char *img_page(const struct img *im, uint64_t pgno)
 {
 	return im->b + pgno * im->psize;
@@ -1173,6 +1184,23 @@ static void index_tree(struct tree *t, char digest[IDX_DIGEST_LEN])
 	fake_walk(&w, t->dir, t->paths, t->n);
 	assert_int_equal(idx_update(x, &w, NULL, &e), 0);
 	idx_context_digest(&w, digest);
+	fake_release(&w);
+	idx_close(x);
+}
+
+/* One run: open, update, digest; the warning (or "") into warn. */
+static void run_tree(struct tree *t, struct idx_stats *st, char digest[IDX_DIGEST_LEN],
+		     char *warn, size_t wn)
+{
+	struct walk_result w;
+	struct idx *x;
+	struct err e = ERR_INIT;
+
+	assert_int_equal(idx_open(&x, t->idx, 0, &e), 0);
+	fake_walk(&w, t->dir, t->paths, t->n);
+	assert_int_equal(idx_update(x, &w, st, &e), 0);
+	idx_context_digest(&w, digest);
+	snprintf(warn, wn, "%s", idx_warning(x) ? idx_warning(x) : "");
 	fake_release(&w);
 	idx_close(x);
 }
@@ -1404,6 +1432,116 @@ static void test_guard(void **state)
 	unlink(path);
 }
 
+/* A record that fails its check (a value byte flipped): the lookup sees
+ * it, the index is rebuilt, nothing from it is trusted, and the next run
+ * uses the new one. */
+static void test_damage_record(void **state)
+{
+	struct tree t = {0};
+	struct img im;
+	struct idx_stats st;
+	char d[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN], warn[1024];
+	unsigned char *nd;
+
+	(void)state;
+	index_tree(&t, d);
+	img_load(&im, t.idx);
+	nd = img_node(&im, img_leaf(&im, 1), 5);
+	nd[8 + img_u16(nd + 6) + 30] ^= 1;
+	img_save(&im, t.idx);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_non_null(strstr(warn, "data.mdb is damaged (the record of d/f"));
+	assert_non_null(strstr(warn, "fails its check); rebuilt it"));
+	assert_int_equal(st.hashed, NFILES);
+	assert_int_equal(st.reused, 0);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_string_equal(warn, "");
+	assert_int_equal(st.hashed, 0);
+	free(im.b);
+	free_tree(&t);
+}
+
+/* Damage no read notices (a leaf's free-space bound) is found by the
+ * check before a write to that page: the index is rebuilt, and what the
+ * run reused from the old one is written to the new one too. */
+static void test_damage_before_write(void **state)
+{
+	struct tree t = {0};
+	struct img im;
+	struct idx_stats st;
+	char d[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN], warn[1024];
+	unsigned char *nd;
+	const char *name;
+	char *rel;
+	uint64_t leaf;
+
+	(void)state;
+	index_tree(&t, d);
+	img_load(&im, t.idx);
+	leaf = img_leaf(&im, 1);
+	img_page(&im, leaf)[14] -= 2;
+	img_save(&im, t.idx);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(warn, "");
+	assert_int_equal(st.hashed, 0);
+	/* a change to a file whose entry is on that page: a write there */
+	nd = img_node(&im, leaf, 3);
+	name = (const char *)nd + 8 + img_u16(nd + 6) - 6; /* "fNNNNN" */
+	assert_int_equal(name[-1], 0);
+	rel = xasprintf("d/%.6s", name);
+	write_file(t.dir, rel, "new content\n");
+	free(rel);
+	age();
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_not_equal(d2, d);
+	assert_non_null(strstr(warn, "data.mdb is damaged (page "));
+	assert_non_null(strstr(warn, "rebuilt it"));
+	assert_int_equal(st.hashed, 1);
+	assert_int_equal(st.written, NFILES);
+	strcpy(d, d2);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_string_equal(warn, "");
+	assert_int_equal(st.hashed, 0);
+	free(im.b);
+	free_tree(&t);
+}
+
+/* Damage LMDB itself trips over: a node flag it follows to a sub-cursor
+ * that does not exist (a NULL pointer).  The guard turns the fault into
+ * a rebuild. */
+static void test_damage_fault(void **state)
+{
+	struct tree t = {0};
+	struct img im;
+	struct idx_stats st;
+	char d[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN], warn[1024];
+	uint64_t leaf;
+	unsigned i;
+
+	(void)state;
+	index_tree(&t, d);
+	img_load(&im, t.idx);
+	/* the first leaf holds the schema record (node 0), which must stay
+	 * readable for the open to succeed, and the root's first keys */
+	leaf = img_leaf(&im, 0);
+	for (i = 1; i < img_nkeys(&im, leaf); i++)
+		img_node(&im, leaf, i)[4] = 0x04;
+	img_save(&im, t.idx);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_non_null(strstr(warn, "data.mdb is damaged (SIGSEGV reading it); rebuilt it"));
+	assert_int_equal(st.hashed, NFILES);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_string_equal(warn, "");
+	assert_int_equal(st.hashed, 0);
+	free(im.b);
+	free_tree(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1432,6 +1570,9 @@ int main(void)
 		cmocka_unit_test(test_lm_metas),
 		cmocka_unit_test(test_lm_trees),
 		cmocka_unit_test(test_guard),
+		cmocka_unit_test(test_damage_record),
+		cmocka_unit_test(test_damage_before_write),
+		cmocka_unit_test(test_damage_fault),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
