@@ -93,6 +93,24 @@ same_files "$TESTDIR/p.zst" "$TESTDIR/cold.zst" "pack: the same bytes as without
 out=$(ctxpack hash --json --index "$I" "$C" 2>"$TESTDIR/err")
 is "$(echo "$out" | jget hashed)/$(cat "$TESTDIR/err")" "0/" "and the index pack rebuilt is used by hash"
 
+# four processes find the same damaged record in their lookups at once:
+# one rebuilds, the others take the new index (the rebuild count in
+# ctxpack.lock), all give the right digest
+rm -rf "$I"; cp -r "$TESTDIR/pristine" "$I"
+flip_record "$I/data.mdb"
+pids=
+for k in 1 2 3 4; do
+	$EXEC_PREFIX "$CTXPACK" hash --index "$I" "$C" > "$TESTDIR/p$k.out" 2> "$TESTDIR/p$k.err" &
+	pids="$pids $!"
+done
+bad=0
+for p in $pids; do wait "$p" || bad=$((bad + 1)); done
+is "$bad" 0 "four processes on a damaged record: all exit 0"
+is "$(cat "$TESTDIR"/p?.out | sort -u)" "$want" "and print the right digest"
+like "$(cat "$TESTDIR"/p?.err)" "data.mdb is damaged .*; rebuilt it" "and the rebuild is reported"
+out=$(ctxpack hash --json --index "$I" "$C" 2>"$TESTDIR/err")
+is "$(echo "$out" | jget digest)/$(cat "$TESTDIR/err")" "$want/" "the index they left: the right digest, no warning"
+
 rm -rf "$I"; cp -r "$TESTDIR/pristine" "$I"
 truncate -s $(( $(stat -c %s "$I/data.mdb") / 2 )) "$I/data.mdb"
 ctxpack build --index "$I" "$C" -- sh -c 'cat > "$0"' "$TESTDIR/b.zst" 2>"$TESTDIR/err"
