@@ -8,7 +8,8 @@
  * can make it follow a NULL pointer, assert, or, in a write transaction,
  * copy a node past the end of a page buffer.  So the index checks what
  * LMDB is about to trust: the meta pages before LMDB opens the file, the
- * trees' structure before the first write and, more cheaply, at open.
+ * free tree and the main tree's branch pages at open, and before each
+ * write the leaves it will touch (docs/index.md, "A damaged index").
  * The format facts below are LMDB 0.9's (mdb.c: MDB_page, MDB_node,
  * MDB_meta, MDB_db); the code is ours.  Pages come from a source: the
  * file (pread into a buffer per tree level), or memory in the tests.
