@@ -14,8 +14,11 @@
  *
  * One LMDB environment (default $XDG_CACHE_HOME/ctxpack/index) holds the
  * entries of every context root on the machine.  Several processes may use
- * it at once.  An index that cannot be opened, or has another schema
- * version, is rebuilt (emptied) with a warning; it is never trusted.
+ * it at once.  An index that cannot be opened, has another schema
+ * version, or turns out damaged (at open, in a lookup, before a write) is
+ * rebuilt (emptied) with a warning; nothing from it is trusted, and a
+ * damaged file never crashes the process (docs/index.md, "A damaged
+ * index").
  */
 #ifndef CTXPACK_INDEX_H
 #define CTXPACK_INDEX_H
@@ -39,10 +42,11 @@ enum idx_open_flags {
  * when set and not empty, else $XDG_CACHE_HOME/ctxpack/index (or
  * ~/.cache/ctxpack/index).  The directory is created with its parents.
  *
- * An environment that fails to open or whose schema record is missing or
- * of another version is removed and created anew; idx_warning() then says
- * why.  When it cannot be rebuilt because other processes keep it open
- * for more than a few seconds, the handle works without an index (every
+ * An environment that fails to open, fails the checks of its file or
+ * whose schema record is missing or of another version is removed and
+ * created anew; idx_warning() then says why.  When it cannot be rebuilt
+ * because other processes keep it open for more than a few seconds, or
+ * the disk has no room for it, the handle works without an index (every
  * file is hashed, nothing is stored) and idx_warning() says so.
  *
  * Returns 0 and sets *out (free it with idx_close), or an error (the
@@ -107,6 +111,10 @@ struct idx_stats {
  *
  * A file read here gets its size/mtime/ctime/ino/dev in w refreshed from
  * the fstat taken after reading it, so w stays consistent with its hash.
+ *
+ * An index found damaged on the way (a record failing its check, a page
+ * failing the check before a write, a fault in LMDB) is rebuilt and the
+ * update goes on in the new one, with a warning (idx_warning).
  *
  * Fails (and leaves the hashes of w incomplete) when a file cannot be
  * opened or read (the message names it), changed while it was read twice

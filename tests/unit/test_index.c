@@ -14,7 +14,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +24,8 @@
 #include <lmdb.h>
 
 #include "ctxpack/index.h"
+
+#include "../../src/cache/idx_internal.h"
 
 /* The digest of test_digest_golden's entries, pinned. */
 #define GOLDEN_DIGEST "xxh128:f1c5be33958d13954bda895d9e4caa80"
@@ -1081,6 +1085,506 @@ static void test_open_default_dir(void **state)
 	free(dir);
 }
 
+/* ---- a damaged index ---- */
+
+/* A data.mdb in memory, with its newer meta page decoded. */
+struct img {
+	unsigned char *b;
+	size_t n;
+	unsigned psize;
+	struct idx_lm_meta m[2];
+	int cur;
+};
+
+static void img_load(struct img *im, const char *idx)
+{
+	char *p = xasprintf("%s/data.mdb", idx);
+	struct stat st;
+	char why[256];
+	int fd = open(p, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	im->n = (size_t)st.st_size;
+	im->b = xmalloc(im->n);
+	assert_int_equal(read_full(fd, im->b, im->n), (ssize_t)im->n);
+	close(fd);
+	free(p);
+	idx_lm_meta_decode(im->b, &im->m[0]);
+	im->psize = im->m[0].db[0].pad;
+	assert_int_equal(im->psize, 4096);
+	idx_lm_meta_decode(im->b + im->psize, &im->m[1]);
+	im->cur = idx_lm_metas_check(im->m, im->n, why, sizeof(why));
+	assert_true(im->cur >= 0);
+}
+
+static void img_save(const struct img *im, const char *idx)
+{
+	char *p = xasprintf("%s/data.mdb", idx);
+	int fd = open(p, O_WRONLY | O_TRUNC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, im->b, im->n), 0);
+	close(fd);
+	free(p);
+}
+
+static unsigned char *img_page(const struct img *im, uint64_t pgno)
+{
+	return im->b + pgno * im->psize;
+}
+
+static unsigned img_u16(const unsigned char *p)
+{
+	return (unsigned)p[0] | (unsigned)p[1] << 8;
+}
+
+/* Node i of a page. */
+static unsigned char *img_node(const struct img *im, uint64_t pgno, unsigned i)
+{
+	unsigned char *p = img_page(im, pgno);
+
+	return p + img_u16(p + 16 + 2 * i);
+}
+
+static unsigned img_nkeys(const struct img *im, uint64_t pgno)
+{
+	return (img_u16(img_page(im, pgno) + 12) - 16) / 2;
+}
+
+/* A leaf of the main tree: from the root, child `which` of each branch
+ * (0 the first, 1 the middle one). */
+static uint64_t img_leaf(const struct img *im, int which)
+{
+	uint64_t pg = im->m[im->cur].db[1].root;
+
+	while (img_u16(img_page(im, pg) + 10) == 0x01) {
+		unsigned char *nd = img_node(im, pg, which ? img_nkeys(im, pg) / 2 : 0);
+
+		pg = img_u16(nd) | (uint64_t)img_u16(nd + 2) << 16;
+	}
+	assert_int_equal(img_u16(img_page(im, pg) + 10), 0x02);
+	return pg;
+}
+
+static const unsigned char *img_read(void *ctx, uint64_t pgno, uint64_t npg, unsigned slot)
+{
+	const struct img *im = ctx;
+
+	(void)npg;
+	(void)slot;
+	return im->b + pgno * im->psize;
+}
+
+/* full: every page (IDX_LM_ALL), else what an open checks */
+/* The second leaf: the first one's right neighbour. */
+static uint64_t img_leaf2(const struct img *im)
+{
+	uint64_t pg = im->m[im->cur].db[1].root, parent = 0;
+
+	while (img_u16(img_page(im, pg) + 10) == 0x01) {
+		unsigned char *nd = img_node(im, pg, 0);
+
+		parent = pg;
+		pg = img_u16(nd) | (uint64_t)img_u16(nd + 2) << 16;
+	}
+	assert_true(parent && img_nkeys(im, parent) >= 2);
+	{
+		unsigned char *nd = img_node(im, parent, 1);
+
+		return img_u16(nd) | (uint64_t)img_u16(nd + 2) << 16;
+	}
+}
+
+static int img_check(struct img *im, size_t size, int full, char *why, size_t n)
+{
+	struct idx_lm_src src = {img_read, im, size};
+
+	return idx_lm_check(&src, &im->m[im->cur], full ? IDX_LM_ALL : IDX_LM_OPEN, NULL,
+			    0, why, n);
+}
+
+/* What a write of the keys of leaf `leaf`'s node i checks. */
+static int img_check_write(struct img *im, uint64_t leaf, unsigned i, char *why, size_t n)
+{
+	struct idx_lm_src src = {img_read, im, im->n};
+	unsigned char *nd = img_node(im, leaf, i);
+	struct idx_lm_key k = {nd + 8, img_u16(nd + 6)};
+
+	return idx_lm_check(&src, &im->m[im->cur], IDX_LM_WRITE, &k, 1, why, n);
+}
+
+/* An index of the tree t, and the digest. */
+static void index_tree(struct tree *t, char digest[IDX_DIGEST_LEN])
+{
+	struct walk_result w;
+	struct idx *x;
+	struct err e = ERR_INIT;
+
+	make_tree(t);
+	age();
+	assert_int_equal(idx_open(&x, t->idx, 0, &e), 0);
+	fake_walk(&w, t->dir, t->paths, t->n);
+	assert_int_equal(idx_update(x, &w, NULL, &e), 0);
+	idx_context_digest(&w, digest);
+	fake_release(&w);
+	idx_close(x);
+}
+
+/* One run: open, update, digest; the warning (or "") into warn. */
+static void run_tree(struct tree *t, struct idx_stats *st, char digest[IDX_DIGEST_LEN],
+		     char *warn, size_t wn)
+{
+	struct walk_result w;
+	struct idx *x;
+	struct err e = ERR_INIT;
+
+	assert_int_equal(idx_open(&x, t->idx, 0, &e), 0);
+	fake_walk(&w, t->dir, t->paths, t->n);
+	assert_int_equal(idx_update(x, &w, st, &e), 0);
+	idx_context_digest(&w, digest);
+	snprintf(warn, wn, "%s", idx_warning(x) ? idx_warning(x) : "");
+	fake_release(&w);
+	idx_close(x);
+}
+
+static void test_lm_metas(void **state)
+{
+	struct tree t = {0};
+	struct img im;
+	struct idx_lm_meta m[2];
+	char d[IDX_DIGEST_LEN], why[256];
+	int k;
+
+	(void)state;
+	index_tree(&t, d);
+	img_load(&im, t.idx);
+	/* the newer meta: the one with the higher commit id, of its parity */
+	assert_true(im.m[im.cur].txnid > im.m[!im.cur].txnid);
+	assert_int_equal(im.m[im.cur].txnid & 1, im.cur);
+#define BAD(stmt)                                                            \
+	do {                                                                 \
+		memcpy(m, im.m, sizeof(m));                                  \
+		stmt;                                                        \
+		why[0] = 0;                                                  \
+		assert_int_equal(idx_lm_metas_check(m, im.n, why, sizeof(why)), -1); \
+		assert_true(why[0] != 0);                                    \
+	} while (0)
+	for (k = 0; k < 2; k++) {
+		BAD(m[k].pgno = !k);
+		BAD(m[k].pflags = 0x02);
+		BAD(m[k].magic ^= 1);
+		BAD(m[k].version = 999);
+		BAD(m[k].db[0].pad = 8192);
+		BAD(m[k].db[1].flags = 0x04); /* DUPSORT: sub-cursors LMDB lacks */
+		BAD(m[k].db[0].flags = 0);
+		BAD(m[k].address = 0x10000);
+		BAD(m[k].last_pg = 0);
+	}
+	BAD(m[0].db[0].pad = m[1].db[0].pad = 0); /* LMDB divides by it */
+	BAD(m[0].db[0].pad = m[1].db[0].pad = 3000);
+	BAD(m[0].db[0].pad = m[1].db[0].pad = 65536);
+	BAD(m[1].db[1].root = m[1].last_pg + 1);
+	BAD(m[1].db[1].root = 1);
+	BAD(m[1].db[1].depth = 0);
+	BAD(m[1].db[1].depth = 33);
+	BAD(m[1].db[0].root = IDX_LM_NONE; m[1].db[0].leaf = 1);
+	/* commit ids: meta k holds ids of parity k, the two one apart */
+	memcpy(m, im.m, sizeof(m));
+	m[0].txnid = 2;
+	m[1].txnid = 1;
+	assert_int_equal(idx_lm_metas_check(m, im.n, why, sizeof(why)), 0);
+	m[1].txnid = 3;
+	assert_int_equal(idx_lm_metas_check(m, im.n, why, sizeof(why)), 1);
+	BAD(m[0].txnid = 4; m[1].txnid = 1);
+	BAD(m[0].txnid = 1; m[1].txnid = 2);
+	BAD(m[0].txnid = 2; m[1].txnid = 5);
+	BAD(m[0].txnid = 2; m[1].txnid = 2);
+	/* within the meta pages: too short */
+	assert_int_equal(idx_lm_metas_check(im.m, 8191, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "meta pages"));
+#undef BAD
+	free(im.b);
+	free_tree(&t);
+}
+
+static void test_lm_trees(void **state)
+{
+	struct tree t = {0};
+	struct img im;
+	char d[IDX_DIGEST_LEN], why[256];
+	unsigned char *saved;
+	uint64_t leaf, last, root;
+	unsigned char *p;
+
+	(void)state;
+	index_tree(&t, d);
+	img_load(&im, t.idx);
+	saved = xmalloc(im.n);
+	memcpy(saved, im.b, im.n);
+	root = im.m[im.cur].db[1].root;
+	last = im.m[im.cur].last_pg;
+	/* 3000 records: a branch root over more pages */
+	assert_true(im.m[im.cur].db[1].depth >= 2);
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), 0);
+	assert_int_equal(img_check(&im, im.n, 0, why, sizeof(why)), 0);
+	leaf = img_leaf(&im, 1);
+#define BACK() memcpy(im.b, saved, im.n)
+
+	/* cut the file anywhere before the last tree page: both see it */
+	assert_int_equal(img_check(&im, last * im.psize, 0, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "past the end of the file"));
+	assert_int_equal(img_check(&im, last * im.psize + 4095, 1, why, sizeof(why)), -1);
+
+	/* a damaged leaf header: an open does not read leaves, a write
+	 * reads the leaves its keys lead to and their neighbours */
+	p = img_page(&im, leaf);
+	p[10] |= 0x10; /* P_DIRTY: LMDB would write into its read-only map */
+	assert_int_equal(img_check(&im, im.n, 0, why, sizeof(why)), 0);
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	assert_int_equal(img_check_write(&im, leaf, 2, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "flags"));
+	assert_int_equal(img_check_write(&im, img_leaf(&im, 0), 2, why, sizeof(why)), 0);
+	BACK();
+	/* the first leaf's neighbour: a delete there may merge the two */
+	p = img_page(&im, img_leaf2(&im));
+	p[10] |= 0x10;
+	assert_int_equal(img_check_write(&im, img_leaf(&im, 0), 2, why, sizeof(why)), -1);
+	assert_int_equal(img_check_write(&im, leaf, 2, why, sizeof(why)), 0);
+	BACK();
+	p = img_page(&im, leaf);
+	p[14] -= 2; /* upper: where LMDB would put the next node */
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "fill"));
+	BACK();
+	p[12] += 2; /* lower: one node more than there is */
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	BACK();
+	p[16] = 0xff; /* a node offset past the end of the page */
+	p[17] = 0x0f;
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	BACK();
+	/* a record's key size, its flags, its key bytes */
+	img_node(&im, leaf, 3)[6] += 40;
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	BACK();
+	img_node(&im, leaf, 3)[4] = 0x04; /* F_DUPDATA: a sub-cursor LMDB lacks */
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	BACK();
+	img_node(&im, leaf, 3)[8 + img_u16(img_node(&im, leaf, 3) + 6) - 1] = 0x7f;
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "out of order"));
+	BACK();
+
+	/* the branch page: read by both */
+	p = img_page(&im, root);
+	img_node(&im, root, 1)[0] ^= 0x40; /* a child's page number */
+	assert_int_equal(img_check(&im, im.n, 0, why, sizeof(why)), -1);
+	BACK();
+	/* a separator above the keys of the child it leads to: a search
+	 * for them would take the wrong way */
+	img_node(&im, root, 1)[8 + 1] = 0xff;
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "out of order"));
+	BACK();
+	memcpy(img_node(&im, root, 0), img_node(&im, root, 1), 4); /* a child twice */
+	assert_int_equal(img_check(&im, im.n, 0, why, sizeof(why)), -1);
+	BACK();
+	*(uint64_t *)p = root + 1; /* the page number it holds */
+	assert_int_equal(img_check(&im, im.n, 0, why, sizeof(why)), -1);
+	BACK();
+
+	/* the meta's counts and last page */
+	im.m[im.cur].db[1].leaf++;
+	assert_int_equal(img_check(&im, im.n, 0, why, sizeof(why)), -1);
+	im.m[im.cur].db[1].leaf--;
+	im.m[im.cur].db[1].entries++;
+	assert_int_equal(img_check(&im, im.n, 0, why, sizeof(why)), 0);
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
+	im.m[im.cur].db[1].entries--;
+	im.m[im.cur].last_pg++; /* a page neither used nor free */
+	assert_int_equal(img_check(&im, im.n + 4096, 0, why, sizeof(why)), -1);
+	assert_non_null(strstr(why, "neither used nor free"));
+	im.m[im.cur].last_pg = 1000000000; /* far past the end: no huge bitmap */
+	assert_int_equal(img_check(&im, im.n, 0, why, sizeof(why)), -1);
+	im.m[im.cur].last_pg = last;
+	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), 0);
+#undef BACK
+	free(saved);
+	free(im.b);
+	free_tree(&t);
+}
+
+static void test_guard(void **state)
+{
+	char path[] = "/tmp/ctxpack-unit-guard.XXXXXX";
+	int fd = mkstemp(path);
+	volatile unsigned char *map;
+	struct idx_guard g, g2;
+	volatile int reached = 0;
+	volatile int *volatile nowhere = NULL;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	/* two pages mapped, one in the file: the second is a SIGBUS */
+	map = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	idx_guard_init();
+	if (sigsetjmp(g.jb, 1)) {
+		assert_int_equal(g.sig, SIGBUS);
+		reached = 1;
+	} else {
+		idx_guard_arm(&g);
+		(void)map[4096];
+		idx_guard_disarm(&g);
+	}
+	assert_int_equal(reached, 1);
+
+	/* nested: the inner one catches, the outer one is armed again */
+	reached = 0;
+	if (sigsetjmp(g.jb, 1)) {
+		assert_int_equal(g.sig, SIGSEGV);
+		reached += 10;
+	} else {
+		idx_guard_arm(&g);
+		if (sigsetjmp(g2.jb, 1)) {
+			assert_int_equal(g2.sig, SIGBUS);
+			reached++;
+		} else {
+			idx_guard_arm(&g2);
+			(void)map[5000];
+		}
+		(void)nowhere[2];
+	}
+	assert_int_equal(reached, 11);
+
+	/* LMDB's assertion callback jumps too, and is a no-op unarmed */
+	reached = 0;
+	if (sigsetjmp(g.jb, 1)) {
+		assert_int_equal(g.sig, SIGABRT);
+		reached = 1;
+	} else {
+		idx_guard_arm(&g);
+		idx_guard_assert();
+	}
+	assert_int_equal(reached, 1);
+	idx_guard_assert();
+	munmap((void *)map, 8192);
+	close(fd);
+	unlink(path);
+}
+
+/* A record that fails its check (a value byte flipped): the lookup sees
+ * it, the index is rebuilt, nothing from it is trusted, and the next run
+ * uses the new one. */
+static void test_damage_record(void **state)
+{
+	struct tree t = {0};
+	struct img im;
+	struct idx_stats st;
+	char d[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN], warn[1024];
+	unsigned char *nd;
+
+	(void)state;
+	index_tree(&t, d);
+	img_load(&im, t.idx);
+	nd = img_node(&im, img_leaf(&im, 1), 5);
+	nd[8 + img_u16(nd + 6) + 30] ^= 1;
+	img_save(&im, t.idx);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_non_null(strstr(warn, "data.mdb is damaged (the record of d/f"));
+	assert_non_null(strstr(warn, "fails its check); rebuilt it"));
+	assert_int_equal(st.hashed, NFILES);
+	assert_int_equal(st.reused, 0);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_string_equal(warn, "");
+	assert_int_equal(st.hashed, 0);
+	free(im.b);
+	free_tree(&t);
+}
+
+/* Damage no read notices (a leaf's free-space bound) is found by the
+ * check before a write to that page: the index is rebuilt, and what the
+ * run reused from the old one is written to the new one too. */
+static void test_damage_before_write(void **state)
+{
+	struct tree t = {0};
+	struct img im;
+	struct idx_stats st;
+	char d[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN], warn[1024];
+	unsigned char *nd;
+	const char *name;
+	char *rel;
+	uint64_t leaf;
+
+	(void)state;
+	index_tree(&t, d);
+	img_load(&im, t.idx);
+	leaf = img_leaf(&im, 1);
+	img_page(&im, leaf)[14] -= 2;
+	img_save(&im, t.idx);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(warn, "");
+	assert_int_equal(st.hashed, 0);
+	/* a change to a file whose entry is on that page: a write there */
+	nd = img_node(&im, leaf, 3);
+	name = (const char *)nd + 8 + img_u16(nd + 6) - 6; /* "fNNNNN" */
+	assert_int_equal(name[-1], 0);
+	rel = xasprintf("d/%.6s", name);
+	write_file(t.dir, rel, "new content\n");
+	free(rel);
+	age();
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_not_equal(d2, d);
+	assert_non_null(strstr(warn, "data.mdb is damaged (page "));
+	assert_non_null(strstr(warn, "rebuilt it"));
+	assert_int_equal(st.hashed, 1);
+	assert_int_equal(st.written, NFILES);
+	strcpy(d, d2);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_string_equal(warn, "");
+	assert_int_equal(st.hashed, 0);
+	free(im.b);
+	free_tree(&t);
+}
+
+/* Damage LMDB itself trips over: a node flag it follows to a sub-cursor
+ * that does not exist (a NULL pointer).  The guard turns the fault into
+ * a rebuild. */
+static void test_damage_fault(void **state)
+{
+	struct tree t = {0};
+	struct img im;
+	struct idx_stats st;
+	char d[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN], warn[1024];
+	uint64_t leaf;
+	unsigned i;
+
+	(void)state;
+	index_tree(&t, d);
+	img_load(&im, t.idx);
+	/* the first leaf holds the schema record (node 0), which must stay
+	 * readable for the open to succeed, and the root's first keys */
+	leaf = img_leaf(&im, 0);
+	for (i = 1; i < img_nkeys(&im, leaf); i++)
+		img_node(&im, leaf, i)[4] = 0x04;
+	img_save(&im, t.idx);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_non_null(strstr(warn, "data.mdb is damaged (SIGSEGV reading it); rebuilt it"));
+	assert_int_equal(st.hashed, NFILES);
+	run_tree(&t, &st, d2, warn, sizeof(warn));
+	assert_string_equal(d2, d);
+	assert_string_equal(warn, "");
+	assert_int_equal(st.hashed, 0);
+	free(im.b);
+	free_tree(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1106,6 +1610,12 @@ int main(void)
 		cmocka_unit_test(test_open_rebuilds_garbage),
 		cmocka_unit_test(test_open_rebuilds_other_schema),
 		cmocka_unit_test(test_open_default_dir),
+		cmocka_unit_test(test_lm_metas),
+		cmocka_unit_test(test_lm_trees),
+		cmocka_unit_test(test_guard),
+		cmocka_unit_test(test_damage_record),
+		cmocka_unit_test(test_damage_before_write),
+		cmocka_unit_test(test_damage_fault),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,156 @@
+/*
+ * Internals of the content index shared by index.c (the environment, the
+ * lookup, the writes), idx_lmdb.c (checks of LMDB's file format) and
+ * idx_guard.c (the fault guard).  Not for other modules; the unit tests
+ * include it.  docs/index.md, "A damaged index", says why each exists.
+ */
+#ifndef CTXPACK_IDX_INTERNAL_H
+#define CTXPACK_IDX_INTERNAL_H
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- idx_lmdb.c: LMDB's data file, checked before LMDB reads it ----
+ *
+ * The format is LMDB 0.9's (data version 1) on a 64-bit host, the only
+ * one liblmdb 0.9 writes here.  Pages 0 and 1 are meta pages (commit N
+ * writes meta N % 2; the newer one is the snapshot); the others belong
+ * to the free-page tree (database 0), the main tree (database 1) or a
+ * free-list record, each exactly once.
+ */
+#define IDX_LM_META_LEN 152       /* header and meta of a meta page */
+#define IDX_LM_NONE UINT64_MAX    /* no root: an empty tree */
+#define IDX_LM_DEPTH_MAX 32       /* LMDB's cursor stack */
+
+struct idx_lm_db {
+	uint32_t pad;     /* the page size, in database 0 */
+	uint16_t flags;   /* database flags */
+	uint16_t depth;
+	uint64_t branch, leaf, overflow; /* page counts */
+	uint64_t entries;
+	uint64_t root;    /* IDX_LM_NONE when empty */
+};
+
+struct idx_lm_meta {
+	uint64_t pgno;    /* the page header's page number */
+	uint16_t pflags;  /* the page header's flags */
+	uint32_t magic, version;
+	uint64_t address; /* a fixed map's address: 0 here */
+	struct idx_lm_db db[2];
+	uint64_t last_pg; /* the last page in use */
+	uint64_t txnid;   /* the commit that wrote it */
+};
+
+/* Decode a meta page image (IDX_LM_META_LEN bytes, host order). */
+void idx_lm_meta_decode(const unsigned char *p, struct idx_lm_meta *m);
+
+/* Meta page 0's page size, which says where meta page 1 is: 0 (with why)
+ * when meta 0 is not a meta page or the size is not one LMDB uses. */
+unsigned idx_lm_page_size(const struct idx_lm_meta *m0, char *why, size_t n);
+
+/*
+ * Check both meta pages of a data file of fsize bytes, before LMDB is
+ * given the file: page numbers, flags, magic, version, a page size that
+ * is a power of two from 4 KiB to 32 KiB (and the same in both), database
+ * flags (none for the main tree, integer keys for the free tree), roots
+ * and depths in range, and commit ids that alternate (meta k holds an id
+ * of parity k, the two one apart; 0 and 0 in a new file).  Returns the
+ * index of the newer meta, or -1 with why (n bytes) set.
+ */
+int idx_lm_metas_check(const struct idx_lm_meta m[2], uint64_t fsize, char *why,
+		       size_t n);
+
+/* Where the tree checks read pages: npg pages from pgno (inside the
+ * file: the checks see to that), into the buffer of slot (0..
+ * IDX_LM_SLOTS-1; what an earlier read into another slot returned stays
+ * valid), or NULL on a read error. */
+struct idx_lm_src {
+	const unsigned char *(*read)(void *ctx, uint64_t pgno, uint64_t npg, unsigned slot);
+	void *ctx;
+	uint64_t size;    /* the file's size */
+};
+#define IDX_LM_SLOTS (IDX_LM_DEPTH_MAX + 1)
+
+/* A source reading a data file with pread (a syscall a page, which costs
+ * less than first touching the page through a map). */
+struct idx_lm_file {
+	struct idx_lm_src src;
+	int fd;
+	unsigned psize;
+	unsigned char *slot[IDX_LM_SLOTS];
+	size_t cap[IDX_LM_SLOTS];
+};
+void idx_lm_file_init(struct idx_lm_file *f, int fd, unsigned psize, uint64_t size);
+void idx_lm_file_release(struct idx_lm_file *f);
+const unsigned char *idx_lm_file_read(void *ctx, uint64_t pgno, uint64_t npg, unsigned slot);
+
+struct idx_lm_key {
+	const unsigned char *p;
+	size_t n;
+};
+
+enum idx_lm_mode {
+	/* On open: the free tree whole, the main tree's branch pages (its
+	 * leaves' page numbers are checked, their contents not): what a
+	 * truncation or a damaged branch shows in, at a small part of a
+	 * lookup's cost. */
+	IDX_LM_OPEN,
+	/* Before a write: that, and the leaves the keys (sorted) lead to
+	 * and their neighbours, which is every page LMDB's write will read
+	 * or change (a delete may merge a leaf with a neighbour). */
+	IDX_LM_WRITE,
+	/* Every page (the tests). */
+	IDX_LM_ALL,
+};
+
+/*
+ * Check the two trees of snapshot m: every page read lies within the
+ * file and below the last page, is reached once, has the right header,
+ * node offsets and sizes inside it, nodes filling it from the top
+ * exactly, keys in ascending order within the bounds its parents set,
+ * leaves at the tree's depth; the free-page tree's records, overflow
+ * pages, and the pages they list (in range, in no tree); page counts as
+ * the meta says, and every page up to the last in exactly one place.
+ * Returns 0, or -1 with why (n bytes) saying what is wrong and where.
+ */
+int idx_lm_check(const struct idx_lm_src *src, const struct idx_lm_meta *m, int mode,
+		 const struct idx_lm_key *keys, size_t nkeys, char *why, size_t n);
+
+/* ---- idx_guard.c: a fault while touching the index ----
+ *
+ * LMDB trusts the pages it reads: a damaged leaf can send it past the
+ * end of the file (SIGBUS), through a NULL pointer (SIGSEGV) or into an
+ * assertion (abort).  Around the code that touches the index, a guard
+ * turns those into an error the caller handles:
+ *
+ *   struct idx_guard g;
+ *   if (sigsetjmp(g.jb, 1)) {
+ *           ... g.sig says what happened; the guard is already off ...
+ *   }
+ *   idx_guard_arm(&g);
+ *   ... LMDB calls ...
+ *   idx_guard_disarm(&g);
+ *
+ * Per thread: a fault on a thread with no armed guard (a bug elsewhere,
+ * a reader thread) goes to the disposition that was there before, as if
+ * no guard existed.  Locals changed between sigsetjmp and the fault must
+ * be volatile (or kept in memory the fault path reads).
+ */
+struct idx_guard {
+	sigjmp_buf jb;
+	struct idx_guard *prev;
+	int sig;            /* SIGBUS, SIGSEGV, or SIGABRT (an LMDB assertion) */
+};
+
+/* Install the handlers where they are not (arming does this too). */
+void idx_guard_init(void);
+void idx_guard_arm(struct idx_guard *g);
+void idx_guard_disarm(struct idx_guard *g);
+/* For LMDB's assertion callback: jump to the armed guard with SIGABRT,
+ * or return (LMDB then aborts) when none is armed. */
+void idx_guard_assert(void);
+/* "SIGBUS", "SIGSEGV", "an assertion" */
+const char *idx_guard_what(int sig);
+
+#endif
