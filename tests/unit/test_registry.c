@@ -658,7 +658,7 @@ static void test_layout(void **state)
 	reg_manifest_release(&m);
 
 	/* fetch to a file: verified, same bytes */
-	assert_int_equal(reg_blob_fetch_file(s, fdg, sizeof(data), out, &e), 0);
+	assert_int_equal(reg_blob_fetch_file(s, fdg, sizeof(data), out, 0, &e), 0);
 	assert_int_equal(buf_read_file(&fb, out, 0, &e), 0);
 	assert_int_equal(fb.len, sizeof(data));
 	assert_memory_equal(fb.data, data, sizeof(data));
@@ -671,12 +671,12 @@ static void test_layout(void **state)
 
 		data[100] ^= 1;
 		write_file(bp, data, sizeof(data), 0644);
-		assert_int_equal(reg_blob_fetch_file(s, fdg, sizeof(data), out, &e), ERR_CORRUPT);
+		assert_int_equal(reg_blob_fetch_file(s, fdg, sizeof(data), out, 0, &e), ERR_CORRUPT);
 		assert_non_null(strstr(e.msg, "digest"));
 		err_clear(&e);
 		assert_int_equal(access(out, F_OK), -1);
 		/* wrong size too */
-		assert_int_equal(reg_blob_fetch_file(s, fdg, 5, out, &e), ERR_CORRUPT);
+		assert_int_equal(reg_blob_fetch_file(s, fdg, 5, out, 0, &e), ERR_CORRUPT);
 		err_clear(&e);
 		assert_int_equal(access(out, F_OK), -1);
 		data[100] ^= 1;
@@ -973,17 +973,17 @@ static void test_remote_api(void **state)
 		sha256_digest_str(data, sizeof(data), dg);
 		assert_int_equal(reg_blob_exists(s, dg, &size, &e), 1);
 		assert_int_equal(size, sizeof(data));
-		assert_int_equal(reg_blob_fetch_file(s, dg, sizeof(data), out, &e), 0);
+		assert_int_equal(reg_blob_fetch_file(s, dg, sizeof(data), out, 0, &e), 0);
 		assert_int_equal(buf_read_file(&fb, out, 0, &e), 0);
 		assert_int_equal(fb.len, sizeof(data));
 		assert_memory_equal(fb.data, data, sizeof(data));
 		buf_release(&fb);
 		/* the wrong expected size: an error, and no file */
 		unlink(out);
-		assert_int_equal(reg_blob_fetch_file(s, dg, 10, out, &e), ERR_CORRUPT);
+		assert_int_equal(reg_blob_fetch_file(s, dg, 10, out, 0, &e), ERR_CORRUPT);
 		err_clear(&e);
 		assert_int_equal(access(out, F_OK), -1);
-		assert_int_equal(reg_blob_fetch_file(s, DG, -1, out, &e), ERR_NOTFOUND);
+		assert_int_equal(reg_blob_fetch_file(s, DG, -1, out, 0, &e), ERR_NOTFOUND);
 		assert_non_null(strstr(e.msg, "BLOB_UNKNOWN"));
 		err_clear(&e);
 		assert_int_equal(access(out, F_OK), -1);
@@ -1111,7 +1111,7 @@ static void test_remote_stream(void **state)
 	assert_int_equal(bi.sent, n);
 	reg_store_stats(s, &st);
 	assert_int_equal(st.blob_bytes_sent, n);
-	assert_int_equal(reg_blob_fetch_file(s, dg, (int64_t)n, out, &e), 0);
+	assert_int_equal(reg_blob_fetch_file(s, dg, (int64_t)n, out, 0, &e), 0);
 	assert_int_equal(sha256_file(out, dg2, &size, &e), 0);
 	assert_string_equal(dg2, dg);
 	if (reg_blob_push_file(s, f, NULL, NULL, &bi, &e))
