@@ -747,6 +747,54 @@ static void test_layout(void **state)
 }
 
 /* Several processes tagging one layout at once lose no tag. */
+/* 40,000 tags (listed in one pass), repeats dropped keeping the first
+ * place, names that are not tags (a newline, an escape) dropped; and
+ * put-if-absent on a layout. */
+static void test_layout_tags(void **state)
+{
+	char *d = tmpdir_new(), *lay = xasprintf("%s/lay", d), *spec = xasprintf("oci:%s", lay);
+	char *p = xasprintf("%s/index.json", lay), dg[REG_DIGEST_SIZE];
+	static const char man[] = "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_MANIFEST "\","
+				  "\"config\":{\"mediaType\":\"" REG_MT_EMPTY "\",\"digest\":\""
+				  REG_EMPTY_DIGEST "\",\"size\":2},\"layers\":[]}";
+	struct reg_store *s;
+	struct reg_tags tags;
+	struct buf b = BUF_INIT;
+	struct err e = ERR_INIT;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(reg_store_open(&s, spec, NULL, &e), 0);
+	assert_int_equal(reg_manifest_put_new(s, "first", man, strlen(man), dg, &e), 0);
+	assert_int_equal(reg_manifest_put_new(s, "first", man, strlen(man), NULL, &e), 1);
+	buf_addstr(&b, "{\"schemaVersion\":2,\"manifests\":[");
+	for (i = 0; i < 40000; i++)
+		buf_addf(&b, "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu,\"annotations\":"
+			 "{\"org.opencontainers.image.ref.name\":\"t%05zu\"}}", i ? "," : "",
+			 REG_MT_MANIFEST, dg, strlen(man), i % 30000 == 7 ? (size_t)7 : i);
+	buf_addf(&b, ",{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":1,\"annotations\":"
+		 "{\"org.opencontainers.image.ref.name\":\"bad\\ntag\"}}", REG_MT_MANIFEST, dg);
+	buf_addf(&b, ",{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":1,\"annotations\":"
+		 "{\"org.opencontainers.image.ref.name\":\"\\u001b[31m\"}}]}", REG_MT_MANIFEST, dg);
+	write_file(p, b.data, b.len, 0644);
+	assert_int_equal(reg_tags_list(s, &tags, &e), 0);
+	assert_int_equal(tags.n, 39999); /* t00007 twice, two invalid */
+	assert_string_equal(tags.v[0], "t00000");
+	assert_string_equal(tags.v[7], "t00007");
+	assert_string_equal(tags.v[8], "t00008");
+	assert_string_equal(tags.v[tags.n - 1], "t39999");
+	for (i = 0; i < tags.n; i++)
+		assert_null(strpbrk(tags.v[i], "\n\x1b"));
+	reg_tags_release(&tags);
+	buf_release(&b);
+	reg_store_free(s);
+	rm_rf(d);
+	free(d);
+	free(lay);
+	free(spec);
+	free(p);
+}
+
 static void test_layout_concurrent(void **state)
 {
 	char *d = tmpdir_new(), *spec = xasprintf("oci:%s/lay", d);
@@ -1148,6 +1196,7 @@ int main(void)
 		cmocka_unit_test(test_sniff),
 		cmocka_unit_test(test_layout),
 		cmocka_unit_test(test_layout_concurrent),
+		cmocka_unit_test(test_layout_tags),
 		cmocka_unit_test_prestate_setup_teardown(test_remote_api, reg_setup, reg_teardown,
 							 (void *)&deletes_on),
 		cmocka_unit_test_prestate_setup_teardown(test_remote_no_delete, reg_setup,
