@@ -11,7 +11,9 @@
 #     an unprivileged user;
 #   - concurrent saves of one key: exactly one reports saved, the others
 #     that it exists (an oci: layout, with and without the shared lock
-#     directory, and a registry).
+#     directory, and a registry);
+#   - a full disk (for the download, for the tree) is a miss whose message
+#     keeps the root cause.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-registry.sh"
 
@@ -65,6 +67,39 @@ if mount -t tmpfs -o size=1m ctxpack-test mnt 2>/dev/null; then
 	umount mnt
 else
 	skip "cannot mount a tmpfs here: the mount point case"
+fi
+
+# ---- a full disk: the message keeps the root cause
+mkdir -p full-cache full-target
+if mount -t tmpfs -o size=512k ctxpack-test full-cache 2>/dev/null; then
+	at_exit "umount '$TESTDIR/full-cache'"
+	mkdir -p big && head -c 2000000 /dev/urandom >big/f
+	ctxpack cache save -q --store "$STORE" --key big big
+	rm -rf big && mkdir big && echo mine >big/mine
+	out=$(XDG_CACHE_HOME=$TESTDIR/full-cache ctxpack cache restore --store "$STORE" --key big big 2>err)
+	is "$out" miss "no room for the download: a miss"
+	like "$(cat err)" "restore big: .*No space left on device" "the warning keeps the root cause"
+	is "$(ls -A big)" mine "no room: the old directory is unchanged"
+	umount full-cache
+else
+	skip "cannot mount a tmpfs here: the full disk case"
+fi
+if mount -t tmpfs -o size=512k ctxpack-test full-target 2>/dev/null; then
+	at_exit "umount '$TESTDIR/full-target'"
+	mkdir -p full-target/big && echo mine >full-target/big/mine
+	# another path list: another version; save it under this one
+	mkdir -p src-big && head -c 2000000 /dev/urandom >src-big/f
+	mkdir -p "$TESTDIR/alt/full-target" && mv src-big "$TESTDIR/alt/full-target/big"
+	(cd "$TESTDIR/alt" && "$CTXPACK" cache save -q --store "$STORE" --key big2 full-target/big)
+	out=$(ctxpack cache restore --store "$STORE" --key big2 full-target/big 2>err)
+	is "$out" miss "no room for the tree: a miss"
+	like "$(cat err)" "restore full-target/big: cannot write .*No space left on device" \
+		"the warning names the file and keeps the root cause"
+	is "$(ls -A full-target/big)" mine "no room: the old tree is unchanged"
+	ok "no room: no staging directory left" sh -c "! ls -a full-target | grep -q '^\.ctxpack-'"
+	umount full-target
+else
+	skip "cannot mount a tmpfs here: the full target case"
 fi
 
 # ---- stale staging: only ours, never through a link
