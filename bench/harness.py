@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -312,6 +313,21 @@ def rmtree(p):
         os.unlink(p)
     elif os.path.isdir(p):
         shutil.rmtree(p)
+
+
+def tree_listing(root):
+    """(path, type, mode, link target or size) of every entry below root,
+    sorted: what a faithful restore must give back."""
+    v = []
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            kind = ("l" if stat.S_ISLNK(st.st_mode) else "d" if stat.S_ISDIR(st.st_mode)
+                    else "f" if stat.S_ISREG(st.st_mode) else "o")
+            v.append((os.path.relpath(p, root), kind, st.st_mode & 0o7777,
+                      os.readlink(p) if kind == "l" else st.st_size if kind == "f" else 0))
+    return sorted(v)
 
 
 def free_port():
@@ -1337,9 +1353,10 @@ http:
         interleave(self.runs, [(rest, clean, do_restore, None), (curl, setup_curl, do_curl, None)],
                    warmup=warm)
         discard(nm)
+        real = self._cache_real_trees(reg, store_r, discard)
         self.results["sections"]["cache"] = {
             "node_modules_blob_bytes": layer["size"], "npm_ci": npm_m.to_json(), "hit": hit.to_json(),
-            "restore": rest.to_json(), "curl": curl.to_json()}
+            "restore": rest.to_json(), "curl": curl.to_json(), "real_trees": real}
         if hit_oci.samples:
             self.results["sections"]["cache"]["hit_oci"] = hit_oci.to_json()
             self.results["sections"]["cache"]["npm_ci_warm"] = npm_w.to_json()
@@ -1357,6 +1374,98 @@ http:
         self.goal("cache", "cache restore vs curl | zstd -d | tar -x", rest.median / curl.median, 1.0,
                   "le", "curl | zstd -d | tar -x", "%s blob; ctxpack also verifies its sha256" %
                   human_bytes(layer["size"]))
+
+    def _cache_real_trees(self, reg, store_r, discard):
+        """Issue 14: a real npm workspace node_modules (workspace links, .bin
+        links) and a venv (bin/python3 -> the system's python), each saved,
+        then restored as a hit and checked against the original tree
+        (paths, types, modes, link targets, sizes), timed against
+        curl | zstd -d | tar -x of the same blob; the workspace also against
+        npm ci with a warm npm cache."""
+        ws = os.path.join(self.work, "cache-workspace")
+        discard(ws)
+        shutil.copytree(os.path.join(BENCH, "workspace"), ws, symlinks=True)
+        npm = self.npm_ci_argv()
+        log("cache: npm ci of the workspace (bench/workspace)")
+        self.r.run(npm, cwd=ws)
+        self.monorepo()
+        vdir = os.path.join(self.work, "cache-venv")
+        discard(vdir)
+        os.makedirs(vdir)
+        # cp -a keeps the venv's links (bin/python3 -> the system's python)
+        self.r.run(["cp", "-a", os.path.join(self.mono, "backend", ".venv"), vdir])
+        cases = [("workspace node_modules", ws, "node_modules"), ("venv", vdir, ".venv")]
+        out = {}
+        for label, wd, path in cases:
+            full = os.path.join(wd, path)
+            ref = tree_listing(full)
+            nlinks = sum(1 for x in ref if x[1] == "l")
+            key = "bench-" + label.replace(" ", "-")
+            self.r.run(self.cp("cache", "save", "--key", key, "--store", store_r, path), cwd=wd)
+            j = json.loads(self.r.out(self.cp("cache", "restore", "--key", key, "--store", store_r,
+                                              "--lookup-only", "--json", path), cwd=wd))
+            if j.get("result") != "hit":
+                raise BenchError("cache restore --lookup-only of the %s after save: %s" % (label, j))
+            man = json.loads(http_get("http://%s/v2/bench/cache-restore/manifests/%s" % (reg, j["tag"]), {
+                "Accept": "application/vnd.oci.image.manifest.v1+json"}))
+            layer = man["layers"][0]
+            url = "http://%s/v2/bench/cache-restore/blobs/%s" % (reg, layer["digest"])
+            rest = Measure("ctxpack cache restore (%s)" % label,
+                           "ctxpack cache restore --key K --store REGISTRY/bench/cache-restore %s" % path)
+            curl = Measure("curl | zstd -d | tar -x (%s)" % label,
+                           "curl -s BLOB_URL | zstd -d | tar -x -C %s" % path)
+
+            def clean(i, full=full):
+                discard(full)
+
+            def do_restore(i, wd=wd, key=key, path=path, label=label):
+                s = self.r.run(self.cp("cache", "restore", "--key", key, "--store", store_r, "--json",
+                                       path), cwd=wd, capture=True)
+                if json.loads(s.stdout).get("result") != "hit":
+                    raise BenchError("cache restore of the %s: not a hit: %s" % (label, s.stdout))
+                return s
+
+            def setup_curl(i, full=full):
+                discard(full)
+                os.makedirs(full)
+
+            def do_curl(i, wd=wd, url=url, full=full):
+                return self.r.run([["curl", "-sSf", "--noproxy", "127.0.0.1", url], ["zstd", "-d", "-q"],
+                                   ["tar", "-x", "-C", full]], cwd=wd)
+            log("cache: restore of the %s (%d entries, %d symlinks, %s) vs curl | zstd -d | tar -x" % (
+                label, len(ref), nlinks, human_bytes(layer["size"])))
+            variants = [(rest, clean, do_restore, None), (curl, setup_curl, do_curl, None)]
+            npm_ws = None
+            if path == "node_modules":
+                npm_ws = Measure("npm ci (workspace, warm npm cache)", " ".join(npm))
+
+                def do_npm(i, wd=wd):
+                    return self.r.run(npm, cwd=wd)
+                variants.append((npm_ws, clean, do_npm, None))
+            interleave(self.runs, variants, warmup=0)
+            # the last restore, checked against the tree it was saved from
+            clean(0)
+            do_restore(0)
+            got = tree_listing(full)
+            diff = sorted(set(got) ^ set(ref))
+            self.check("cache restore of the %s is the tree saved" % label, not diff,
+                       "%d entries, %d symlinks%s" % (len(ref), nlinks, "; differs at %s" % (diff[:2],)
+                                                      if diff else ""))
+            out[label] = {"entries": len(ref), "symlinks": nlinks, "blob_bytes": layer["size"],
+                          "restore": rest.to_json(), "curl": curl.to_json()}
+            self.goal("cache", "cache restore (%s) vs curl | zstd -d | tar -x" % label,
+                      rest.median / curl.median, 1.0, "le", "curl | zstd -d | tar -x",
+                      "%s blob, %d entries, %d symlinks; a hit" % (human_bytes(layer["size"]), len(ref),
+                                                                   nlinks))
+            if npm_ws:
+                out[label]["npm_ci"] = npm_ws.to_json()
+                self.goal("cache", "cache restore (%s) vs npm ci" % label, rest.median / npm_ws.median,
+                          None, "le", "npm ci, warm npm cache", "%.1fx faster" % (
+                              npm_ws.median / rest.median))
+            discard(full)
+        discard(ws)
+        discard(vdir)
+        return out
 
     # -- output -----------------------------------------------------------
 

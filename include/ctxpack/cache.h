@@ -9,7 +9,7 @@
  * layer's hold the path as given.  docs/ci.md is the user's guide.
  *
  * Keys.  A key is 1..CACHE_KEY_MAX bytes of UTF-8 with no control
- * characters.  Every key is combined with an implicit version (the path
+ * characters (C0, DEL, C1).  Every key is combined with an implicit version (the path
  * list, the compression, the OS/architecture and the format versions), so
  * an entry saved for other paths or another platform is never restored.
  * The key and version map to a valid OCI tag:
@@ -24,15 +24,26 @@
  * full key annotation (which also rules out hash collisions).
  *
  * Saves are immutable and idempotent: blobs first, the manifest (by tag)
- * last; an existing key is left alone unless forced.  Two concurrent saves
- * of one key both succeed; the last manifest written stays and either is
- * a whole entry.
+ * last; an existing key is left alone unless forced.  Of concurrent saves
+ * of one key, exactly one reports it saved and the others that it exists:
+ * they queue on a lock file under cache_home() (one machine), and the
+ * manifest is put only if the tag is still absent (atomic on an oci:
+ * layout; on a registry a HEAD just before the PUT).  Paths that nest ("a"
+ * and "a/b") are refused.
  *
- * Restores verify each blob's sha256 while it streams into the extractor
- * (unpack.h), into a staging directory beside the target, and swap the
- * staging directory in (renameat2 RENAME_EXCHANGE, else rename aside)
- * only after every layer was verified and extracted: a failed or killed
- * restore leaves the old directory as it was.
+ * Restores download each layer into a private temporary file (O_TMPFILE)
+ * and verify its size and sha256 before a byte of it reaches the
+ * decompressor; the extraction (unpack.h: nothing written outside or
+ * through a link, links verbatim, exact modes) is bounded by the layer's
+ * recorded uncompressed size and entry count and by max_size, and goes
+ * into a staging directory beside the target.  Only when every layer is
+ * in are the targets swapped in (renameat2 RENAME_EXCHANGE, else rename
+ * aside), all of them or, should one swap fail, none: a failed or killed
+ * restore leaves the old directories as they were.  A target that is a
+ * mount point cannot be swapped and is refused before anything is
+ * fetched.  Everything read from the store is untrusted: entries whose
+ * key, paths, titles, version or counts are not valid are refused as
+ * corrupt.
  *
  * Errors follow util.h.  Nothing here prints; warnings go to the opts'
  * warn callback.
@@ -55,6 +66,10 @@
 /* "-" + 8 hex of the version + 24 hex of the key hash */
 #define CACHE_TAG_SUFFIX 33
 #define CACHE_VERSION_LEN 64
+/* The default --max-size: a layer's compressed and uncompressed bytes. */
+#define CACHE_MAX_SIZE (16ull << 30)
+/* The most entries a layer may have when its count is not recorded. */
+#define CACHE_MAX_ENTRIES (16u << 20)
 
 #define CACHE_ANNOT_KEY "io.ctxpack.cache.key"
 #define CACHE_ANNOT_PATHS "io.ctxpack.cache.paths"       /* JSON list of strings */
@@ -72,8 +87,11 @@
  * ERR_USAGE when it is empty, longer than CACHE_KEY_MAX, not UTF-8 or
  * holds a control character. */
 int cache_key_check(const char *key, const char *what, struct err *e);
+/* 0 when s is UTF-8 without control characters (C0, DEL, C1), else -1. */
+int cache_text_check(const char *s);
 /* Check a path as given (non-empty, UTF-8, no control characters, not
- * ending in "." or ".."); ERR_USAGE. */
+ * ending in "." or ".."); ERR_USAGE.  (cache_save and cache_restore also
+ * refuse a list with a path twice or two paths that nest.) */
 int cache_path_check(const char *path, struct err *e);
 /* "linux/amd64", "linux/arm64", ... (the build's OS/architecture). */
 const char *cache_platform(void);
@@ -159,6 +177,10 @@ struct cache_opts {
 	const char *tmp_dir;    /* archives are written here; NULL: cache_home()/tmp */
 	cache_warn_fn warn;     /* non-fatal problems (collisions, skipped tags) */
 	void *warn_arg;
+	uint64_t max_size;      /* restore: the most bytes a layer may have, compressed
+				   or not; 0: CACHE_MAX_SIZE */
+	int safe_links;         /* restore: refuse symlinks that lead out of the
+				   restored directory (unpack_opts.safe_links) */
 };
 void cache_opts_init(struct cache_opts *o);
 
@@ -167,6 +189,13 @@ struct cache;
 /* Open the store (nothing is contacted yet). */
 int cache_open(struct cache **c, const struct cache_opts *o, struct err *e);
 void cache_free(struct cache *c);
+/*
+ * An overall time limit for what follows (cache_lookup, cache_restore):
+ * ms from now, 0 for none.  Past it every request, copy and extraction
+ * stops with a "time limit reached" error (a slow-drip registry, a stalled
+ * transfer).
+ */
+void cache_set_timeout(struct cache *c, uint64_t ms);
 /* The store (borrowed), and its name for messages. */
 struct reg_store *cache_store(struct cache *c);
 const char *cache_store_name(const struct cache *c);

@@ -173,6 +173,13 @@ struct reg_stats {
 };
 void reg_store_stats(const struct reg_store *s, struct reg_stats *st);
 
+/*
+ * An overall time limit: from now on every request, retry wait and copy
+ * stops at deadline_ms (CLOCK_MONOTONIC, in ms) with ERR_NET "time limit
+ * reached", however slowly bytes still drip in.  0 removes it.
+ */
+void reg_store_set_deadline(struct reg_store *s, uint64_t deadline_ms);
+
 /* --- blobs --- */
 
 /* 1 when the blob exists (size set when non-NULL), 0 when not, <0 error. */
@@ -225,9 +232,12 @@ int reg_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 /*
  * Fetch a blob into path: written to a temporary beside it, verified, then
  * renamed over path (mode 0644 before umask).  On failure nothing is left.
+ * With noreplace, an existing path is never replaced: ERR_USAGE when it is
+ * there, checked before the download and again, atomically, at the rename
+ * (RENAME_NOREPLACE).
  */
 int reg_blob_fetch_file(struct reg_store *s, const char *digest, int64_t size,
-			const char *path, struct err *e);
+			const char *path, int noreplace, struct err *e);
 
 /* --- manifests and tags --- */
 
@@ -239,6 +249,16 @@ int reg_blob_fetch_file(struct reg_store *s, const char *digest, int64_t size,
  */
 int reg_manifest_put(struct reg_store *s, const char *tag, const void *p,
 		     size_t n, char digest_out[REG_DIGEST_SIZE], struct err *e);
+
+/*
+ * reg_manifest_put for a tag that must not exist yet: 0 when put, 1 when
+ * the tag exists (nothing written; digest_out untouched).  On a layout the
+ * check and the put are one step under the index lock, so of concurrent
+ * callers exactly one gets 0; a registry has no such operation, so there
+ * it is a HEAD just before the PUT (a window remains).
+ */
+int reg_manifest_put_new(struct reg_store *s, const char *tag, const void *p,
+			 size_t n, char digest_out[REG_DIGEST_SIZE], struct err *e);
 
 /*
  * Get a manifest by tag or digest ("sha256:...") into out (reset first,
@@ -261,8 +281,11 @@ struct reg_tags {
 	char **v;
 	size_t n;
 };
-/* All tags of the repository (following Link pagination).  A repository
- * or layout that does not exist is an empty list, not an error. */
+/* All tags of the repository (following Link pagination), each once, in
+ * the order first listed; names that are not valid tags (a store is
+ * untrusted: control characters, newlines) are dropped with a log line.  A
+ * repository or layout that does not exist is an empty list, not an
+ * error. */
 int reg_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e);
 void reg_tags_release(struct reg_tags *tags);
 

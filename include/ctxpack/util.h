@@ -167,8 +167,12 @@ int atomic_clear_stale(const char *path);
 
 /* mkdir -p; returns 0 or an err. */
 int mkdir_p(const char *path, int mode, struct err *e);
-/* rm -rf of a path (no error when absent). */
+/* rm -rf of a path (no error when absent), never following a symlink
+ * below it; directories it may not read or write are made 0700 first. */
 int remove_tree(const char *path, struct err *e);
+/* The same for name in directory dfd (shown names it in messages; NULL:
+ * name). */
+int remove_tree_at(int dfd, const char *name, const char *shown, struct err *e);
 
 /*
  * The names in directory path (without "." and ".."), unsorted, as a

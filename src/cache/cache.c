@@ -8,15 +8,17 @@
  * content gives the same bytes), then the empty config, then the manifest
  * by tag: the commit point.
  *
- * Restore: each layer streams from the store into a pipe; a thread reads
- * the pipe and extracts into a staging directory beside the target.  The
- * store's fetch hashes the bytes as they go and fails on a mismatch, so a
- * staging directory is only swapped in after its blob was verified to the
- * last byte.  Targets are swapped after every layer is in, with
+ * Restore: each layer is downloaded into a private temporary file (no
+ * name: O_TMPFILE) while its sha256 and size are checked; only a verified
+ * file is handed to the extractor, which never sees a byte the digest did
+ * not cover (and which no other process can change meanwhile, as it could
+ * a blob in a shared layout).  It extracts into a staging directory
+ * beside the target.  Targets are swapped after every layer is in, with
  * renameat2(RENAME_EXCHANGE), so there is never a moment without a whole
- * directory at the target; the old tree is then removed.  Staging
- * directories left by a killed restore (".ctxpack-new-PID-N") are removed
- * by the next restore into the same directory once PID is gone.
+ * directory at the target; if one swap fails, the ones done are swapped
+ * back; then the old trees are removed.  Staging directories left by a
+ * killed restore (".ctxpack-new-PID-N") are removed by the next restore
+ * into the same directory once PID is gone.
  */
 #include "ctxpack/cache.h"
 
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,14 +41,24 @@
 
 #define STAGE_PREFIX ".ctxpack-new-"
 #define OLD_PREFIX ".ctxpack-old-"
-#define PIPE_SIZE (1 << 20)
 
 struct cache {
 	struct reg_store *s;
 	char *tmp_dir;
 	cache_warn_fn warn;
 	void *warn_arg;
+	uint64_t max_size;
+	int safe_links;
+	uint64_t deadline_ms;  /* CLOCK_MONOTONIC; 0: none */
 };
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 void cache_opts_init(struct cache_opts *o)
 {
@@ -90,8 +103,16 @@ int cache_open(struct cache **out, const struct cache_opts *o, struct err *e)
 	}
 	c->warn = o->warn;
 	c->warn_arg = o->warn_arg;
+	c->max_size = o->max_size ? o->max_size : CACHE_MAX_SIZE;
+	c->safe_links = o->safe_links;
 	*out = c;
 	return 0;
+}
+
+void cache_set_timeout(struct cache *c, uint64_t ms)
+{
+	c->deadline_ms = ms ? mono_ms() + ms : 0;
+	reg_store_set_deadline(c->s, c->deadline_ms);
 }
 
 void cache_free(struct cache *c)
@@ -119,9 +140,66 @@ void cache_match_release(struct cache_match *m)
 	m->result = CACHE_MISS;
 }
 
+/*
+ * Where a path is: ~ expanded, made absolute, its existing part resolved
+ * (symlinks included) and the rest cleaned of ".", ".." and "//".
+ * malloc'd.
+ */
+static char *canon_path(const char *path)
+{
+	char *x = cache_expand_path(path), *r = path_resolve_future(x), *out, *o;
+	const char *p;
+
+	if (!r)
+		r = xstrdup(x);
+	free(x);
+	out = xmalloc(strlen(r) + 2);
+	o = out;
+	for (p = r; *p;) {
+		const char *s;
+		size_t n;
+
+		while (*p == '/')
+			p++;
+		s = p;
+		while (*p && *p != '/')
+			p++;
+		n = (size_t)(p - s);
+		if (!n || (n == 1 && s[0] == '.'))
+			continue;
+		if (n == 2 && s[0] == '.' && s[1] == '.') {
+			while (o > out && o[-1] != '/')
+				o--;
+			if (o > out)
+				o--;
+			continue;
+		}
+		*o++ = '/';
+		memcpy(o, s, n);
+		o += n;
+	}
+	if (o == out)
+		*o++ = '/';
+	*o = '\0';
+	free(r);
+	return out;
+}
+
+/* 1 when directory a holds b (or is b). */
+static int path_holds(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	if (n == 1 && a[0] == '/')
+		return 1;
+	return !strncmp(a, b, n) && (b[n] == '/' || !b[n]);
+}
+
 static int check_paths(const char *const *paths, size_t n, struct err *e)
 {
+	char **canon;
 	size_t i, j;
+	int ret = 0;
 
 	if (!n)
 		return err_set(e, ERR_USAGE, "no path given");
@@ -132,7 +210,28 @@ static int check_paths(const char *const *paths, size_t n, struct err *e)
 			if (!strcmp(paths[i], paths[j]))
 				return err_set(e, ERR_USAGE, "path '%s' is given twice", paths[i]);
 	}
-	return 0;
+	/* one directory inside another would be archived twice, and a
+	 * restore would swap the outer one over the inner one's swap */
+	canon = xcalloc(n, sizeof(*canon));
+	for (i = 0; i < n; i++)
+		canon[i] = canon_path(paths[i]);
+	for (i = 0; i < n && !ret; i++) {
+		for (j = 0; j < n && !ret; j++) {
+			if (i == j || !path_holds(canon[i], canon[j]))
+				continue;
+			if (!strcmp(canon[i], canon[j]))
+				ret = err_set(e, ERR_USAGE, "paths '%s' and '%s' are the same directory",
+					      paths[i], paths[j]);
+			else
+				ret = err_set(e, ERR_USAGE, "paths '%s' and '%s' nest (the second is "
+					      "inside the first): cache them under separate keys or "
+					      "as one path", paths[i], paths[j]);
+		}
+	}
+	for (i = 0; i < n; i++)
+		free(canon[i]);
+	free(canon);
+	return ret;
 }
 
 /* Read and parse the entry at tag. */
@@ -285,6 +384,69 @@ out:
 	return ret;
 }
 
+/*
+ * Serialize saves of one tag to one store on this machine: an flock on
+ * cache_home()/locks/<sha256 of store and tag>.  -1 when there is no lock
+ * to be had (the put-if-absent still keeps a layout right).
+ */
+static int save_lock(struct cache *c, const char *tag)
+{
+	char *home = cache_home(), *dir = xasprintf("%s/locks", home), *id, *path;
+	char dg[REG_DIGEST_SIZE];
+	struct err e2 = ERR_INIT;
+	int fd = -1;
+
+	id = xasprintf("%s\n%s", reg_store_name(c->s), tag);
+	sha256_digest_str(id, strlen(id), dg);
+	path = xasprintf("%s/save-%.40s.lock", dir, dg + 7);
+	if (!mkdir_p(dir, 0700, &e2)) {
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+		while (fd >= 0 && flock(fd, LOCK_EX)) {
+			if (errno != EINTR) {
+				close(fd);
+				fd = -1;
+			}
+		}
+	}
+	free(home);
+	free(dir);
+	free(id);
+	free(path);
+	return fd;
+}
+
+/* The entry at tag when it is key's: 1 (r filled), 0 when the tag holds
+ * nothing usable (replace it), <0 for a collision or a store failure. */
+static int existing_entry(struct cache *c, const char *key, struct cache_save_result *r,
+			  struct err *e)
+{
+	struct cache_entry en;
+	struct err e2 = ERR_INIT;
+	int ret = read_entry(c, r->tag, &en, &e2);
+
+	if (!ret && !strcmp(en.key, key)) {
+		r->existed = 1;
+		memcpy(r->digest, en.digest, REG_DIGEST_SIZE);
+		r->layers = en.m.nlayers;
+		r->bytes = en.size;
+		cache_entry_release(&en);
+		return 1;
+	}
+	if (!ret) {
+		ret = err_set(e, ERR_CORRUPT, "tag %s holds key '%s', not '%s' (a hash "
+			      "collision?); not overwritten", r->tag, en.key, key);
+		cache_entry_release(&en);
+		return ret;
+	}
+	if (e2.code != ERR_CORRUPT && e2.code != ERR_NOTFOUND) {
+		*e = e2;
+		return e->code;
+	}
+	if (e2.code == ERR_CORRUPT)
+		warnf(c, "tag %s: %s; replacing it", r->tag, e2.msg);
+	return 0;
+}
+
 int cache_save(struct cache *c, const char *key, const char *const *paths, size_t n,
 	       int force, struct cache_save_result *r, struct err *e)
 {
@@ -295,7 +457,7 @@ int cache_save(struct cache *c, const char *key, const char *const *paths, size_
 	struct buf man = BUF_INIT, paths_json = BUF_INIT;
 	struct timespec now;
 	size_t i, nan = 0;
-	int ret;
+	int ret, lock = -1, replace = force;
 
 	if (!r)
 		r = &tmp;
@@ -304,37 +466,21 @@ int cache_save(struct cache *c, const char *key, const char *const *paths, size_
 		return e->code;
 	cache_version(paths, n, version);
 	cache_tag(key, version, r->tag);
+	/* saves of this key queue here: the second finds the first's entry */
+	lock = save_lock(c, r->tag);
 
 	if (!force) {
-		struct cache_entry en;
-
 		ret = reg_manifest_head(c->s, r->tag, NULL, NULL, e);
 		if (ret < 0)
-			return err_wrap(e, "save %s", key);
+			goto out;
 		if (ret == 1) {
-			struct err e2 = ERR_INIT;
-
-			ret = read_entry(c, r->tag, &en, &e2);
-			if (!ret && !strcmp(en.key, key)) {
-				r->existed = 1;
-				memcpy(r->digest, en.digest, REG_DIGEST_SIZE);
-				r->layers = en.m.nlayers;
-				r->bytes = en.size;
-				cache_entry_release(&en);
-				return 0;
+			ret = existing_entry(c, key, r, e);
+			if (ret) {
+				if (ret > 0)
+					ret = 0;
+				goto out;
 			}
-			if (!ret) {
-				ret = err_set(e, ERR_CORRUPT, "tag %s holds key '%s', not '%s' (a hash "
-					      "collision?); not overwritten", r->tag, en.key, key);
-				cache_entry_release(&en);
-				return ret;
-			}
-			if (e2.code != ERR_CORRUPT && e2.code != ERR_NOTFOUND) {
-				*e = e2;
-				return err_wrap(e, "save %s", key);
-			}
-			if (e2.code == ERR_CORRUPT)
-				warnf(c, "tag %s: %s; replacing it", r->tag, e2.msg);
+			replace = 1; /* a damaged entry of that tag */
 		}
 	}
 
@@ -363,10 +509,27 @@ int cache_save(struct cache *c, const char *key, const char *const *paths, size_
 	ret = cache_manifest_build(&man, layers, n, an, nan, e);
 	if (ret)
 		goto out;
-	/* the commit point */
-	ret = reg_manifest_put(c->s, r->tag, man.data, man.len, r->digest, e);
+	/* the commit point; unless replacing, only if no other save of the
+	 * key got there first (then that one is the entry) */
+	if (replace) {
+		ret = reg_manifest_put(c->s, r->tag, man.data, man.len, r->digest, e);
+	} else {
+		ret = reg_manifest_put_new(c->s, r->tag, man.data, man.len, r->digest, e);
+		if (ret == 1) {
+			uint64_t sent = r->sent;
+
+			ret = existing_entry(c, key, r, e);
+			if (ret == 0)
+				ret = reg_manifest_put(c->s, r->tag, man.data, man.len, r->digest, e);
+			else if (ret == 1)
+				ret = 0;
+			r->sent = sent;
+		}
+	}
 out:
-	if (ret)
+	if (lock >= 0)
+		close(lock);
+	if (ret && !r->existed)
 		err_wrap(e, "save %s to %s", key, reg_store_name(c->s));
 	for (i = 0; layers && i < n; i++)
 		reg_desc_release(&layers[i]);
@@ -487,102 +650,119 @@ struct target {
 	char *parent;            /* directory holding the target */
 	char *base;              /* the target's name in it */
 	char stage[64];          /* the staging directory's name in parent */
+	char old[64];            /* swap kind 3: where the old tree went */
 	int pfd, sfd;
-	int staged;              /* stage exists */
+	int staged;              /* stage exists (the new tree, or after a
+				    swap of kind 1 the old one) */
+	int swapped;             /* 0 no; 1 exchanged; 2 renamed (there was no
+				    old tree); 3 old tree moved aside first */
 };
 
-struct unpack_job {
-	struct unpack_opts o;
-	int rfd, dfd, ret;
-	struct unpack_stats st;
-	struct err e;
-};
-
-static void *unpack_thread(void *arg)
+/* A layer annotation as a number; 0 when absent (checked at parse). */
+static uint64_t annot_u64(const struct reg_desc *l, const char *key)
 {
-	struct unpack_job *j = arg;
-	char buf[65536];
+	const char *v = reg_annot_get(l->annotations, l->nannotations, key);
+	uint64_t n = 0;
 
-	j->ret = unpack_fd(j->rfd, j->dfd, &j->o, &j->st, &j->e);
-	if (!j->ret) {
-		/* the rest of the blob still has to pass through the hash */
-		for (;;) {
-			ssize_t n = read(j->rfd, buf, sizeof(buf));
-
-			if (n > 0 || (n < 0 && errno == EINTR))
-				continue;
-			break;
-		}
-	}
-	close(j->rfd);
-	return NULL;
+	if (v && parse_u64(v, &n))
+		n = 0;
+	return n;
 }
 
-/* Stream one layer into t->sfd: fetch (and hash) here, extract there. */
+/* A private file for a layer's bytes, gone when closed: O_TMPFILE in the
+ * cache's tmp directory, else a temporary unlinked at once. */
+static int spool_open(struct cache *c, struct err *e)
+{
+	char *tmp;
+	int fd;
+
+	if (mkdir_p(c->tmp_dir, 0700, e))
+		return e->code;
+	fd = open(c->tmp_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	tmp = xasprintf("%s/spool-XXXXXX", c->tmp_dir);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		err_errno(e, "cannot create a temporary file in %s", c->tmp_dir);
+	else
+		unlink(tmp);
+	free(tmp);
+	return fd < 0 ? e->code : fd;
+}
+
+/*
+ * One layer into t->sfd: downloaded into the spool and verified (size and
+ * sha256) first, then extracted from the spool within the bounds.
+ */
 static int fetch_layer(struct cache *c, struct target *t, struct cache_restore_result *r,
 		       struct err *e)
 {
 	const struct reg_desc *l = t->layer;
-	struct unpack_job job;
-	struct err fe = ERR_INIT;
-	sigset_t pipe_set, old_set;
-	struct timespec zero = {0, 0};
-	pthread_t th;
-	int p[2], ret, perr;
+	struct unpack_opts o;
+	struct unpack_stats st;
 	struct reg_stats before, after;
+	uint64_t tar_size = annot_u64(l, CACHE_ANNOT_TAR_SIZE);
+	uint64_t entries = annot_u64(l, CACHE_ANNOT_ENTRIES);
+	int fd, ret;
 
 	if (strcmp(l->media_type, REG_MT_LAYER_ZSTD) && strcmp(l->media_type, REG_MT_LAYER_GZIP) &&
 	    strcmp(l->media_type, REG_MT_LAYER_TAR))
 		return err_set(e, ERR_CORRUPT, "layer for %s has media type %s, not a tar layer",
 			       t->path, l->media_type);
-	if (l->size > INT64_MAX)
-		return err_set(e, ERR_CORRUPT, "layer for %s: bad size", t->path);
-	if (pipe2(p, O_CLOEXEC))
-		return err_errno(e, "cannot create a pipe");
-	fcntl(p[1], F_SETPIPE_SZ, PIPE_SIZE);
-	memset(&job, 0, sizeof(job));
+	if (l->size > c->max_size || l->size > INT64_MAX)
+		return err_set(e, ERR_CORRUPT, "layer for %s is %llu bytes, more than --max-size "
+			       "(%llu)", t->path, (unsigned long long)l->size,
+			       (unsigned long long)c->max_size);
+	if (tar_size > c->max_size)
+		return err_set(e, ERR_CORRUPT, "layer for %s unpacks to %llu bytes, more than "
+			       "--max-size (%llu)", t->path, (unsigned long long)tar_size,
+			       (unsigned long long)c->max_size);
+	fd = spool_open(c, e);
+	if (fd < 0)
+		return err_wrap(e, "restore %s", t->path);
+	reg_store_stats(c->s, &before);
+	ret = reg_blob_fetch_fd(c->s, l->digest, (int64_t)l->size, fd, e);
+	reg_store_stats(c->s, &after);
+	if (ret) {
+		close(fd);
+		return err_wrap(e, "restore %s", t->path);
+	}
+	r->bytes += after.blob_bytes_received - before.blob_bytes_received;
+	if (lseek(fd, 0, SEEK_SET) < 0) {
+		ret = err_errno(e, "cannot read back the layer for %s", t->path);
+		close(fd);
+		return ret;
+	}
+	memset(&o, 0, sizeof(o));
 	{
 		/* writer threads: a tuning knob, UNPACK_THREADS by default */
 		const char *v = getenv("CTXPACK_RESTORE_THREADS");
 		uint64_t k;
 
 		if (v && !parse_u64(v, &k) && k >= 1 && k <= UNPACK_MAX_THREADS)
-			job.o.threads = (unsigned)k;
+			o.threads = (unsigned)k;
 	}
-	job.rfd = p[0];
-	job.dfd = t->sfd;
-	perr = pthread_create(&th, NULL, unpack_thread, &job);
-	if (perr) {
-		close(p[0]);
-		close(p[1]);
-		errno = perr;
-		return err_errno(e, "cannot start the extractor");
-	}
-	/* A failed extraction closes the pipe: the write then fails with
-	 * EPIPE instead of killing the process with SIGPIPE. */
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-	reg_store_stats(c->s, &before);
-	ret = reg_blob_fetch_fd(c->s, l->digest, (int64_t)l->size, p[1], &fe);
-	reg_store_stats(c->s, &after);
-	close(p[1]);
-	pthread_join(th, NULL);
-	while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
-		;
-	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+	/* what save recorded bounds the extraction; --max-size when the
+	 * entry does not say (older entries) */
+	o.max_stream = tar_size ? tar_size : c->max_size;
+	o.max_bytes = o.max_stream;
+	o.max_entries = entries ? entries : CACHE_MAX_ENTRIES;
+	o.safe_links = c->safe_links;
+	o.deadline_ms = c->deadline_ms;
+	ret = unpack_fd(fd, t->sfd, &o, &st, e);
+	close(fd);
+	if (ret)
+		return err_wrap(e, "restore %s", t->path);
+	if (!st.root_mode) {
+		/* no "./" entry: the directory gets what mkdir would give it */
+		mode_t um = umask(022);
 
-	/* a failed digest explains a failed extraction, not the reverse */
-	if (job.ret && ret != ERR_CORRUPT) {
-		*e = job.e;
-		return err_wrap(e, "restore %s", t->path);
+		umask(um);
+		if (fchmod(t->sfd, 0777 & ~um))
+			return err_errno(e, "cannot chmod %s/%s", t->parent, t->stage);
 	}
-	if (ret) {
-		*e = fe;
-		return err_wrap(e, "restore %s", t->path);
-	}
-	r->bytes += after.blob_bytes_received - before.blob_bytes_received;
-	r->entries += job.st.entries;
+	r->entries += st.entries;
 	return 0;
 }
 
@@ -598,6 +778,23 @@ static void clean_stale(struct cache *c, const char *parent)
 		if (unpack_remove_stale(parent, prefixes[i], &e2) < 0)
 			warnf(c, "cannot remove a stale restore directory: %s", e2.msg);
 	}
+}
+
+/* 1 when base in pfd is a mount point (the root of a mount). */
+static int is_mount_point(int pfd, const char *base)
+{
+	struct statx sx, px;
+
+	if (statx(pfd, base, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &sx) || !S_ISDIR(sx.stx_mode))
+		return 0;
+#ifdef STATX_ATTR_MOUNT_ROOT
+	if (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)
+		return !!(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+#endif
+	/* an older kernel: another device than its parent's */
+	if (statx(pfd, "", AT_EMPTY_PATH, STATX_TYPE, &px))
+		return 0;
+	return sx.stx_dev_major != px.stx_dev_major || sx.stx_dev_minor != px.stx_dev_minor;
 }
 
 static int prepare_target(struct cache *c, struct target *t, size_t idx, struct err *e)
@@ -635,10 +832,17 @@ static int prepare_target(struct cache *c, struct target *t, size_t idx, struct 
 	t->pfd = open(t->parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (t->pfd < 0)
 		return err_errno(e, "cannot open %s", t->parent);
+	/* a mount point cannot be renamed over: say so before anything is
+	 * downloaded */
+	if (is_mount_point(t->pfd, t->base))
+		return err_set(e, ERR_USAGE, "cannot restore %s: it is a mount point, and a "
+			       "restore swaps the whole directory in by a rename; mount the "
+			       "volume one level up, or cache a directory inside it", t->path);
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	snprintf(t->stage, sizeof(t->stage), STAGE_PREFIX "%ld-%zu-%lx", (long)getpid(), idx,
 		 (unsigned long)(now.tv_nsec ^ now.tv_sec));
-	if (mkdirat(t->pfd, t->stage, 0755))
+	/* private while it fills; its own mode comes last */
+	if (mkdirat(t->pfd, t->stage, 0700))
 		return err_errno(e, "cannot create %s/%s", t->parent, t->stage);
 	t->staged = 1;
 	t->sfd = openat(t->pfd, t->stage, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -647,35 +851,40 @@ static int prepare_target(struct cache *c, struct target *t, size_t idx, struct 
 	return 0;
 }
 
-static void remove_stage(struct cache *c, struct target *t)
+static void remove_at_parent(struct cache *c, struct target *t, const char *name)
 {
 	struct err e2 = ERR_INIT;
-	char *full;
+	char *full = xasprintf("%s/%s", t->parent, name);
 
-	if (!t->staged)
-		return;
-	full = xasprintf("%s/%s", t->parent, t->stage);
-	if (remove_tree(full, &e2))
+	if (remove_tree_at(t->pfd, name, full, &e2))
 		warnf(c, "%s", e2.msg);
 	free(full);
+}
+
+static void remove_stage(struct cache *c, struct target *t)
+{
+	if (!t->staged)
+		return;
+	remove_at_parent(c, t, t->stage);
 	t->staged = 0;
 }
 
-/* Put the staging directory in the target's place; the old tree goes. */
-static int swap_in(struct cache *c, struct target *t, struct err *e)
+/* Put the staging directory in the target's place, keeping the old tree
+ * (under the stage's name, or t->old) until swap_done or swap_undo. */
+static int swap_in(struct target *t, struct err *e)
 {
 	int tries;
 
 	for (tries = 0; tries < 3; tries++) {
 		if (!renameat2(t->pfd, t->stage, t->pfd, t->base, RENAME_EXCHANGE)) {
-			/* the stage name now holds the old tree */
-			remove_stage(c, t);
+			t->swapped = 1; /* the stage name now holds the old tree */
 			return 0;
 		}
 		if (errno == ENOENT) {
 			/* no old tree: a plain rename (which fails if one appears) */
 			if (!renameat2(t->pfd, t->stage, t->pfd, t->base, RENAME_NOREPLACE)) {
 				t->staged = 0;
+				t->swapped = 2;
 				return 0;
 			}
 			if (errno == EEXIST)
@@ -684,39 +893,68 @@ static int swap_in(struct cache *c, struct target *t, struct err *e)
 				break;
 			if (!renameat(t->pfd, t->stage, t->pfd, t->base)) {
 				t->staged = 0;
+				t->swapped = 2;
 				return 0;
 			}
 			break;
 		}
 		if (errno == EINVAL || errno == ENOSYS) {
 			/* no RENAME_EXCHANGE here: move the old tree aside first */
-			char old[64];
-
-			snprintf(old, sizeof(old), OLD_PREFIX "%ld-%s", (long)getpid(),
+			snprintf(t->old, sizeof(t->old), OLD_PREFIX "%ld-%s", (long)getpid(),
 				 t->stage + strlen(STAGE_PREFIX));
-			if (renameat(t->pfd, t->base, t->pfd, old))
+			if (renameat(t->pfd, t->base, t->pfd, t->old))
 				break;
 			if (renameat(t->pfd, t->stage, t->pfd, t->base)) {
 				int saved = errno;
 
-				renameat(t->pfd, old, t->pfd, t->base);
+				renameat(t->pfd, t->old, t->pfd, t->base);
 				errno = saved;
 				break;
 			}
 			t->staged = 0;
-			{
-				struct err e2 = ERR_INIT;
-				char *full = xasprintf("%s/%s", t->parent, old);
-
-				if (remove_tree(full, &e2))
-					warnf(c, "%s", e2.msg);
-				free(full);
-			}
+			t->swapped = 3;
 			return 0;
 		}
 		break;
 	}
+	if (errno == EBUSY)
+		return err_errno(e, "cannot move the restored tree into %s/%s (a mount point, "
+				 "or in use)", t->parent, t->base);
 	return err_errno(e, "cannot move the restored tree into %s/%s", t->parent, t->base);
+}
+
+/* Take a swap back: the old tree returns to the target. */
+static int swap_undo(struct target *t)
+{
+	int ok = 0;
+
+	switch (t->swapped) {
+	case 1:
+		ok = !renameat2(t->pfd, t->stage, t->pfd, t->base, RENAME_EXCHANGE);
+		break;
+	case 2:
+		ok = !renameat2(t->pfd, t->base, t->pfd, t->stage, RENAME_NOREPLACE);
+		if (ok)
+			t->staged = 1;
+		break;
+	case 3:
+		ok = !renameat2(t->pfd, t->base, t->pfd, t->stage, RENAME_NOREPLACE) &&
+		     !renameat(t->pfd, t->old, t->pfd, t->base);
+		if (ok)
+			t->staged = 1;
+		break;
+	}
+	t->swapped = 0;
+	return ok ? 0 : -1;
+}
+
+/* The swap stands: remove the old tree. */
+static void swap_done(struct cache *c, struct target *t)
+{
+	if (t->swapped == 1)
+		remove_stage(c, t);
+	else if (t->swapped == 3)
+		remove_at_parent(c, t, t->old);
 }
 
 int cache_restore(struct cache *c, const struct cache_entry *en,
@@ -758,14 +996,25 @@ int cache_restore(struct cache *c, const struct cache_entry *en,
 		if (!ret)
 			r->layers++;
 	}
-	/* every layer verified and extracted: swap them all in */
+	/* every layer verified and extracted: swap them all in, or none */
 	for (i = 0; i < npaths && !ret; i++)
-		ret = swap_in(c, &t[i], e);
+		ret = swap_in(&t[i], e);
+	if (ret) {
+		for (k = 0; k < npaths; k++) {
+			if (t[k].swapped && swap_undo(&t[k]))
+				warnf(c, "cannot put the old %s back after a failed restore: %s",
+				      t[k].path, strerror(errno));
+		}
+	} else {
+		for (i = 0; i < npaths; i++)
+			swap_done(c, &t[i]);
+	}
 out:
 	for (i = 0; i < npaths; i++) {
 		if (t[i].sfd >= 0)
 			close(t[i].sfd);
-		remove_stage(c, &t[i]);
+		if (t[i].pfd >= 0)
+			remove_stage(c, &t[i]);
 		if (t[i].pfd >= 0)
 			close(t[i].pfd);
 		free(t[i].parent);

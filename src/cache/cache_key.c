@@ -50,7 +50,7 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 }
 
 /* 0 when s is UTF-8 without control characters, else -1. */
-static int text_ok(const char *s)
+int cache_text_check(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n = strlen(s), i = 0;
@@ -59,6 +59,9 @@ static int text_ok(const char *s)
 		size_t k;
 
 		if (p[i] < 0x20 || p[i] == 0x7f)
+			return -1;
+		/* the C1 controls U+0080..U+009F (a terminal may act on them) */
+		if (p[i] == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f)
 			return -1;
 		k = utf8_len(p + i, n - i);
 		if (!k)
@@ -77,7 +80,7 @@ int cache_key_check(const char *key, const char *what, struct err *e)
 	if (n > CACHE_KEY_MAX)
 		return err_set(e, ERR_USAGE, "the %s is %zu bytes long; at most %d are allowed",
 			       what, n, CACHE_KEY_MAX);
-	if (text_ok(key))
+	if (cache_text_check(key))
 		return err_set(e, ERR_USAGE, "the %s '%.80s' is not UTF-8 text without control "
 			       "characters", what, key);
 	return 0;
@@ -92,7 +95,7 @@ int cache_path_check(const char *path, struct err *e)
 		return err_set(e, ERR_USAGE, "a path is empty");
 	if (n > 4096)
 		return err_set(e, ERR_USAGE, "path '%.80s...' is too long", path);
-	if (text_ok(path))
+	if (cache_text_check(path))
 		return err_set(e, ERR_USAGE, "path '%.80s' is not UTF-8 text without control "
 			       "characters", path);
 	while (n > 1 && path[n - 1] == '/')

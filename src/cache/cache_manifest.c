@@ -8,6 +8,11 @@
  * strings were checked to be UTF-8 (cache_key_check/cache_path_check) or
  * are ASCII (digests, media types), so escaping '"', '\\' and control
  * bytes is all JSON needs.
+ *
+ * Reading an entry back, everything in it is untrusted (the store may be
+ * shared, or hostile): the key, the layers' paths and titles, the version
+ * and the counts are checked as user input is, so no newline or control
+ * character from a store reaches stdout, $GITHUB_OUTPUT or a terminal.
  */
 #include "ctxpack/cache.h"
 
@@ -120,9 +125,60 @@ void cache_entries_free(struct cache_entry *v, size_t n)
 	free(v);
 }
 
+/* 1 when s is 64 lowercase hex digits. */
+static int is_hex64(const char *s)
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return !s[64];
+}
+
+/* 1 when s is printable ASCII (a media type, a time). */
+static int is_printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+			return 0;
+	return 1;
+}
+
+/* Check what restore and the commands use of a layer's annotations. */
+static int check_layer(const struct reg_desc *l, const char *tag, size_t i, struct err *e)
+{
+	struct err e2 = ERR_INIT;
+	const char *v;
+	uint64_t u;
+
+	v = reg_annot_get(l->annotations, l->nannotations, CACHE_ANNOT_PATH);
+	if (!v)
+		return err_set(e, ERR_CORRUPT, "cache entry %s: layer %zu has no path", tag, i);
+	if (cache_path_check(v, &e2))
+		return err_set(e, ERR_CORRUPT, "cache entry %s: layer %zu: the stored %s", tag, i,
+			       e2.msg);
+	v = reg_annot_get(l->annotations, l->nannotations, REG_ANNOT_TITLE);
+	if (v && cache_text_check(v))
+		return err_set(e, ERR_CORRUPT, "cache entry %s: layer %zu: the stored title is "
+			       "not UTF-8 text without control characters", tag, i);
+	if (!l->media_type || !is_printable(l->media_type))
+		return err_set(e, ERR_CORRUPT, "cache entry %s: layer %zu: bad media type", tag, i);
+	v = reg_annot_get(l->annotations, l->nannotations, CACHE_ANNOT_TAR_SIZE);
+	if (v && parse_u64(v, &u))
+		return err_set(e, ERR_CORRUPT, "cache entry %s: layer %zu: bad %s", tag, i,
+			       CACHE_ANNOT_TAR_SIZE);
+	v = reg_annot_get(l->annotations, l->nannotations, CACHE_ANNOT_ENTRIES);
+	if (v && parse_u64(v, &u))
+		return err_set(e, ERR_CORRUPT, "cache entry %s: layer %zu: bad %s", tag, i,
+			       CACHE_ANNOT_ENTRIES);
+	return 0;
+}
+
 int cache_entry_parse(struct cache_entry *en, const char *tag, const char *digest,
 		      const void *p, size_t n, struct err *e)
 {
+	struct err e2 = ERR_INIT;
 	const char *v;
 	size_t i;
 	int ret;
@@ -142,20 +198,32 @@ int cache_entry_parse(struct cache_entry *en, const char *tag, const char *diges
 		ret = err_set(e, ERR_CORRUPT, "cache entry %s has no key annotation", tag);
 		goto out;
 	}
+	if (cache_key_check(v, "key", &e2)) {
+		ret = err_set(e, ERR_CORRUPT, "cache entry %s: the stored %s", tag, e2.msg);
+		goto out;
+	}
 	en->key = xstrdup(v);
 	v = reg_annot_get(en->m.annotations, en->m.nannotations, CACHE_ANNOT_VERSION);
+	if (v && !is_hex64(v)) {
+		ret = err_set(e, ERR_CORRUPT, "cache entry %s: bad %s", tag, CACHE_ANNOT_VERSION);
+		goto out;
+	}
 	en->version = v ? xstrdup(v) : NULL;
 	v = reg_annot_get(en->m.annotations, en->m.nannotations, REG_ANNOT_CREATED);
-	if (v) {
+	/* a time that does not parse is no time at all */
+	if (v && is_printable(v) && strlen(v) < 40 &&
+	    !cache_time_parse(v, &en->created_sec, &en->created_nsec))
 		en->created = xstrdup(v);
-		if (cache_time_parse(v, &en->created_sec, &en->created_nsec))
-			en->created_sec = en->created_nsec = 0;
-	}
+	else
+		en->created_sec = en->created_nsec = 0;
 	for (i = 0; i < en->m.nlayers; i++) {
 		const struct reg_desc *l = &en->m.layers[i];
 
-		if (!reg_annot_get(l->annotations, l->nannotations, CACHE_ANNOT_PATH)) {
-			ret = err_set(e, ERR_CORRUPT, "cache entry %s: layer %zu has no path", tag, i);
+		ret = check_layer(l, tag, i, e);
+		if (ret)
+			goto out;
+		if (l->size > UINT64_MAX - en->size) {
+			ret = err_set(e, ERR_CORRUPT, "cache entry %s: bad layer sizes", tag);
 			goto out;
 		}
 		en->size += l->size;

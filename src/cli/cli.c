@@ -60,10 +60,78 @@ int cli_global_opt(const struct cli_cmd *cmd, int c, const char *arg)
 	return 0;
 }
 
+void cli_msg(FILE *f, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s), i = 0;
+
+	while (i < len) {
+		unsigned char c = p[i];
+		size_t n = 1, k;
+
+		if (c == '\n') {
+			fputs("\\n", f);
+			i++;
+			continue;
+		}
+		if (c < 0x20 || c == 0x7f) {
+			fprintf(f, "\\x%02x", c);
+			i++;
+			continue;
+		}
+		if (c < 0x80) {
+			fputc(c, f);
+			i++;
+			continue;
+		}
+		/* one valid UTF-8 sequence that is not a C1 control, else bytes */
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 2;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 3;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 4;
+		if (n > 1 && i + n <= len && !(c == 0xc2 && p[i + 1] <= 0x9f)) {
+			int ok = 1;
+
+			for (k = 1; k < n; k++)
+				if ((p[i + k] & 0xc0) != 0x80)
+					ok = 0;
+			if (ok && n == 3 && ((c == 0xe0 && p[i + 1] < 0xa0) ||
+					     (c == 0xed && p[i + 1] > 0x9f)))
+				ok = 0;
+			if (ok && n == 4 && ((c == 0xf0 && p[i + 1] < 0x90) ||
+					     (c == 0xf4 && p[i + 1] > 0x8f)))
+				ok = 0;
+			if (ok) {
+				fwrite(p + i, 1, n, f);
+				i += n;
+				continue;
+			}
+		}
+		fprintf(f, "\\x%02x", c);
+		i++;
+	}
+}
+
+/* "ctxpack: " PREFIX + the message, escaped, on one line of stderr. */
+static void say(const char *prefix, const char *fmt, va_list ap)
+{
+	char line[4096];
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	cli_progress_clear();
+	fprintf(stderr, "ctxpack: %s", prefix);
+	cli_msg(stderr, line);
+	fputc('\n', stderr);
+}
+
 int cli_fail(const struct err *e)
 {
 	cli_progress_clear();
-	fprintf(stderr, "ctxpack: error: %s\n", e->msg[0] ? e->msg : "failed");
+	fputs("ctxpack: error: ", stderr);
+	cli_msg(stderr, e->msg[0] ? e->msg : "failed");
+	fputc('\n', stderr);
 	return e->code == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
 }
 
@@ -71,12 +139,9 @@ void cli_warn(const char *fmt, ...)
 {
 	va_list ap;
 
-	cli_progress_clear();
-	fprintf(stderr, "ctxpack: warning: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say("warning: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void cli_info(const char *fmt, ...)
@@ -85,11 +150,16 @@ void cli_info(const char *fmt, ...)
 
 	if (cli_opt.quiet)
 		return;
-	cli_progress_clear();
-	fprintf(stderr, "ctxpack: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	say("", fmt, ap);
 	va_end(ap);
+}
+
+void cli_log_line(const char *msg)
+{
+	cli_progress_clear();
+	fputs("ctxpack: ", stderr);
+	cli_msg(stderr, msg);
 	fputc('\n', stderr);
 }
 
@@ -191,8 +261,10 @@ int cli_reg_opt(const struct cli_cmd *cmd, int c, const char *arg, struct reg_op
 		o->insecure = 1;
 		return 1;
 	case OPT_REG_TIMEOUT:
+	case OPT_REG_IDLE_TIMEOUT:
 		if (parse_u64(arg, &t) || !t || t > 86400)
-			cli_usage_error(cmd, "--timeout wants seconds (1-86400), not '%s'", arg);
+			cli_usage_error(cmd, "--%s wants seconds (1-86400), not '%s'",
+					c == OPT_REG_TIMEOUT ? "timeout" : "idle-timeout", arg);
 		o->idle_timeout = (unsigned)t;
 		return 1;
 	}

@@ -78,6 +78,16 @@ void cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
 /* Print the command's full help to stdout and exit 0. */
 void cli_help(const struct cli_cmd *cmd) __attribute__((noreturn));
 
+/*
+ * Messages on stderr.  Whatever they quote (names from an archive, keys and
+ * errors from a store) is escaped: a newline as \n, other control bytes
+ * (C0, DEL, the C1 controls) and bytes that are not UTF-8 as \xNN, so a
+ * message is always one line and never drives the terminal.
+ */
+/* Write s to f escaped so. */
+void cli_msg(FILE *f, const char *s);
+/* "ctxpack: <msg>" (the -v loggers). */
+void cli_log_line(const char *msg);
 /* "ctxpack: error: <msg>" to stderr; returns EXIT_FAIL (or EXIT_USAGE for
  * ERR_USAGE). */
 int cli_fail(const struct err *e);
@@ -132,16 +142,22 @@ void cli_progress_end(int ok);
  */
 enum {
 	OPT_REG_CA_FILE = OPT_CMD_BASE + 80, OPT_REG_INSECURE, OPT_REG_TIMEOUT,
+	OPT_REG_IDLE_TIMEOUT,
 };
 #define CLI_REG_LONGOPTS \
 	{"ca-file", required_argument, NULL, OPT_REG_CA_FILE}, \
 	{"insecure", no_argument, NULL, OPT_REG_INSECURE}, \
-	{"timeout", required_argument, NULL, OPT_REG_TIMEOUT}
-#define CLI_REG_HELP \
+	{"timeout", required_argument, NULL, OPT_REG_TIMEOUT}, \
+	{"idle-timeout", required_argument, NULL, OPT_REG_IDLE_TIMEOUT}
+/* The help of all but --timeout, which `cache restore` and `cache run`
+ * give another meaning (a time limit for the whole restore). */
+#define CLI_REG_HELP_BASE \
 	"      --ca-file F         trust the CA certificates in F\n" \
 	"      --insecure          skip TLS verification, allow plain HTTP (always allowed\n" \
 	"                          for localhost, 127.0.0.0/8 and ::1)\n" \
-	"      --timeout SECS      fail a transfer after SECS without progress (default 60)\n"
+	"      --idle-timeout SECS fail a transfer after SECS without progress (default 60)\n"
+#define CLI_REG_HELP CLI_REG_HELP_BASE \
+	"      --timeout SECS      the same as --idle-timeout\n"
 struct reg_opts;
 int cli_reg_opt(const struct cli_cmd *cmd, int c, const char *arg, struct reg_opts *o);
 

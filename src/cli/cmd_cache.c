@@ -4,8 +4,11 @@
  *
  * restore and run fail open: a miss, an unreachable store or a refused
  * entry is reported on stderr and the job goes on (exit 0), unless
- * --fail-on-miss.  save fails loudly (exit 1), so a broken store is seen;
- * in run, a failed save is a warning and the exit status stays COMMAND's.
+ * --fail-on-miss.  Failing open is bounded in time: --timeout (by default
+ * RESTORE_TIMEOUT_CI when $CI is set, as on GitHub Actions and GitLab CI)
+ * limits the whole lookup and restore.  save fails loudly (exit 1), so a
+ * broken store is seen; in run, a failed save is a warning and the exit
+ * status stays COMMAND's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +23,10 @@
 
 #include "cli.h"
 #include "ctxpack/cache.h"
+#include "ctxpack/frames.h"
+
+/* The default --timeout of restore and run under CI ($CI set). */
+#define RESTORE_TIMEOUT_CI (5 * 60)
 
 enum {
 	OPT_KEY = OPT_CMD_BASE,
@@ -36,15 +43,31 @@ enum {
 	OPT_PREFIX,
 	OPT_DRY_RUN,
 	OPT_GC_GRACE,
+	OPT_MAX_SIZE,
+	OPT_SAFE_LINKS,
 };
 
 #define STORE_OPTS \
 	{"store", required_argument, NULL, OPT_STORE}, \
 	CLI_REG_LONGOPTS
 
-#define STORE_HELP \
+#define STORE_HELP_BASE \
 	"      --store STORE       oci:DIR or host[:port]/repo (default: $CTXPACK_STORE,\n" \
-	"                          else oci:$XDG_CACHE_HOME/ctxpack/store)\n" CLI_REG_HELP
+	"                          else oci:$XDG_CACHE_HOME/ctxpack/store)\n"
+#define STORE_HELP STORE_HELP_BASE CLI_REG_HELP
+
+/* The options of restore and run (the restoring side). */
+#define RESTORE_OPTS \
+	{"max-size", required_argument, NULL, OPT_MAX_SIZE}, \
+	{"safe-links", no_argument, NULL, OPT_SAFE_LINKS}
+#define RESTORE_HELP STORE_HELP_BASE CLI_REG_HELP_BASE \
+	"      --timeout D         give up the restore (lookup, download, extraction)\n" \
+	"                          after D (30s, 10m, or seconds) and go on as on a miss;\n" \
+	"                          default 5m when $CI is set, else none; 0: none\n" \
+	"      --max-size SIZE     refuse a layer larger than SIZE, compressed or not\n" \
+	"                          (default 16G; an entry's recorded sizes bound it too)\n" \
+	"      --safe-links        refuse symlinks that lead out of the restored directory\n" \
+	"                          (by default they are restored as they are, like tar)\n"
 
 static const struct cli_cmd sub_save = {
 	"cache", NULL,
@@ -58,13 +81,14 @@ static const struct cli_cmd sub_save = {
 static const struct cli_cmd sub_restore = {
 	"cache", NULL,
 	"ctxpack cache restore --key KEY [--restore-key PREFIX]... [--store STORE] "
-	"[--fail-on-miss] [--lookup-only] [--json] PATH...",
+	"[--fail-on-miss] [--lookup-only] [--timeout D] [--max-size SIZE] [--safe-links] "
+	"[--json] PATH...",
 	"restore directories saved under KEY, else under the newest key with PREFIX",
 	"  -k, --key KEY           the exact key to look for first\n"
 	"  -r, --restore-key P     then the newest entry whose key starts with P (in order)\n"
 	"      --fail-on-miss      exit 1 when nothing was restored\n"
 	"      --lookup-only       report hit/partial/miss without downloading\n"
-	"      --json              {\"result\",\"key\",\"matched_key\",...} on stdout\n" STORE_HELP
+	"      --json              {\"result\",\"key\",\"matched_key\",...} on stdout\n" RESTORE_HELP
 	"Prints 'hit', 'partial MATCHED-KEY' or 'miss'. A miss or an unreachable store\n"
 	"exits 0 (fail open). With $GITHUB_OUTPUT set, appends cache-hit and matched-key.\n"};
 
@@ -75,7 +99,7 @@ static const struct cli_cmd sub_run = {
 	"restore PATHs and skip COMMAND on a hit; else warm-start, run it and save",
 	"  -f, --key-file FILE     a file whose content is part of the key (repeatable)\n"
 	"      --key-prefix P      the key's prefix, also the warm-start prefix (default run-)\n"
-	"  -p, --path PATH         a directory COMMAND fills (repeatable)\n" STORE_HELP
+	"  -p, --path PATH         a directory COMMAND fills (repeatable)\n" RESTORE_HELP
 	"The key is P + sha256 of the key files, COMMAND and the PATHs. Exits with\n"
 	"COMMAND's status (0 on a hit); saves only when COMMAND exits 0.\n"};
 
@@ -106,22 +130,29 @@ static void cli_cache_warn(void *arg, const char *msg)
 
 static void cli_reg_log(void *arg, const char *msg)
 {
-	cli_progress_clear();
-	fprintf(stderr, "ctxpack: %s\n", msg);
+	cli_log_line(msg);
 }
 
 /* The options every subcommand shares. */
 struct common {
 	struct cache_opts co;
+	int restoring;        /* restore or run: --timeout is the restore's limit */
+	uint64_t timeout;     /* s; 0: none */
 };
 
-static void common_init(struct common *c)
+static void common_init(struct common *c, int restoring)
 {
+	const char *ci = getenv("CI");
+
+	memset(c, 0, sizeof(*c));
 	cache_opts_init(&c->co);
 	c->co.warn = cli_cache_warn;
 	/* blob uploads and downloads; drawn between cli_progress_start and
 	 * cli_progress_end only */
 	c->co.reg.progress = cli_progress_reg;
+	c->restoring = restoring;
+	if (restoring && ci && *ci && strcmp(ci, "false") && strcmp(ci, "0"))
+		c->timeout = RESTORE_TIMEOUT_CI;
 }
 
 static int common_opt(struct common *c, const struct cli_cmd *cmd, int opt, const char *arg)
@@ -130,15 +161,38 @@ static int common_opt(struct common *c, const struct cli_cmd *cmd, int opt, cons
 	case OPT_STORE:
 		c->co.store = arg;
 		return 1;
+	case OPT_REG_TIMEOUT:
+		if (!c->restoring)
+			break;
+		if (parse_duration(arg, &c->timeout) || c->timeout > 7 * 86400)
+			cli_usage_error(cmd, "--timeout takes a duration (30s, 10m, 1h, or seconds; "
+				       "0 for none), not '%s'", arg);
+		return 1;
+	case OPT_MAX_SIZE:
+		if (!c->restoring)
+			break;
+		if (fc_parse_size(arg, &c->co.max_size) || !c->co.max_size)
+			cli_usage_error(cmd, "--max-size takes a size like 2G or 500M, not '%s'", arg);
+		return 1;
+	case OPT_SAFE_LINKS:
+		if (!c->restoring)
+			break;
+		c->co.safe_links = 1;
+		return 1;
 	}
 	return cli_reg_opt(cmd, opt, arg, &c->co.reg);
 }
 
 static int common_open(struct common *c, struct cache **out, struct err *e)
 {
+	int ret;
+
 	if (cli_opt.verbose)
 		c->co.reg.log = cli_reg_log;
-	return cache_open(out, &c->co, e);
+	ret = cache_open(out, &c->co, e);
+	if (!ret && c->timeout)
+		cache_set_timeout(*out, c->timeout * 1000);
+	return ret;
 }
 
 /* Append cache-hit and matched-key to $GITHUB_OUTPUT when it is set. */
@@ -150,6 +204,13 @@ static void github_output(int hit, const char *matched)
 
 	if (!path || !*path)
 		return;
+	/* one line per output: a value from the store never adds one (keys
+	 * are checked when read; this says so again where it matters) */
+	if (matched && (strchr(matched, '\n') || strchr(matched, '\r') ||
+			cache_text_check(matched))) {
+		cli_warn("not writing the matched key to GITHUB_OUTPUT: it has control characters");
+		matched = NULL;
+	}
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		cli_warn("cannot open GITHUB_OUTPUT %s: %s", path, strerror(errno));
@@ -198,7 +259,7 @@ static int cache_save_cmd(int argc, char **argv)
 	char hb[32], hs[32];
 	int opt, force = 0, status = EXIT_OK, ret;
 
-	common_init(&cm);
+	common_init(&cm, 0);
 	while ((opt = getopt_long(argc, argv, "k:" CLI_GLOBAL_SHORTOPTS, save_longopts,
 				  NULL)) != -1) {
 		if (opt == 'k')
@@ -251,6 +312,7 @@ static const struct option restore_longopts[] = {
 	{"restore-key", required_argument, NULL, 'r'},
 	{"fail-on-miss", no_argument, NULL, OPT_FAIL_ON_MISS},
 	{"lookup-only", no_argument, NULL, OPT_LOOKUP_ONLY},
+	RESTORE_OPTS,
 	STORE_OPTS,
 	CLI_GLOBAL_LONGOPTS,
 	{NULL, 0, NULL, 0},
@@ -292,7 +354,7 @@ static int cache_restore_cmd(int argc, char **argv)
 	int opt, fail_on_miss = 0, lookup_only = 0, status = EXIT_OK, ret;
 
 	memset(&m, 0, sizeof(m));
-	common_init(&cm);
+	common_init(&cm, 1);
 	prefixes = xcalloc((size_t)argc + 1, sizeof(*prefixes));
 	while ((opt = getopt_long(argc, argv, "k:r:" CLI_GLOBAL_SHORTOPTS, restore_longopts,
 				  NULL)) != -1) {
@@ -381,6 +443,7 @@ static const struct option run_longopts[] = {
 	{"key-file", required_argument, NULL, 'f'},
 	{"key-prefix", required_argument, NULL, OPT_KEY_PREFIX},
 	{"path", required_argument, NULL, 'p'},
+	RESTORE_OPTS,
 	STORE_OPTS,
 	CLI_GLOBAL_LONGOPTS,
 	{NULL, 0, NULL, 0},
@@ -444,7 +507,7 @@ static int cache_run_cmd(int argc, char **argv)
 	int opt, status, ret, hit = 0;
 
 	memset(&m, 0, sizeof(m));
-	common_init(&cm);
+	common_init(&cm, 1);
 	files = xcalloc((size_t)argc + 1, sizeof(*files));
 	paths = xcalloc((size_t)argc + 1, sizeof(*paths));
 	/* '+': COMMAND's own options are not ours */
@@ -520,6 +583,8 @@ static int cache_run_cmd(int argc, char **argv)
 		cli_warn("no store to save %s to", key);
 		goto out;
 	}
+	/* --timeout was the restore's: the save takes what it takes */
+	cache_set_timeout(c, 0);
 	cli_progress_start("save", 0);
 	ret = cache_save(c, key, paths, npaths, 0, &sr, &e);
 	cli_progress_end(!ret);
@@ -589,7 +654,7 @@ static int cache_ls_cmd(int argc, char **argv)
 	size_t n = 0, i;
 	int opt, status = EXIT_OK;
 
-	common_init(&cm);
+	common_init(&cm, 0);
 	while ((opt = getopt_long(argc, argv, CLI_GLOBAL_SHORTOPTS, ls_longopts, NULL)) != -1)
 		if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
 			cli_usage_error(cmd, "unknown option");
@@ -648,7 +713,7 @@ static int cache_prune_cmd(int argc, char **argv)
 	char h[32];
 
 	memset(&po, 0, sizeof(po));
-	common_init(&cm);
+	common_init(&cm, 0);
 	while ((opt = getopt_long(argc, argv, CLI_GLOBAL_SHORTOPTS, prune_longopts, NULL)) !=
 	       -1) {
 		switch (opt) {

@@ -15,8 +15,7 @@ static void pull_log(void *arg, const char *msg)
 	(void)arg;
 	if (!cli_opt.verbose)
 		return;
-	cli_progress_clear();
-	fprintf(stderr, "ctxpack: %s\n", msg);
+	cli_log_line(msg);
 }
 
 /* A layer title is used as a file name in the current directory only. */
@@ -24,7 +23,8 @@ static int safe_name(const char *t)
 {
 	const unsigned char *p;
 
-	if (!t || !*t || strchr(t, '/') || strstr(t, "..") || !strcmp(t, "."))
+	if (!t || !*t || strchr(t, '/') || strstr(t, "..") || !strcmp(t, ".") ||
+	    !strcmp(t, "-") || *t == '-')
 		return 0;
 	for (p = (const unsigned char *)t; *p; p++)
 		if (*p < 0x20 || *p == 0x7f)
@@ -36,6 +36,7 @@ int cmd_pull(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"output", required_argument, NULL, 'o'},
+		{"force", no_argument, NULL, 'F'},
 		CLI_REG_LONGOPTS,
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
@@ -48,7 +49,7 @@ int cmd_pull(int argc, char **argv)
 	struct reg_desc *l;
 	struct err e = ERR_INIT;
 	char digest[REG_DIGEST_SIZE], *canon = NULL, h[32];
-	int c, rc, status = EXIT_FAIL;
+	int c, rc, status = EXIT_FAIL, force = 0, noreplace = 0;
 
 	reg_opts_init(&o);
 	memset(&m, 0, sizeof(m));
@@ -61,6 +62,9 @@ int cmd_pull(int argc, char **argv)
 		switch (c) {
 		case 'o':
 			output = optarg;
+			break;
+		case 'F':
+			force = 1;
 			break;
 		default:
 			cli_usage_error(cmd, "unknown option");
@@ -95,18 +99,20 @@ int cmd_pull(int argc, char **argv)
 		}
 		if (!safe_name(title)) {
 			err_set(&e, ERR_USAGE, "pull %s: refusing the layer title '%s' as a file "
-				"name (it has '/', '..' or control characters); use -o FILE",
+				"name (it has '/', '..', a leading '-' or control characters); use -o FILE",
 				canon, title);
 			status = cli_fail(&e);
 			goto out;
 		}
 		output = title;
+		/* a name the store chose never replaces a file of the user's */
+		noreplace = !force;
 	}
 	cli_progress_start("pull", l->size);
 	if (!strcmp(output, "-"))
 		rc = reg_blob_fetch_fd(s, l->digest, (int64_t)l->size, STDOUT_FILENO, &e);
 	else
-		rc = reg_blob_fetch_file(s, l->digest, (int64_t)l->size, output, &e);
+		rc = reg_blob_fetch_file(s, l->digest, (int64_t)l->size, output, noreplace, &e);
 	cli_progress_end(!rc);
 	if (rc) {
 		err_wrap(&e, "pull %s", canon);

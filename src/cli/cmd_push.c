@@ -21,8 +21,7 @@ static void push_log(void *arg, const char *msg)
 	(void)arg;
 	if (!cli_opt.verbose)
 		return;
-	cli_progress_clear();
-	fprintf(stderr, "ctxpack: %s\n", msg);
+	cli_log_line(msg);
 }
 
 static void print_json(const char *ref, const struct reg_push_out *o)

@@ -129,12 +129,14 @@ static const struct cli_cmd commands[] = {
 	 "  SOURCE_DATE_EPOCH sets every entry's mtime (default 2000-01-01T00:00:00Z).\n"
 	 "  Summary on stderr: sha256:<hex> <bytes> <entries>.  Format: docs/archive-format.md\n"},
 	{"pull", cmd_pull,
-	 "ctxpack pull [-o FILE|-] [--ca-file F] [--insecure] [--timeout SECS] REF",
+	 "ctxpack pull [-o FILE|-] [--force] [--ca-file F] [--insecure] [--timeout SECS] REF",
 	 "download the layer of an artifact from a registry or oci: layout",
 	 "  REF is host[:port]/repo[:tag|@sha256:...] (default tag latest) or oci:DIR[:tag].\n"
 	 "  -o, --output FILE|-     where to write the layer (default: the layer's title\n"
-	 "                          in the current directory; names with '/' or '..' are\n"
-	 "                          refused); - is standard output\n"
+	 "                          in the current directory; names with '/' or '..' or\n"
+	 "                          control characters are refused); - is standard output\n"
+	 "      --force             without -o, replace a file of the title's name (by\n"
+	 "                          default an existing file is never overwritten)\n"
 	 CLI_REG_HELP
 	 "      --json              {\"digest\",\"ref\",\"output\",\"layer\":{...}}\n"
 	 "  The layer is sha256-verified before it is renamed into place.\n"},

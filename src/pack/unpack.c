@@ -1,23 +1,32 @@
 /*
- * unpack: extract an archive below a directory fd, refusing anything that
- * could reach outside it (include/ctxpack/unpack.h has the rules).
+ * unpack: extract an archive below a directory fd, never writing outside
+ * it or through a link (include/ctxpack/unpack.h has the rules).
  *
  * Why fds and not paths: a path handed to open() is resolved through any
  * symlink on the way, including one the archive itself created a moment
  * earlier ("a -> /etc", then "a/passwd").  Here each directory is opened
  * with O_NOFOLLOW relative to its parent's fd, and each file is created
  * with O_EXCL|O_NOFOLLOW relative to its directory's fd, so a symlink is
- * only ever created, never followed.  The chain of open directory fds for
- * the current entry's parent is kept between entries: archives from
- * pack_write are sorted with parents first, so most entries reuse it.
+ * only ever created, never followed.  That is what makes it safe to
+ * restore symlinks verbatim, wherever they point: a venv's
+ * bin/python3 -> /usr/bin/python3 is data, not a way out.  The chain of
+ * open directory fds for the current entry's parent is kept between
+ * entries: archives from pack_write are sorted with parents first, so most
+ * entries reuse it.
  *
- * Symlinks are checked twice: lexically when created (cheap, catches
- * "../x" and "/etc"), and after the whole archive is out by asking the
- * kernel to resolve each one beneath the root (openat2 RESOLVE_BENEATH):
- * that catches chains of links that are each harmless alone ("d/up -> ..",
- * then "x -> d/up/..").  A link that does not resolve at all (dangling,
- * a loop) is kept: it passed the lexical rule, and the kernel would not
- * follow it anywhere today either.
+ * Modes are restored exactly, whatever the umask.  Directories are created
+ * writable by their owner and get their own mode only at the end, deepest
+ * first, each reopened beneath the root without following links (openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or a walk of O_NOFOLLOW opens), so
+ * that a 0500 directory can be filled and a 1777 one keeps its sticky bit.
+ *
+ * With safe_links, symlinks are checked twice: lexically when created
+ * (cheap, catches "../x" and "/etc"), and after the whole archive is out
+ * by asking the kernel to resolve each one beneath the root (openat2
+ * RESOLVE_BENEATH): that catches chains of links that are each harmless
+ * alone ("d/up -> ..", then "x -> d/up/..").  A link that does not resolve
+ * at all (dangling, a loop) is kept: the kernel would not follow it
+ * anywhere today either.
  *
  * Directories are never removed, so an fd in the chain stays the
  * directory it was opened as.
@@ -36,6 +45,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -58,6 +68,7 @@ struct job {
 	char *data;
 	size_t size;
 	mode_t mode;
+	uint64_t seq;      /* submission order */
 };
 
 /*
@@ -69,8 +80,15 @@ struct job {
  * name again, a hard link) waits for the queue to drain first, so the
  * result is the one a sequential extraction gives.
  */
+struct pool;
+struct worker_arg {
+	struct pool *p;
+	unsigned idx;
+};
+
 struct pool {
 	pthread_t th[UNPACK_MAX_THREADS];
+	struct worker_arg wa[UNPACK_MAX_THREADS];
 	unsigned n;
 	pthread_mutex_t mu;
 	pthread_cond_t work, space, idle;
@@ -81,13 +99,31 @@ struct pool {
 	int quit;
 	int failed;
 	struct err e;      /* the first worker failure */
-	int umask_ok;
+	mode_t um;         /* the process umask */
+	uint64_t busy_seq[UNPACK_MAX_THREADS]; /* per worker; UINT64_MAX idle */
 };
 
-/* Names queued since the last drain (a set of strings). */
+/*
+ * Names of the files queued since the last drain, each with its job's seq,
+ * so that whatever depends on one of them waits for the writers first.
+ * Names whose job is done are dropped when the set grows past PSET_PURGE,
+ * so its size follows the queue, not the number of files.
+ */
+struct pent {
+	char *name;
+	uint64_t seq;
+};
 struct pset {
-	char **v;
+	struct pent *v;
 	size_t cap, n;
+};
+#define PSET_PURGE 2048
+
+/* A directory whose mode is set at the end. */
+struct dmode {
+	char *path;        /* clean name; "" for the root */
+	mode_t mode;
+	size_t depth, idx;
 };
 
 struct unpacker {
@@ -95,10 +131,15 @@ struct unpacker {
 	char *names[UNPACK_MAX_DEPTH]; /* names[i]: the directory dirs[i + 1] is */
 	size_t depth;                  /* open levels below the root */
 	struct buf name;               /* the current entry's clean name */
-	struct buf links;              /* clean names of symlinks, NUL-separated */
-	int umask_ok;                  /* the umask keeps 0755 and 0644 as they are */
+	struct buf links;              /* safe_links: clean names of symlinks,
+					  NUL-separated */
+	mode_t um;                     /* the process umask */
 	struct pool *pool;             /* NULL: everything inline */
 	struct pset pending;
+	uint64_t seq;                  /* of the next job */
+	struct dmode *dmodes;          /* directory modes to set at the end */
+	size_t ndmodes, dmodes_cap;
+	struct archive *a;
 	const struct unpack_opts *o;
 	struct unpack_stats *st;
 	struct err *e;
@@ -212,37 +253,57 @@ static int pset_has(const struct pset *p, const char *s)
 
 	if (!p->n)
 		return 0;
-	for (i = name_hash(s) & (p->cap - 1); p->v[i]; i = (i + 1) & (p->cap - 1))
-		if (!strcmp(p->v[i], s))
+	for (i = name_hash(s) & (p->cap - 1); p->v[i].name; i = (i + 1) & (p->cap - 1))
+		if (!strcmp(p->v[i].name, s))
 			return 1;
 	return 0;
 }
 
-static void pset_add(struct pset *p, const char *s)
+/* Put an entry into a table with room (no growth). */
+static void pset_put(struct pset *p, struct pent ent)
 {
 	size_t i;
 
-	if (2 * (p->n + 1) > p->cap) {
-		struct pset g = {NULL, p->cap ? 2 * p->cap : 1024, 0};
-
-		g.v = xcalloc(g.cap, sizeof(*g.v));
-		for (i = 0; i < p->cap; i++) {
-			size_t k;
-
-			if (!p->v[i])
-				continue;
-			for (k = name_hash(p->v[i]) & (g.cap - 1); g.v[k]; k = (k + 1) & (g.cap - 1))
-				;
-			g.v[k] = p->v[i];
-			g.n++;
-		}
-		free(p->v);
-		*p = g;
-	}
-	for (i = name_hash(s) & (p->cap - 1); p->v[i]; i = (i + 1) & (p->cap - 1))
+	for (i = name_hash(ent.name) & (p->cap - 1); p->v[i].name; i = (i + 1) & (p->cap - 1))
 		;
-	p->v[i] = xstrdup(s);
+	p->v[i] = ent;
 	p->n++;
+}
+
+/* Rebuild the table with room for one more, keeping the entries whose
+ * seq is at least keep_from (the others' files are written). */
+static void pset_rebuild(struct pset *p, uint64_t keep_from)
+{
+	struct pset g = {NULL, p->cap ? p->cap : 1024, 0};
+	size_t i, kept = 0;
+
+	for (i = 0; i < p->cap; i++)
+		if (p->v[i].name && p->v[i].seq >= keep_from)
+			kept++;
+	while (2 * (kept + 1) > g.cap)
+		g.cap *= 2;
+	g.v = xcalloc(g.cap, sizeof(*g.v));
+	for (i = 0; i < p->cap; i++) {
+		if (!p->v[i].name)
+			continue;
+		if (p->v[i].seq >= keep_from)
+			pset_put(&g, p->v[i]);
+		else
+			free(p->v[i].name);
+	}
+	free(p->v);
+	*p = g;
+}
+
+static void pset_add(struct pset *p, const char *s, uint64_t seq)
+{
+	struct pent ent;
+
+	if (2 * (p->n + 1) > p->cap)
+		pset_rebuild(p, 0);
+	ent.name = xstrdup(s);
+	ent.seq = seq;
+	pset_put(p, ent);
 }
 
 static void pset_clear(struct pset *p)
@@ -250,9 +311,9 @@ static void pset_clear(struct pset *p)
 	size_t i;
 
 	for (i = 0; i < p->cap && p->n; i++) {
-		if (p->v[i]) {
-			free(p->v[i]);
-			p->v[i] = NULL;
+		if (p->v[i].name) {
+			free(p->v[i].name);
+			p->v[i].name = NULL;
 			p->n--;
 		}
 	}
@@ -282,16 +343,23 @@ static int make_room(int dfd, const char *base, const char *shown, struct err *e
 	return 0;
 }
 
+/* Does mode need an explicit chmod after a create under umask um? */
+static int needs_chmod(mode_t mode, mode_t um)
+{
+	return (mode & 07000) || (mode & 0777 & um);
+}
+
 /* Create base in dfd for writing, never through a symlink, replacing an
- * earlier file or symlink of that name. */
+ * earlier file or symlink of that name.  A new file is writable by this
+ * fd whatever its mode. */
 static int create_file(int dfd, const char *base, const char *shown, mode_t mode,
-		       int umask_ok, struct err *e)
+		       struct err *e)
 {
 	int fd, tried = 0;
 
 	for (;;) {
 		fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-			    umask_ok ? mode : 0600);
+			    mode & 0777);
 		if (fd >= 0)
 			return fd;
 		if (errno != EEXIST || tried)
@@ -303,24 +371,24 @@ static int create_file(int dfd, const char *base, const char *shown, mode_t mode
 }
 
 /* The end of a file: its final size (a sparse file's trailing hole), its
- * mode when the umask was in the way, and the close. */
+ * exact mode (after the writes, which would clear setuid), the close. */
 static int finish_file(int fd, const char *shown, uint64_t end, uint64_t size, mode_t mode,
-		       int umask_ok, struct err *e)
+		       mode_t um, struct err *e)
 {
 	int ret = 0;
 
 	if (end < size && ftruncate(fd, (off_t)size))
 		ret = err_errno(e, "cannot size %s", shown);
-	if (!ret && !umask_ok && fchmod(fd, mode))
+	if (!ret && needs_chmod(mode, um) && fchmod(fd, mode))
 		ret = err_errno(e, "cannot chmod %s", shown);
 	if (close(fd) && !ret)
 		ret = err_errno(e, "cannot write %s", shown);
 	return ret;
 }
 
-static int write_job(const struct job *j, int umask_ok, struct err *e)
+static int write_job(const struct job *j, mode_t um, struct err *e)
 {
-	int fd = create_file(j->dir->fd, j->base, j->name, j->mode, umask_ok, e);
+	int fd = create_file(j->dir->fd, j->base, j->name, j->mode, e);
 
 	if (fd < 0)
 		return fd;
@@ -330,7 +398,7 @@ static int write_job(const struct job *j, int umask_ok, struct err *e)
 		close(fd);
 		return ret;
 	}
-	return finish_file(fd, j->name, j->size, j->size, j->mode, umask_ok, e);
+	return finish_file(fd, j->name, j->size, j->size, j->mode, um, e);
 }
 
 static void job_free(struct job *j)
@@ -350,7 +418,9 @@ static void job_free(struct job *j)
 
 static void *worker(void *arg)
 {
-	struct pool *p = arg;
+	struct worker_arg *wa = arg;
+	struct pool *p = wa->p;
+	unsigned idx = wa->idx;
 
 	for (;;) {
 		struct err e = ERR_INIT;
@@ -368,11 +438,12 @@ static void *worker(void *arg)
 		p->qhead = (p->qhead + 1) % p->qcap;
 		p->qcount--;
 		p->busy++;
+		p->busy_seq[idx] = j->seq;
 		failed = p->failed;
 		pthread_mutex_unlock(&p->mu);
 
 		/* after a failure the rest is dropped: the extraction is over */
-		if (!failed && write_job(j, p->umask_ok, &e)) {
+		if (!failed && write_job(j, p->um, &e)) {
 			pthread_mutex_lock(&p->mu);
 			if (!p->failed) {
 				p->failed = 1;
@@ -382,6 +453,7 @@ static void *worker(void *arg)
 		}
 		pthread_mutex_lock(&p->mu);
 		p->busy--;
+		p->busy_seq[idx] = UINT64_MAX;
 		p->bytes -= j->size;
 		pthread_cond_broadcast(&p->space);
 		if (!p->qcount && !p->busy)
@@ -391,9 +463,10 @@ static void *worker(void *arg)
 	}
 }
 
-static struct pool *pool_new(unsigned n, int umask_ok)
+static struct pool *pool_new(unsigned n, mode_t um)
 {
 	struct pool *p = xcalloc(1, sizeof(*p));
+	unsigned i;
 
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work, NULL);
@@ -401,11 +474,32 @@ static struct pool *pool_new(unsigned n, int umask_ok)
 	pthread_cond_init(&p->idle, NULL);
 	p->qcap = POOL_QUEUE;
 	p->q = xcalloc(p->qcap, sizeof(*p->q));
-	p->umask_ok = umask_ok;
-	for (p->n = 0; p->n < n; p->n++)
-		if (pthread_create(&p->th[p->n], NULL, worker, p))
+	p->um = um;
+	for (i = 0; i < UNPACK_MAX_THREADS; i++)
+		p->busy_seq[i] = UINT64_MAX;
+	for (p->n = 0; p->n < n; p->n++) {
+		p->wa[p->n].p = p;
+		p->wa[p->n].idx = p->n;
+		if (pthread_create(&p->th[p->n], NULL, worker, &p->wa[p->n]))
 			break;
+	}
 	return p;
+}
+
+/* The seq of the oldest job not written yet (UINT64_MAX when none): jobs
+ * are queued in seq order and taken from the head. */
+static uint64_t pool_oldest(struct pool *p)
+{
+	uint64_t m;
+	unsigned i;
+
+	pthread_mutex_lock(&p->mu);
+	m = p->qcount ? p->q[p->qhead]->seq : UINT64_MAX;
+	for (i = 0; i < p->n; i++)
+		if (p->busy_seq[i] < m)
+			m = p->busy_seq[i];
+	pthread_mutex_unlock(&p->mu);
+	return m;
 }
 
 /* Queue a job (taking it); an earlier worker failure comes back instead. */
@@ -580,11 +674,37 @@ static int read_error(struct unpacker *u, struct archive *a)
 		       archive_error_string(a) ? archive_error_string(a) : "cannot read data");
 }
 
-static int count_bytes(struct unpacker *u, size_t n)
+static uint64_t now_ms(void)
 {
-	if (u->o && u->o->max_bytes && u->st->bytes + n > u->o->max_bytes)
-		return err_set(u->e, ERR_CORRUPT, "archive holds more than %llu bytes",
-			       (unsigned long long)u->o->max_bytes);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The bounds checked as the stream goes: its length and the deadline. */
+static int check_stream(struct unpacker *u)
+{
+	const struct unpack_opts *o = u->o;
+
+	if (!o)
+		return 0;
+	if (o->max_stream && (uint64_t)archive_filter_bytes(u->a, 0) > o->max_stream)
+		return err_set(u->e, ERR_CORRUPT, "the archive is longer than the %llu bytes "
+			       "it was declared to have", (unsigned long long)o->max_stream);
+	if (o->deadline_ms && now_ms() >= o->deadline_ms)
+		return err_set(u->e, ERR_FAIL, "timed out while extracting %s", u->name.data);
+	return 0;
+}
+
+/* A file's declared size, holes included, against max_bytes: checked
+ * before anything is written, so a sparse file cannot grow past it. */
+static int count_bytes(struct unpacker *u, uint64_t n)
+{
+	if (u->o && u->o->max_bytes &&
+	    (n > u->o->max_bytes || u->st->bytes > u->o->max_bytes - n))
+		return err_set(u->e, ERR_CORRUPT, "archive holds more than %llu bytes of files "
+			       "(at %s)", (unsigned long long)u->o->max_bytes, u->name.data);
 	u->st->bytes += n;
 	return 0;
 }
@@ -613,14 +733,17 @@ static int queue_file(struct unpacker *u, struct archive *a, struct dnode *dir,
 			return r != ARCHIVE_OK ? read_error(u, a)
 				: err_set(u->e, ERR_CORRUPT, "%s: bad data offset", u->name.data);
 		}
-		if (count_bytes(u, n)) {
+		memcpy(j->data + off, blk, n);
+		if (check_stream(u)) {
 			job_free(j);
 			return u->e->code;
 		}
-		memcpy(j->data + off, blk, n);
 	}
 	j->dir = dnode_get(dir);
-	pset_add(&u->pending, u->name.data);
+	j->seq = u->seq++;
+	pset_add(&u->pending, u->name.data, j->seq);
+	if (u->pending.n > PSET_PURGE)
+		pset_rebuild(&u->pending, pool_oldest(u->pool));
 	u->st->files++;
 	return pool_submit(u->pool, j, u->e);
 }
@@ -628,7 +751,7 @@ static int queue_file(struct unpacker *u, struct archive *a, struct dnode *dir,
 static int extract_file(struct unpacker *u, struct archive *a, struct archive_entry *ent,
 			struct dnode *dir, const char *base)
 {
-	mode_t mode = (archive_entry_perm(ent) & 0111) ? 0755 : 0644;
+	mode_t mode = archive_entry_perm(ent) & 07777;
 	la_int64_t size = archive_entry_size(ent), off, pos = 0;
 	const void *blk;
 	size_t n;
@@ -636,9 +759,11 @@ static int extract_file(struct unpacker *u, struct archive *a, struct archive_en
 
 	if (size < 0)
 		size = 0;
+	if (count_bytes(u, (uint64_t)size))
+		return u->e->code;
 	if (u->pool && (uint64_t)size <= UNPACK_SMALL_FILE)
 		return queue_file(u, a, dir, base, (uint64_t)size, mode);
-	fd = create_file(dir->fd, base, u->name.data, mode, u->umask_ok, u->e);
+	fd = create_file(dir->fd, base, u->name.data, mode, u->e);
 	if (fd < 0)
 		return fd;
 	for (;;) {
@@ -649,12 +774,14 @@ static int extract_file(struct unpacker *u, struct archive *a, struct archive_en
 			ret = read_error(u, a);
 			break;
 		}
-		if ((ret = count_bytes(u, n)))
+		if (off < pos || off > size || (la_int64_t)n > size - off) {
+			ret = err_set(u->e, ERR_CORRUPT, "%s: bad data offset", u->name.data);
 			break;
+		}
 		if (off != pos) {
 			/* a sparse file's hole: skipped, the final size covers it */
-			if (off < pos || lseek(fd, off, SEEK_SET) < 0) {
-				ret = err_set(u->e, ERR_CORRUPT, "%s: bad data offset", u->name.data);
+			if (lseek(fd, off, SEEK_SET) < 0) {
+				ret = err_errno(u->e, "cannot seek in %s", u->name.data);
 				break;
 			}
 			pos = off;
@@ -664,25 +791,49 @@ static int extract_file(struct unpacker *u, struct archive *a, struct archive_en
 			break;
 		}
 		pos += (la_int64_t)n;
+		if ((ret = check_stream(u)))
+			break;
 	}
 	if (ret) {
 		close(fd);
 		return ret;
 	}
-	ret = finish_file(fd, u->name.data, (uint64_t)pos, (uint64_t)size, mode, u->umask_ok,
-			  u->e);
+	ret = finish_file(fd, u->name.data, (uint64_t)pos, (uint64_t)size, mode, u->um, u->e);
 	if (!ret)
 		u->st->files++;
 	return ret;
 }
 
-static int extract_dir(struct unpacker *u, int dfd, const char *base)
+/* Set path's mode at the end (after everything below it is written). */
+static void defer_mode(struct unpacker *u, const char *path, mode_t mode)
 {
+	struct dmode *d;
+	const char *p;
+
+	if (u->ndmodes == u->dmodes_cap) {
+		u->dmodes_cap = u->dmodes_cap ? 2 * u->dmodes_cap : 64;
+		u->dmodes = xreallocarray(u->dmodes, u->dmodes_cap, sizeof(*u->dmodes));
+	}
+	d = &u->dmodes[u->ndmodes];
+	d->path = xstrdup(path);
+	d->mode = mode;
+	d->depth = *path ? 1 : 0;
+	for (p = path; *p; p++)
+		if (*p == '/')
+			d->depth++;
+	d->idx = u->ndmodes++;
+}
+
+static int extract_dir(struct unpacker *u, struct archive_entry *ent, int dfd,
+		       const char *base)
+{
+	mode_t mode = archive_entry_perm(ent) & 07777;
+	mode_t made = (mode | 0700) & 0777; /* its owner may fill it meanwhile */
 	struct stat st;
 
-	if (!mkdirat(dfd, base, 0755)) {
-		if (!u->umask_ok)
-			fchmodat(dfd, base, 0755, 0);
+	if (!mkdirat(dfd, base, made)) {
+		if (mode != (made & ~u->um))
+			defer_mode(u, u->name.data, mode);
 		u->st->dirs++;
 		return 0;
 	}
@@ -693,6 +844,9 @@ static int extract_dir(struct unpacker *u, int dfd, const char *base)
 	if (!S_ISDIR(st.st_mode))
 		return err_set(u->e, ERR_CORRUPT, "refused directory '%s': a file or symlink "
 			       "of that name came first", u->name.data);
+	/* made earlier as a parent, or named twice: this entry's mode wins */
+	if ((st.st_mode & 07777) != mode)
+		defer_mode(u, u->name.data, mode);
 	u->st->dirs++;
 	return 0;
 }
@@ -706,9 +860,9 @@ static int extract_symlink(struct unpacker *u, struct archive_entry *ent, int df
 		target = archive_entry_symlink_utf8(ent);
 	if (!target)
 		return err_set(u->e, ERR_CORRUPT, "symlink %s has no target", u->name.data);
-	if (!unpack_link_inside(u->name.data, target))
+	if (u->o && u->o->safe_links && !unpack_link_inside(u->name.data, target))
 		return err_set(u->e, ERR_CORRUPT, "refused symlink '%s' -> '%s': it leads out of "
-			       "the directory", u->name.data, target);
+			       "the directory (--safe-links)", u->name.data, target);
 	if (symlinkat(target, dfd, base)) {
 		if (errno != EEXIST)
 			return err_errno(u->e, "cannot create symlink %s", u->name.data);
@@ -717,13 +871,36 @@ static int extract_symlink(struct unpacker *u, struct archive_entry *ent, int df
 		if (symlinkat(target, dfd, base))
 			return err_errno(u->e, "cannot create symlink %s", u->name.data);
 	}
-	if (buf_add(&u->links, u->name.data, u->name.len + 1))
+	if (u->o && u->o->safe_links && buf_add(&u->links, u->name.data, u->name.len + 1))
 		return err_set(u->e, ERR_NOMEM, "too many symlinks");
 	u->st->symlinks++;
 	return 0;
 }
 
-/* A hard link: the target must be a regular file already extracted. */
+/* A FIFO, with its exact mode. */
+static int extract_fifo(struct unpacker *u, struct archive_entry *ent, int dfd,
+			const char *base)
+{
+	mode_t mode = archive_entry_perm(ent) & 07777;
+
+	if (make_room(dfd, base, u->name.data, u->e))
+		return u->e->code;
+	if (mkfifoat(dfd, base, mode & 0777))
+		return err_errno(u->e, "cannot create fifo %s", u->name.data);
+	/* the name is the FIFO just made in a directory of the extraction's
+	 * own; AT_SYMLINK_NOFOLLOW says so too where the C library can */
+	if (needs_chmod(mode, u->um) && fchmodat(dfd, base, mode, AT_SYMLINK_NOFOLLOW) &&
+	    ((errno != EOPNOTSUPP && errno != ENOSYS) || fchmodat(dfd, base, mode, 0)))
+		return err_errno(u->e, "cannot chmod %s", u->name.data);
+	u->st->files++;
+	return 0;
+}
+
+/*
+ * A hard link: the target must be an entry of this archive extracted
+ * before it (the directory is the archive's own: nothing else is there),
+ * not a directory.  Its directories are opened without following links.
+ */
 static int extract_hardlink(struct unpacker *u, const char *target, int dfd,
 			    const char *base)
 {
@@ -759,7 +936,8 @@ static int extract_hardlink(struct unpacker *u, const char *target, int dfd,
 			owned = 0;
 			if (fd < 0) {
 				ret = err_set(u->e, ERR_CORRUPT, "refused hard link '%s' -> '%s': "
-					      "no such file in the archive", u->name.data, target);
+					      "no such entry before it in the archive", u->name.data,
+					      target);
 				goto out;
 			}
 			tfd = fd;
@@ -767,11 +945,17 @@ static int extract_hardlink(struct unpacker *u, const char *target, int dfd,
 			p = end + 1;
 		}
 	}
-	if (fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode)) {
-		ret = err_set(u->e, ERR_CORRUPT, "refused hard link '%s' -> '%s': not a "
-			      "regular file in the archive", u->name.data, target);
+	if (fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW)) {
+		ret = err_set(u->e, ERR_CORRUPT, "refused hard link '%s' -> '%s': no such entry "
+			      "before it in the archive", u->name.data, target);
 		goto out;
 	}
+	if (S_ISDIR(st.st_mode)) {
+		ret = err_set(u->e, ERR_CORRUPT, "refused hard link '%s' -> '%s': a directory",
+			      u->name.data, target);
+		goto out;
+	}
+	/* flags 0: a link to a symlink is a link to the symlink itself */
 	if (linkat(tfd, tbase, dfd, base, 0)) {
 		if (errno != EEXIST) {
 			ret = err_errno(u->e, "cannot link %s", u->name.data);
@@ -808,6 +992,8 @@ static int extract_entry(struct unpacker *u, struct archive *a, struct archive_e
 		if (type != AE_IFDIR)
 			return err_set(u->e, ERR_CORRUPT, "refused entry '%s' at the root itself",
 				       path);
+		/* "./": the directory's own mode, set last */
+		defer_mode(u, "", archive_entry_perm(ent) & 07777);
 		u->st->skipped++;
 		return 0;
 	}
@@ -831,20 +1017,90 @@ static int extract_entry(struct unpacker *u, struct archive *a, struct archive_e
 	case AE_IFREG:
 		return extract_file(u, a, ent, dir, base);
 	case AE_IFDIR:
-		return extract_dir(u, dir->fd, base);
+		return extract_dir(u, ent, dir->fd, base);
 	case AE_IFLNK:
 		return extract_symlink(u, ent, dir->fd, base);
 	case AE_IFIFO:
-		ret = make_room(dir->fd, base, u->name.data, u->e);
-		if (!ret && mkfifoat(dir->fd, base, 0644))
-			ret = err_errno(u->e, "cannot create fifo %s", u->name.data);
-		if (!ret)
-			u->st->files++;
-		return ret;
+		return extract_fifo(u, ent, dir->fd, base);
 	default:
 		return err_set(u->e, ERR_CORRUPT, "refused '%s': unknown entry type 0%o", path,
 			       (unsigned)type);
 	}
+}
+
+/*
+ * Open path (a clean name, "" for root itself) beneath root without
+ * following any link: openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or,
+ * where the kernel has no openat2, a walk of O_NOFOLLOW opens.
+ */
+static int open_beneath(int root, const char *path, int flags)
+{
+	struct open_how how;
+	char *copy, *p, *slash;
+	long fd;
+	int cur;
+
+	if (!*path)
+		return openat(root, ".", flags | O_CLOEXEC);
+	memset(&how, 0, sizeof(how));
+	how.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC);
+	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+	fd = syscall(SYS_openat2, root, path, &how, sizeof(how));
+	if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
+		return (int)fd;
+	copy = xstrdup(path);
+	cur = root;
+	for (p = copy;; p = slash + 1) {
+		int next;
+
+		slash = strchr(p, '/');
+		if (slash)
+			*slash = '\0';
+		next = openat(cur, p, (slash ? O_RDONLY | O_DIRECTORY : flags) | O_NOFOLLOW |
+			      O_CLOEXEC);
+		if (cur != root)
+			close(cur);
+		cur = next;
+		if (cur < 0 || !slash)
+			break;
+	}
+	free(copy);
+	return cur;
+}
+
+static int dmode_order(const void *a, const void *b)
+{
+	const struct dmode *x = a, *y = b;
+
+	/* deepest first; among equals, archive order (the last entry wins) */
+	if (x->depth != y->depth)
+		return x->depth > y->depth ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The directories' own modes, children before parents, the root last. */
+static int apply_modes(struct unpacker *u)
+{
+	size_t i;
+	int ret = 0;
+
+	if (u->ndmodes)
+		qsort(u->dmodes, u->ndmodes, sizeof(*u->dmodes), dmode_order);
+	for (i = 0; i < u->ndmodes && !ret; i++) {
+		struct dmode *d = &u->dmodes[i];
+		int fd = open_beneath(u->dirs[0]->fd, d->path, O_RDONLY | O_DIRECTORY);
+
+		if (fd < 0) {
+			ret = err_errno(u->e, "cannot open directory %s", *d->path ? d->path : ".");
+			break;
+		}
+		if (fchmod(fd, d->mode))
+			ret = err_errno(u->e, "cannot chmod %s", *d->path ? d->path : ".");
+		else if (!*d->path)
+			u->st->root_mode = 010000 | (unsigned)d->mode;
+		close(fd);
+	}
+	return ret;
 }
 
 /* The second symlink check: does the kernel resolve it beneath the root? */
@@ -882,7 +1138,7 @@ static int run(struct archive *a, int dirfd, const struct unpack_opts *o,
 	struct unpack_stats tmp;
 	struct archive_entry *ent;
 	unsigned threads = o && o->threads ? o->threads : UNPACK_THREADS;
-	mode_t um;
+	size_t i;
 	int r, ret = 0;
 
 	if (!st)
@@ -892,16 +1148,16 @@ static int run(struct archive *a, int dirfd, const struct unpack_opts *o,
 	u->o = o;
 	u->st = st;
 	u->e = e;
+	u->a = a;
 	buf_init(&u->name, 0);
 	buf_init(&u->links, 0);
 	/* umask is process-wide: read it back at once */
-	um = umask(022);
-	umask(um);
-	u->umask_ok = (um & 0755) == 0;
+	u->um = umask(022);
+	umask(u->um);
 	if (threads > UNPACK_MAX_THREADS)
 		threads = UNPACK_MAX_THREADS;
 	if (threads > 1)
-		u->pool = pool_new(threads, u->umask_ok);
+		u->pool = pool_new(threads, u->um);
 
 	for (;;) {
 		r = archive_read_next_header(a, &ent);
@@ -919,20 +1175,28 @@ static int run(struct archive *a, int dirfd, const struct unpack_opts *o,
 				      (unsigned long long)o->max_entries);
 			break;
 		}
-		ret = extract_entry(u, a, ent);
+		ret = check_stream(u);
+		if (!ret)
+			ret = extract_entry(u, a, ent);
 		if (ret)
 			break;
 	}
-	/* every file written before the link check and before the caller
-	 * may swap the tree in; after a failure the queue is dropped */
+	/* every file written before the link check, the modes and before
+	 * the caller may swap the tree in; after a failure the queue is
+	 * dropped */
 	if (u->pool && !ret)
 		ret = pool_drain(u->pool, e);
 	pool_free(u->pool);
 	chain_trim(u, 0);
-	if (!ret)
+	if (!ret && o && o->safe_links)
 		ret = check_links(u);
+	if (!ret)
+		ret = apply_modes(u);
 	dnode_put(u->dirs[0]);
 	pset_release(&u->pending);
+	for (i = 0; i < u->ndmodes; i++)
+		free(u->dmodes[i].path);
+	free(u->dmodes);
 	buf_release(&u->name);
 	buf_release(&u->links);
 	free(u);
@@ -1243,19 +1507,36 @@ static int keep_entry(const char *name, const char *prefix)
 
 int unpack_remove_stale(const char *dir, const char *prefix, struct err *e)
 {
-	DIR *d = opendir(dir);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd2;
+	DIR *d;
 	struct dirent *de;
 	int n = 0, ret = 0;
 
-	if (!d)
+	if (dfd < 0)
 		return errno == ENOENT ? 0 : err_errno(e, "cannot read %s", dir);
+	/* a second fd for the removals: readdir keeps its own position */
+	fd2 = dup(dfd);
+	d = fd2 < 0 ? NULL : fdopendir(dfd);
+	if (!d) {
+		ret = err_errno(e, "cannot read %s", dir);
+		close(dfd);
+		if (fd2 >= 0)
+			close(fd2);
+		return ret;
+	}
 	while ((de = readdir(d))) {
+		struct stat st;
 		char *full;
 
 		if (keep_entry(de->d_name, prefix))
 			continue;
+		/* only what this user made: in a shared sticky directory another
+		 * user's entry of that name is theirs, whatever it claims */
+		if (fstatat(fd2, de->d_name, &st, AT_SYMLINK_NOFOLLOW) || st.st_uid != geteuid() ||
+		    !S_ISDIR(st.st_mode))
+			continue;
 		full = xasprintf("%s/%s", dir, de->d_name);
-		if (remove_tree(full, e)) {
+		if (remove_tree_at(fd2, de->d_name, full, e)) {
 			if (!ret)
 				ret = e->code;
 		} else {
@@ -1264,5 +1545,6 @@ int unpack_remove_stale(const char *dir, const char *prefix, struct err *e)
 		free(full);
 	}
 	closedir(d);
+	close(fd2);
 	return ret ? ret : n;
 }

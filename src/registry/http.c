@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -339,6 +340,24 @@ static void setup(struct reg_store *s, CURL *c, struct http_req *rq,
 	}
 }
 
+/* 1 when url is plain HTTP to a host that is not loopback (or cannot be
+ * parsed): where a redirect may only go with --insecure. */
+static int plain_remote(const char *url)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	int bad = 1;
+
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+		bad = strcasecmp(scheme, "https") && !reg_host_is_loopback(host);
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	return bad;
+}
+
 int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 		 struct http_resp *rs, struct err *e)
 {
@@ -353,6 +372,12 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 	for (;;) {
 		int send_auth = rq->auth_header && rq->auth_origin &&
 				reg_url_same_origin(url, rq->auth_origin);
+		uint64_t left = reg_time_left(s);
+
+		if (!left) {
+			ret = reg_deadline_err(e, rq->method);
+			break;
+		}
 
 		hdrs = NULL;
 		for (h = rq->headers; h; h = h->next)
@@ -378,6 +403,9 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 		rs->curl_err[0] = '\0';
 		rs->sent = 0;
 		setup(s, c, rq, url, hdrs, &x, rs);
+		if (left != UINT64_MAX)
+			curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+					 (long)(left < LONG_MAX ? left : LONG_MAX));
 		s->st.requests++;
 		rs->cc = (int)curl_easy_perform(c);
 		curl_slist_free_all(hdrs);
@@ -394,6 +422,9 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 			if (x.idled)
 				snprintf(rs->curl_err, sizeof(rs->curl_err),
 					 "no data for %u s (idle timeout)", x.idle);
+			else if (s->deadline_ms && !reg_time_left(s))
+				snprintf(rs->curl_err, sizeof(rs->curl_err),
+					 "time limit reached (--timeout)");
 			if (!rq->quiet)
 				reg_log(s, "%s %s: %s", rq->method, url,
 					rs->curl_err[0] ? rs->curl_err
@@ -417,6 +448,15 @@ int http_perform(struct reg_store *s, CURL *c, struct http_req *rq,
 				free(next);
 				ret = err_set(e, ERR_FAIL, "refusing a redirect from HTTPS to %s",
 					      rs->location);
+				break;
+			}
+			/* plain HTTP is for loopback: a loopback registry may not hand
+			 * the client to a plain-HTTP host elsewhere */
+			if (!s->o.insecure && plain_remote(next)) {
+				free(next);
+				ret = err_set(e, ERR_FAIL, "refusing a redirect to %s: plain HTTP is "
+					      "only for localhost, 127.0.0.0/8 and ::1 (or with "
+					      "--insecure)", rs->location);
 				break;
 			}
 			if (++hops > MAX_REDIRECTS) {

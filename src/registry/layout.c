@@ -8,6 +8,11 @@
  * produce the same file; index.json is rewritten (temporary + rename) only
  * while holding an flock on index.json.lock, so concurrent tag updates do
  * not lose each other; readers never lock and see the old or the new file.
+ *
+ * What a layout holds is untrusted (it may be a shared directory): every
+ * file read is opened non-blocking and must be a regular file (a FIFO, a
+ * device or a link to one is refused, not waited on), reads are capped,
+ * and a blob is never read past the size its descriptor declares.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +32,66 @@
 static char *blob_path(struct reg_store *s, const char *digest)
 {
 	return xasprintf("%s/blobs/sha256/%s", s->dir, digest + 7);
+}
+
+/*
+ * Open path for reading: non-blocking (a FIFO must not hang the open) and
+ * a regular file only.  ERR_NOTFOUND when it does not exist, ERR_CORRUPT
+ * when it is something else.  *size gets its size.
+ */
+static int open_regular(const char *path, uint64_t *size, struct err *e)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+
+	if (fd < 0)
+		return errno == ENOENT || errno == ENOTDIR
+			       ? err_set(e, ERR_NOTFOUND, "%s does not exist", path)
+			       : err_errno(e, "cannot open %s", path);
+	if (fstat(fd, &st)) {
+		int ret = err_errno(e, "cannot stat %s", path);
+
+		close(fd);
+		return ret;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return err_set(e, ERR_CORRUPT, "%s is not a regular file", path);
+	}
+	/* back to blocking reads for a regular file */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	if (size)
+		*size = (uint64_t)st.st_size;
+	return fd;
+}
+
+/* Read a whole regular file of at most max bytes into b (reset first). */
+static int read_regular(const char *path, size_t max, struct buf *b, struct err *e)
+{
+	char tmp[65536];
+	int fd = open_regular(path, NULL, e), ret = 0;
+
+	if (fd < 0)
+		return fd;
+	buf_reset(b);
+	for (;;) {
+		ssize_t n = read(fd, tmp, sizeof(tmp));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = err_errno(e, "cannot read %s", path);
+			break;
+		}
+		if (!n)
+			break;
+		if (b->len + (size_t)n > max || buf_add(b, tmp, (size_t)n)) {
+			ret = err_set(e, ERR_CORRUPT, "%s is larger than %zu bytes", path, max);
+			break;
+		}
+	}
+	close(fd);
+	return ret;
 }
 
 static int write_small(const char *path, const void *p, size_t n, struct err *e)
@@ -79,15 +144,16 @@ static int read_index(struct reg_store *s, json_t **root, struct err *e)
 	int ret = 0;
 
 	*root = NULL;
-	if (access(path, F_OK)) {
+	ret = read_regular(path, INDEX_MAX, &b, e);
+	if (ret == ERR_NOTFOUND) {
+		err_clear(e);
+		ret = 0;
 		*root = json_pack("{s:i,s:s,s:[]}", "schemaVersion", 2, "mediaType",
 				  REG_MT_INDEX, "manifests");
 		goto out;
 	}
-	if (buf_read_file(&b, path, INDEX_MAX, e)) {
-		ret = e->code;
+	if (ret)
 		goto out;
-	}
 	*root = json_loadb(b.data, b.len, 0, &je);
 	if (!json_is_object(*root) ||
 	    !json_is_array(json_object_get(*root, "manifests"))) {
@@ -158,6 +224,8 @@ int layout_blob_exists(struct reg_store *s, const char *digest, uint64_t *size,
 	if (stat(p, &st)) {
 		ret = errno == ENOENT || errno == ENOTDIR ? 0
 			: err_errno(e, "cannot stat %s", p);
+	} else if (!S_ISREG(st.st_mode)) {
+		ret = 0; /* not a blob: a push puts one in its place */
 	} else if (size) {
 		*size = (uint64_t)st.st_size;
 	}
@@ -186,7 +254,7 @@ static int put_blob(struct reg_store *s, int in, const void *mem, size_t n,
 		struct stat st;
 
 		ret = reg_copy_hash(in, af.fd, h, &total, e, "blob", s,
-				    fstat(in, &st) ? 0 : (uint64_t)st.st_size);
+				    fstat(in, &st) ? 0 : (uint64_t)st.st_size, -1);
 	} else {
 		sha256_update(h, mem, n);
 		total = n;
@@ -264,19 +332,28 @@ int layout_blob_push_mem(struct reg_store *s, const void *p, size_t n,
 int layout_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 			 int fd, struct err *e)
 {
-	char *p = blob_path(s, digest), hex[REG_DIGEST_SIZE];
+	char *p = blob_path(s, digest), hex[REG_DIGEST_SIZE], *what;
 	struct sha256 *h = sha256_new();
 	unsigned char md[32];
 	uint64_t total = 0;
 	int in, ret;
 
-	in = open(p, O_RDONLY | O_CLOEXEC);
+	in = open_regular(p, NULL, e);
 	if (in < 0) {
-		ret = errno == ENOENT ? err_set(e, ERR_NOTFOUND, "blob %s not found", digest)
-				      : err_errno(e, "cannot open %s", p);
+		if (in == ERR_NOTFOUND) {
+			err_clear(e);
+			ret = err_set(e, ERR_NOTFOUND, "blob %s not found", digest);
+		} else {
+			ret = err_wrap(e, "blob %s", digest);
+		}
 		goto out;
 	}
-	ret = reg_copy_hash(in, fd, h, &total, e, "blob", s, size > 0 ? (uint64_t)size : 0);
+	/* never more than the descriptor says: a 1 GiB file behind a 34 KB
+	 * descriptor costs 34 KB + 1 of reading */
+	what = xasprintf("blob %s", digest);
+	ret = reg_copy_hash(in, fd, h, &total, e, what, s, size > 0 ? (uint64_t)size : 0,
+			    size);
+	free(what);
 	close(in);
 	if (ret)
 		goto out;
@@ -308,9 +385,9 @@ static const char *entry_digest(json_t *d)
 	return json_string_value(json_object_get(d, "digest"));
 }
 
-int layout_manifest_put(struct reg_store *s, const char *tag, const void *p,
+static int manifest_put(struct reg_store *s, const char *tag, const void *p,
 			size_t n, const char *media_type, const char *digest,
-			const char *artifact_type, struct err *e)
+			const char *artifact_type, int only_new, struct err *e)
 {
 	json_t *root = NULL, *arr, *d, *ent;
 	size_t i;
@@ -329,8 +406,13 @@ int layout_manifest_put(struct reg_store *s, const char *tag, const void *p,
 	for (i = json_array_size(arr); i-- > 0;) {
 		d = json_array_get(arr, i);
 		if (tag ? (entry_tag(d) && !strcmp(entry_tag(d), tag))
-			: (!entry_tag(d) && entry_digest(d) && !strcmp(entry_digest(d), digest)))
+			: (!entry_tag(d) && entry_digest(d) && !strcmp(entry_digest(d), digest))) {
+			if (only_new) {
+				ret = 1; /* someone else's, put first */
+				goto out;
+			}
 			json_array_remove(arr, i);
+		}
 	}
 	ent = json_pack("{s:s,s:s,s:I}", "mediaType", media_type, "digest", digest,
 			"size", (json_int_t)n);
@@ -345,6 +427,20 @@ out:
 	json_decref(root);
 	unlock_index(fd);
 	return ret;
+}
+
+int layout_manifest_put(struct reg_store *s, const char *tag, const void *p,
+			size_t n, const char *media_type, const char *digest,
+			const char *artifact_type, struct err *e)
+{
+	return manifest_put(s, tag, p, n, media_type, digest, artifact_type, 0, e);
+}
+
+int layout_manifest_put_new(struct reg_store *s, const char *tag, const void *p,
+			    size_t n, const char *media_type, const char *digest,
+			    const char *artifact_type, struct err *e)
+{
+	return manifest_put(s, tag, p, n, media_type, digest, artifact_type, 1, e);
 }
 
 /* Find the descriptor for a tag or digest in index.json (a new reference). */
@@ -396,12 +492,14 @@ int layout_manifest_get(struct reg_store *s, const char *ref, struct buf *out,
 		}
 	}
 	path = blob_path(s, dg);
-	if (access(path, F_OK)) {
+	ret = read_regular(path, REG_MANIFEST_MAX, out, e);
+	if (ret == ERR_NOTFOUND) {
+		err_clear(e);
 		ret = err_set(e, ERR_NOTFOUND, "manifest %s not found", ref);
 		goto out;
 	}
-	if (buf_read_file(out, path, REG_MANIFEST_MAX, e)) {
-		ret = err_wrap(e, "manifest %s", ref);
+	if (ret) {
+		err_wrap(e, "manifest %s", ref);
 		goto out;
 	}
 	sha256_digest_str(out->data, out->len, hex);
@@ -460,24 +558,18 @@ int layout_manifest_head(struct reg_store *s, const char *ref, char *digest_out,
 int layout_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e)
 {
 	json_t *root, *d;
-	size_t i, k;
+	size_t i;
 	int ret;
 
 	ret = read_index(s, &root, e);
 	if (ret)
 		return ret;
+	/* duplicates (a tag re-put) are dropped by reg_tags_list */
 	json_array_foreach(json_object_get(root, "manifests"), i, d) {
 		const char *t = entry_tag(d);
-		int dup = 0;
 
-		if (!t)
-			continue;
-		for (k = 0; k < tags->n && !dup; k++)
-			dup = !strcmp(tags->v[k], t);
-		if (dup)
-			continue;
-		tags->v = xreallocarray(tags->v, tags->n + 1, sizeof(*tags->v));
-		tags->v[tags->n++] = xstrdup(t);
+		if (t)
+			reg_tags_push(tags, xstrdup(t));
 	}
 	json_decref(root);
 	return 0;
@@ -551,7 +643,7 @@ static void mark(struct reg_store *s, const char *digest, struct reg_tags *set,
 
 	ref_add(set, digest);
 	p = blob_path(s, digest);
-	if (!buf_read_file(&b, p, REG_MANIFEST_MAX, &e2) &&
+	if (!read_regular(p, REG_MANIFEST_MAX, &b, &e2) &&
 	    !reg_manifest_parse(&m, b.data, b.len, &e2)) {
 		if (!m.is_index)
 			ref_add(set, m.config.digest);

@@ -28,7 +28,18 @@ struct reg_store {
 	struct reg_stats st;
 	struct reg_remote *rm; /* REG_REMOTE */
 	char *dir;             /* REG_LAYOUT */
+	uint64_t deadline_ms;  /* reg_store_set_deadline; 0: none */
 };
+
+/* The monotonic clock in ms. */
+uint64_t reg_now_ms(void);
+/* ms left before s's deadline: UINT64_MAX when there is none, 0 when it
+ * has passed. */
+uint64_t reg_time_left(const struct reg_store *s);
+/* The message of a passed deadline, set into e; returns ERR_NET. */
+int reg_deadline_err(struct err *e, const char *what);
+/* Add tag (taken) to a list, growing it geometrically. */
+void reg_tags_push(struct reg_tags *t, char *tag);
 
 void reg_log(struct reg_store *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -39,9 +50,11 @@ int reg_host_is_loopback(const char *host);
 const char *reg_api_host(const char *host);
 
 /* Copy fd to fd (or to the sha256), 1 MiB at a time.  With s, each MiB
- * is reported to s->o.progress as part of a blob of total bytes. */
+ * is reported to s->o.progress as part of a blob of total bytes, and s's
+ * deadline is kept.  limit >= 0: ERR_CORRUPT as soon as the input turns
+ * out longer (never reading more than limit + 1 bytes). */
 int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
-		  const char *what, struct reg_store *s, uint64_t total);
+		  const char *what, struct reg_store *s, uint64_t total, int64_t limit);
 const char *reg_basename(const char *path);
 
 /*
@@ -80,6 +93,11 @@ int layout_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 int layout_manifest_put(struct reg_store *s, const char *tag, const void *p,
 			size_t n, const char *media_type, const char *digest,
 			const char *artifact_type, struct err *e);
+/* The same, only when tag is not there yet: 1 (nothing written) when it
+ * is, checked under the index lock. */
+int layout_manifest_put_new(struct reg_store *s, const char *tag, const void *p,
+			    size_t n, const char *media_type, const char *digest,
+			    const char *artifact_type, struct err *e);
 int layout_manifest_get(struct reg_store *s, const char *ref, struct buf *out,
 			char **media_type, char *digest_out, struct err *e);
 int layout_manifest_head(struct reg_store *s, const char *ref, char *digest_out,

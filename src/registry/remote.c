@@ -70,10 +70,17 @@ void remote_free(struct reg_remote *r)
 	free(r);
 }
 
-static void sleep_ms(long ms)
+/* Wait ms before a retry, never past the store's deadline (the request
+ * after it then fails at once with the deadline's message). */
+static void sleep_ms_in(struct reg_store *s, long ms)
 {
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	uint64_t left = reg_time_left(s);
+	struct timespec ts;
 
+	if ((uint64_t)ms > left)
+		ms = (long)left;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
 	while (nanosleep(&ts, &ts) && errno == EINTR)
 		;
 }
@@ -265,7 +272,7 @@ static int ensure_ping(struct reg_store *s, struct err *e)
 				s->st.retries++;
 				reg_log(s, "GET %s: %s; retrying in %ld ms", url,
 					ret ? e2.msg : "server error", ms);
-				sleep_ms(ms);
+				sleep_ms_in(s, ms);
 				continue;
 			}
 			if (ret) {
@@ -394,7 +401,7 @@ static int rq_retry(struct reg_store *s, struct http_req *rq,
 		ret = rq_auth(s, rq, rs, scope, &e2);
 		if (!ret && !retry_status(rs->status))
 			return 0;
-		if (ret && ret != ERR_NET)
+		if (ret && (ret != ERR_NET || !reg_time_left(s)))
 			return err_set(e, e2.code, "%s", e2.msg);
 		tries++;
 		ms = backoff_ms(s->rm, tries, ret ? NULL : rs);
@@ -406,7 +413,7 @@ static int rq_retry(struct reg_store *s, struct http_req *rq,
 		s->st.retries++;
 		reg_log(s, "%s %s: %s; retrying in %ld ms", rq->method, rq->url,
 			ret ? e2.msg : "server error", ms);
-		sleep_ms(ms);
+		sleep_ms_in(s, ms);
 	}
 }
 
@@ -1040,7 +1047,7 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 		}
 		reg_log(s, "%s of %s failed (%s); retrying in %ld ms", rq.method, digest,
 			net ? e2.msg : "server error", ms);
-		sleep_ms(ms);
+		sleep_ms_in(s, ms);
 		if (!strcmp(rq.method, "PUT")) {
 			/* maybe it went through before the connection dropped */
 			struct err e3 = ERR_INIT;
@@ -1281,6 +1288,11 @@ int remote_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 		}
 		net = ret == ERR_NET;
 		ret = 0;
+		if (net && !reg_time_left(s)) {
+			ret = err_set(e, ERR_NET, "blob %s: %s (at byte %llu)", digest, e2.msg,
+				      (unsigned long long)f.got);
+			goto out;
+		}
 		if (!net && (rs.status == 200 || rs.status == 206) && !f.bad_range)
 			break;
 		if (!net && rs.status == 416 && size >= 0 && f.got == (uint64_t)size)
@@ -1322,7 +1334,7 @@ int remote_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 		reg_log(s, "download of %s stopped at byte %llu (%s); resuming in %ld ms",
 			digest, (unsigned long long)f.got, net ? e2.msg : "server error", ms);
 		if (ms)
-			sleep_ms(ms);
+			sleep_ms_in(s, ms);
 	}
 	if (size >= 0 && f.got != (uint64_t)size) {
 		ret = err_set(e, ERR_CORRUPT, "blob %s: got %llu bytes, want %lld", digest,

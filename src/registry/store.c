@@ -43,6 +43,42 @@ void reg_log(struct reg_store *s, const char *fmt, ...)
 	s->o.log(s->o.log_arg, line);
 }
 
+uint64_t reg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t reg_time_left(const struct reg_store *s)
+{
+	uint64_t now;
+
+	if (!s->deadline_ms)
+		return UINT64_MAX;
+	now = reg_now_ms();
+	return now >= s->deadline_ms ? 0 : s->deadline_ms - now;
+}
+
+int reg_deadline_err(struct err *e, const char *what)
+{
+	return err_set(e, ERR_NET, "%s: time limit reached (--timeout)", what);
+}
+
+void reg_store_set_deadline(struct reg_store *s, uint64_t deadline_ms)
+{
+	s->deadline_ms = deadline_ms;
+}
+
+void reg_tags_push(struct reg_tags *t, char *tag)
+{
+	/* a power of two: the array is full */
+	if (!(t->n & (t->n - 1)))
+		t->v = xreallocarray(t->v, t->n ? 2 * t->n : 16, sizeof(*t->v));
+	t->v[t->n++] = tag;
+}
+
 const char *reg_basename(const char *path)
 {
 	const char *sl = strrchr(path, '/');
@@ -51,14 +87,20 @@ const char *reg_basename(const char *path)
 }
 
 int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
-		  const char *what, struct reg_store *s, uint64_t total)
+		  const char *what, struct reg_store *s, uint64_t total, int64_t limit)
 {
 	char *b = xmalloc(COPY_BUF);
 	int ret = 0;
 
 	*n = 0;
 	for (;;) {
-		ssize_t got = read(in, b, COPY_BUF);
+		size_t want = COPY_BUF;
+		ssize_t got;
+
+		/* one byte past the limit tells a longer file from an exact one */
+		if (limit >= 0 && (uint64_t)limit + 1 - *n < want)
+			want = (size_t)((uint64_t)limit + 1 - *n);
+		got = read(in, b, want);
 
 		if (got < 0) {
 			if (errno == EINTR)
@@ -68,6 +110,15 @@ int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
 		}
 		if (!got)
 			break;
+		if (limit >= 0 && *n + (uint64_t)got > (uint64_t)limit) {
+			ret = err_set(e, ERR_CORRUPT, "%s is larger than the %lld bytes declared",
+				      what, (long long)limit);
+			break;
+		}
+		if (s && !reg_time_left(s)) {
+			ret = reg_deadline_err(e, what);
+			break;
+		}
 		if (h)
 			sha256_update(h, b, (size_t)got);
 		if (out >= 0 && write_all(out, b, (size_t)got)) {
@@ -419,13 +470,16 @@ int reg_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 }
 
 int reg_blob_fetch_file(struct reg_store *s, const char *digest, int64_t size,
-			const char *path, struct err *e)
+			const char *path, int noreplace, struct err *e)
 {
 	struct atomic_file af;
+	struct stat st;
 	int ret;
 
 	if (check_digest(digest, e))
 		return e->code;
+	if (noreplace && !lstat(path, &st))
+		return err_set(e, ERR_USAGE, "%s exists; not overwritten", path);
 	ret = atomic_open(&af, path, 0644, e);
 	if (ret)
 		return ret;
@@ -434,7 +488,26 @@ int reg_blob_fetch_file(struct reg_store *s, const char *digest, int64_t size,
 		atomic_abort(&af);
 		return ret;
 	}
-	return atomic_commit(&af, e);
+	if (!noreplace)
+		return atomic_commit(&af, e);
+	/* atomic_commit renames over: here the rename must not */
+	if (fsync(af.fd) || close(af.fd)) {
+		af.fd = -1;
+		ret = err_errno(e, "cannot write %s", af.tmp);
+		atomic_abort(&af);
+		return ret;
+	}
+	af.fd = -1;
+	if (renameat2(AT_FDCWD, af.tmp, AT_FDCWD, path, RENAME_NOREPLACE)) {
+		ret = errno == EEXIST ? err_set(e, ERR_USAGE, "%s exists; not overwritten", path)
+				      : err_errno(e, "cannot rename %s to %s", af.tmp, path);
+		atomic_abort(&af);
+		return ret;
+	}
+	free(af.tmp);
+	free(af.path);
+	af.tmp = af.path = NULL;
+	return 0;
 }
 
 int reg_manifest_put(struct reg_store *s, const char *tag, const void *p,
@@ -457,6 +530,39 @@ int reg_manifest_put(struct reg_store *s, const char *tag, const void *p,
 	sha256_digest_str(p, n, dg);
 	ret = s->rm ? remote_manifest_put(s, tag, p, n, mt, dg, e)
 		    : layout_manifest_put(s, tag, p, n, mt, dg, at, e);
+	if (!ret && digest_out)
+		memcpy(digest_out, dg, REG_DIGEST_SIZE);
+out:
+	free(mt);
+	free(at);
+	return ret;
+}
+
+int reg_manifest_put_new(struct reg_store *s, const char *tag, const void *p,
+			 size_t n, char digest_out[REG_DIGEST_SIZE], struct err *e)
+{
+	char dg[REG_DIGEST_SIZE], *mt = NULL, *at = NULL;
+	int ret;
+
+	if (!tag || !reg_tag_valid(tag))
+		return err_set(e, ERR_USAGE, "invalid tag '%s'", tag ? tag : "");
+	if (n > REG_MANIFEST_MAX)
+		return err_set(e, ERR_USAGE, "manifest larger than %u bytes", REG_MANIFEST_MAX);
+	ret = reg_manifest_peek(p, n, &mt, &at, e);
+	if (ret)
+		return ret;
+	if (!mt) {
+		ret = err_set(e, ERR_USAGE, "manifest has no mediaType");
+		goto out;
+	}
+	sha256_digest_str(p, n, dg);
+	if (s->rm) {
+		ret = remote_manifest_head(s, tag, NULL, NULL, e);
+		if (ret == 0)
+			ret = remote_manifest_put(s, tag, p, n, mt, dg, e);
+	} else {
+		ret = layout_manifest_put_new(s, tag, p, n, mt, dg, at, e);
+	}
 	if (!ret && digest_out)
 		memcpy(digest_out, dg, REG_DIGEST_SIZE);
 out:
@@ -494,11 +600,57 @@ int reg_manifest_head(struct reg_store *s, const char *ref,
 		     : layout_manifest_head(s, ref, digest_out, size, e);
 }
 
+static uint64_t tag_hash(const char *t)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *t; t++)
+		h = (h ^ (unsigned char)*t) * 1099511628211ull;
+	return h;
+}
+
+/* Drop invalid and repeated tags in one pass (a hash set of the kept),
+ * keeping the first of each. */
+static void tags_clean(struct reg_store *s, struct reg_tags *tags)
+{
+	size_t cap = 16, i, k = 0, j;
+	char **set;
+
+	while (cap < 2 * tags->n)
+		cap *= 2;
+	set = xcalloc(cap, sizeof(*set));
+	for (i = 0; i < tags->n; i++) {
+		char *t = tags->v[i];
+
+		if (!reg_tag_valid(t)) {
+			reg_log(s, "the store lists an invalid tag (%zu bytes); ignored", strlen(t));
+			free(t);
+			continue;
+		}
+		for (j = tag_hash(t) & (cap - 1); set[j]; j = (j + 1) & (cap - 1))
+			if (!strcmp(set[j], t))
+				break;
+		if (set[j]) {
+			free(t);
+			continue;
+		}
+		set[j] = t;
+		tags->v[k++] = t;
+	}
+	tags->n = k;
+	free(set);
+}
+
 int reg_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e)
 {
+	int ret;
+
 	tags->v = NULL;
 	tags->n = 0;
-	return s->rm ? remote_tags_list(s, tags, e) : layout_tags_list(s, tags, e);
+	ret = s->rm ? remote_tags_list(s, tags, e) : layout_tags_list(s, tags, e);
+	if (!ret)
+		tags_clean(s, tags);
+	return ret;
 }
 
 void reg_tags_release(struct reg_tags *tags)

@@ -291,12 +291,19 @@ int mkdir_p(const char *path, int mode, struct err *e)
 	return ret;
 }
 
+/*
+ * rm -rf of name in dfd, never through a symlink: each directory is opened
+ * with O_NOFOLLOW and emptied through its fd.  A directory that cannot be
+ * read or written (a restored 0500 tree) is made 0700 first: through the
+ * fd when it is open, else with AT_SYMLINK_NOFOLLOW (which refuses a
+ * symlink that replaced it meanwhile), never by following a link.
+ */
 static int remove_at(int dfd, const char *name, const char *shown, struct err *e)
 {
 	struct stat st;
 	DIR *d;
 	struct dirent *de;
-	int fd, ret = 0;
+	int fd, ret = 0, chmodded = 0;
 
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW)) {
 		if (errno == ENOENT)
@@ -309,13 +316,14 @@ static int remove_at(int dfd, const char *name, const char *shown, struct err *e
 		return 0;
 	}
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		/* maybe an unreadable dir: make it ours and retry once */
-		fchmodat(dfd, name, 0700, 0);
-		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0)
-			return err_errno(e, "cannot open %s", shown);
+	if (fd < 0 && errno == EACCES) {
+		/* an unreadable directory: make it ours (not through a link) */
+		if (!fchmodat(dfd, name, 0700, AT_SYMLINK_NOFOLLOW))
+			fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		chmodded = 1;
 	}
+	if (fd < 0)
+		return err_errno(e, "cannot open %s", shown);
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -325,6 +333,12 @@ static int remove_at(int dfd, const char *name, const char *shown, struct err *e
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
 		ret = remove_at(dirfd(d), de->d_name, shown, e);
+		if (ret && !chmodded && e->saved_errno == EACCES && !fchmod(dirfd(d), 0700)) {
+			/* a directory we may not write: its fd is the directory */
+			chmodded = 1;
+			err_clear(e);
+			ret = remove_at(dirfd(d), de->d_name, shown, e);
+		}
 		if (ret)
 			break;
 	}
@@ -337,6 +351,11 @@ static int remove_at(int dfd, const char *name, const char *shown, struct err *e
 int remove_tree(const char *path, struct err *e)
 {
 	return remove_at(AT_FDCWD, path, path, e);
+}
+
+int remove_tree_at(int dfd, const char *name, const char *shown, struct err *e)
+{
+	return remove_at(dfd, name, shown ? shown : name, e);
 }
 
 int dir_names(const char *path, int missing_ok, char ***names, size_t *n,

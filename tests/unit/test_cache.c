@@ -334,6 +334,8 @@ static void test_run_key(void **state)
 	free(dir);
 }
 
+#define V64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 static void test_manifest_roundtrip(void **state)
 {
 	struct reg_desc layers[2];
@@ -342,7 +344,7 @@ static void test_manifest_roundtrip(void **state)
 	struct reg_kv an[] = {
 		{CACHE_ANNOT_KEY, "odd \"key\" \\ ü ${{ x }}"},
 		{REG_ANNOT_CREATED, "2026-01-02T03:04:05.000000007Z"},
-		{CACHE_ANNOT_VERSION, "abc"},
+		{CACHE_ANNOT_VERSION, V64},
 	};
 	struct buf out = BUF_INIT, list = BUF_INIT;
 	struct cache_entry en;
@@ -363,7 +365,7 @@ static void test_manifest_roundtrip(void **state)
 	assert_non_null(strstr(out.data, "\"schemaVersion\":2}"));
 	assert_int_equal(cache_entry_parse(&en, "t-tag", NULL, out.data, out.len, &e), 0);
 	assert_string_equal(en.key, "odd \"key\" \\ ü ${{ x }}");
-	assert_string_equal(en.version, "abc");
+	assert_string_equal(en.version, V64);
 	assert_int_equal(en.created_sec, 1767323045);
 	assert_int_equal(en.created_nsec, 7);
 	assert_int_equal(en.size, 201);
@@ -384,6 +386,95 @@ static void test_manifest_roundtrip(void **state)
 	assert_string_equal(list.data, "[\"node_modules\",\"~/.npm\"]");
 	buf_release(&list);
 	buf_release(&out);
+}
+
+/* An entry read back from a store is untrusted: what it says is checked as
+ * user input is, and refused as corrupt when it is not valid. */
+static void test_entry_untrusted(void **state)
+{
+	static const struct {
+		const char *ann, *val;
+		int layer;
+		const char *why;
+	} bad[] = {
+		{CACHE_ANNOT_KEY, "k\ninjected=yes", 0, "key"},
+		{CACHE_ANNOT_KEY, "k\rx", 0, "key"},
+		{CACHE_ANNOT_KEY, "k\x1b[31mred", 0, "key"},
+		{CACHE_ANNOT_KEY, "k\xc2\x9b" "31m", 0, "key"},  /* C1 CSI */
+		{CACHE_ANNOT_KEY, "k\xff", 0, "JSON"},          /* not UTF-8: not JSON */
+		{CACHE_ANNOT_KEY, "", 0, "key"},
+		{CACHE_ANNOT_VERSION, "abc", 0, "version"},
+		{CACHE_ANNOT_VERSION, V64 "\n", 0, "version"},
+		{CACHE_ANNOT_PATH, "node_modules\nx", 1, "path"},
+		{CACHE_ANNOT_PATH, "..", 1, "path"},
+		{REG_ANNOT_TITLE, "t\n.tar.zst", 1, "title"},
+		{CACHE_ANNOT_TAR_SIZE, "12\n", 1, "uncompressed"},
+		{CACHE_ANNOT_ENTRIES, "-1", 1, "entries"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct reg_kv la[2] = {{CACHE_ANNOT_PATH, "node_modules"}, {NULL, NULL}};
+		struct reg_kv an[2] = {{CACHE_ANNOT_KEY, "good-key"}, {NULL, NULL}};
+		size_t nla = 1, nan = 1;
+		struct reg_desc l;
+		struct buf out = BUF_INIT;
+		struct cache_entry en;
+		struct err e = ERR_INIT;
+
+		if (bad[i].layer) {
+			if (!strcmp(bad[i].ann, CACHE_ANNOT_PATH))
+				la[0].value = (char *)bad[i].val;
+			else
+				la[nla++] = (struct reg_kv){(char *)bad[i].ann, (char *)bad[i].val};
+		} else if (!strcmp(bad[i].ann, CACHE_ANNOT_KEY)) {
+			an[0].value = (char *)bad[i].val;
+		} else {
+			an[nan++] = (struct reg_kv){(char *)bad[i].ann, (char *)bad[i].val};
+		}
+		memset(&l, 0, sizeof(l));
+		l.media_type = REG_MT_LAYER_ZSTD;
+		memcpy(l.digest, REG_EMPTY_DIGEST, sizeof(REG_EMPTY_DIGEST));
+		l.size = 10;
+		l.annotations = la;
+		l.nannotations = nla;
+		assert_int_equal(cache_manifest_build(&out, &l, 1, an, nan, &e), 0);
+		if (cache_entry_parse(&en, "t", NULL, out.data, out.len, &e) != ERR_CORRUPT)
+			fail_msg("case %zu (%s) was not refused", i, bad[i].why);
+		if (!strstr(e.msg, bad[i].why))
+			fail_msg("case %zu: '%s' does not say %s", i, e.msg, bad[i].why);
+		buf_release(&out);
+	}
+	/* a time that does not parse is no time (not an error) */
+	{
+		struct reg_kv la[1] = {{CACHE_ANNOT_PATH, "node_modules"}};
+		struct reg_kv an[2] = {{CACHE_ANNOT_KEY, "good-key"},
+				       {REG_ANNOT_CREATED, "2026-01-02\nT03:04:05Z"}};
+		struct reg_desc l;
+		struct buf out = BUF_INIT;
+		struct cache_entry en;
+		struct err e = ERR_INIT;
+
+		memset(&l, 0, sizeof(l));
+		l.media_type = REG_MT_LAYER_ZSTD;
+		memcpy(l.digest, REG_EMPTY_DIGEST, sizeof(REG_EMPTY_DIGEST));
+		l.annotations = la;
+		l.nannotations = 1;
+		assert_int_equal(cache_manifest_build(&out, &l, 1, an, 2, &e), 0);
+		assert_int_equal(cache_entry_parse(&en, "t", NULL, out.data, out.len, &e), 0);
+		assert_null(en.created);
+		assert_int_equal(en.created_sec, 0);
+		cache_entry_release(&en);
+		buf_release(&out);
+	}
+	/* the same rule for keys given by the user */
+	{
+		struct err e = ERR_INIT;
+
+		assert_int_equal(cache_key_check("a\xc2\x85" "b", "key", &e), ERR_USAGE);
+		err_clear(&e);
+		assert_int_equal(cache_key_check("caf\xc3\xa9-\xc2\xa0ok", "key", &e), 0);
+	}
 }
 
 static void test_prune_select(void **state)
@@ -518,6 +609,7 @@ int main(void)
 		cmocka_unit_test(test_time),
 		cmocka_unit_test(test_run_key),
 		cmocka_unit_test(test_manifest_roundtrip),
+		cmocka_unit_test(test_entry_untrusted),
 		cmocka_unit_test(test_prune_select),
 		cmocka_unit_test(test_library_roundtrip),
 	};

@@ -658,7 +658,7 @@ static void test_layout(void **state)
 	reg_manifest_release(&m);
 
 	/* fetch to a file: verified, same bytes */
-	assert_int_equal(reg_blob_fetch_file(s, fdg, sizeof(data), out, &e), 0);
+	assert_int_equal(reg_blob_fetch_file(s, fdg, sizeof(data), out, 0, &e), 0);
 	assert_int_equal(buf_read_file(&fb, out, 0, &e), 0);
 	assert_int_equal(fb.len, sizeof(data));
 	assert_memory_equal(fb.data, data, sizeof(data));
@@ -671,12 +671,12 @@ static void test_layout(void **state)
 
 		data[100] ^= 1;
 		write_file(bp, data, sizeof(data), 0644);
-		assert_int_equal(reg_blob_fetch_file(s, fdg, sizeof(data), out, &e), ERR_CORRUPT);
+		assert_int_equal(reg_blob_fetch_file(s, fdg, sizeof(data), out, 0, &e), ERR_CORRUPT);
 		assert_non_null(strstr(e.msg, "digest"));
 		err_clear(&e);
 		assert_int_equal(access(out, F_OK), -1);
 		/* wrong size too */
-		assert_int_equal(reg_blob_fetch_file(s, fdg, 5, out, &e), ERR_CORRUPT);
+		assert_int_equal(reg_blob_fetch_file(s, fdg, 5, out, 0, &e), ERR_CORRUPT);
 		err_clear(&e);
 		assert_int_equal(access(out, F_OK), -1);
 		data[100] ^= 1;
@@ -747,6 +747,54 @@ static void test_layout(void **state)
 }
 
 /* Several processes tagging one layout at once lose no tag. */
+/* 40,000 tags (listed in one pass), repeats dropped keeping the first
+ * place, names that are not tags (a newline, an escape) dropped; and
+ * put-if-absent on a layout. */
+static void test_layout_tags(void **state)
+{
+	char *d = tmpdir_new(), *lay = xasprintf("%s/lay", d), *spec = xasprintf("oci:%s", lay);
+	char *p = xasprintf("%s/index.json", lay), dg[REG_DIGEST_SIZE];
+	static const char man[] = "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_MANIFEST "\","
+				  "\"config\":{\"mediaType\":\"" REG_MT_EMPTY "\",\"digest\":\""
+				  REG_EMPTY_DIGEST "\",\"size\":2},\"layers\":[]}";
+	struct reg_store *s;
+	struct reg_tags tags;
+	struct buf b = BUF_INIT;
+	struct err e = ERR_INIT;
+	size_t i;
+
+	(void)state;
+	assert_int_equal(reg_store_open(&s, spec, NULL, &e), 0);
+	assert_int_equal(reg_manifest_put_new(s, "first", man, strlen(man), dg, &e), 0);
+	assert_int_equal(reg_manifest_put_new(s, "first", man, strlen(man), NULL, &e), 1);
+	buf_addstr(&b, "{\"schemaVersion\":2,\"manifests\":[");
+	for (i = 0; i < 40000; i++)
+		buf_addf(&b, "%s{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu,\"annotations\":"
+			 "{\"org.opencontainers.image.ref.name\":\"t%05zu\"}}", i ? "," : "",
+			 REG_MT_MANIFEST, dg, strlen(man), i % 30000 == 7 ? (size_t)7 : i);
+	buf_addf(&b, ",{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":1,\"annotations\":"
+		 "{\"org.opencontainers.image.ref.name\":\"bad\\ntag\"}}", REG_MT_MANIFEST, dg);
+	buf_addf(&b, ",{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":1,\"annotations\":"
+		 "{\"org.opencontainers.image.ref.name\":\"\\u001b[31m\"}}]}", REG_MT_MANIFEST, dg);
+	write_file(p, b.data, b.len, 0644);
+	assert_int_equal(reg_tags_list(s, &tags, &e), 0);
+	assert_int_equal(tags.n, 39999); /* t00007 twice, two invalid */
+	assert_string_equal(tags.v[0], "t00000");
+	assert_string_equal(tags.v[7], "t00007");
+	assert_string_equal(tags.v[8], "t00008");
+	assert_string_equal(tags.v[tags.n - 1], "t39999");
+	for (i = 0; i < tags.n; i++)
+		assert_null(strpbrk(tags.v[i], "\n\x1b"));
+	reg_tags_release(&tags);
+	buf_release(&b);
+	reg_store_free(s);
+	rm_rf(d);
+	free(d);
+	free(lay);
+	free(spec);
+	free(p);
+}
+
 static void test_layout_concurrent(void **state)
 {
 	char *d = tmpdir_new(), *spec = xasprintf("oci:%s/lay", d);
@@ -973,17 +1021,17 @@ static void test_remote_api(void **state)
 		sha256_digest_str(data, sizeof(data), dg);
 		assert_int_equal(reg_blob_exists(s, dg, &size, &e), 1);
 		assert_int_equal(size, sizeof(data));
-		assert_int_equal(reg_blob_fetch_file(s, dg, sizeof(data), out, &e), 0);
+		assert_int_equal(reg_blob_fetch_file(s, dg, sizeof(data), out, 0, &e), 0);
 		assert_int_equal(buf_read_file(&fb, out, 0, &e), 0);
 		assert_int_equal(fb.len, sizeof(data));
 		assert_memory_equal(fb.data, data, sizeof(data));
 		buf_release(&fb);
 		/* the wrong expected size: an error, and no file */
 		unlink(out);
-		assert_int_equal(reg_blob_fetch_file(s, dg, 10, out, &e), ERR_CORRUPT);
+		assert_int_equal(reg_blob_fetch_file(s, dg, 10, out, 0, &e), ERR_CORRUPT);
 		err_clear(&e);
 		assert_int_equal(access(out, F_OK), -1);
-		assert_int_equal(reg_blob_fetch_file(s, DG, -1, out, &e), ERR_NOTFOUND);
+		assert_int_equal(reg_blob_fetch_file(s, DG, -1, out, 0, &e), ERR_NOTFOUND);
 		assert_non_null(strstr(e.msg, "BLOB_UNKNOWN"));
 		err_clear(&e);
 		assert_int_equal(access(out, F_OK), -1);
@@ -1111,7 +1159,7 @@ static void test_remote_stream(void **state)
 	assert_int_equal(bi.sent, n);
 	reg_store_stats(s, &st);
 	assert_int_equal(st.blob_bytes_sent, n);
-	assert_int_equal(reg_blob_fetch_file(s, dg, (int64_t)n, out, &e), 0);
+	assert_int_equal(reg_blob_fetch_file(s, dg, (int64_t)n, out, 0, &e), 0);
 	assert_int_equal(sha256_file(out, dg2, &size, &e), 0);
 	assert_string_equal(dg2, dg);
 	if (reg_blob_push_file(s, f, NULL, NULL, &bi, &e))
@@ -1148,6 +1196,7 @@ int main(void)
 		cmocka_unit_test(test_sniff),
 		cmocka_unit_test(test_layout),
 		cmocka_unit_test(test_layout_concurrent),
+		cmocka_unit_test(test_layout_tags),
 		cmocka_unit_test_prestate_setup_teardown(test_remote_api, reg_setup, reg_teardown,
 							 (void *)&deletes_on),
 		cmocka_unit_test_prestate_setup_teardown(test_remote_no_delete, reg_setup,
