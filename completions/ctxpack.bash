@@ -12,7 +12,7 @@
 _ctxpack_commands='build cache du hash ls pack pull push'
 _ctxpack_cache_subcommands='ls prune restore run save'
 _ctxpack_global='-h --help -q --quiet -v --verbose --json --progress='
-_ctxpack_reg='--ca-file= --insecure --timeout='
+_ctxpack_reg='--ca-file= --insecure --timeout= --idle-timeout='
 _ctxpack_walk='-f= --file= --ignore-file='
 _ctxpack_modes='--classic --normalize-modes --no-hardlinks'
 _ctxpack_pack="$_ctxpack_walk $_ctxpack_modes --compress= --level= --threads= --index= --no-cache --cache-max="
@@ -23,10 +23,10 @@ _ctxpack_opts_hash="$_ctxpack_walk $_ctxpack_modes --index= --threads="
 _ctxpack_opts_pack="$_ctxpack_pack -o= --output="
 _ctxpack_opts_build="$_ctxpack_pack --send="
 _ctxpack_opts_push="--artifact-type= -a= --annotation= --title= --media-type= --mount-from= $_ctxpack_reg"
-_ctxpack_opts_pull="-o= --output= $_ctxpack_reg"
+_ctxpack_opts_pull="-o= --output= --force $_ctxpack_reg"
 _ctxpack_opts_cache_save="-k= --key= --force --store= $_ctxpack_reg"
-_ctxpack_opts_cache_restore="-k= --key= -r= --restore-key= --fail-on-miss --lookup-only --store= $_ctxpack_reg"
-_ctxpack_opts_cache_run="-f= --key-file= --key-prefix= -p= --path= --store= $_ctxpack_reg"
+_ctxpack_opts_cache_restore="-k= --key= -r= --restore-key= --fail-on-miss --lookup-only --max-size= --safe-links --store= $_ctxpack_reg"
+_ctxpack_opts_cache_run="-f= --key-file= --key-prefix= -p= --path= --max-size= --safe-links --store= $_ctxpack_reg"
 _ctxpack_opts_cache_ls="--store= $_ctxpack_reg"
 _ctxpack_opts_cache_prune="--older-than= --keep= --prefix= --dry-run --gc-grace= --store= $_ctxpack_reg"
 
