@@ -53,6 +53,9 @@ enum pack_compress {
  * streamed and a change fails the pack. */
 #define PACK_SMALL_FILE (1u << 20)
 
+/* The longest pack_opts.prefix. */
+#define PACK_PREFIX_MAX 1024
+
 #define PACK_MAX_THREADS 64
 /* Frames being compressed at once, whatever --threads says: each holds up
  * to two frames' worth of memory (input and output), and peak memory stays
@@ -65,6 +68,16 @@ struct pack_opts {
 	unsigned threads;  /* frame workers; 0 = one per CPU; at most
 			      PACK_MAX_WORKERS run at once */
 	int64_t mtime;     /* the mtime of every entry, seconds */
+	/* NULL or "": entries are named relative to the root, as always.
+	 * Else a relative directory path ("app", "usr/src/app": no leading or
+	 * trailing '/', no empty, "." or ".." component) put in front of
+	 * every name ("app/main.py"), and the directories it names written
+	 * first ("app/", or "usr/", "usr/src/", "usr/src/app/"; 0755 like
+	 * every synthesized directory), so that the archive unpacks below it
+	 * the way an image layer made by COPY . /usr/src/app does.  Part of
+	 * the frame cache's settings (the bytes differ), not of the frame
+	 * rule's choices (cuts stay where they are). */
+	const char *prefix;
 };
 
 /* Fill in the defaults: zstd, default level, default threads,
@@ -73,7 +86,7 @@ void pack_opts_init(struct pack_opts *o);
 
 /* "zstd" | "gzip" | "none" -> enum pack_compress; ERR_USAGE otherwise. */
 int pack_parse_compress(const char *s, int *out, struct err *e);
-/* Check level and threads for the codec; ERR_USAGE with a message. */
+/* Check level, threads and prefix; ERR_USAGE with a message. */
 int pack_opts_check(const struct pack_opts *o, struct err *e);
 /* The effective level (the default when o->level is 0; 0 for none). */
 int pack_level(const struct pack_opts *o);
@@ -108,6 +121,12 @@ struct pack_list {
  * Returns 0 or an err.
  */
 int pack_list_build(struct pack_list *l, const struct walk_result *r, struct err *e);
+/*
+ * The list of the walk's included entries alone, nothing added: what
+ * `COPY . DEST` copies (a builder hides the Dockerfile and the ignore file
+ * from COPY when the patterns exclude them).  Cannot fail.
+ */
+void pack_list_entries(struct pack_list *l, const struct walk_result *r);
 void pack_list_release(struct pack_list *l);
 
 /*
@@ -129,6 +148,9 @@ struct pack_frame {
 
 /* Estimated tar bytes of an entry's header, and of its data with padding. */
 uint64_t pack_header_est(const struct walk_entry *we);
+/* The header estimate when extra bytes come before the name (a prefix
+ * and its '/'). */
+uint64_t pack_header_est_named(const struct walk_entry *we, size_t extra);
 uint64_t pack_data_est(const struct walk_entry *we);
 /* The 64-bit path hash the frame rule uses (FNV-1a, then a mixer). */
 uint64_t pack_path_hash(const char *p, size_t n);
@@ -136,6 +158,12 @@ uint64_t pack_path_hash(const char *p, size_t n);
 /* Plan the frames for a list; *frames is malloc'd (caller frees). */
 void pack_plan(const struct walk_entry *const *v, size_t n,
 	       struct pack_frame **frames, size_t *nframes);
+/* The same for entries named below a prefix (pack_opts.prefix, NULL for
+ * none): the estimates count the longer names and the prefix's directory
+ * entries in the first frame, so that a frame stays within its memory
+ * bound.  Deterministic like pack_plan; with no prefix it is pack_plan. */
+void pack_plan_prefixed(const struct walk_entry *const *v, size_t n, const char *prefix,
+			struct pack_frame **frames, size_t *nframes);
 
 /*
  * Optional frame cache hooks (issue 7).  Called from the worker threads,

@@ -16,6 +16,8 @@ struct pack_worker {
 	int compress;           /* enum pack_compress */
 	int level;              /* effective level */
 	int64_t mtime;
+	char *prefix;           /* pack_opts.prefix (a copy), or NULL */
+	size_t prefix_len;
 	const int *stop;        /* set by another thread to abandon the frame */
 	const struct pack_frame_cache *cache; /* its content() hook, or NULL */
 
