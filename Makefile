@@ -11,7 +11,7 @@
 O ?= build
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS = libarchive libzstd libxxhash lmdb libcurl jansson
+PKGS = libarchive libzstd zlib libxxhash lmdb libcurl jansson
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 

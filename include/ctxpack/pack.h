@@ -244,6 +244,24 @@ void pack_worker_set_cache(struct pack_worker *w, const struct pack_frame_cache 
  */
 int pack_frame_paths(const void *z, size_t n, char ***paths, size_t *np);
 
+/*
+ * The sha256 of the tar inside an archive of ours (an OCI layer's
+ * diff_id), from the archive's encoded bytes fed in order, in pieces of
+ * any size: zstd frames and gzip members are decoded one after another,
+ * stored bytes hashed as they come.  Memory: the codec's state and a
+ * 128 KiB buffer.  new: NULL with an err.  update: 0, or ERR_CORRUPT
+ * when the bytes do not decode.  final: "sha256:<hex>" into digest and
+ * the tar's size into tar_bytes (may be NULL), or ERR_CORRUPT when the
+ * bytes stop inside a frame or member.  free(NULL) is a no-op.
+ */
+struct pack_tar_digest;
+struct pack_tar_digest *pack_tar_digest_new(int compress, struct err *e);
+int pack_tar_digest_update(struct pack_tar_digest *d, const void *p, size_t n,
+			   struct err *e);
+int pack_tar_digest_final(struct pack_tar_digest *d, char digest[72], uint64_t *tar_bytes,
+			  struct err *e);
+void pack_tar_digest_free(struct pack_tar_digest *d);
+
 /* Open path below rootfd without following a symlink in any component
  * (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; O_NOFOLLOW only on a
  * kernel without openat2).  flags as for openat. */
