@@ -416,12 +416,17 @@ struct reg_config_info {
 	char *os;             /* malloc'd; NULL when absent */
 	char *architecture;
 	char *variant;
-	size_t ndiff_ids;     /* its layers */
+	char **diff_ids;      /* its layers' tar digests (malloc'd) */
+	size_t ndiff_ids;
 };
 /* Parse a config (OCI or Docker's): ERR_CORRUPT when it is not JSON or
  * its rootfs.diff_ids are not a list of sha256 digests. */
 int reg_config_info(const void *p, size_t n, struct reg_config_info *ci, struct err *e);
 void reg_config_info_release(struct reg_config_info *ci);
+
+/* A JSON array of strings (a Dockerfile's exec form) into *v (malloc'd
+ * strings, *n of them); -1 when s is not exactly that. */
+int reg_json_strings(const char *s, char ***v, size_t *n);
 
 /* A history entry to append. */
 struct reg_history_in {

@@ -187,6 +187,7 @@ int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
 int cmd_ls(int argc, char **argv);
 int cmd_du(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_push(int argc, char **argv);

@@ -28,6 +28,11 @@ static const char *const kept[] = {
 
 void reg_config_info_release(struct reg_config_info *ci)
 {
+	size_t i;
+
+	for (i = 0; i < ci->ndiff_ids; i++)
+		free(ci->diff_ids[i]);
+	free(ci->diff_ids);
 	free(ci->os);
 	free(ci->architecture);
 	free(ci->variant);
@@ -90,6 +95,7 @@ static json_t *diff_ids(json_t *root, struct err *e)
 int reg_config_info(const void *p, size_t n, struct reg_config_info *ci, struct err *e)
 {
 	json_t *root, *ids;
+	size_t i;
 
 	memset(ci, 0, sizeof(*ci));
 	root = load(p, n, e);
@@ -101,9 +107,37 @@ int reg_config_info(const void *p, size_t n, struct reg_config_info *ci, struct 
 		return e->code;
 	}
 	ci->ndiff_ids = json_array_size(ids);
+	ci->diff_ids = xcalloc(ci->ndiff_ids + 1, sizeof(*ci->diff_ids));
+	for (i = 0; i < ci->ndiff_ids; i++)
+		ci->diff_ids[i] = xstrdup(json_string_value(json_array_get(ids, i)));
 	ci->os = opt_str(root, "os");
 	ci->architecture = opt_str(root, "architecture");
 	ci->variant = opt_str(root, "variant");
+	json_decref(root);
+	return 0;
+}
+
+int reg_json_strings(const char *s, char ***v, size_t *n)
+{
+	json_t *root = json_loads(s, JSON_DECODE_ANY, NULL), *x;
+	size_t i;
+
+	*v = NULL;
+	*n = 0;
+	if (!json_is_array(root)) {
+		json_decref(root);
+		return -1;
+	}
+	json_array_foreach(root, i, x) {
+		if (!json_is_string(x)) {
+			json_decref(root);
+			return -1;
+		}
+	}
+	*n = json_array_size(root);
+	*v = xcalloc(*n + 1, sizeof(**v));
+	json_array_foreach(root, i, x)
+		(*v)[i] = xstrdup(json_string_value(x));
 	json_decref(root);
 	return 0;
 }
