@@ -86,8 +86,9 @@ static void print_json(const struct img_result *r)
 {
 	size_t i;
 
-	printf("{\"digest\":\"%s\",\"size\":%llu,\"config\":\"%s\"", r->digest,
-	       (unsigned long long)r->size, r->config_digest);
+	printf("{\"digest\":\"%s\",\"size\":%llu,\"config\":\"%s\",\"config_size\":%llu",
+	       r->digest, (unsigned long long)r->size, r->config_digest,
+	       (unsigned long long)r->config_size);
 	json_opt_str("base", r->base);
 	printf(",\"layers\":[");
 	for (i = 0; i < r->nlayers; i++) {
@@ -211,11 +212,13 @@ int cmd_image(int argc, char **argv)
 			o.platform = optarg;
 			break;
 		case OPT_LAYER: {
-			char *b;
+			char *b, *pfx;
 
 			layers = xreallocarray(layers, nlayers + 1, sizeof(*layers));
-			if (img_parse_layer(optarg, &layers[nlayers], &b, &e))
+			if (img_parse_layer(optarg, &layers[nlayers], &b, &e) ||
+			    img_dest_prefix(layers[nlayers].dest, &pfx, &e))
 				cli_usage_error(cmd, "%s", e.msg);
+			free(pfx);
 			strv_push(&bufs, b);
 			nlayers++;
 			break;

@@ -549,7 +549,7 @@ static int assemble(struct ctx *c, struct err *e)
 	struct reg_history_in *hist;
 	const char **ids;
 	struct reg_desc cfg, *layers;
-	struct reg_kv ann[2];
+	struct reg_kv ann[1];
 	size_t i, nann = 0, nnew = r->nlayers - r->nbase;
 	char **by;
 	int ret;
@@ -596,27 +596,13 @@ static int assemble(struct ctx *c, struct err *e)
 		memcpy(layers[i].digest, r->layers[i].desc.digest, REG_DIGEST_SIZE);
 		layers[i].size = r->layers[i].desc.size;
 	}
+	/* the base by content only: its name (a host, a mirror, a local
+	 * path) would make the digest depend on where the base was read */
 	if (r->base) {
-		const struct reg_ref *br = reg_store_ref(c->base);
-
 		ann[nann].key = (char *)REG_ANNOT_BASE_DIGEST;
 		ann[nann++].value = strrchr(r->base, '@') + 1;
-		/* the name only for a registry's image: a layout's is a local path */
-		if (br->kind == REG_REMOTE) {
-			ann[nann].key = (char *)REG_ANNOT_BASE_NAME;
-			ann[nann++].value = r->base;
-		}
 	}
-	{
-		char *name = NULL;
-
-		if (nann == 2) {
-			name = xstrndup(r->base, (size_t)(strrchr(r->base, '@') - r->base));
-			ann[1].value = name;
-		}
-		ret = reg_image_manifest(&r->manifest, &cfg, layers, r->nlayers, ann, nann, e);
-		free(name);
-	}
+	ret = reg_image_manifest(&r->manifest, &cfg, layers, r->nlayers, ann, nann, e);
 	free(layers);
 	if (ret)
 		goto out;
