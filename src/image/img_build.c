@@ -504,10 +504,14 @@ static int build_layer(struct ctx *c, size_t i, struct err *e)
 	      (unsigned long long)res.bytes, (unsigned long long)res.entries,
 	      (unsigned long long)L->fst.frames_compressed,
 	      (unsigned long long)L->fst.frames_reused);
+	/* on a first run the packer hashed the small files the index left
+	 * to it (from the very bytes it archived): the key can be made now */
+	if (fc && !keyed)
+		keyed = !fc_archive_key(&l, settings, key);
 record:
 	/* a record only for what the key really describes: no file changed
 	 * between the index and the packer (the frame store's rule) */
-	if (keyed && !L->fst.frames_unsafe && !L->fst.frames_unkeyed) {
+	if (keyed && !L->fst.frames_unsafe) {
 		struct err e2 = ERR_INIT;
 
 		memset(&rec, 0, sizeof(rec));
@@ -518,6 +522,10 @@ record:
 		rec.entries = L->entries;
 		if (img_record_put(c->dir, key, &rec, &e2))
 			warn(c, "cannot record layer %s: %s", spec->src, e2.msg);
+	} else if (fc) {
+		logf_(c, "layer %s: not recorded (%s)", spec->src,
+		      !keyed ? "an entry has no content hash" :
+		      "files changed or too recent to trust their hashes");
 	}
 done:
 	if (x)
