@@ -40,6 +40,8 @@ struct img_layer_spec {
 	const char *src;     /* a directory, walked as a build context (its own
 				.dockerignore applies, as to `COPY . DEST`) */
 	const char *dest;    /* absolute path in the image: "/app" */
+	const char *ignore_file; /* NULL: SRC's own (SRC/.dockerignore); else
+				    this file's patterns, matched relative to SRC */
 };
 
 /* A log line for -v (no newline). */

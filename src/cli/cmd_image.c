@@ -23,6 +23,7 @@ enum {
 	OPT_USER,
 	OPT_EXPOSE,
 	OPT_LABEL,
+	OPT_IGNORE_FILE,
 };
 
 static void image_log(void *arg, const char *msg)
@@ -161,6 +162,7 @@ int cmd_image(int argc, char **argv)
 		{"user", required_argument, NULL, OPT_USER},
 		{"expose", required_argument, NULL, OPT_EXPOSE},
 		{"label", required_argument, NULL, OPT_LABEL},
+		{"ignore-file", required_argument, NULL, OPT_IGNORE_FILE},
 		{"tag", required_argument, NULL, 't'},
 		{"compress", required_argument, NULL, OPT_PACK_COMPRESS},
 		{"level", required_argument, NULL, OPT_PACK_LEVEL},
@@ -184,7 +186,7 @@ int cmd_image(int argc, char **argv)
 	struct reg_kv *labels = NULL;
 	char **ep = NULL, **cm = NULL;
 	size_t nlayers = 0, nlabels = 0, nep = 0, ncm = 0, i;
-	const char *workdir = NULL, *user = NULL;
+	const char *workdir = NULL, *user = NULL, *ignore_file = NULL;
 	int c, status = EXIT_FAIL, set_ep = 0, set_cmd = 0;
 
 	img_opts_init(&o);
@@ -219,10 +221,15 @@ int cmd_image(int argc, char **argv)
 			    img_dest_prefix(layers[nlayers].dest, &pfx, &e))
 				cli_usage_error(cmd, "%s", e.msg);
 			free(pfx);
+			layers[nlayers].ignore_file = ignore_file;
 			strv_push(&bufs, b);
 			nlayers++;
 			break;
 		}
+		case OPT_IGNORE_FILE:
+			/* for the --layer options after it; "" for their own again */
+			ignore_file = *optarg ? optarg : NULL;
+			break;
 		case OPT_WORKDIR:
 			if (!*optarg)
 				cli_usage_error(cmd, "--workdir wants a directory");

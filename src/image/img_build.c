@@ -421,6 +421,7 @@ static int build_layer(struct ctx *c, size_t i, struct err *e)
 	po.prefix = prefix;
 	memset(&wo, 0, sizeof(wo));
 	wo.dir = spec->src;
+	wo.ignore_file = spec->ignore_file;
 	ret = walk_run(&wo, &w, e);
 	if (ret)
 		goto out_walk;

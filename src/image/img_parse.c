@@ -42,6 +42,7 @@ int img_parse_layer(const char *arg, struct img_layer_spec *l, char **buf, struc
 	*sep = '\0';
 	l->src = copy;
 	l->dest = sep + 1;
+	l->ignore_file = NULL;
 	*buf = copy;
 	return 0;
 }

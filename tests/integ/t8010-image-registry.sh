@@ -119,6 +119,26 @@ blob=$(json zstd.json 'd["layers"][0]["digest"].split(":")[1]')
 zstd -dc "zstd/blobs/sha256/$blob" | tar -C unpacked -xf -
 same_files unpacked/deps/lib/blob.so deps/lib/blob.so "the zstd layer holds the files below /deps"
 
+# --ignore-file: a monorepo's root .dockerignore for a layer below it
+# (its patterns matched relative to the layer's SRC), then SRC's own again
+mkdir -p mono/backend/app mono/backend/.venv/lib mono/backend/app/__pycache__ mono/site
+printf '**/.venv\n**/__pycache__\n' >mono/.dockerignore
+printf 'print(1)\n' >mono/backend/app/main.py
+printf 'x\n' >mono/backend/.venv/lib/dep.py
+printf 'c\n' >mono/backend/app/__pycache__/main.pyc
+printf 'junk\n' >mono/site/junk.tmp
+printf '*.tmp\n' >mono/site/.dockerignore
+printf 'ok\n' >mono/site/index.html
+ctxpack image --json --from scratch --ignore-file mono/.dockerignore --layer mono/backend:/app \
+	--ignore-file '' --layer mono/site:/www -t oci:mono:1 >mono.json
+layer_names() {
+	tar -tzf "mono/blobs/sha256/$(json mono.json "d['layers'][$1]['digest'].split(':')[1]")" | tr '\n' ' '
+}
+is "$(layer_names 0)" "app/ app/app/ app/app/main.py " \
+	"the root's patterns apply to the backend layer (no .venv, no __pycache__)"
+is "$(layer_names 1)" "www/ www/.dockerignore www/index.html " \
+	"--ignore-file '' gives the next layer its own ignore file back"
+
 # bad input: usage errors (2) and failures (1), each naming what is wrong
 exits 2 "no --from" ctxpack image --layer site:/www
 exits 2 "a --layer without an absolute DEST" ctxpack image --from scratch --layer site:www
