@@ -32,6 +32,11 @@
 #define IMG_RECORD_FORMAT 1
 /* The history comment of the layers ctxpack adds. */
 #define IMG_HISTORY_COMMENT "ctxpack image"
+/* Records unused this long are removed (a record is a few hundred bytes;
+ * its layer's frames are long gone from the frame store by then). */
+#define IMG_RECORD_MAX_AGE (30 * 24 * 3600)
+/* Temporary files older than this are left over from a killed run. */
+#define IMG_TMP_STALE_S 3600
 /* The largest base config read. */
 #define IMG_CONFIG_MAX (8u << 20)
 
@@ -174,6 +179,9 @@ struct img_record {
 /* 1 found and intact, 0 absent or damaged (a damaged one is removed). */
 int img_record_get(const char *dir, const unsigned char key[FC_KEY_LEN],
 		   struct img_record *r);
+/* Remove records unused for max_age seconds (a use sets the mtime) and
+ * temporaries of killed runs (IMG_TMP_STALE_S); best effort. */
+void img_record_sweep(const char *dir, int64_t max_age);
 /* Written to a temporary name and renamed. */
 int img_record_put(const char *dir, const unsigned char key[FC_KEY_LEN],
 		   const struct img_record *r, struct err *e);

@@ -34,7 +34,6 @@
 #include "ctxpack/pack.h"
 #include "ctxpack/walk.h"
 
-#define TMP_STALE_S 3600
 
 struct ctx {
 	const struct img_opts *o;
@@ -127,31 +126,6 @@ static int tmp_open(struct ctx *c, char **path, struct err *e)
 		}
 		free(*path);
 	}
-}
-
-/* Remove temporaries of killed runs. */
-static void tmp_sweep(struct ctx *c)
-{
-	struct err e = ERR_INIT;
-	time_t now = time(NULL);
-	char **names;
-	size_t n, i;
-	int dfd;
-
-	if (dir_names(c->dir, 1, &names, &n, &e))
-		return;
-	dfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	for (i = 0; dfd >= 0 && i < n; i++) {
-		struct stat st;
-
-		if (strncmp(names[i], "tmp.", 4) || fstatat(dfd, names[i], &st, 0))
-			continue;
-		if (now - st.st_mtime > TMP_STALE_S)
-			unlinkat(dfd, names[i], 0);
-	}
-	if (dfd >= 0)
-		close(dfd);
-	dir_names_free(names, n);
 }
 
 /* ---- the base ---- */
@@ -790,7 +764,7 @@ int img_build(const struct img_opts *o, struct img_result *r, struct err *e)
 		c.dir = xasprintf("%s/layers", home);
 		free(home);
 	}
-	tmp_sweep(&c);
+	img_record_sweep(c.dir, IMG_RECORD_MAX_AGE);
 	if (strcmp(o->from, "scratch")) {
 		ret = resolve_base(&c, e);
 		if (ret)

@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctxpack/image.h"
@@ -213,6 +215,8 @@ int img_record_get(const char *dir, const unsigned char key[FC_KEY_LEN],
 	if (again.len != b.len || memcmp(again.data, b.data, b.len))
 		goto bad;
 	ok = 1;
+	/* used: its mtime says so, for img_record_sweep */
+	utimensat(AT_FDCWD, path, NULL, 0);
 	goto out;
 bad:
 	unlink(path);
@@ -222,6 +226,32 @@ out:
 	buf_release(&again);
 	free(path);
 	return ok;
+}
+
+void img_record_sweep(const char *dir, int64_t max_age)
+{
+	struct err e = ERR_INIT;
+	time_t now = time(NULL);
+	char **names;
+	size_t n, i;
+	int dfd;
+
+	if (dir_names(dir, 1, &names, &n, &e))
+		return;
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (i = 0; dfd >= 0 && i < n; i++) {
+		struct stat st;
+		int tmp = !strncmp(names[i], "tmp.", 4);
+
+		if ((!tmp && strlen(names[i]) != 2 * FC_KEY_LEN) ||
+		    fstatat(dfd, names[i], &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+			continue;
+		if (now - st.st_mtime > (tmp ? IMG_TMP_STALE_S : max_age))
+			unlinkat(dfd, names[i], 0);
+	}
+	if (dfd >= 0)
+		close(dfd);
+	dir_names_free(names, n);
 }
 
 int img_record_put(const char *dir, const unsigned char key[FC_KEY_LEN],

@@ -194,6 +194,34 @@ static void test_records(void **state)
 	assert_int_equal(img_record_get(sub, key, &got), 0);
 	assert_int_equal(access(path, F_OK), -1);
 
+	/* the sweep: records unused for long, and old temporaries */
+	assert_int_equal(img_record_put(sub, key, &r, &e), 0);
+	memset(key, 0xcd, sizeof(key));
+	assert_int_equal(img_record_put(sub, key, &r, &e), 0);
+	write_rel(sub, "tmp.1.0", "partial", 0644);
+	write_rel(sub, "tmp.1.1", "partial", 0644);
+	write_rel(sub, "other", "not ours", 0644);
+	{
+		struct timespec old[2] = {{0, UTIME_OMIT}, {time(NULL) - 40 * 24 * 3600, 0}};
+		char *p2 = xasprintf("%s/tmp.1.0", sub), *p3 = xasprintf("%s/other", sub);
+
+		assert_int_equal(utimensat(AT_FDCWD, path, old, 0), 0);
+		assert_int_equal(utimensat(AT_FDCWD, p2, old, 0), 0);
+		assert_int_equal(utimensat(AT_FDCWD, p3, old, 0), 0);
+		/* a use refreshes: the 0xcd record was read just now */
+		assert_int_equal(img_record_get(sub, key, &got), 1);
+		img_record_sweep(sub, IMG_RECORD_MAX_AGE);
+		assert_int_equal(access(path, F_OK), -1);        /* 0xab: old */
+		assert_int_equal(img_record_get(sub, key, &got), 1); /* 0xcd: used */
+		assert_int_equal(access(p2, F_OK), -1);
+		free(p2);
+		p2 = xasprintf("%s/tmp.1.1", sub);
+		assert_int_equal(access(p2, F_OK), 0);           /* recent */
+		assert_int_equal(access(p3, F_OK), 0);           /* not ours */
+		free(p2);
+		free(p3);
+	}
+
 	buf_release(&b);
 	free(path);
 	free(sub);
@@ -269,6 +297,7 @@ static void build(struct fx *f, const char *from, const char *out, int compress,
 	struct err e = ERR_INIT;
 	const char *outs[1];
 
+	memset(layers, 0, sizeof(layers));
 	layers[0].src = f->deps;
 	layers[0].dest = "/app/.venv";
 	layers[1].src = f->app;
@@ -456,7 +485,7 @@ static void test_build_errors(void **state)
 	struct fx *f = *state;
 	struct img_result r;
 	struct img_opts o;
-	struct img_layer_spec l = {f->app, "/app"};
+	struct img_layer_spec l = {f->app, "/app", NULL};
 	struct err e = ERR_INIT;
 	char *ref = xasprintf("oci:%s/nothing:v1", f->dir);
 
