@@ -58,7 +58,8 @@ if command -v script >/dev/null 2>&1; then
 	ok "auto on a terminal: the line is drawn after a CR and erased with ESC[K" \
 		grep -q "${CR}ctxpack: pack .*${ESC}\\[K" tty.out
 	# what the terminal shows: the last \r-separated piece of each line
-	is "$(tr -d '\r' <tty.out | sed "s/${ESC}\\[K//g; s/^ctxpack: pack [^s]*//" |
+	is "$(sed "s/${ESC}\\[K//g" tty.out |
+		awk -F "$CR" '{ for (i = NF; i > 1 && $i == ""; i--) ; print $i }' |
 		grep -c '^sha256:')" 1 "the summary is alone on its line once the status is erased"
 	ok "the status line is erased before the summary" \
 		grep -q "${CR}${ESC}\\[Ksha256:" tty.out
