@@ -9,7 +9,7 @@ they are deterministic), measures every ctxpack command against its baseline
 in the same run (medians of N, with min, max and peak memory), and writes
 bench/results/latest.{md,json,png} (--quick: bench/results/quick.*).
 
-Sections: sizes, ls, hash, pack, registry, cache, build.  A command that fails stops
+Sections: sizes, ls, hash, pack, registry, cache, build, image.  A command that fails stops
 the run with a non-zero exit and its stderr; nothing is written then.  A
 command that says it is not implemented yet marks its section "not run"; the
 results are written, marked partial, and the exit status is 1 unless
@@ -1467,6 +1467,280 @@ http:
         discard(vdir)
         return out
 
+    # -- image ------------------------------------------------------------
+    #
+    # `ctxpack image` against `docker build` + `docker push` of the
+    # equivalent Dockerfile (issue 18): a backend whose dependency tree
+    # (.venv, 200+ MB) is unchanged and one of whose source files was
+    # edited, pushed to the local registry.  Docker is Debian's dockerd
+    # (BuildKit, as `docker build` is since Docker 23), run on a data root of
+    # its own: a fresh one for every cold run (a new CI runner), one kept
+    # between runs for the warm daemon.  Nothing is pulled from anywhere but
+    # the local registry (dockerd gets a proxy on a closed port).
+
+    DOCKERD = "/usr/sbin/dockerd"
+    DOCKER = "/usr/bin/docker"
+
+    def _image_context(self):
+        """work/image-ctx: .venv (bench/gen-tree, deterministic) and app/
+        (the monorepo template's backend sources), and the Dockerfile that
+        copies the same two trees to the same places."""
+        files, nbytes = (3000, 40_000_000) if self.quick else (12000, 230_000_000)
+        d = os.path.join(self.work, "image-ctx-%d-%d" % (files, nbytes))
+        stamp = os.path.join(d, ".bench-complete")
+        if not os.path.exists(stamp):
+            log("image: generating the backend context (%d files, %s of dependencies)" % (
+                files, human_bytes(nbytes)))
+            rmtree(d)
+            os.makedirs(d)
+            self.r.run([sys.executable, os.path.join(BENCH, "gen-tree"), os.path.join(d, ".venv"),
+                        "--files", str(files), "--bytes", str(nbytes), "--seed", "18"])
+            shutil.copytree(os.path.join(TEMPLATE, "context", "backend", "app"),
+                            os.path.join(d, "app"))
+            open(stamp, "w").close()
+        with open(os.path.join(d, ".dockerignore"), "w") as f:
+            f.write(".bench-complete\n")
+        return d, files, nbytes
+
+    def _dockerd_start(self, name, fresh):
+        """A dockerd on a socket and data root of its own under work/;
+        returns its dict (proc, host, dir).  overlay2 where it works, vfs
+        otherwise."""
+        d = os.path.join(self.work, name)
+        if fresh:
+            rmtree(d)
+        for sub in ("root", "exec"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        with open(os.path.join(d, "daemon.json"), "w") as f:
+            f.write("{}\n")
+        sock = os.path.join("/tmp", "ctxpack-bench-%s-%d.sock" % (name, os.getpid()))
+        host = "unix://" + sock
+        env = dict(self.env, HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+                   NO_PROXY="127.0.0.1,localhost")
+        for driver in ("overlay2", "vfs"):
+            logf = open(os.path.join(d, "dockerd.log"), "ab")
+            p = subprocess.Popen([self.DOCKERD, "--storage-driver=" + driver, "--iptables=false",
+                                  "--ip-masq=false", "--bridge=none", "--userland-proxy=false",
+                                  "--config-file", os.path.join(d, "daemon.json"), "-H", host,
+                                  "--data-root", os.path.join(d, "root"),
+                                  "--exec-root", os.path.join(d, "exec"),
+                                  "--pidfile", os.path.join(d, "dockerd.pid")],
+                                 env=env, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+            dk = {"proc": p, "host": host, "dir": d, "sock": sock, "driver": driver}
+            for _ in range(300):
+                if p.poll() is not None:
+                    break
+                r = subprocess.run([self.DOCKER, "-H", host, "version"], capture_output=True)
+                if r.returncode == 0:
+                    return dk
+                time.sleep(0.1)
+            self._dockerd_stop(dk)
+            if not fresh:
+                break
+        raise BenchError("dockerd did not start:\n" +
+                         open(os.path.join(d, "dockerd.log")).read()[-2000:])
+
+    def _dockerd_stop(self, dk, remove=False):
+        p = dk["proc"]
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        cpid = os.path.join(dk["dir"], "exec", "containerd", "containerd.pid")
+        try:
+            os.kill(int(open(cpid).read()), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        rmtree(dk["sock"])
+        if remove:
+            rmtree(dk["dir"])
+
+    def _docker_env(self, dk):
+        return dict(self.env, DOCKER_HOST=dk["host"], DOCKER_BUILDKIT="1",
+                    DOCKER_CONFIG=os.path.join(dk["dir"], "client"))
+
+    def _blob_uploads(self, start):
+        """The digests of the blobs uploaded since the access log was at
+        start (their closing PUT ?digest=)."""
+        data, _ = self._upload_requests(start)
+        out = []
+        for l in data:
+            m = re.search(r"digest=sha256%3A([0-9a-f]{64})", l)
+            if m:
+                out.append(m.group(1))
+        return out
+
+    def _reg_blob_size(self, repo, hexd):
+        req = urllib.request.Request("http://%s/v2/%s/blobs/sha256:%s" % (self.reg, repo, hexd),
+                                     method="HEAD")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(req, timeout=10) as r:
+            return int(r.headers["Content-Length"])
+
+    def section_image(self):
+        for t in (self.DOCKERD, self.DOCKER, "/bin/busybox"):
+            if not os.access(t, os.X_OK):
+                raise BenchError("%s is missing (scripts/install-deps: docker.io, busybox-static)" % t)
+        if os.geteuid() != 0:
+            raise BenchError("the image section runs dockerd, which needs root")
+        reg = self.start_registry()
+        ctx, nfiles, nbytes = self._image_context()
+        edit_file = os.path.join(ctx, "app", "main.py")
+        orig = open(edit_file, "rb").read()
+        xdg = os.path.join(self.work, "xdg-image")
+        xdg_cold = os.path.join(self.work, "xdg-image-cold")
+        rmtree(xdg)
+        warm = self._dockerd_start("dockerd-warm", fresh=True)
+        cold = None
+        try:
+            # the base: busybox-static with Docker's usual PATH, pushed by dockerd
+            rootfs = os.path.join(self.work, "image-rootfs")
+            rmtree(rootfs)
+            for sub in ("bin", "tmp", "etc"):
+                os.makedirs(os.path.join(rootfs, sub))
+            shutil.copy("/bin/busybox", os.path.join(rootfs, "bin", "busybox"))
+            for a in ("sh", "ls", "cat", "env", "id"):
+                os.symlink("busybox", os.path.join(rootfs, "bin", a))
+            base = "%s/bench/base:1" % reg
+            denv = self._docker_env(warm)
+            self.r.run([["tar", "-C", rootfs, "-c", "."],
+                        [self.DOCKER, "import", "--change",
+                         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                         "-", base]], env=denv)
+            self.r.run([self.DOCKER, "push", "-q", base], env=denv)
+            self.r.run([self.DOCKER, "rmi", base], env=denv)
+            with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+                f.write("FROM %s\n"
+                        "COPY .venv /app/.venv\n"
+                        "COPY app /app/app\n"
+                        "WORKDIR /app\n"
+                        "ENV PATH=/app/.venv/bin:$PATH\n"
+                        'CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0"]\n' % base)
+            image_args = ["image", "--from", base,
+                          "--layer", os.path.join(ctx, ".venv") + ":/app/.venv",
+                          "--layer", os.path.join(ctx, "app") + ":/app/app",
+                          "--workdir", "/app", "--env", "PATH=/app/.venv/bin:$PATH",
+                          "--cmd", '["uvicorn", "app.main:app", "--host", "0.0.0.0"]', "--json"]
+            counter = [0]
+
+            def edit(i):
+                counter[0] += 1
+                with open(edit_file, "wb") as f:
+                    f.write(orig + b"\n# edit %d\n" % counter[0])
+
+            ctx_edit = Measure("ctxpack image (one edit)",
+                               "ctxpack image --from BASE --layer .venv:/app/.venv --layer app:/app/app "
+                               "... -t REGISTRY/bench/app:ctx-N")
+            ctx_first = Measure("ctxpack image (first run: empty cache)",
+                                "the same with an empty $XDG_CACHE_HOME, to a new repository")
+            dk_warm = Measure("docker build + push (warm daemon)",
+                              "docker build -t REGISTRY/bench/app:warm-N CTX && docker push ...")
+            dk_cold = Measure("docker build + push (cold daemon)",
+                              "the same on a dockerd with a fresh data root")
+            seen = {"ctx": [], "warm": []}
+
+            def do_ctx(i):
+                start = os.path.getsize(self.reg_log)
+                s = self.r.run(self.cp(*(image_args + ["-t", "%s/bench/app:ctx-%d" % (reg, i + 2)])),
+                               capture=True, env=self.env_with(XDG_CACHE_HOME=xdg))
+                s.uploads = self._blob_uploads(start)
+                return s
+
+            def chk_ctx(s, i):
+                j = json.loads(s.stdout)
+                deps, app = j["layers"][1], j["layers"][2]
+                if i >= 0 and (not deps["reused"] or deps["made"] or not app["packed"]):
+                    raise BenchError("ctxpack image after an edit: the dependency layer was "
+                                     "not known from its record: %s" % deps)
+                seen["ctx"].append({"uploads": s.uploads, "app": app["digest"], "app_size": app["size"],
+                                    "config": j["config"], "config_size": j["config_size"],
+                                    "uploaded_bytes": j["outputs"][0]["uploaded_bytes"],
+                                    "deps_size": deps["size"]})
+
+            def do_first(i):
+                rmtree(xdg_cold)
+                start = os.path.getsize(self.reg_log)
+                s = self.r.run(self.cp(*(image_args + ["-t", "%s/bench/first-%d:1" % (reg, i + 2)])),
+                               capture=True, env=self.env_with(XDG_CACHE_HOME=xdg_cold))
+                s.uploads = self._blob_uploads(start)
+                return s
+
+            def do_warm(i):
+                start = os.path.getsize(self.reg_log)
+                ref = "%s/bench/app:warm-%d" % (reg, i + 2)
+                s = self.r.run(["sh", "-c", '"$0" build -q -t "$1" "$2" && "$0" push -q "$1"',
+                                self.DOCKER, ref, ctx], env=self._docker_env(warm))
+                s.uploads = self._blob_uploads(start)
+                seen["warm"].append(len(s.uploads))
+                return s
+
+            def setup_cold(i):
+                if cold[0]:
+                    self._dockerd_stop(cold[0], remove=True)
+                cold[0] = self._dockerd_start("dockerd-cold", fresh=True)
+                edit(i)
+
+            def do_cold(i):
+                ref = "%s/bench/app:cold-%d" % (reg, i + 2)
+                return self.r.run(["sh", "-c", '"$0" build -q -t "$1" "$2" && "$0" push -q "$1"',
+                                   self.DOCKER, ref, ctx], env=self._docker_env(cold[0]))
+
+            log("image: ctxpack image and docker build + push (warm daemon), one edit each")
+            interleave(self.runs, [(ctx_edit, edit, do_ctx, chk_ctx),
+                                   (dk_warm, edit, do_warm, None)])
+            log("image: ctxpack image, first run (empty cache)")
+            interleave(self.runs, [(ctx_first, edit, do_first, None)], warmup=0)
+            cold_runs = min(self.runs, 3)
+            log("image: docker build + push on a fresh dockerd (%d runs)" % cold_runs)
+            cold = [None]
+            interleave(cold_runs, [(dk_cold, setup_cold, do_cold, None)], warmup=0)
+        finally:
+            with open(edit_file, "wb") as f:
+                f.write(orig)
+            if cold and cold[0]:
+                self._dockerd_stop(cold[0], remove=True)
+            self._dockerd_stop(warm, remove=True)
+            rmtree(xdg_cold)
+
+        timed = seen["ctx"][1:]  # after the warm-up
+        only_app = all(sorted(t["uploads"]) == sorted([t["app"][7:], t["config"][7:]])
+                       for t in timed)
+        self.check("image: after an edit ctxpack uploads the app layer and the config only",
+                   only_app, "uploads per run (registry access log): %s" % [
+                       len(t["uploads"]) for t in timed])
+        layer_bytes = [t["uploaded_bytes"] - t["config_size"] for t in timed]
+        app_sizes = [t["app_size"] for t in timed]
+        dv = subprocess.run([self.DOCKER, "--version"], capture_output=True,
+                                             text=True).stdout.strip()
+        self.results["sections"]["image"] = {
+            "dependency_tree": {"files": nfiles, "bytes": nbytes,
+                                "layer_bytes": timed[0]["deps_size"] if timed else None},
+            "docker": dv, "storage_driver": warm["driver"],
+            "ctxpack_edit": ctx_edit.to_json(), "ctxpack_first": ctx_first.to_json(),
+            "docker_warm": dk_warm.to_json(), "docker_cold": dk_cold.to_json(),
+            "ctxpack_uploads": [len(t["uploads"]) for t in timed],
+            "ctxpack_layer_bytes_uploaded": layer_bytes, "app_layer_bytes": app_sizes,
+            "docker_warm_uploads": seen["warm"][1:]}
+        self.goal("image", "image after one edit vs docker build+push, cold daemon",
+                  ctx_edit.median / dk_cold.median, 0.1, "le", "docker build + push, fresh data root",
+                  "%.0fx faster; %s dependency tree unchanged, %s; BuildKit, %s" % (
+                      dk_cold.median / ctx_edit.median, human_bytes(nbytes), warm["driver"], dv))
+        self.goal("image", "image after one edit vs docker build+push, warm daemon",
+                  ctx_edit.median / dk_warm.median, 1.0, "lt", "docker build + push, warm daemon",
+                  "%.1fx faster" % (dk_warm.median / ctx_edit.median))
+        self.goal("image", "layer bytes pushed after one edit vs the app layer",
+                  (sum(layer_bytes) / sum(app_sizes)) if app_sizes and sum(app_sizes) else None,
+                  1.0, "le", "the app layer's size", "%s per run; plus the config (%s)" % (
+                      human_bytes(statistics.median(app_sizes)) if app_sizes else "?",
+                      human_bytes(timed[0]["config_size"]) if timed else "?"), chart=False)
+        self.goal("image", "image first run (empty cache) vs docker build+push, cold daemon",
+                  ctx_first.median / dk_cold.median, None, "le",
+                  "docker build + push, fresh data root",
+                  "packs and uploads both layers (gzip), to a new repository")
+
     # -- output -----------------------------------------------------------
 
     def machine(self):
@@ -1583,7 +1857,8 @@ http:
         order = [("ls", ["ctxpack", "baseline"]), ("hash", ["cold", "xxhsum", "warm", "git_status"]),
                  ("pack", ["cold", "first", "tar_zstd", "warm", "edit", "gzip", "tar_gzip"]),
                  ("registry", ["push", "skopeo_push", "pull", "skopeo_pull", "repush"]),
-                 ("cache", ["npm_ci", "npm_ci_warm", "hit", "hit_oci", "restore", "curl"])]
+                 ("cache", ["npm_ci", "npm_ci_warm", "hit", "hit_oci", "restore", "curl"]),
+                 ("image", ["ctxpack_edit", "docker_warm", "docker_cold", "ctxpack_first"])]
         for sec, keys in order:
             s = r["sections"].get(sec)
             if not s:
@@ -1748,7 +2023,7 @@ http:
         if self.a.replot:
             return self.replot()
         t0 = time.perf_counter()
-        sections = ["sizes", "ls", "hash", "pack", "registry", "cache", "build"]
+        sections = ["sizes", "ls", "hash", "pack", "registry", "cache", "build", "image"]
         only = set(self.a.only.split(",")) if self.a.only else set(sections)
         bad = only - set(sections)
         if bad:
@@ -1800,7 +2075,7 @@ def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k files / 100 MB, 64 MiB blob, 3 runs")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 5, quick 3)")
-    ap.add_argument("--only", help="comma-separated sections: sizes,ls,hash,pack,registry,cache,build")
+    ap.add_argument("--only", help="comma-separated sections: sizes,ls,hash,pack,registry,cache,build,image")
     ap.add_argument("--allow-missing", action="store_true",
                     help="exit 0 even if a section's command is not implemented yet")
     ap.add_argument("--rebuild", action="store_true", help="re-assemble the monorepo context")

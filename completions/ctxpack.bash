@@ -9,7 +9,7 @@
 # in completions/_ctxpack and in man/ctxpack-CMD.1: tests/integ/t8020 fails
 # until all three have it.
 
-_ctxpack_commands='build cache du hash ls pack pull push'
+_ctxpack_commands='build cache du hash image ls pack pull push'
 _ctxpack_cache_subcommands='ls prune restore run save'
 _ctxpack_global='-h --help -q --quiet -v --verbose --json --progress='
 _ctxpack_reg='--ca-file= --insecure --timeout= --idle-timeout='
@@ -24,6 +24,7 @@ _ctxpack_opts_pack="$_ctxpack_pack -o= --output="
 _ctxpack_opts_build="$_ctxpack_pack --send="
 _ctxpack_opts_push="--artifact-type= -a= --annotation= --title= --media-type= --mount-from= $_ctxpack_reg"
 _ctxpack_opts_pull="-o= --output= --force $_ctxpack_reg"
+_ctxpack_opts_image="--from= --platform= --layer= --ignore-file= --workdir= --env= --entrypoint= --cmd= --user= --expose= --label= -t= --tag= --compress= --level= --threads= --index= --no-cache --cache-max= $_ctxpack_reg"
 _ctxpack_opts_cache_save="-k= --key= --force --store= $_ctxpack_reg"
 _ctxpack_opts_cache_restore="-k= --key= -r= --restore-key= --fail-on-miss --lookup-only --max-size= --safe-links --store= $_ctxpack_reg"
 _ctxpack_opts_cache_run="-f= --key-file= --key-prefix= -p= --path= --max-size= --safe-links --store= $_ctxpack_reg"

@@ -39,7 +39,7 @@
  *
  * Keys are XXH3-128 (a local cache key; never an OCI digest).  A frame key
  * covers the settings hash (format version, codec, level, mtime, library
- * versions), the frame's split offsets, and for each entry it touches the
+ * versions, name prefix), the frame's split offsets, and for each entry it touches the
  * normalized header fields (path, type, archive mode, size, link target,
  * device number) and the content hash.  The archive key covers the
  * settings hash and every entry of the list in order (so the Dockerfile
@@ -247,7 +247,7 @@ int fc_parse_size(const char *s, uint64_t *out);
  * Lower level, for the tests.
  */
 /* The settings hash: format version, codec, effective level, mtime,
- * versions. */
+ * versions, and the name prefix when there is one. */
 void fc_settings_hash(const struct pack_opts *o, const char *versions,
 		      unsigned char out[FC_KEY_LEN]);
 /* The key of frame f of l; -1 when an entry in it has no content hash. */

@@ -56,6 +56,9 @@ enum pack_compress {
  * streamed and a change fails the pack. */
 #define PACK_SMALL_FILE (1u << 20)
 
+/* The longest pack_opts.prefix. */
+#define PACK_PREFIX_MAX 1024
+
 #define PACK_MAX_THREADS 64
 /* Frames being compressed at once, whatever --threads says: each holds up
  * to two frames' worth of memory (input and output), and peak memory stays
@@ -72,6 +75,16 @@ struct pack_opts {
 	 * repeated here for the cache keys made before the walk (the frame
 	 * store's settings); pack_write refuses a mismatch. */
 	int normalize_modes;
+	/* NULL or "": entries are named relative to the root, as always.
+	 * Else a relative directory path ("app", "usr/src/app": no leading or
+	 * trailing '/', no empty, "." or ".." component) put in front of
+	 * every name ("app/main.py"), and the directories it names written
+	 * first ("app/", or "usr/", "usr/src/", "usr/src/app/"; 0755 like
+	 * every synthesized directory), so that the archive unpacks below it
+	 * the way an image layer made by COPY . /usr/src/app does.  Part of
+	 * the frame cache's settings (the bytes differ), not of the frame
+	 * rule's choices (cuts stay where they are). */
+	const char *prefix;
 };
 
 /* Fill in the defaults: zstd, default level, default threads,
@@ -80,7 +93,7 @@ void pack_opts_init(struct pack_opts *o);
 
 /* "zstd" | "gzip" | "none" -> enum pack_compress; ERR_USAGE otherwise. */
 int pack_parse_compress(const char *s, int *out, struct err *e);
-/* Check level and threads for the codec; ERR_USAGE with a message. */
+/* Check level, threads and prefix; ERR_USAGE with a message. */
 int pack_opts_check(const struct pack_opts *o, struct err *e);
 /* The effective level (the default when o->level is 0; 0 for none). */
 int pack_level(const struct pack_opts *o);
@@ -117,6 +130,12 @@ struct pack_list {
  * Returns 0 or an err.
  */
 int pack_list_build(struct pack_list *l, const struct walk_result *r, struct err *e);
+/*
+ * The list of the walk's included entries alone, nothing added: what
+ * `COPY . DEST` copies (a builder hides the Dockerfile and the ignore file
+ * from COPY when the patterns exclude them).  Cannot fail.
+ */
+void pack_list_entries(struct pack_list *l, const struct walk_result *r);
 void pack_list_release(struct pack_list *l);
 
 /*
@@ -138,6 +157,9 @@ struct pack_frame {
 
 /* Estimated tar bytes of an entry's header, and of its data with padding. */
 uint64_t pack_header_est(const struct walk_entry *we);
+/* The header estimate when extra bytes come before the name (a prefix
+ * and its '/'). */
+uint64_t pack_header_est_named(const struct walk_entry *we, size_t extra);
 uint64_t pack_data_est(const struct walk_entry *we);
 /* The 64-bit path hash the frame rule uses (FNV-1a, then a mixer). */
 uint64_t pack_path_hash(const char *p, size_t n);
@@ -145,6 +167,12 @@ uint64_t pack_path_hash(const char *p, size_t n);
 /* Plan the frames for a list; *frames is malloc'd (caller frees). */
 void pack_plan(const struct walk_entry *const *v, size_t n,
 	       struct pack_frame **frames, size_t *nframes);
+/* The same for entries named below a prefix (pack_opts.prefix, NULL for
+ * none): the estimates count the longer names and the prefix's directory
+ * entries in the first frame, so that a frame stays within its memory
+ * bound.  Deterministic like pack_plan; with no prefix it is pack_plan. */
+void pack_plan_prefixed(const struct walk_entry *const *v, size_t n, const char *prefix,
+			struct pack_frame **frames, size_t *nframes);
 
 /*
  * Optional frame cache hooks (issue 7).  Called from the worker threads,
@@ -224,6 +252,24 @@ void pack_worker_set_cache(struct pack_worker *w, const struct pack_frame_cache 
  * whole zstd frame of whole tar entries (nothing is returned then).
  */
 int pack_frame_paths(const void *z, size_t n, char ***paths, size_t *np);
+
+/*
+ * The sha256 of the tar inside an archive of ours (an OCI layer's
+ * diff_id), from the archive's encoded bytes fed in order, in pieces of
+ * any size: zstd frames and gzip members are decoded one after another,
+ * stored bytes hashed as they come.  Memory: the codec's state and a
+ * 128 KiB buffer.  new: NULL with an err.  update: 0, or ERR_CORRUPT
+ * when the bytes do not decode.  final: "sha256:<hex>" into digest and
+ * the tar's size into tar_bytes (may be NULL), or ERR_CORRUPT when the
+ * bytes stop inside a frame or member.  free(NULL) is a no-op.
+ */
+struct pack_tar_digest;
+struct pack_tar_digest *pack_tar_digest_new(int compress, struct err *e);
+int pack_tar_digest_update(struct pack_tar_digest *d, const void *p, size_t n,
+			   struct err *e);
+int pack_tar_digest_final(struct pack_tar_digest *d, char digest[72], uint64_t *tar_bytes,
+			  struct err *e);
+void pack_tar_digest_free(struct pack_tar_digest *d);
 
 /* Open path below rootfd without following a symlink in any component
  * (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS; O_NOFOLLOW only on a

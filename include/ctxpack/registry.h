@@ -46,6 +46,13 @@
 #define REG_MT_LAYER_TAR "application/vnd.oci.image.layer.v1.tar"
 #define REG_MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
 #define REG_MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define REG_MT_IMAGE_CONFIG "application/vnd.oci.image.config.v1+json"
+#define REG_MT_DOCKER_CONFIG "application/vnd.docker.container.image.v1+json"
+#define REG_MT_LAYER_NONDIST_GZIP "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+#define REG_MT_DOCKER_LAYER_GZIP "application/vnd.docker.image.rootfs.diff.tar.gzip"
+#define REG_MT_DOCKER_LAYER_FOREIGN "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+#define REG_ANNOT_BASE_DIGEST "org.opencontainers.image.base.digest"
+#define REG_ANNOT_BASE_NAME "org.opencontainers.image.base.name"
 /* The empty config blob "{}" (2 bytes). */
 #define REG_EMPTY_DIGEST \
 	"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
@@ -230,6 +237,20 @@ int reg_blob_push_mem(struct reg_store *s, const void *p, size_t n,
 int reg_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 		      int fd, struct err *e);
 /*
+ * Fetch a small blob (an image config) into out (reset first), verified:
+ * size is the descriptor's, refused (ERR_CORRUPT) when over max.
+ */
+int reg_blob_fetch_mem(struct reg_store *s, const char *digest, uint64_t size,
+		       size_t max, struct buf *out, struct err *e);
+/*
+ * Mount a blob from repository `from` on the same registry (POST
+ * ?mount=&from=).  1 mounted; 0 when the registry would not (the upload
+ * session it offers instead is cancelled), and always for a layout or
+ * from == the store's own repository; <0 error.
+ */
+int reg_blob_mount(struct reg_store *s, const char *digest, const char *from,
+		   struct err *e);
+/*
  * Fetch a blob into path: written to a temporary beside it, verified, then
  * renamed over path (mode 0644 before umask).  On failure nothing is left.
  * With noreplace, an existing path is never replaced: ERR_USAGE when it is
@@ -326,6 +347,10 @@ struct reg_desc {
 	char *artifact_type;         /* NULL when absent */
 	struct reg_kv *annotations;
 	size_t nannotations;
+	/* an index entry's "platform" (NULL when absent) */
+	char *os;
+	char *architecture;
+	char *variant;
 };
 void reg_desc_release(struct reg_desc *d);
 
@@ -405,6 +430,93 @@ int reg_push_artifact(struct reg_store *s, const char *tag,
 int reg_artifact_get(struct reg_store *s, const char *ref,
 		     struct reg_manifest *m, char digest_out[REG_DIGEST_SIZE],
 		     struct err *e);
+
+/* ------------------------------------------------------------------ */
+/* Images: configs and manifests (`ctxpack image`)                      */
+
+/* What `ctxpack image` needs to know of a base image's config. */
+struct reg_config_info {
+	char *os;             /* malloc'd; NULL when absent */
+	char *architecture;
+	char *variant;
+	char **diff_ids;      /* its layers' tar digests (malloc'd) */
+	size_t ndiff_ids;
+};
+/* Parse a config (OCI or Docker's): ERR_CORRUPT when it is not JSON or
+ * its rootfs.diff_ids are not a list of sha256 digests. */
+int reg_config_info(const void *p, size_t n, struct reg_config_info *ci, struct err *e);
+void reg_config_info_release(struct reg_config_info *ci);
+
+/* A JSON array of strings (a Dockerfile's exec form) into *v (malloc'd
+ * strings, *n of them); -1 when s is not exactly that. */
+int reg_json_strings(const char *s, char ***v, size_t *n);
+
+/* A history entry to append. */
+struct reg_history_in {
+	const char *created_by;
+	const char *comment;       /* NULL: none */
+	int empty_layer;
+};
+
+/* The edits to a base's config, as a Dockerfile's instructions make them.
+ * Arrays are borrowed; NULL / 0 leaves a field as the base has it. */
+struct reg_config_edit {
+	const char *os;            /* for scratch only: "linux" when NULL */
+	const char *architecture;  /* for scratch only: "amd64" when NULL */
+	const char *variant;       /* for scratch only */
+	int64_t created;           /* seconds since 1970: "created" of the
+				      image and of each new history entry */
+	size_t base_layers;        /* layers of the base manifest: its config
+				      must list as many diff_ids */
+	const char *workdir;       /* WORKDIR: $VAR expanded; a relative one
+				      is taken from the base's */
+	const char *user;          /* USER */
+	const char *const *env;    /* ENV, each "NAME=VALUE" in order: $NAME,
+				      ${NAME}, ${NAME:-w}, ${NAME:+w} expanded
+				      against the env so far (\$ is a '$');
+				      replaces NAME or is appended */
+	size_t nenv;
+	int set_entrypoint;        /* ENTRYPOINT: an empty list removes it; a
+				      base's Cmd goes too unless set_cmd */
+	const char *const *entrypoint;
+	size_t nentrypoint;
+	int set_cmd;               /* CMD: an empty list removes it */
+	const char *const *cmd;
+	size_t ncmd;
+	const char *const *expose; /* EXPOSE: "8000/tcp", checked by the caller */
+	size_t nexpose;
+	const struct reg_kv *labels; /* LABEL: set or replaced */
+	size_t nlabels;
+	const char *const *diff_ids; /* appended to rootfs.diff_ids */
+	size_t ndiff_ids;
+	const struct reg_history_in *history; /* appended to history */
+	size_t nhistory;
+};
+
+/*
+ * The new image config (compact JSON, keys sorted: equal inputs, equal
+ * bytes) into out (reset first): base's (NULL for scratch) OCI fields
+ * (architecture, os, os.version, os.features, variant, author, config,
+ * rootfs, history; nothing else), edited, with "created" set.
+ * ERR_CORRUPT for a bad base config, ERR_USAGE for a bad edit.
+ */
+int reg_image_config(struct buf *out, const void *base, size_t nbase,
+		     const struct reg_config_edit *ed, struct err *e);
+/*
+ * An OCI image manifest (compact JSON, keys sorted) into out (reset
+ * first): REG_MT_MANIFEST, the config descriptor (its media_type, e.g.
+ * REG_MT_IMAGE_CONFIG), the layers in order (with their annotations) and
+ * the manifest annotations.
+ */
+int reg_image_manifest(struct buf *out, const struct reg_desc *config,
+		       const struct reg_desc *layers, size_t nlayers,
+		       const struct reg_kv *annotations, size_t nannotations,
+		       struct err *e);
+/* The OCI media type for a layer type (Docker's gzip layer types name
+ * the same bytes); other types as they are.  Borrowed. */
+const char *reg_layer_oci_type(const char *media_type);
+/* "2000-01-01T00:00:00Z" (UTC, RFC 3339) for t seconds since 1970. */
+void reg_time_rfc3339(int64_t t, char out[32]);
 
 /* ------------------------------------------------------------------ */
 /* Protocol helpers (pure; exposed for the unit tests)                 */

@@ -683,7 +683,10 @@ struct fc_spec *fc_spec_start(struct fc *c, const char *dir, const struct pack_o
 	off_t pos;
 	int fl;
 
-	if (!c || out_fd < 0 || fstat(out_fd, &st) || !S_ISREG(st.st_mode))
+	/* (the look-ahead reads entry names back from stored frames: none
+	 * with a prefix, which changes them) */
+	if (!c || out_fd < 0 || (o->prefix && *o->prefix) || fstat(out_fd, &st) ||
+	    !S_ISREG(st.st_mode))
 		return NULL;
 	fl = fcntl(out_fd, F_GETFL);
 	pos = lseek(out_fd, 0, SEEK_CUR);
@@ -1503,7 +1506,7 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 		}
 	}
 
-	pack_plan(l->v, l->n, &r.plan, &r.nplan);
+	pack_plan_prefixed(l->v, l->n, o->prefix, &r.plan, &r.nplan);
 	r.keys = xreallocarray(NULL, r.nplan, sizeof(*r.keys));
 	r.keyed = xcalloc(r.nplan, 1);
 	r.present = xcalloc(r.nplan, 1);

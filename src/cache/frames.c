@@ -199,6 +199,13 @@ void fc_settings_hash(const struct pack_opts *o, const char *versions,
 	XXH3_128bits_update(&st, b, sizeof(b));
 	if (versions)
 		XXH3_128bits_update(&st, versions, strlen(versions) + 1);
+	/* only when set, so that the keys without one stay as they were */
+	if (o->prefix && *o->prefix) {
+		static const char tag[] = "prefix";
+
+		XXH3_128bits_update(&st, tag, sizeof(tag));
+		XXH3_128bits_update(&st, o->prefix, strlen(o->prefix) + 1);
+	}
 	canon(&st, out);
 }
 

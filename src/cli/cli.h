@@ -233,6 +233,7 @@ void builder_release(struct builder *b);
 int cmd_ls(int argc, char **argv);
 int cmd_du(int argc, char **argv);
 int cmd_hash(int argc, char **argv);
+int cmd_image(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_build(int argc, char **argv);
 int cmd_push(int argc, char **argv);

@@ -90,6 +90,43 @@ static const struct cli_cmd commands[] = {
 	 MODE_HELP
 	 "  The digest (xxh128:...) covers each included entry's path, type, archive\n"
 	 "  mode, size, link target and content, not mtimes, owners or inode numbers.\n"},
+	{"image", cmd_image,
+	 "ctxpack image --from REF|scratch [--layer SRC:DEST]... [config options] [-t REF]... [--json]",
+	 "assemble an OCI image from a base and directories, and push it",
+	 "      --from REF          the base: host[:port]/repo[:tag|@sha256:...], oci:DIR[:tag]\n"
+	 "                          or scratch; only its manifest and config are read\n"
+	 "      --platform P        os/arch[/variant] to pick from an index (default\n"
+	 "                          linux/amd64)\n"
+	 "      --layer SRC:DEST    one layer: directory SRC (its .dockerignore applies, as\n"
+	 "                          to `COPY . DEST` with SRC as the context) below the\n"
+	 "                          absolute path DEST (repeatable, in order)\n"
+	 "      --ignore-file F     the ignore file of the --layer options after it, its\n"
+	 "                          patterns matched relative to their SRC (--ignore-file ''\n"
+	 "                          goes back to each SRC's own)\n"
+	 "      --workdir DIR       WORKDIR (relative: from the base's)\n"
+	 "      --env NAME=VALUE    ENV (repeatable; $NAME and ${NAME} expand: quote them)\n"
+	 "      --entrypoint CMD    ENTRYPOINT: a JSON array (exec form) or a string run by\n"
+	 "                          /bin/sh -c; resets the base's CMD\n"
+	 "      --cmd CMD           CMD, the same way\n"
+	 "      --user USER         USER (name, uid, uid:gid)\n"
+	 "      --expose PORT[/P]   EXPOSE (repeatable; tcp unless /udp or /sctp)\n"
+	 "      --label KEY=VALUE   LABEL (repeatable)\n"
+	 "  -t, --tag REF           push to REF (registry, default tag latest) or write\n"
+	 "                          oci:DIR[:tag] (repeatable); none: compute the digest only\n"
+	 "      --compress C        gzip (default: every Docker pulls it), zstd or none\n"
+	 "      --level N           gzip 1-9 (default 6), zstd 1-19 (default 3)\n"
+	 "      --threads N         pack workers (default one per CPU)\n"
+	 "      --index DIR         the content index (default $CTXPACK_INDEX, else\n"
+	 "                          $XDG_CACHE_HOME/ctxpack/index)\n"
+	 "      --no-cache          pack every layer cold, record nothing\n"
+	 "      --cache-max SIZE    bound of the frame store (default 2G)\n"
+	 CLI_REG_HELP
+	 "      --json              {\"digest\",\"config\",\"base\",\"layers\":[...],\"outputs\":[...]}\n"
+	 "  Prints the manifest digest.  A layer whose files did not change since the last\n"
+	 "  run is known from the index (one stat per file) and is neither packed nor sent\n"
+	 "  again; base layers are mounted or skipped where the registry has them.\n"
+	 "  SOURCE_DATE_EPOCH sets every file's mtime and the image's created time (default\n"
+	 "  2000-01-01T00:00:00Z): the same inputs give the same digest.  docs/image.md\n"},
 	{"ls", cmd_ls,
 	 "ctxpack ls [-f DOCKERFILE] [--ignore-file F] [--why] [--excluded] [-l] [-0] [DIR]",
 	 "list what the builder's COPY would see",

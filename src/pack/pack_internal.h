@@ -17,6 +17,8 @@ struct pack_worker {
 	int level;              /* effective level */
 	int64_t mtime;
 	int normalize_modes;     /* the list's, for the frame being encoded */
+	char *prefix;           /* pack_opts.prefix (a copy), or NULL */
+	size_t prefix_len;
 	const int *stop;        /* set by another thread to abandon the frame */
 	const struct pack_frame_cache *cache; /* its content() hook, or NULL */
 

@@ -57,6 +57,31 @@ int pack_level(const struct pack_opts *o)
 	return o->compress == PACK_GZIP ? 6 : 3;
 }
 
+/* A relative directory path of non-empty components other than "." and
+ * "..", at most PACK_PREFIX_MAX bytes. */
+static int check_prefix(const char *p, struct err *e)
+{
+	const char *c, *end;
+
+	if (!p || !*p)
+		return 0;
+	if (strlen(p) > PACK_PREFIX_MAX)
+		return err_set(e, ERR_USAGE, "path prefix longer than %d bytes: '%.64s...'",
+			       PACK_PREFIX_MAX, p);
+	for (c = p; *c; c = *end ? end + 1 : end) {
+		size_t n;
+
+		end = strchrnul(c, '/');
+		n = (size_t)(end - c);
+		if (!n || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+			return err_set(e, ERR_USAGE, "bad path prefix '%s': want a relative path "
+				       "without empty, '.' or '..' components", p);
+		if (*end && !end[1])
+			return err_set(e, ERR_USAGE, "bad path prefix '%s': it ends in '/'", p);
+	}
+	return 0;
+}
+
 int pack_opts_check(const struct pack_opts *o, struct err *e)
 {
 	switch (o->compress) {
@@ -84,7 +109,7 @@ int pack_opts_check(const struct pack_opts *o, struct err *e)
 			       o->threads);
 	if (o->mtime < 0 || o->mtime > PACK_MAX_MTIME)
 		return err_set(e, ERR_USAGE, "mtime %lld out of range", (long long)o->mtime);
-	return 0;
+	return check_prefix(o->prefix, e);
 }
 
 int pack_source_date_epoch(const char *env, int64_t *mtime, struct err *e)
@@ -328,6 +353,18 @@ out:
 	pending_truncate(&p, 0);
 	free(p.v);
 	return ret;
+}
+
+void pack_list_entries(struct pack_list *l, const struct walk_result *r)
+{
+	size_t i;
+
+	memset(l, 0, sizeof(*l));
+	l->root = r->root;
+	l->n = r->n;
+	l->v = xreallocarray(NULL, r->n ? r->n : 1, sizeof(*l->v));
+	for (i = 0; i < r->n; i++)
+		l->v[i] = &r->v[i];
 }
 
 void pack_list_release(struct pack_list *l)

@@ -22,6 +22,7 @@
 #include "ctxpack/pack.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 uint64_t pack_path_hash(const char *p, size_t n)
 {
@@ -46,14 +47,19 @@ static uint64_t round512(uint64_t n)
 	return (n + 511) & ~(uint64_t)511;
 }
 
-uint64_t pack_header_est(const struct walk_entry *we)
+uint64_t pack_header_est_named(const struct walk_entry *we, size_t extra)
 {
-	uint64_t n = 512;
+	uint64_t n = 512, name = (uint64_t)we->path_len + extra;
 
 	/* a pax 'x' header for long names; the +1 is a directory's '/' */
-	if (we->path_len + 1 > 100 || we->link_len > 100)
-		n += 512 + round512((uint64_t)we->path_len + we->link_len + 64);
+	if (name + 1 > 100 || we->link_len > 100)
+		n += 512 + round512(name + we->link_len + 64);
 	return n;
+}
+
+uint64_t pack_header_est(const struct walk_entry *we)
+{
+	return pack_header_est_named(we, 0);
 }
 
 uint64_t pack_data_est(const struct walk_entry *we)
@@ -96,22 +102,39 @@ static void cut(struct planner *p, size_t i, uint64_t off)
 	p->cur = 0;
 }
 
-void pack_plan(const struct walk_entry *const *v, size_t n, struct pack_frame **frames,
-	       size_t *nframes)
+void pack_plan_prefixed(const struct walk_entry *const *v, size_t n, const char *prefix,
+			struct pack_frame **frames, size_t *nframes)
 {
 	struct planner p = {NULL, 0, 0, {0, 0}, 0};
-	size_t i;
+	uint64_t lead = 0;
+	size_t i, extra = 0;
 
+	if (prefix && *prefix) {
+		/* the prefix's directories open the first frame (never a frame
+		 * of their own: no cut before the first entry) */
+		size_t k, len = strlen(prefix);
+		struct walk_entry dir;
+
+		memset(&dir, 0, sizeof(dir));
+		for (k = 1; k <= len; k++) {
+			if (k < len && prefix[k] != '/')
+				continue;
+			dir.path_len = (uint32_t)k;
+			lead += pack_header_est(&dir);
+		}
+		extra = len + 1;
+	}
 	for (i = 0; i < n; i++) {
 		const struct walk_entry *we = v[i];
-		uint64_t h = pack_header_est(we), d = pack_data_est(we);
+		uint64_t h = pack_header_est_named(we, extra), d = pack_data_est(we);
 
 		if (we->type == WALK_REG && we->size > PACK_SPLIT_OVER) {
 			uint64_t off;
 
 			if (p.cur > 0 && p.cur + h + PACK_CHUNK > PACK_FRAME_MAX)
 				cut(&p, i, 0);
-			p.cur += h + PACK_CHUNK;
+			p.cur += lead + h + PACK_CHUNK;
+			lead = 0;
 			for (off = PACK_CHUNK; off < we->size; off += PACK_CHUNK) {
 				cut(&p, i, off);
 				p.cur = we->size - off < PACK_CHUNK ? we->size - off : PACK_CHUNK;
@@ -120,7 +143,8 @@ void pack_plan(const struct walk_entry *const *v, size_t n, struct pack_frame **
 		} else {
 			if (p.cur > 0 && p.cur + h + d > PACK_FRAME_MAX)
 				cut(&p, i, 0);
-			p.cur += h + d;
+			p.cur += lead + h + d;
+			lead = 0;
 		}
 		if (p.cur >= PACK_FRAME_MIN && hits(we, h + d))
 			cut(&p, i + 1, 0);
@@ -132,4 +156,10 @@ void pack_plan(const struct walk_entry *const *v, size_t n, struct pack_frame **
 	cut(&p, n, 0);
 	*frames = p.v;
 	*nframes = p.n;
+}
+
+void pack_plan(const struct walk_entry *const *v, size_t n, struct pack_frame **frames,
+	       size_t *nframes)
+{
+	pack_plan_prefixed(v, n, NULL, frames, nframes);
 }

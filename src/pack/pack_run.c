@@ -186,7 +186,7 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 	p.rootfd = open(l->root ? l->root : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (p.rootfd < 0)
 		return err_errno(e, "cannot open %s", l->root ? l->root : ".");
-	pack_plan(l->v, l->n, &frames, &nframes);
+	pack_plan_prefixed(l->v, l->n, o->prefix, &frames, &nframes);
 
 	nw = o->threads ? o->threads : default_threads();
 	if (nw > PACK_MAX_WORKERS)

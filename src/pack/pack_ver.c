@@ -10,12 +10,26 @@
 #include <string.h>
 
 #include <archive.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <zstd.h>
+
+/* archive_version_details() allocates a new string at every call (3.6),
+ * which is never freed: asked once per process (`ctxpack image` needs it
+ * per run of img_build, the tests many times). */
+static char versions[512];
+static pthread_once_t versions_once = PTHREAD_ONCE_INIT;
+
+static void versions_init(void)
+{
+	snprintf(versions, sizeof(versions), "ctxpack-pack/%d %s; zstd %s",
+		 PACK_FORMAT_VERSION, archive_version_details(), ZSTD_versionString());
+}
 
 void pack_lib_versions(struct buf *out)
 {
-	buf_addf(out, "ctxpack-pack/%d %s; zstd %s", PACK_FORMAT_VERSION,
-		 archive_version_details(), ZSTD_versionString());
+	pthread_once(&versions_once, versions_init);
+	buf_addstr(out, versions);
 }
 
 void pack_lib_info(lib_info_fn fn, void *arg)

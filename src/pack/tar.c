@@ -51,6 +51,10 @@ struct pack_worker *pack_worker_new(const struct pack_opts *o, int huge, struct 
 	w->compress = o->compress;
 	w->level = pack_level(o);
 	w->mtime = o->mtime;
+	if (o->prefix && *o->prefix) {
+		w->prefix = xstrdup(o->prefix);
+		w->prefix_len = strlen(o->prefix);
+	}
 	buf_init(&w->name, 0);
 	buf_init(&w->zin, 0);
 	buf_init(&w->link, 0);
@@ -84,6 +88,7 @@ void pack_worker_free(struct pack_worker *w)
 	archive_entry_free(w->ae);
 	free(w->rbuf);
 	free(w->zbuf);
+	free(w->prefix);
 	buf_release(&w->name);
 	buf_release(&w->link);
 	buf_release(&w->dir);
@@ -170,8 +175,9 @@ static void tar_drop(struct pack_worker *w)
 	w->entry_left = 0;
 }
 
-/* The normalized header of an entry. */
-static int write_header(struct pack_worker *w, const struct walk_entry *we)
+/* The normalized header of an entry, named below the prefix unless raw
+ * (the prefix's own directories). */
+static int write_header_as(struct pack_worker *w, const struct walk_entry *we, int raw)
 {
 	struct archive_entry *ae = w->ae;
 	mode_t perm = (mode_t)walk_archive_mode(we, w->normalize_modes);
@@ -181,7 +187,9 @@ static int write_header(struct pack_worker *w, const struct walk_entry *we)
 		return w->e->code;
 	archive_entry_clear(ae);
 	buf_reset(&w->name);
-	if (buf_add(&w->name, we->path, we->path_len) ||
+	if ((!raw && w->prefix &&
+	     (buf_add(&w->name, w->prefix, w->prefix_len) || buf_addch(&w->name, '/'))) ||
+	    buf_add(&w->name, we->path, we->path_len) ||
 	    (we->type == WALK_DIR && buf_addch(&w->name, '/')))
 		return err_set(w->e, ERR_NOMEM, "out of memory");
 	archive_entry_copy_pathname(ae, w->name.data);
@@ -200,7 +208,11 @@ static int write_header(struct pack_worker *w, const struct walk_entry *we)
 	case WALK_LNK:
 	case WALK_HARDLINK:
 		buf_reset(&w->link);
-		if (we->link && buf_add(&w->link, we->link, we->link_len))
+		/* a hard link names an entry of the archive: below the prefix
+		 * too (a symlink's target is text, kept as is) */
+		if ((we->type == WALK_HARDLINK && !raw && w->prefix &&
+		     (buf_add(&w->link, w->prefix, w->prefix_len) || buf_addch(&w->link, '/'))) ||
+		    (we->link && buf_add(&w->link, we->link, we->link_len)))
 			return err_set(w->e, ERR_NOMEM, "out of memory");
 		if (we->type == WALK_LNK) {
 			archive_entry_set_filetype(ae, AE_IFLNK);
@@ -232,6 +244,32 @@ static int write_header(struct pack_worker *w, const struct walk_entry *we)
 		return tar_fail(w, "cannot write the header of", w->name.data);
 	if (we->type == WALK_REG)
 		w->entry_left = we->size;
+	return 0;
+}
+
+static int write_header(struct pack_worker *w, const struct walk_entry *we)
+{
+	return write_header_as(w, we, 0);
+}
+
+/* The prefix's directories ("usr/", "usr/src/", "usr/src/app/"), in front
+ * of the first entry. */
+static int write_prefix_dirs(struct pack_worker *w)
+{
+	struct walk_entry dir;
+	size_t k;
+
+	memset(&dir, 0, sizeof(dir));
+	dir.type = WALK_DIR;
+	dir.mode = S_IFDIR | 0755;
+	dir.path = w->prefix;
+	for (k = 1; k <= w->prefix_len; k++) {
+		if (k < w->prefix_len && w->prefix[k] != '/')
+			continue;
+		dir.path_len = (uint32_t)k;
+		if (write_header_as(w, &dir, 1))
+			return w->e->code;
+	}
 	return 0;
 }
 
@@ -579,9 +617,13 @@ int pack_frame_encode(struct pack_worker *w, const struct pack_list *l, int root
 	w->normalize_modes = l->normalize_modes;
 	if (pack_codec_begin(w, e))
 		return e->code;
+	/* the prefix's directories open the first frame (or, when there
+	 * is no entry, the end-of-archive frame, which is then the first) */
+	if (w->prefix && f->first.i == 0 && f->first.off == 0 && write_prefix_dirs(w))
+		goto fail;
 	if (f->first.i >= l->n) {
 		/* the end-of-archive frame: what libarchive writes on close */
-		if (tar_open(w))
+		if (!w->tar && tar_open(w))
 			goto fail;
 		if (archive_write_close(w->tar) != ARCHIVE_OK) {
 			tar_fail(w, "cannot finish", "the archive");

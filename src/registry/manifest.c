@@ -36,6 +36,9 @@ void reg_desc_release(struct reg_desc *d)
 {
 	free(d->media_type);
 	free(d->artifact_type);
+	free(d->os);
+	free(d->architecture);
+	free(d->variant);
 	kv_free(d->annotations, d->nannotations);
 	memset(d, 0, sizeof(*d));
 }
@@ -108,6 +111,12 @@ static int parse_desc(json_t *o, struct reg_desc *d, const char *what,
 		return err_set(e, ERR_CORRUPT, "%s has no valid size", what);
 	d->size = (uint64_t)size;
 	d->artifact_type = opt_str(o, "artifactType");
+	v = json_object_get(o, "platform");
+	if (json_is_object(v)) {
+		d->os = opt_str(v, "os");
+		d->architecture = opt_str(v, "architecture");
+		d->variant = opt_str(v, "variant");
+	}
 	return parse_annots(json_object_get(o, "annotations"), &d->annotations,
 			    &d->nannotations, e);
 }

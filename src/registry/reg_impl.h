@@ -128,6 +128,10 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 			  struct err *e);
 int remote_blob_push_mem(struct reg_store *s, const void *p, size_t n,
 			 const char *digest, struct err *e);
+/* POST ?mount=&from=: 1 mounted, 0 not (the session offered instead is
+ * cancelled), <0 error. */
+int remote_blob_mount(struct reg_store *s, const char *digest, const char *from,
+		      struct err *e);
 int remote_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 			 int fd, struct err *e);
 int remote_manifest_put(struct reg_store *s, const char *tag, const void *p,

@@ -27,8 +27,11 @@
 #define RETRY_AFTER_MAX 60
 #define MAX_PAGES 100000
 
+/* Docker's types too: images pushed by docker (the bases `ctxpack image`
+ * reads) have them; the cache's artifacts are OCI manifests either way. */
 static const char accept_manifest[] =
-	"Accept: " REG_MT_MANIFEST ", " REG_MT_INDEX;
+	"Accept: " REG_MT_MANIFEST ", " REG_MT_INDEX ", " REG_MT_DOCKER_MANIFEST ", "
+	REG_MT_DOCKER_LIST;
 
 struct reg_remote {
 	char *host;      /* API host[:port] */
@@ -1097,6 +1100,33 @@ out:
 	http_resp_release(&rs);
 	free(scope);
 	free(url);
+	return ret;
+}
+
+int remote_blob_mount(struct reg_store *s, const char *digest, const char *from,
+		      struct err *e)
+{
+	struct reg_remote *r = s->rm;
+	struct upload u = {NULL, 0};
+	uint64_t chunk = s->o.chunk_size;
+	char *scope;
+	int ret;
+
+	ret = ensure_ping(s, e);
+	if (ret)
+		return ret;
+	scope = xasprintf("repository:%s:pull,push repository:%s:pull", r->repo, from);
+	ret = upload_start(s, &u, digest, from, scope, &chunk, e);
+	if (ret == 1) {
+		reg_log(s, "blob %s mounted from %s", digest, from);
+		s->st.blobs_mounted++;
+	} else if (ret == 0) {
+		/* 202: an upload session instead, which is not wanted */
+		reg_log(s, "blob %s cannot be mounted from %s", digest, from);
+		upload_cancel(s, &u, scope);
+	}
+	upload_reset(&u);
+	free(scope);
 	return ret;
 }
 

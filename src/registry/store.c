@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -467,6 +468,53 @@ int reg_blob_fetch_fd(struct reg_store *s, const char *digest, int64_t size,
 		return e->code;
 	return s->rm ? remote_blob_fetch_fd(s, digest, size, fd, e)
 		     : layout_blob_fetch_fd(s, digest, size, fd, e);
+}
+
+int reg_blob_mount(struct reg_store *s, const char *digest, const char *from,
+		   struct err *e)
+{
+	if (check_digest(digest, e))
+		return e->code;
+	if (!from || !reg_repo_valid(from))
+		return err_set(e, ERR_USAGE, "invalid repository to mount from: '%s'",
+			       from ? from : "");
+	if (!s->rm || !strcmp(from, s->ref.repo))
+		return 0;
+	return remote_blob_mount(s, digest, from, e);
+}
+
+int reg_blob_fetch_mem(struct reg_store *s, const char *digest, uint64_t size,
+		       size_t max, struct buf *out, struct err *e)
+{
+	int fd, ret;
+	ssize_t n;
+
+	buf_reset(out);
+	if (check_digest(digest, e))
+		return e->code;
+	if (size > max)
+		return err_set(e, ERR_CORRUPT, "blob %s: %llu bytes, more than the %zu "
+			       "accepted", digest, (unsigned long long)size, max);
+	fd = memfd_create("ctxpack-blob", MFD_CLOEXEC);
+	if (fd < 0)
+		return err_errno(e, "cannot create a memory file");
+	ret = reg_blob_fetch_fd(s, digest, (int64_t)size, fd, e);
+	if (ret)
+		goto out;
+	if (buf_grow(out, (size_t)size)) {
+		ret = err_set(e, ERR_NOMEM, "out of memory for blob %s", digest);
+		goto out;
+	}
+	n = pread(fd, out->data, (size_t)size, 0);
+	if (n != (ssize_t)size) {
+		ret = n < 0 ? err_errno(e, "cannot read blob %s back", digest)
+			    : err_set(e, ERR_FAIL, "cannot read blob %s back", digest);
+		goto out;
+	}
+	buf_setlen(out, (size_t)size);
+out:
+	close(fd);
+	return ret;
 }
 
 int reg_blob_fetch_file(struct reg_store *s, const char *digest, int64_t size,

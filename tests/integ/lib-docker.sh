@@ -7,7 +7,8 @@
 #                               /usr/bin/docker and root are there
 #   docker_start                start dockerd; sets DOCKER_HOST, DOCKERD_PID,
 #                               DOCKERD_DIR; stopped by its PID at exit
-#   docker_base NAME            import a busybox-static rootfs as image NAME
+#   docker_base NAME [ARGS...]  import a busybox-static rootfs as image NAME
+#                               (ARGS go to docker import: --change ...)
 #   dk ARGS...                  Debian's docker client on that daemon
 #   image_tree IMAGE PATH       one line per entry of IMAGE below PATH (from
 #                               `docker export`): type, mode, path, and the
@@ -88,9 +89,11 @@ docker_start() {
 	return 0
 }
 
-# docker_base NAME: a busybox-static rootfs (sh and the usual applets),
-# imported as NAME.
+# docker_base NAME [ARGS...]: a busybox-static rootfs (sh and the usual
+# applets), imported as NAME (ARGS for docker import, e.g. --change).
 docker_base() {
+	_name=$1
+	shift
 	r=$TESTDIR/.rootfs
 	if [ ! -d "$r" ]; then
 		mkdir -p "$r/bin" "$r/tmp" "$r/etc"
@@ -104,7 +107,7 @@ docker_base() {
 		echo 'root:x:0:' > "$r/etc/group"
 		echo 'nogroup:x:65534:' >> "$r/etc/group"
 	fi
-	tar -C "$r" -c . | dk import - "$1" >/dev/null
+	tar -C "$r" -c . | dk import "$@" - "$_name" >/dev/null
 }
 
 # image_tree IMAGE PATH

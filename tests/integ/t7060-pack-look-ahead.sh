@@ -52,7 +52,14 @@ head -c 20000 /dev/urandom > "$C/d2/e2/f110.bin"
 check edit-again
 ok "edit again (the last archive kept is the one before): looked ahead" test "$(ahead edit-again)" -gt 0
 settle edit-settled
-is "$(jget "$TESTDIR/edit-settled.json" archive_stored)" True "edit, settled: the archive stored"
+# stored now, or already by the run before when it came after the racy
+# window (a slow run: ASan on a busy machine), and then served whole
+if [ "$(jget "$TESTDIR/edit-again.json" archive_stored)" = True ]; then
+	is "$(jget "$TESTDIR/edit-settled.json" cache)" archive \
+		"edit, settled: the archive (stored by the run before) served whole"
+else
+	is "$(jget "$TESTDIR/edit-settled.json" archive_stored)" True "edit, settled: the archive stored"
+fi
 
 head -c 7000 /dev/urandom > "$C/d0/e0/f000.bin"
 check first

@@ -146,11 +146,15 @@ static int buf_sink(void *ctx, const void *p, size_t n, struct err *e)
 	return buf_add(ctx, p, n) ? err_set(e, ERR_NOMEM, "out of memory") : 0;
 }
 
+/* The name prefix the packs below use (test_prefix_reuse sets it). */
+static const char *test_prefix;
+
 static void opts(struct pack_opts *o)
 {
 	pack_opts_init(o);
 	o->level = 1;
 	o->threads = 2;
+	o->prefix = test_prefix;
 }
 
 /*
@@ -558,6 +562,16 @@ static void test_keys(void **state)
 	fc_settings_hash(&o, "v1", s2);
 	assert_memory_not_equal(s1, s2, 16);
 	opts(&o);
+	o.prefix = "app"; /* the names change */
+	fc_settings_hash(&o, "v1", s2);
+	assert_memory_not_equal(s1, s2, 16);
+	o.prefix = "app/x";
+	fc_settings_hash(&o, "v1", k);
+	assert_memory_not_equal(s2, k, 16);
+	o.prefix = ""; /* none */
+	fc_settings_hash(&o, "v1", s2);
+	assert_memory_equal(s1, s2, 16);
+	opts(&o);
 	o.threads = 7; /* the thread count never changes the bytes */
 	fc_settings_hash(&o, "v1", s2);
 	assert_memory_equal(s1, s2, 16);
@@ -687,6 +701,44 @@ static void test_reuse(void **state)
 	assert_int_equal(st.archive_reused, 0);
 	assert_true(st.frames_compressed < st.frames);
 	/* a different level is another archive (no reuse across settings) */
+}
+
+/* With a name prefix: the same reuse, the bytes of a cold pack, and an
+ * archive of its own (the store keeps the prefixed and plain archives of
+ * one context apart). */
+static void test_prefix_reuse(void **state)
+{
+	struct fx *f = *state;
+	struct fc_stats st;
+	struct buf plain, pre;
+	struct pack_result r1, r2;
+	unsigned char p[10240];
+
+	make_tree(f->ctx);
+	settle();
+	buf_init(&plain, 0);
+	buf_init(&pre, 0);
+	pack_it(f, 1, &plain, &r1, &st);
+	assert_int_equal(st.archive_stored, 1);
+	test_prefix = "usr/src/app";
+	pack_same(f, &st);
+	assert_int_equal(st.archive_reused, 0);
+	assert_int_equal(st.frames_compressed, st.frames);
+	pack_same(f, &st);
+	assert_int_equal(st.archive_reused, 1);
+	pack_it(f, 1, &pre, &r2, &st);
+	assert_int_not_equal(pre.len, plain.len);
+	assert_string_not_equal(r1.digest, r2.digest);
+	noise(p, sizeof(p), 98);
+	write_rel(f->ctx, "d03/f100.bin", p, sizeof(p), 0644);
+	settle();
+	pack_same(f, &st);
+	assert_int_equal(st.archive_reused, 0);
+	assert_true(st.frames_compressed >= 1 && st.frames_compressed <= 3);
+	assert_int_equal(st.frames_reused + st.frames_compressed, st.frames);
+	test_prefix = NULL;
+	buf_release(&plain);
+	buf_release(&pre);
 }
 
 static void test_damaged(void **state)
@@ -1022,6 +1074,7 @@ int main(void)
 		cmocka_unit_test(test_sha),
 		cmocka_unit_test_setup_teardown(test_frame_file_checks, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_reuse, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_prefix_reuse, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_damaged, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_unsafe, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_spec, fx_setup, fx_teardown),

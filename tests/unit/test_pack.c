@@ -896,6 +896,407 @@ static void test_sink_failure(void **state)
 	free(root);
 }
 
+/* ---- a name prefix (image layers) ---- */
+
+struct tar_ent {
+	char *name;
+	char *link;
+	char *hard;  /* a hard link's target */
+	unsigned mode;
+	int type;
+	struct buf data;
+};
+
+/* The entries of a tar (in memory), read back with libarchive. */
+static size_t read_tar(const struct buf *t, struct tar_ent *v, size_t max)
+{
+	struct archive *a = archive_read_new();
+	struct archive_entry *ae;
+	size_t n = 0;
+
+	archive_read_support_format_tar(a);
+	assert_int_equal(archive_read_open_memory(a, t->data, t->len), ARCHIVE_OK);
+	while (archive_read_next_header(a, &ae) == ARCHIVE_OK) {
+		char blk[65536];
+		la_ssize_t k;
+
+		assert_true(n < max);
+		v[n].name = xstrdup(archive_entry_pathname(ae));
+		v[n].link = archive_entry_symlink(ae) ? xstrdup(archive_entry_symlink(ae)) : NULL;
+		v[n].hard = archive_entry_hardlink(ae) ? xstrdup(archive_entry_hardlink(ae)) : NULL;
+		v[n].mode = archive_entry_perm(ae);
+		v[n].type = (int)archive_entry_filetype(ae);
+		buf_init(&v[n].data, 0);
+		while ((k = archive_read_data(a, blk, sizeof(blk))) > 0)
+			buf_add(&v[n].data, blk, (size_t)k);
+		assert_true(k == 0);
+		n++;
+	}
+	archive_read_free(a);
+	return n;
+}
+
+static void tar_ents_free(struct tar_ent *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].link);
+		free(v[i].hard);
+		buf_release(&v[i].data);
+	}
+}
+
+static int pack_prefixed(const struct pack_list *l, int compress, unsigned threads,
+			 const char *prefix, struct buf *out, struct err *e)
+{
+	struct pack_opts o;
+	struct pack_result res;
+
+	pack_opts_init(&o);
+	o.compress = compress;
+	o.threads = threads;
+	o.prefix = prefix;
+	buf_reset(out);
+	return pack_write(l, &o, NULL, buf_sink, out, &res, e);
+}
+
+/* Decompress a zstd or gzip archive of ours into raw (gzip through
+ * libarchive's raw reader). */
+static void decode_any(const struct buf *z, int compress, struct buf *raw)
+{
+	buf_reset(raw);
+	if (compress == PACK_NONE) {
+		buf_add(raw, z->data, z->len);
+	} else {
+		struct archive *a = archive_read_new();
+		struct archive_entry *ae;
+		char blk[65536];
+		la_ssize_t k;
+
+		archive_read_support_filter_all(a);
+		archive_read_support_format_raw(a);
+		assert_int_equal(archive_read_open_memory(a, z->data, z->len), ARCHIVE_OK);
+		assert_int_equal(archive_read_next_header(a, &ae), ARCHIVE_OK);
+		while ((k = archive_read_data(a, blk, sizeof(blk))) > 0)
+			buf_add(raw, blk, (size_t)k);
+		assert_true(k == 0);
+		archive_read_free(a);
+	}
+}
+
+/* Every entry named below the prefix, the prefix's directories first, the
+ * rest (modes, data, links) as without one; the same tar whatever the
+ * codec and thread count. */
+static void test_prefix(void **state)
+{
+	static const char *const prefixes[] = {"app", "usr/src/app",
+		/* long enough that most names need a pax header */
+		"a-directory-name-of-some-length/and-another-one-below-it/"
+		"and-a-third-one-so-names-pass-the-ustar-limit", NULL};
+	char *root = tmpdir_new();
+	struct walk_result w;
+	struct pack_list l;
+	struct buf plain = BUF_INIT, got = BUF_INIT, raw = BUF_INIT, ref = BUF_INIT;
+	struct tar_ent *a = xcalloc(64, sizeof(*a)), *b = xcalloc(64, sizeof(*b));
+	struct err e = ERR_INIT;
+	size_t na, nb, i, k, ndirs;
+	int c;
+
+	make_tree(root);
+	fake_walk(&w, root, tree_paths);
+	list_of(&l, &w);
+	assert_int_equal(pack_prefixed(&l, PACK_NONE, 1, NULL, &plain, &e), 0);
+	na = read_tar(&plain, a, 64);
+	assert_int_equal(na, l.n);
+	/* "" is no prefix */
+	assert_int_equal(pack_prefixed(&l, PACK_NONE, 1, "", &got, &e), 0);
+	assert_int_equal(got.len, plain.len);
+	assert_memory_equal(got.data, plain.data, got.len);
+	for (k = 0; prefixes[k]; k++) {
+		const char *pfx = prefixes[k];
+		size_t plen = strlen(pfx);
+
+		assert_int_equal(pack_prefixed(&l, PACK_NONE, 2, pfx, &ref, &e), 0);
+		nb = read_tar(&ref, b, 64);
+		for (ndirs = 1, i = 0; i < plen; i++)
+			ndirs += pfx[i] == '/';
+		assert_int_equal(nb, na + ndirs);
+		/* the prefix's directories, outermost first */
+		for (i = 0; i < ndirs; i++) {
+			const char *end = pfx;
+			size_t j;
+
+			for (j = 0; j <= i; j++)
+				end = strchrnul(end + (j ? 1 : 0), '/');
+			assert_int_equal(strlen(b[i].name), (size_t)(end - pfx) + 1);
+			assert_memory_equal(b[i].name, pfx, (size_t)(end - pfx));
+			assert_int_equal(b[i].name[end - pfx], '/');
+			assert_int_equal(b[i].type, AE_IFDIR);
+			assert_int_equal(b[i].mode, 0755);
+		}
+		for (i = 0; i < na; i++) {
+			const struct tar_ent *x = &a[i], *y = &b[ndirs + i];
+
+			assert_int_equal(strncmp(y->name, pfx, plen), 0);
+			assert_int_equal(y->name[plen], '/');
+			assert_string_equal(y->name + plen + 1, x->name);
+			assert_int_equal(y->type, x->type);
+			assert_int_equal(y->mode, x->mode);
+			if (x->link)
+				assert_string_equal(y->link, x->link);
+			/* a hard link names its target below the prefix too */
+			if (x->hard) {
+				assert_non_null(y->hard);
+				assert_int_equal(strncmp(y->hard, pfx, plen), 0);
+				assert_string_equal(y->hard + plen + 1, x->hard);
+			}
+			assert_int_equal(y->data.len, x->data.len);
+			assert_memory_equal(y->data.data, x->data.data, x->data.len);
+		}
+		tar_ents_free(b, nb);
+		/* the codecs and threads give the same tar (gzip is slow:
+		 * with one prefix) */
+		for (c = PACK_ZSTD; c <= (k == 1 ? PACK_GZIP : PACK_ZSTD); c++) {
+			unsigned t;
+
+			for (t = 1; t <= 3; t += 2) {
+				assert_int_equal(pack_prefixed(&l, c, t, pfx, &got, &e), 0);
+				decode_any(&got, c, &raw);
+				assert_int_equal(raw.len, ref.len);
+				assert_memory_equal(raw.data, ref.data, ref.len);
+			}
+		}
+	}
+	tar_ents_free(a, na);
+
+	/* no entries: the prefix's directories and the end blocks */
+	l.n = 0;
+	assert_int_equal(pack_prefixed(&l, PACK_ZSTD, 1, "x/y", &got, &e), 0);
+	decode_any(&got, PACK_ZSTD, &raw);
+	nb = read_tar(&raw, b, 64);
+	assert_int_equal(nb, 2);
+	assert_string_equal(b[0].name, "x/");
+	assert_string_equal(b[1].name, "x/y/");
+	tar_ents_free(b, nb);
+	l.n = w.n;
+
+	free(a);
+	free(b);
+	free(l.v);
+	fake_release(&w);
+	buf_release(&plain);
+	buf_release(&got);
+	buf_release(&raw);
+	buf_release(&ref);
+	rm_rf(root);
+	free(root);
+}
+
+/* The plan with a prefix: NULL and "" are pack_plan; the prefix's
+ * directories join the first entry's frame (never one of their own, even
+ * before a file that fills a frame); longer names count. */
+static void test_plan_prefixed(void **state)
+{
+	size_t n = 5000, nf1, nf2, i, k;
+	char **names;
+	struct walk_entry *v = synth(n, size_small, &names);
+	const struct walk_entry **pv = xcalloc(n, sizeof(*pv));
+	struct pack_frame *f1, *f2;
+	struct walk_entry big[2];
+	const struct walk_entry *pb[2] = {&big[0], &big[1]};
+	char longp[200];
+
+	for (i = 0; i < n; i++)
+		pv[i] = &v[i];
+	pack_plan(pv, n, &f1, &nf1);
+	pack_plan_prefixed(pv, n, "", &f2, &nf2);
+	assert_int_equal(nf1, nf2);
+	assert_memory_equal(f1, f2, nf1 * sizeof(*f1));
+	free(f2);
+	pack_plan_prefixed(pv, n, "app", &f2, &nf2);
+	check_cover(pv, n, f2, nf2);
+	assert_true(f2[0].est >= f1[0].est); /* + "app/" (and no cut earlier) */
+	free(f2);
+	/* a prefix that makes every name long: the estimates grow by about a
+	 * pax header per entry */
+	memset(longp, 'p', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	longp[90] = '/';
+	pack_plan_prefixed(pv, n, longp, &f2, &nf2);
+	check_cover(pv, n, f2, nf2);
+	{
+		uint64_t t1 = 0, t2 = 0;
+
+		for (k = 0; k + 1 < nf1; k++)
+			t1 += f1[k].est;
+		for (k = 0; k + 1 < nf2; k++)
+			t2 += f2[k].est;
+		assert_true(t2 >= t1 + (uint64_t)n * 1024);
+	}
+	free(f2);
+	free(f1);
+
+	/* a first file that fills a frame: still one frame with the dirs */
+	memset(big, 0, sizeof(big));
+	big[0].path = "a";
+	big[0].path_len = 1;
+	big[0].type = WALK_REG;
+	big[0].size = PACK_FRAME_MAX - 600; /* not split, fills the frame */
+	big[1].path = "b";
+	big[1].path_len = 1;
+	big[1].type = WALK_REG;
+	big[1].size = 10;
+	pack_plan_prefixed(pb, 2, "usr/src/app", &f2, &nf2);
+	check_cover(pb, 2, f2, nf2);
+	assert_int_equal(f2[0].first.i, 0);
+	assert_int_equal(f2[0].end.i, 1);
+	free(f2);
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(pv);
+	free(v);
+}
+
+static void test_prefix_check(void **state)
+{
+	static const char *const bad[] = {"/app", "app/", "a//b", ".", "..", "a/./b",
+					  "a/../b", "a/..", NULL};
+	static const char *const good[] = {"app", "usr/src/app", ".venv", "a..b", "...", NULL};
+	struct pack_opts o;
+	struct err e = ERR_INIT;
+	char *huge;
+	size_t i;
+
+	pack_opts_init(&o);
+	for (i = 0; bad[i]; i++) {
+		o.prefix = bad[i];
+		assert_int_equal(pack_opts_check(&o, &e), ERR_USAGE);
+		assert_non_null(strstr(e.msg, bad[i]));
+		err_clear(&e);
+	}
+	for (i = 0; good[i]; i++) {
+		o.prefix = good[i];
+		assert_int_equal(pack_opts_check(&o, &e), 0);
+	}
+	huge = xmalloc(PACK_PREFIX_MAX + 2);
+	memset(huge, 'a', PACK_PREFIX_MAX + 1);
+	huge[PACK_PREFIX_MAX + 1] = '\0';
+	o.prefix = huge;
+	assert_int_equal(pack_opts_check(&o, &e), ERR_USAGE);
+	err_clear(&e);
+	huge[PACK_PREFIX_MAX] = '\0';
+	assert_int_equal(pack_opts_check(&o, &e), 0);
+	free(huge);
+}
+
+/* pack_list_entries: the walk's entries, nothing added. */
+static void test_list_entries(void **state)
+{
+	char *root = tmpdir_new();
+	static const char *const paths[] = {"a", "z", NULL};
+	struct walk_result w;
+	struct pack_list l;
+
+	write_bytes(root, "a", "a", 1, 0644);
+	write_bytes(root, "z", "z", 1, 0644);
+	write_bytes(root, "Dockerfile", "FROM scratch\n", 13, 0644);
+	fake_walk(&w, root, paths);
+	w.dockerfile_rel = xstrdup("Dockerfile");
+	pack_list_entries(&l, &w);
+	assert_int_equal(l.n, 2);
+	assert_int_equal(l.n_added, 0);
+	assert_ptr_equal(l.v[0], &w.v[0]);
+	assert_ptr_equal(l.v[1], &w.v[1]);
+	assert_string_equal(l.root, root);
+	pack_list_release(&l);
+	fake_release(&w);
+	rm_rf(root);
+	free(root);
+}
+
+/* pack_tar_digest: the sha256 of the tar inside each codec's archive, fed
+ * whole or in pieces of any size; a cut or damaged archive is refused. */
+static void test_tar_digest(void **state)
+{
+	char *root = tmpdir_new();
+	struct walk_result w;
+	struct pack_list l;
+	struct buf tar = BUF_INIT, z = BUF_INIT;
+	struct pack_result res;
+	struct err e = ERR_INIT;
+	char want[72], got[72];
+	uint64_t n;
+	int c;
+
+	make_tree(root);
+	fake_walk(&w, root, tree_paths);
+	list_of(&l, &w);
+	assert_int_equal(pack_to_buf(&l, PACK_NONE, 1, &tar, &res, &e), 0);
+	sha256_digest_str(tar.data, tar.len, want);
+	for (c = PACK_ZSTD; c <= PACK_NONE; c++) {
+		uint32_t seed = 5;
+		int round;
+
+		assert_int_equal(pack_prefixed(&l, c, 3, NULL, &z, &e), 0);
+		for (round = 0; round < 3; round++) {
+			struct pack_tar_digest *d = pack_tar_digest_new(c, &e);
+			size_t pos, step;
+
+			assert_non_null(d);
+			for (pos = 0; pos < z.len; pos += step) {
+				seed = seed * 1103515245u + 12345u;
+				/* whole; small pieces (a few single bytes at the
+				 * start: a header cut anywhere); large pieces */
+				step = round == 0 ? z.len :
+				       round == 1 ? (pos < 64 ? 1 : 1 + (seed >> 8) % 4099) :
+				       1 + (seed >> 8) % 300000;
+				if (step > z.len - pos)
+					step = z.len - pos;
+				assert_int_equal(pack_tar_digest_update(d, z.data + pos, step, &e), 0);
+			}
+			assert_int_equal(pack_tar_digest_final(d, got, &n, &e), 0);
+			assert_string_equal(got, want);
+			assert_int_equal(n, tar.len);
+			pack_tar_digest_free(d);
+		}
+		if (c == PACK_NONE)
+			break;
+		/* cut short: refused at the end */
+		{
+			struct pack_tar_digest *d = pack_tar_digest_new(c, &e);
+
+			assert_int_equal(pack_tar_digest_update(d, z.data, z.len - 7, &e), 0);
+			assert_int_equal(pack_tar_digest_final(d, got, NULL, &e), ERR_CORRUPT);
+			err_clear(&e);
+			pack_tar_digest_free(d);
+		}
+		/* damaged: refused */
+		{
+			struct pack_tar_digest *d = pack_tar_digest_new(c, &e);
+			int r;
+
+			z.data[z.len / 2] ^= 0x55;
+			z.data[z.len / 2 + 1] ^= 0x55;
+			r = pack_tar_digest_update(d, z.data, z.len, &e);
+			if (!r)
+				r = pack_tar_digest_final(d, got, NULL, &e);
+			assert_true(r == ERR_CORRUPT || (r == 0 && strcmp(got, want)));
+			err_clear(&e);
+			pack_tar_digest_free(d);
+		}
+	}
+	free(l.v);
+	fake_release(&w);
+	buf_release(&tar);
+	buf_release(&z);
+	rm_rf(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -913,6 +1314,11 @@ int main(void)
 		cmocka_unit_test(test_changed_file),
 		cmocka_unit_test(test_sink_failure),
 		cmocka_unit_test(test_buf_map),
+		cmocka_unit_test(test_prefix),
+		cmocka_unit_test(test_plan_prefixed),
+		cmocka_unit_test(test_prefix_check),
+		cmocka_unit_test(test_list_entries),
+		cmocka_unit_test(test_tar_digest),
 	};
 
 	if (!setlocale(LC_CTYPE, "C.UTF-8"))

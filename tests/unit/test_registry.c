@@ -1054,6 +1054,34 @@ static void test_remote_api(void **state)
 		assert_int_equal(st.blob_bytes_sent, 0);
 		assert_true(st.requests > 0);
 		reg_store_free(s2);
+
+		/* a mount alone (image bases): there, not there */
+		free(spec);
+		spec = xasprintf("%s/unit/third", re->host);
+		assert_int_equal(reg_store_open(&s2, spec, NULL, &e), 0);
+		sha256_digest_str(data, sizeof(data), dg);
+		assert_int_equal(reg_blob_mount(s2, dg, "unit/r", &e), 1);
+		assert_int_equal(reg_blob_exists(s2, dg, NULL, &e), 1);
+		assert_int_equal(reg_blob_mount(s2, DG, "unit/r", &e), 0);
+		assert_int_equal(reg_blob_exists(s2, DG, NULL, &e), 0);
+		assert_int_equal(reg_blob_mount(s2, dg, "unit/third", &e), 0); /* itself */
+		assert_int_equal(reg_blob_mount(s2, dg, "Bad Repo", &e), ERR_USAGE);
+		err_clear(&e);
+		reg_store_stats(s2, &st);
+		assert_int_equal(st.blobs_mounted, 1);
+		reg_store_free(s2);
+
+		/* a small blob into memory, verified and bounded */
+		sha256_digest_str("hello", 5, dg);
+		assert_int_equal(reg_blob_fetch_mem(s, dg, 5, 100, &fb, &e), 0);
+		assert_int_equal(fb.len, 5);
+		assert_memory_equal(fb.data, "hello", 5);
+		assert_int_equal(reg_blob_fetch_mem(s, dg, 5, 4, &fb, &e), ERR_CORRUPT);
+		err_clear(&e);
+		assert_int_equal(reg_blob_fetch_mem(s, dg, 4, 100, &fb, &e), ERR_CORRUPT);
+		err_clear(&e);
+		assert_int_equal(fb.len, 0);
+		buf_release(&fb);
 	}
 
 	/* a manifest whose blob is missing: the registry's own error */
@@ -1176,6 +1204,213 @@ static void test_remote_stream(void **state)
 	free(data);
 }
 
+/* ---- image configs and manifests ---- */
+
+#define DG1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+#define DG2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+
+static void config_ok(struct buf *out, const char *base, const struct reg_config_edit *ed)
+{
+	struct err e = ERR_INIT;
+
+	if (reg_image_config(out, base, base ? strlen(base) : 0, ed, &e))
+		fail_msg("reg_image_config: %s", e.msg);
+}
+
+static void test_image_config(void **state)
+{
+	static const char *const env1[] = {"PATH=/app/.venv/bin:$PATH", "PYTHONUNBUFFERED=1"};
+	static const char *const cmd1[] = {"uvicorn", "app.main:app"};
+	static const char *const exp1[] = {"8000/tcp"};
+	static const char *const ids1[] = {DG1};
+	struct reg_kv lab1[] = {{(char *)"org.example.team", (char *)"web"}};
+	struct reg_history_in h1[] = {{"COPY dir:1111 in /app", "ctxpack image", 0},
+				      {"CMD [\"uvicorn\"]", NULL, 1}};
+	struct reg_config_edit ed;
+	struct reg_config_info ci;
+	struct buf out = BUF_INIT, again = BUF_INIT;
+	struct err e = ERR_INIT;
+	const char *base;
+
+	/* scratch */
+	memset(&ed, 0, sizeof(ed));
+	ed.created = 946684800;
+	ed.env = env1;
+	ed.nenv = 2;
+	ed.workdir = "/app";
+	ed.set_cmd = 1;
+	ed.cmd = cmd1;
+	ed.ncmd = 2;
+	ed.expose = exp1;
+	ed.nexpose = 1;
+	ed.labels = lab1;
+	ed.nlabels = 1;
+	ed.user = "65534";
+	ed.diff_ids = ids1;
+	ed.ndiff_ids = 1;
+	ed.history = h1;
+	ed.nhistory = 2;
+	config_ok(&out, NULL, &ed);
+	assert_string_equal(out.data,
+		"{\"architecture\":\"amd64\",\"config\":{\"Cmd\":[\"uvicorn\",\"app.main:app\"],"
+		"\"Env\":[\"PATH=/app/.venv/bin:\",\"PYTHONUNBUFFERED=1\"],"
+		"\"ExposedPorts\":{\"8000/tcp\":{}},\"Labels\":{\"org.example.team\":\"web\"},"
+		"\"User\":\"65534\",\"WorkingDir\":\"/app\"},\"created\":\"2000-01-01T00:00:00Z\","
+		"\"history\":[{\"comment\":\"ctxpack image\",\"created\":\"2000-01-01T00:00:00Z\","
+		"\"created_by\":\"COPY dir:1111 in /app\"},{\"created\":\"2000-01-01T00:00:00Z\","
+		"\"created_by\":\"CMD [\\\"uvicorn\\\"]\",\"empty_layer\":true}],\"os\":\"linux\","
+		"\"rootfs\":{\"diff_ids\":[\"" DG1 "\"],\"type\":\"layers\"}}");
+	config_ok(&again, NULL, &ed);
+	assert_string_equal(again.data, out.data);
+
+	/* a base as docker writes it: only the OCI fields stay; ENV expands
+	 * against what is there; a relative WORKDIR; ENTRYPOINT drops the
+	 * base's CMD */
+	base = "{\"architecture\":\"amd64\",\"config\":{\"Cmd\":[\"sh\"],\"Env\":"
+	       "[\"PATH=/usr/bin:/bin\",\"A=1\"],\"Hostname\":\"\",\"WorkingDir\":\"/srv\"},"
+	       "\"container\":\"abc\",\"container_config\":{\"Cmd\":[\"x\"]},"
+	       "\"created\":\"2020-01-01T00:00:00.123Z\",\"docker_version\":\"20.10.24\","
+	       "\"history\":[{\"created\":\"2020-01-01T00:00:00.123Z\",\"created_by\":\"import\"}],"
+	       "\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"" DG2 "\"]}}";
+	{
+		static const char *const env2[] = {
+			"PATH=/app/.venv/bin:$PATH", "B=${A}-${NOPE:-d}-${A:+set}-${NOPE:+x}",
+			"C=\\$A $ $1 a$", "A=2", "D=$A"};
+		static const char *const ep[] = {"python"};
+
+		memset(&ed, 0, sizeof(ed));
+		ed.created = 1700000000;
+		ed.base_layers = 1;
+		ed.env = env2;
+		ed.nenv = 5;
+		ed.workdir = "app/./x/../api";
+		ed.set_entrypoint = 1;
+		ed.entrypoint = ep;
+		ed.nentrypoint = 1;
+		ed.diff_ids = ids1;
+		ed.ndiff_ids = 1;
+		config_ok(&out, base, &ed);
+		assert_string_equal(out.data,
+			"{\"architecture\":\"amd64\",\"config\":{\"Entrypoint\":[\"python\"],"
+			"\"Env\":[\"PATH=/app/.venv/bin:/usr/bin:/bin\",\"A=2\",\"B=1-d-set-\","
+			"\"C=$A $ $1 a$\",\"D=2\"],\"Hostname\":\"\",\"WorkingDir\":\"/srv/app/api\"},"
+			"\"created\":\"2023-11-14T22:13:20Z\",\"history\":[{\"created\":"
+			"\"2020-01-01T00:00:00.123Z\",\"created_by\":\"import\"}],\"os\":\"linux\","
+			"\"rootfs\":{\"diff_ids\":[\"" DG2 "\",\"" DG1 "\"],\"type\":\"layers\"}}");
+		/* an empty CMD and ENTRYPOINT remove both; ".." stops at / */
+		ed.nentrypoint = 0;
+		ed.set_cmd = 1;
+		ed.ncmd = 0;
+		ed.nenv = 0;
+		ed.workdir = "../../..";
+		config_ok(&out, base, &ed);
+		assert_null(strstr(out.data, "Cmd"));
+		assert_null(strstr(out.data, "Entrypoint"));
+		assert_non_null(strstr(out.data, "\"WorkingDir\":\"/\""));
+	}
+	assert_int_equal(reg_config_info(base, strlen(base), &ci, &e), 0);
+	assert_string_equal(ci.os, "linux");
+	assert_string_equal(ci.architecture, "amd64");
+	assert_null(ci.variant);
+	assert_int_equal(ci.ndiff_ids, 1);
+	reg_config_info_release(&ci);
+
+	/* the base's layers must match its manifest's */
+	ed.base_layers = 2;
+	assert_int_equal(reg_image_config(&out, base, strlen(base), &ed, &e), ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "diff_ids"));
+	err_clear(&e);
+	ed.base_layers = 1;
+	/* bad bases, bad edits */
+	assert_int_equal(reg_image_config(&out, "[1]", 3, &ed, &e), ERR_CORRUPT);
+	err_clear(&e);
+	assert_int_equal(reg_image_config(&out, "{\"rootfs\":{\"diff_ids\":[\"x\"]}}", 29, &ed,
+					  &e), ERR_CORRUPT);
+	err_clear(&e);
+	assert_int_equal(reg_config_info("{}", 2, &ci, &e), ERR_CORRUPT);
+	err_clear(&e);
+	{
+		static const char *const bad[] = {"A=${B", "A=${B:x}", "A=${}", "=x", "NOEQ"};
+		size_t i;
+
+		for (i = 0; i < 5; i++) {
+			ed.env = &bad[i];
+			ed.nenv = 1;
+			assert_int_equal(reg_image_config(&out, base, strlen(base), &ed, &e),
+					 ERR_USAGE);
+			err_clear(&e);
+		}
+	}
+	buf_release(&out);
+	buf_release(&again);
+}
+
+static void test_image_manifest(void **state)
+{
+	struct reg_desc cfg, layers[2];
+	struct reg_kv ann[] = {{(char *)REG_ANNOT_BASE_DIGEST, (char *)DG2}};
+	struct reg_manifest m;
+	struct buf out = BUF_INIT;
+	struct err e = ERR_INIT;
+	const char *idx;
+
+	memset(&cfg, 0, sizeof(cfg));
+	memset(layers, 0, sizeof(layers));
+	cfg.media_type = (char *)REG_MT_IMAGE_CONFIG;
+	memcpy(cfg.digest, DG1, sizeof(DG1));
+	cfg.size = 123;
+	layers[0].media_type = (char *)REG_MT_LAYER_GZIP;
+	memcpy(layers[0].digest, DG2, sizeof(DG2));
+	layers[0].size = 1000;
+	layers[1].media_type = (char *)REG_MT_LAYER_ZSTD;
+	memcpy(layers[1].digest, DG1, sizeof(DG1));
+	layers[1].size = 2000;
+	assert_int_equal(reg_image_manifest(&out, &cfg, layers, 2, ann, 1, &e), 0);
+	assert_string_equal(out.data,
+		"{\"annotations\":{\"" REG_ANNOT_BASE_DIGEST "\":\"" DG2 "\"},"
+		"\"config\":{\"digest\":\"" DG1 "\",\"mediaType\":\"" REG_MT_IMAGE_CONFIG "\","
+		"\"size\":123},\"layers\":[{\"digest\":\"" DG2 "\",\"mediaType\":\""
+		REG_MT_LAYER_GZIP "\",\"size\":1000},{\"digest\":\"" DG1 "\",\"mediaType\":\""
+		REG_MT_LAYER_ZSTD "\",\"size\":2000}],\"mediaType\":\"" REG_MT_MANIFEST "\","
+		"\"schemaVersion\":2}");
+	assert_int_equal(reg_manifest_parse(&m, out.data, out.len, &e), 0);
+	assert_int_equal(m.nlayers, 2);
+	assert_string_equal(m.config.media_type, REG_MT_IMAGE_CONFIG);
+	reg_manifest_release(&m);
+
+	/* an index's platforms */
+	idx = "{\"schemaVersion\":2,\"mediaType\":\"" REG_MT_DOCKER_LIST "\",\"manifests\":["
+	      "{\"mediaType\":\"" REG_MT_DOCKER_MANIFEST "\",\"digest\":\"" DG1 "\",\"size\":1,"
+	      "\"platform\":{\"os\":\"linux\",\"architecture\":\"arm\",\"variant\":\"v7\"}},"
+	      "{\"mediaType\":\"" REG_MT_DOCKER_MANIFEST "\",\"digest\":\"" DG2 "\",\"size\":2,"
+	      "\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}},"
+	      "{\"mediaType\":\"" REG_MT_MANIFEST "\",\"digest\":\"" DG2 "\",\"size\":3}]}";
+	assert_int_equal(reg_manifest_parse(&m, idx, strlen(idx), &e), 0);
+	assert_true(m.is_index);
+	assert_int_equal(m.nlayers, 3);
+	assert_string_equal(m.layers[0].architecture, "arm");
+	assert_string_equal(m.layers[0].variant, "v7");
+	assert_string_equal(m.layers[1].os, "linux");
+	assert_string_equal(m.layers[1].architecture, "amd64");
+	assert_null(m.layers[1].variant);
+	assert_null(m.layers[2].os);
+	reg_manifest_release(&m);
+
+	assert_string_equal(reg_layer_oci_type(REG_MT_DOCKER_LAYER_GZIP), REG_MT_LAYER_GZIP);
+	assert_string_equal(reg_layer_oci_type(REG_MT_DOCKER_LAYER_FOREIGN),
+			    REG_MT_LAYER_NONDIST_GZIP);
+	assert_string_equal(reg_layer_oci_type(REG_MT_LAYER_ZSTD), REG_MT_LAYER_ZSTD);
+	{
+		char t[32];
+
+		reg_time_rfc3339(0, t);
+		assert_string_equal(t, "1970-01-01T00:00:00Z");
+		reg_time_rfc3339(253402300799LL, t);
+		assert_string_equal(t, "9999-12-31T23:59:59Z");
+	}
+	buf_release(&out);
+}
+
 static const int deletes_on = 1, deletes_off = 0;
 
 int main(void)
@@ -1194,6 +1429,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cred_auth_file, cred_setup, cred_teardown),
 		cmocka_unit_test(test_manifest_roundtrip),
 		cmocka_unit_test(test_sniff),
+		cmocka_unit_test(test_image_config),
+		cmocka_unit_test(test_image_manifest),
 		cmocka_unit_test(test_layout),
 		cmocka_unit_test(test_layout_concurrent),
 		cmocka_unit_test(test_layout_tags),
