@@ -94,8 +94,8 @@ like "$(cat "$TESTDIR/got.log")" "classic builder \\(DOCKER_BUILDKIT=0\\).*: non
 	"classic, local daemon: an uncompressed tar"
 
 same "BuildKit" "$DOCKER_BIN" 1 --
-like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1\\).*the context as a directory" \
-	"BuildKit: the context as a directory"
+like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1; a client < 23: its 2020 context walk\\).*the context as a directory" \
+	"BuildKit: the context as a directory, walked as Debian's 20.10 client walks it"
 like "$(cat "$TESTDIR/ref.tree")" "f 4755 0 'ctx/suid'" "reference (BuildKit): setuid kept"
 same "daemon's default (classic)" "$DOCKER_BIN" unset --
 like "$(cat "$TESTDIR/got.log")" "classic builder \\(the daemon's default builder" \
