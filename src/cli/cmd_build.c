@@ -140,6 +140,7 @@ int cmd_build(int argc, char **argv)
 	struct fc_opts fo = {NULL, 0, NULL};
 	struct fc_stats fst;
 	struct idx *x = NULL;
+	struct idx_snap *snap = NULL;
 	struct fc *fc = NULL;
 	struct buf warn = BUF_INIT, versions = BUF_INIT;
 	char **cmdv;
@@ -186,17 +187,25 @@ int cmd_build(int argc, char **argv)
 			return cli_fail(&e);
 		}
 	}
+	if (fc) {
+		/* an unchanged context is replayed from its snapshot */
+		snap = idx_snap_new(index_dir);
+		wo.replay = idx_snap_replay;
+		wo.replay_ctx = snap;
+	}
 	if (walk_run(&wo, &wr, &e)) {
 		fc_close(fc);
+		idx_snap_free(snap);
 		buf_release(&versions);
 		walk_release(&wr);
 		return cli_fail(&e);
 	}
 	if (fc) {
-		int r = fc_prepare(&wr, index_dir, fc, &x, NULL, &warn, &e);
+		int r = fc_prepare(&wr, index_dir, fc, snap, &x, NULL, &warn, &e);
 
 		if (r < 0) {
 			fc_close(fc);
+			idx_snap_free(snap);
 			walk_release(&wr);
 			buf_release(&versions);
 			return cli_fail(&e);
@@ -210,6 +219,7 @@ int cmd_build(int argc, char **argv)
 	if (pack_list_build(&l, &wr, &e)) {
 		fc_close(fc);
 		idx_close(x);
+		idx_snap_free(snap);
 		walk_release(&wr);
 		buf_release(&warn);
 		buf_release(&versions);
@@ -253,6 +263,8 @@ int cmd_build(int argc, char **argv)
 	cli_progress_end(packed);
 	if (packed && x)
 		idx_store_deferred(x, &wr, NULL); /* hashed by the packer */
+	if (packed && fc)
+		idx_snap_store(snap, &wr);
 	if (!packed && !sink.gone) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);
@@ -322,6 +334,7 @@ out:
 		cli_warn("%s", fc_warning(fc));
 	fc_close(fc);
 	idx_close(x);
+	idx_snap_free(snap);
 	buf_release(&warn);
 	buf_release(&versions);
 	pack_list_release(&l);
