@@ -132,8 +132,10 @@ static int frame_safe(const struct run *r, const struct pack_frame *f)
 }
 
 /* Offer frame k's fresh bytes to the store.  A frame whose files were
- * hashed while it was encoded (content()) gets its key now. */
-static void store(struct run *r, size_t k, const void *p, size_t n)
+ * hashed while it was encoded (content()) gets its key now.  own: its
+ * key was computed from the very bytes encoded (the look-ahead's, found
+ * equal to this archive's), which are then safe by construction. */
+static void store_as(struct run *r, size_t k, const void *p, size_t n, int own)
 {
 	struct err e = ERR_INIT;
 
@@ -142,7 +144,7 @@ static void store(struct run *r, size_t k, const void *p, size_t n)
 			return;
 		r->keyed[k] = 1;
 	}
-	if (!frame_safe(r, &r->plan[k])) {
+	if (!own && !frame_safe(r, &r->plan[k])) {
 		inc(&r->st->frames_unsafe, 1);
 		return;
 	}
@@ -153,6 +155,11 @@ static void store(struct run *r, size_t k, const void *p, size_t n)
 	r->lens[k] = n;
 	r->present[k] = 1;
 	inc(&r->st->frames_stored, 1);
+}
+
+static void store(struct run *r, size_t k, const void *p, size_t n)
+{
+	store_as(r, k, p, n, 0);
 }
 
 static int hook_get(void *ctx, const struct pack_list *l, const struct pack_frame *f,
@@ -559,8 +566,8 @@ static void ahead_run(struct fc_spec *s, size_t j, unsigned nhints, struct copie
 		return;
 	for (k = 0; k < j; k++)
 		oj += m->lens[k];
-	if (fc_ahead_frame(s->c, m->fkeys[j], s->root, s->rootfd, &s->o, s->settings,
-			   &a->frame, a->key) || ahead_stop(s, nhints))
+	if (fc_ahead_frame(s->c, m->fkeys[j], m->made_ns, s->root, s->rootfd, &s->o,
+			   s->settings, &a->frame, a->key) || ahead_stop(s, nhints))
 		return;
 	/* from here on the output past frame j-1 is not the copy's */
 	if (s->done > j)
@@ -1411,7 +1418,8 @@ static int ahead_take(struct run *r, struct fc_spec *s, struct pack_result *res,
 		r->st->bytes_reused += s->m.lens[k];
 	}
 	memcpy(r->mids[j], a->mids[j], FC_SHA_MID);
-	store(r, j, a->frame.data, a->frame.len);
+	/* a->key, from the bytes encoded, is r->keys[j] (ahead_target) */
+	store_as(r, j, a->frame.data, a->frame.len, 1);
 	r->have_mids = 1;
 	r->st->path = FC_PATH_ASSEMBLE;
 	r->st->frames_compressed = 1;
@@ -1608,6 +1616,7 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	hooks.get = hook_get;
 	hooks.put = hook_put;
 	hooks.content = hook_content;
+	hooks.data = NULL;
 	hooks.ctx = &r;
 	hooks.flags = PACK_CACHE_OWN_DIGEST;
 	memset(&hs, 0, sizeof(hs));
