@@ -132,10 +132,8 @@ static int frame_safe(const struct run *r, const struct pack_frame *f)
 }
 
 /* Offer frame k's fresh bytes to the store.  A frame whose files were
- * hashed while it was encoded (content()) gets its key now.  own: its
- * key was computed from the very bytes encoded (the look-ahead's, found
- * equal to this archive's), which are then safe by construction. */
-static void store_as(struct run *r, size_t k, const void *p, size_t n, int own)
+ * hashed while it was encoded (content()) gets its key now. */
+static void store(struct run *r, size_t k, const void *p, size_t n)
 {
 	struct err e = ERR_INIT;
 
@@ -144,7 +142,7 @@ static void store_as(struct run *r, size_t k, const void *p, size_t n, int own)
 			return;
 		r->keyed[k] = 1;
 	}
-	if (!own && !frame_safe(r, &r->plan[k])) {
+	if (!frame_safe(r, &r->plan[k])) {
 		inc(&r->st->frames_unsafe, 1);
 		return;
 	}
@@ -155,11 +153,6 @@ static void store_as(struct run *r, size_t k, const void *p, size_t n, int own)
 	r->lens[k] = n;
 	r->present[k] = 1;
 	inc(&r->st->frames_stored, 1);
-}
-
-static void store(struct run *r, size_t k, const void *p, size_t n)
-{
-	store_as(r, k, p, n, 0);
 }
 
 static int hook_get(void *ctx, const struct pack_list *l, const struct pack_frame *f,
@@ -826,6 +819,7 @@ void fc_spec_cancel(struct fc_spec *s)
 
 struct enc_job {
 	struct run *r;
+	const struct fc_manifest *p; /* the archive the frames replace parts of */
 	size_t *ks;             /* frames to encode */
 	size_t nk;
 	size_t next;            /* guarded by mu */
@@ -834,13 +828,69 @@ struct enc_job {
 	struct err err;         /* the first failure, guarded by mu */
 };
 
+/*
+ * A frame made again after an edit holds mostly files that did not
+ * change, whose bytes the frame of the last archive at the same place
+ * has: they are taken from it (about a thousand small files a frame not
+ * opened and read) when they hash to the entry's content hash, which
+ * makes them the file's content whatever happened since (issue 15).
+ */
+struct enc_src {
+	const struct pack_list *l;
+	struct pack_frame_reader *rd;
+	struct buf z;
+};
+
+static int enc_data(void *ctx, size_t i, void *dst, size_t n)
+{
+	struct enc_src *s = ctx;
+	const struct walk_entry *we = s->l->v[i];
+	unsigned char h[16];
+
+	if (!s->rd || !we->hashed ||
+	    !pack_frame_reader_get(s->rd, we->path, we->path_len, dst, n))
+		return 0;
+	idx_hash_bytes(dst, n, h);
+	return !memcmp(h, we->hash, sizeof(h));
+}
+
+/* The old frame for frame k, when j->p has one where k starts. */
+static void enc_src_open(struct enc_job *j, size_t k, struct enc_src *s)
+{
+	const struct pack_frame *f = &j->r->plan[k];
+	struct fc_stamp stamp;
+	int damaged = 0;
+	size_t o;
+
+	s->l = j->r->l;
+	s->rd = NULL;
+	buf_init(&s->z, 0);
+	if (!j->p || j->r->o->compress != PACK_ZSTD || f->first.off || f->first.i >= s->l->n)
+		return;
+	o = frame_of(j->p, s->l->v[f->first.i]->path);
+	if (o == SIZE_MAX || !fc_frame_read(j->r->c, j->p->fkeys[o], &s->z, &damaged, &stamp))
+		return;
+	s->rd = pack_frame_reader_new(s->z.data, s->z.len);
+}
+
+static void enc_src_close(struct enc_src *s)
+{
+	pack_frame_reader_free(s->rd);
+	buf_release(&s->z);
+}
+
 static void *enc_main(void *arg)
 {
 	struct enc_job *j = arg;
 	struct err e = ERR_INIT;
 	struct pack_worker *w = pack_worker_new(j->r->o, 1, &e);
+	struct pack_frame_cache hooks;
 
+	memset(&hooks, 0, sizeof(hooks));
+	hooks.data = enc_data;
 	for (;;) {
+		struct enc_src src;
+		int bad;
 		size_t i;
 
 		pthread_mutex_lock(&j->mu);
@@ -852,8 +902,14 @@ static void *enc_main(void *arg)
 		pthread_mutex_unlock(&j->mu);
 		if (!w || i >= j->nk)
 			break;
-		if (pack_frame_encode(w, j->r->l, j->r->rootfd, &j->r->plan[j->ks[i]], &j->out[i],
-				      NULL, &e)) {
+		enc_src_open(j, j->ks[i], &src);
+		hooks.ctx = &src;
+		pack_worker_set_cache(w, src.rd ? &hooks : NULL);
+		bad = pack_frame_encode(w, j->r->l, j->r->rootfd, &j->r->plan[j->ks[i]], &j->out[i],
+					NULL, &e);
+		pack_worker_set_cache(w, NULL);
+		enc_src_close(&src);
+		if (bad) {
 			pthread_mutex_lock(&j->mu);
 			if (!err_isset(&j->err))
 				j->err = e;
@@ -867,8 +923,8 @@ static void *enc_main(void *arg)
 }
 
 /* Encode frames ks[0..nk) into out[], on up to `threads` threads. */
-static int encode_frames(struct run *r, size_t *ks, size_t nk, struct buf *out,
-			 unsigned threads, struct err *e)
+static int encode_frames(struct run *r, const struct fc_manifest *p, size_t *ks, size_t nk,
+			 struct buf *out, unsigned threads, struct err *e)
 {
 	struct enc_job j;
 	pthread_t tid[ASSEMBLE_MAX];
@@ -876,6 +932,7 @@ static int encode_frames(struct run *r, size_t *ks, size_t nk, struct buf *out,
 
 	memset(&j, 0, sizeof(j));
 	j.r = r;
+	j.p = p;
 	j.ks = ks;
 	j.nk = nk;
 	j.out = out;
@@ -1119,7 +1176,7 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 	for (k = 0; k < nmiss; k++)
 		buf_init(&enc[k], 0);
 	if (nmiss) {
-		ret = encode_frames(r, miss, nmiss, enc, r->o->threads ? r->o->threads : 2, e);
+		ret = encode_frames(r, p, miss, nmiss, enc, r->o->threads ? r->o->threads : 2, e);
 		if (ret)
 			goto out;
 	}
@@ -1418,8 +1475,7 @@ static int ahead_take(struct run *r, struct fc_spec *s, struct pack_result *res,
 		r->st->bytes_reused += s->m.lens[k];
 	}
 	memcpy(r->mids[j], a->mids[j], FC_SHA_MID);
-	/* a->key, from the bytes encoded, is r->keys[j] (ahead_target) */
-	store_as(r, j, a->frame.data, a->frame.len, 1);
+	store(r, j, a->frame.data, a->frame.len);
 	r->have_mids = 1;
 	r->st->path = FC_PATH_ASSEMBLE;
 	r->st->frames_compressed = 1;
