@@ -219,6 +219,8 @@ void pack_worker_set_cache(struct pack_worker *w, const struct pack_frame_cache 
  * whole zstd frame of whole tar entries (nothing is returned then).
  */
 int pack_frame_paths(const void *z, size_t n, char ***paths, size_t *np);
+/* The same, -1 as soon as an entry is larger than PACK_SMALL_FILE. */
+int pack_frame_paths_small(const void *z, size_t n, char ***paths, size_t *np);
 
 /*
  * The regular files' bytes of such a frame, read back in order (for the

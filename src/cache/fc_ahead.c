@@ -160,7 +160,7 @@ int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], int64_
 	memset(&m, 0, sizeof(m));
 	buf_init(&z, 0);
 	if (o->compress != PACK_ZSTD || !fc_frame_read(c, old_key, &z, &damaged, &stamp) ||
-	    pack_frame_paths(z.data, z.len, &m.paths, &m.n) || restat(&m, rootfd))
+	    pack_frame_paths_small(z.data, z.len, &m.paths, &m.n) || restat(&m, rootfd))
 		goto out;
 	m.old = pack_frame_reader_new(z.data, z.len);
 	m.made_ns = made_ns;

@@ -44,7 +44,19 @@ static la_ssize_t unz_read(struct archive *a, void *ctx, const void **p)
 	return ob.pos ? (la_ssize_t)ob.pos : -1;
 }
 
+static int frame_paths(const void *z, size_t n, int64_t max_file, char ***paths, size_t *np);
+
 int pack_frame_paths(const void *z, size_t n, char ***paths, size_t *np)
+{
+	return frame_paths(z, n, INT64_MAX, paths, np);
+}
+
+int pack_frame_paths_small(const void *z, size_t n, char ***paths, size_t *np)
+{
+	return frame_paths(z, n, PACK_SMALL_FILE, paths, np);
+}
+
+static int frame_paths(const void *z, size_t n, int64_t max_file, char ***paths, size_t *np)
 {
 	struct archive *a = archive_read_new();
 	struct archive_entry *ae;
@@ -69,8 +81,8 @@ int pack_frame_paths(const void *z, size_t n, char ***paths, size_t *np)
 
 		if (len && p[len - 1] == '/')
 			len--;
-		if (!len)
-			goto out;
+		if (!len || archive_entry_size(ae) > max_file)
+			goto out; /* (the rest is not decompressed) */
 		if (*np == alloc) {
 			alloc = alloc ? 2 * alloc : 256;
 			*paths = xreallocarray(*paths, alloc, sizeof(**paths));
