@@ -282,6 +282,29 @@ out:
 	return NULL;
 }
 
+/*
+ * A path as the walk makes them: relative, '/'-separated, no empty, "." or
+ * ".." component, and after prev (if any) in archive order.  A snapshot is
+ * a cache file anyone with write access to the index could have made:
+ * its entries become archive entries, so they must be ones a walk could
+ * give.
+ */
+static int path_ok(const char *p, size_t n, const struct walk_entry *prev)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		const char *c = p + i, *slash = memchr(c, '/', n - i);
+		size_t len = slash ? (size_t)(slash - c) : n - i;
+
+		if (!len || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.') ||
+		    (slash && (size_t)(slash - p) + 1 == n))
+			return 0;
+		i += len + 1;
+	}
+	return !prev || walk_path_cmp(prev->path, prev->path_len, p, n) < 0;
+}
+
 /* Read and check the snapshot of key; 0 with r->v, r->n and the strings
  * filled, else -1 (nothing kept). */
 static int load(struct idx_snap *s, struct walk_result *r, struct snap_hdr *h)
@@ -332,6 +355,9 @@ static int load(struct idx_snap *s, struct walk_result *r, struct snap_hdr *h)
 			goto out;
 		we->path = strings + po;
 		we->link = we->link ? strings + lo : NULL;
+		if (!path_ok(we->path, we->path_len, i ? &v[i - 1] : NULL) ||
+		    we->type < WALK_REG || we->type > WALK_BLK || (we->type == WALK_LNK) != !!we->link)
+			goto out;
 		we->excluded = 0;
 		we->hashed = we->type == WALK_REG || we->type == WALK_LNK;
 	}

@@ -130,6 +130,39 @@ check "a truncated snapshot" walked
 settle
 check "and a new one written" hit
 
+# a forged snapshot (checksum recomputed) whose first entry is ".." with
+# the stat ".." has, so that every stat matches, is not used: its entries
+# would become archive entries (the layout of x86-64: a 128-byte header,
+# the sum at 24, the counts at 56, then struct walk_entry each, then the
+# strings)
+for f in "$I"/snapshots/*; do
+python3 - "$f" "$C" <<'PY'
+import os, struct, subprocess, sys
+f, ctx = sys.argv[1], sys.argv[2]
+b = bytearray(open(f, "rb").read())
+n, sl = struct.unpack_from("<QQ", b, 56)
+esz = (len(b) - 128 - sl) // n
+so = 128 + n * esz
+po = struct.unpack_from("<Q", b, 128)[0]
+b[so + po:so + po + 3] = b"..\0"
+st = os.lstat(os.path.join(ctx, ".."))
+e = 128
+struct.pack_into("<I", b, e + 16, 2)                 # path_len
+b[e + 24] = 2                                        # WALK_DIR
+struct.pack_into("<II", b, e + 32, st.st_mode, st.st_nlink)
+struct.pack_into("<Qqq", b, e + 40, 0, st.st_mtime_ns, st.st_ctime_ns)
+struct.pack_into("<QQ", b, e + 72, st.st_ino, 0)
+open(f + ".payload", "wb").write(b[128:])
+h = subprocess.run(["xxhsum", "-H2", f + ".payload"], capture_output=True, text=True,
+                   check=True).stdout.split()[0]
+b[24:40] = bytes.fromhex(h)
+open(f, "wb").write(b)
+PY
+rm -f "$f.payload"
+done
+check "a forged snapshot naming '..'" walked
+settle
+
 # an unreadable file where the snapshot has a readable one: the walk's
 # error, as without a snapshot
 if [ "$(id -u)" != 0 ]; then
