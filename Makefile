@@ -29,7 +29,20 @@ SANLD = -fsanitize=address,undefined
 endif
 
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# How the libraries are linked decides the start-up time (issue 15,
+# docs/startup.md).  libcurl is not linked: src/registry/curl_dl.c loads it
+# with dlopen when a command talks to a registry.  The others come from
+# Debian's static libraries, with --gc-sections so that only the parts of
+# libarchive in use are kept (its xar, zip and 7zip writers, and with them
+# libxml2, ICU and libacl, are not).  STATIC=0 links them as shared
+# libraries instead (for systems without the .a files).
+STATIC ?= 1
+ifeq ($(STATIC),1)
+PKG_LIBS := -Wl,--gc-sections -Wl,-Bstatic -larchive -lbz2 -lz -lzstd -lxxhash \
+	    -llmdb -ljansson -Wl,-Bdynamic
+else
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null)
+endif
 CFLAGS ?=
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(PKG_CFLAGS) -DCTXPACK_VERSION='"$(VERSION)"' \
 	     -pthread -MMD -MP $(CFLAGS)

@@ -9,7 +9,7 @@ they are deterministic), measures every ctxpack command against its baseline
 in the same run (medians of N, with min, max and peak memory), and writes
 bench/results/latest.{md,json,png} (--quick: bench/results/quick.*).
 
-Sections: sizes, ls, hash, pack, registry, cache, build, image.  A command that fails stops
+Sections: sizes, ls, hash, pack, small, registry, cache, build, image.  A command that fails stops
 the run with a non-zero exit and its stderr; nothing is written then.  A
 command that says it is not implemented yet marks its section "not run"; the
 results are written, marked partial, and the exit status is 1 unless
@@ -104,7 +104,7 @@ def fmt_s(t):
 
 
 def fmt_mem(kb):
-    if kb is None:
+    if not kb:
         return "—"
     return "%.0f MiB" % (kb / 1024.0) if kb >= 10240 else "%.1f MiB" % (kb / 1024.0)
 
@@ -748,7 +748,8 @@ class Harness:
         cold = Measure("ctxpack hash (cold)", "ctxpack hash --index EMPTY_DIR --json TREE")
         xxh = Measure("xxhsum -H2", "xargs -0 -a FILES xxhsum -H2  (cwd TREE, one process at a time)")
         warm = Measure("ctxpack hash (warm)", "ctxpack hash --index WARM_DIR --json TREE")
-        git = Measure("git status", "git status --porcelain  (tree committed to git)")
+        git = Measure("git status", "git status --porcelain  (tree committed to git; "
+                      "core.untrackedCache=false)")
         digests = set()
 
         def run_hash(idx, m):
@@ -773,7 +774,8 @@ class Harness:
             if s.stdout.strip():
                 raise BenchError("git status is not clean in the generated tree:\n" + s.stdout[:500])
 
-        gitargv = ["git", "--git-dir", self.tree_git, "--work-tree", t, "status", "--porcelain"]
+        gitargv = ["git", "--git-dir", self.tree_git, "--work-tree", t, "-c",
+                   "core.untrackedCache=false", "status", "--porcelain"]
         interleave(self.runs, [
             (cold, lambda i: rmtree(cold_idx), run_hash(cold_idx, cold), chk_cold),
             (xxh, None, lambda i: self.r.run(["xargs", "-0", "-a", self.tree_files0, "xxhsum", "-H2"],
@@ -794,8 +796,9 @@ class Harness:
                                             "files": self.tree_nfiles}
         self.goal("hash", "hash cold vs xxhsum -H2", cold.median / xxh.median, 1.0, "le",
                   "xxhsum -H2", "%d files; index empty, page cache warm" % self.tree_nfiles)
-        self.goal("hash", "hash warm vs git status", warm.median / git.median, 1.0, "le",
-                  "git status --porcelain", "nothing changed; stretch goal 0.5x")
+        self.goal("hash", "hash warm vs git status", warm.median / git.median, 0.5, "le",
+                  "git status --porcelain", "nothing changed; untracked cache off; "
+                  "goal 0.5x since issue 15 (1.0x before)")
 
     def _edit(self, i):
         """Rewrite the chosen ~10 KB file with new text of the same length."""
@@ -943,6 +946,275 @@ class Harness:
         self.goal("pack", "pack gzip vs tar | gzip", gz.median / tg.median, None, "le",
                   "tar --sort=name | gzip", "one run each; %s vs %s" % (
                       human_bytes(sizes["gzip"]), human_bytes(sizes["tar_gzip"])))
+
+    # -- small contexts (issue 15) ------------------------------------------
+
+    def _spawn(self, argv, cwd=None, env=None, out=None):
+        """One run timed around posix_spawn + wait4: no GNU time or shell in
+        between, which on a 3 ms command would be most of what is measured.
+        Returns a Sample (CPU from the child's rusage; peak memory not taken:
+        a spawned child inherits the parent's high-water mark)."""
+        env = env if env is not None else self.env
+        fo = os.open(out or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fe = os.open(os.devnull, os.O_WRONLY)
+        try:
+            fa = [(os.POSIX_SPAWN_DUP2, fo, 1), (os.POSIX_SPAWN_DUP2, fe, 2)]
+            old = os.getcwd()
+            if cwd:
+                os.chdir(cwd)
+            try:
+                t0 = time.perf_counter()
+                pid = os.posix_spawnp(argv[0], argv, env, file_actions=fa)
+                _, status, ru = os.wait4(pid, 0)
+                wall = time.perf_counter() - t0
+            finally:
+                os.chdir(old)
+        finally:
+            os.close(fo)
+            os.close(fe)
+        code = os.waitstatus_to_exitcode(status)
+        if code:
+            raise BenchError("command failed (exit %d): %s" % (code, " ".join(argv)))
+        return Sample(wall, 0, ru.ru_utime + ru.ru_stime)
+
+    def _small_tree(self, name, files, nbytes):
+        t = os.path.join(self.work, name)
+        if not os.path.isdir(t):
+            log("generating %s: %d files, %d bytes (bench/gen-tree)" % (name, files, nbytes))
+            rmtree(t + ".tmp")
+            self.r.run([sys.executable, os.path.join(BENCH, "gen-tree"), t + ".tmp",
+                        "--files", str(files), "--bytes", str(nbytes), "--seed", "15"])
+            os.rename(t + ".tmp", t)
+        g = t + ".git"
+        if not os.path.exists(os.path.join(g, "bench-complete")):
+            rmtree(g)
+            genv = self.env_with(**GIT_ENV)
+            self.r.run(["git", "init", "-q", "--bare", g], env=genv)
+            self.r.run(["git", "--git-dir", g, "config", "core.bare", "false"], env=genv)
+            self.r.run(["git", "--git-dir", g, "--work-tree", t, "add", "-A"], env=genv)
+            self.r.run(["git", "--git-dir", g, "--work-tree", t, "commit", "-q", "-m", "tree"],
+                       env=genv)
+            open(os.path.join(g, "bench-complete"), "w").close()
+        return t, g
+
+    def section_small(self):
+        """Issue 15: the contexts people have are small once .dockerignore is
+        applied, so start-up and fixed costs decide.  Each row against its
+        baseline in the same run, medians of many runs, interleaved."""
+        runs = max(self.runs, 11 if self.quick else 21)
+        res = {}
+        mk = lambda name, cmd: Measure(name, cmd)
+        # 1. start-up: --version and ls of a 10-file context vs zstd --version
+        c10 = os.path.join(self.work, "ctx10")
+        rmtree(c10)
+        os.makedirs(os.path.join(c10, "app"))
+        with open(os.path.join(c10, "Dockerfile"), "w") as f:
+            f.write("FROM python:3.12-slim\nCOPY . /app\n")
+        with open(os.path.join(c10, ".dockerignore"), "w") as f:
+            f.write(".git\n*.log\n")
+        for i in range(8):
+            with open(os.path.join(c10, "app", "m%d.py" % i), "w") as f:
+                f.write("def f%d():\n    return %d\n" % (i, i))
+        zv = mk("zstd --version", "zstd --version")
+        ver = mk("ctxpack --version", "ctxpack --version")
+        ls10 = mk("ctxpack ls (10 files)", "ctxpack ls CTX10")
+        interleave(runs, [
+            (zv, None, lambda i: self._spawn(["zstd", "--version"]), None),
+            (ver, None, lambda i: self._spawn([self.ctx, "--version"]), None),
+            (ls10, None, lambda i: self._spawn([self.ctx, "ls", c10]), None),
+        ], warmup=2)
+        res.update({"zstd_version": zv.to_json(), "version": ver.to_json(),
+                    "ls10": ls10.to_json()})
+        self.goal("small", "--version vs zstd --version", ver.median / zv.median, 1.5, "le",
+                  "zstd --version", "%.1f ms vs %.1f ms" % (ver.median * 1e3, zv.median * 1e3))
+        self.goal("small", "ls of a 10-file context vs zstd --version", ls10.median / zv.median,
+                  1.5, "le", "zstd --version", "%.1f ms" % (ls10.median * 1e3))
+
+        # 2. warm hash of a 4k-file tree vs git status (untracked cache off)
+        t4, g4 = self._small_tree("small-4k", 4000, 10_000_000)
+        idx4 = os.path.join(self.work, "idx-small-4k")
+        rmtree(idx4)
+        gitst = lambda t, g: ["git", "--git-dir", g, "--work-tree", t, "-c",
+                              "core.untrackedCache=false", "status", "--porcelain"]
+        out = self.r.out(gitst(t4, g4), env=self.env_with(**GIT_ENV))
+        if out.strip():
+            raise BenchError("git status is not clean in %s" % t4)
+        h4 = mk("ctxpack hash (warm, 4k files)", "ctxpack hash --index DIR TREE4K")
+        gs4 = mk("git status (4k files)", "git status --porcelain, core.untrackedCache=false")
+        for _ in range(2):  # the index, then the snapshot once the entries are settled
+            self.r.run(self.cp("hash", "--index", idx4, t4))
+            time.sleep(0.3)
+        j = json.loads(self.r.out(self.cp("hash", "--json", "--index", idx4, t4)))
+        self.check("small: warm hash of the 4k tree reads nothing", j["hashed"] == 0, j)
+        interleave(runs, [
+            (h4, None, lambda i: self._spawn(self.cp("hash", "--index", idx4, t4)), None),
+            (gs4, None, lambda i: self._spawn(gitst(t4, g4), env=self.env_with(**GIT_ENV)), None),
+        ], warmup=2)
+        res.update({"hash4k": h4.to_json(), "git4k": gs4.to_json(),
+                    "hash4k_snapshot": j.get("snapshot"), "tree4k_files": j["files"]})
+        self.goal("small", "hash warm, 4k files vs git status", h4.median / gs4.median, 1.0, "le",
+                  "git status --porcelain", "%d files; untracked cache off; snapshot %s" % (
+                      j["files"], j.get("snapshot")))
+
+        # 3. pack of an 8k-entry / 20 MB tree: warm (unchanged) and after one
+        #    edit, against a cold pack
+        t8, _ = self._small_tree("small-8k", 7200, 20_000_000)
+        x8 = os.path.join(self.work, "xdg-small-8k")
+        xc = os.path.join(self.work, "xdg-small-8k-cold")
+        rmtree(x8)
+        o = self.out_dir
+        pk = lambda xdg, name, *extra: self.cp("pack", "-o", os.path.join(o, name), *extra, t8)
+        cold = mk("ctxpack pack --no-cache (8k entries)", "ctxpack pack --no-cache -o FILE TREE8K")
+        warm = mk("ctxpack pack (warm, 8k entries)", "ctxpack pack -o FILE TREE8K")
+        edit = mk("ctxpack pack (one 10 KB edit, 8k entries)", "edit FILE; ctxpack pack -o FILE TREE8K")
+        for _ in range(2):
+            self.r.run(pk(x8, "s8-warm.tar.zst"), env=self.env_with(XDG_CACHE_HOME=x8))
+            time.sleep(0.3)
+        j = json.loads(self.r.out(self.cp("pack", "--json", "-o", os.path.join(o, "s8-warm.tar.zst"),
+                                          t8), env=self.env_with(XDG_CACHE_HOME=x8)))
+        self.check("small: warm pack of the 8k tree reuses the archive", j.get("cache") == "archive", j)
+        interleave(runs, [
+            (cold, None, lambda i: self._spawn(pk(xc, "s8-cold.tar.zst", "--no-cache"),
+                                               env=self.env_with(XDG_CACHE_HOME=xc)), None),
+            (warm, None, lambda i: self._spawn(pk(x8, "s8-warm.tar.zst"),
+                                               env=self.env_with(XDG_CACHE_HOME=x8)), None),
+        ], warmup=2)
+        # the edit: the ~10 KB text file nearest 10240 bytes, rewritten in place
+        cands = []
+        for root, dnames, fnames in os.walk(t8):
+            dnames.sort()
+            for n in sorted(fnames):
+                p = os.path.join(root, n)
+                if not os.path.islink(p) and not n.endswith(".bin"):
+                    sz = os.path.getsize(p)
+                    if 9500 <= sz <= 11000:
+                        cands.append((abs(sz - 10240), p))
+        if not cands:
+            raise BenchError("no file of about 10 KB in %s" % t8)
+        epath = min(cands)[1]
+        orig = open(epath, "rb").read()
+        st = os.stat(epath)
+
+        def do_edit(i):
+            rnd = random.Random(2000 + i)
+            b = bytearray(orig)
+            for k in range(0, len(b), 997):
+                b[k] = rnd.choice(b"abcdefghij")
+            with open(epath, "r+b") as f:
+                f.write(bytes(b))
+        try:
+            interleave(runs, [
+                (edit, do_edit, lambda i: self._spawn(pk(x8, "s8-edit.tar.zst"),
+                                                      env=self.env_with(XDG_CACHE_HOME=x8)), None),
+            ], warmup=1)
+            self._spawn(pk(xc, "s8-editcold.tar.zst", "--no-cache"), env=self.env_with(XDG_CACHE_HOME=xc))
+            same = open(os.path.join(o, "s8-edit.tar.zst"), "rb").read() == \
+                open(os.path.join(o, "s8-editcold.tar.zst"), "rb").read()
+            self.check("small: pack after an edit == cold pack of the same content (bytes)", same, epath)
+        finally:
+            with open(epath, "wb") as f:
+                f.write(orig)
+            os.utime(epath, ns=(st.st_atime_ns, st.st_mtime_ns))
+        for n in ("s8-cold.tar.zst", "s8-warm.tar.zst", "s8-edit.tar.zst", "s8-editcold.tar.zst"):
+            rmtree(os.path.join(o, n))
+        nent = sum(1 for _ in os.walk(t8)) - 1 + sum(len(f) for _, _, f in os.walk(t8))
+        res.update({"pack8k_cold": cold.to_json(), "pack8k_warm": warm.to_json(),
+                    "pack8k_edit": edit.to_json(), "tree8k_entries": nent,
+                    "edited_file": os.path.relpath(epath, t8)})
+        self.goal("small", "pack warm (unchanged), 8k entries vs cold pack", warm.median / cold.median,
+                  0.15, "le", "ctxpack pack --no-cache", "%d entries, 20 MB" % nent)
+        self.goal("small", "pack after one 10 KB edit, 8k entries vs cold pack",
+                  edit.median / cold.median, 0.3, "le", "ctxpack pack --no-cache", "")
+
+        # 4. the monorepo as a builder gets it (its .dockerignore with the
+        #    lines du suggests): hash and pack, warm
+        self.monorepo()
+        mono = self.mono
+        du = json.loads(self.r.out(self.cp("du", "--json", mono)))
+        lines = [s.get("line") if isinstance(s, dict) else str(s) for s in du.get("suggestions") or []]
+        ign = os.path.join(self.work, "monorepo-small.dockerignore")
+        with open(ign, "w") as f:
+            f.write(open(os.path.join(mono, ".dockerignore")).read().rstrip("\n") + "\n")
+            f.write("\n".join(l for l in lines if l) + "\n")
+        xm = os.path.join(self.work, "xdg-small-mono")
+        xmc = os.path.join(self.work, "xdg-small-mono-cold")
+        rmtree(xm)
+        mls = self.r.out(self.cp("ls", "--ignore-file", ign, mono)).splitlines()
+        mh = mk("ctxpack hash (warm, monorepo)", "ctxpack hash --ignore-file IGN MONOREPO")
+        mgit = mk("git status (monorepo)", "git -C MONOREPO status --porcelain, core.untrackedCache=false")
+        mcold = mk("ctxpack pack --no-cache (monorepo)", "ctxpack pack --no-cache --ignore-file IGN -o FILE MONOREPO")
+        mwarm = mk("ctxpack pack (warm, monorepo)", "ctxpack pack --ignore-file IGN -o FILE MONOREPO")
+        mpk = lambda name, *extra: self.cp("pack", "--ignore-file", ign, "-o", os.path.join(o, name),
+                                           *extra, mono)
+        for _ in range(2):
+            self.r.run(self.cp("hash", "--ignore-file", ign, mono), env=self.env_with(XDG_CACHE_HOME=xm))
+            self.r.run(mpk("sm-warm.tar.zst"), env=self.env_with(XDG_CACHE_HOME=xm))
+            time.sleep(0.3)
+        mgit_argv = ["git", "-C", mono, "-c", "core.untrackedCache=false", "status", "--porcelain"]
+        interleave(runs, [
+            (mh, None, lambda i: self._spawn(self.cp("hash", "--ignore-file", ign, mono),
+                                             env=self.env_with(XDG_CACHE_HOME=xm)), None),
+            (mgit, None, lambda i: self._spawn(mgit_argv, env=self.env_with(**GIT_ENV)), None),
+            (mcold, None, lambda i: self._spawn(mpk("sm-cold.tar.zst", "--no-cache"),
+                                                env=self.env_with(XDG_CACHE_HOME=xmc)), None),
+            (mwarm, None, lambda i: self._spawn(mpk("sm-warm.tar.zst"),
+                                                env=self.env_with(XDG_CACHE_HOME=xm)), None),
+        ], warmup=2)
+        for n in ("sm-cold.tar.zst", "sm-warm.tar.zst"):
+            rmtree(os.path.join(o, n))
+        res.update({"mono_hash": mh.to_json(), "mono_git": mgit.to_json(),
+                    "mono_cold": mcold.to_json(), "mono_warm": mwarm.to_json(),
+                    "mono_entries": len(mls), "mono_ignore_lines": lines})
+        self.goal("small", "monorepo (%d entries): hash warm vs git status" % len(mls),
+                  mh.median / mgit.median, None, "le", "git status --porcelain",
+                  "its .dockerignore + the lines du suggests")
+        self.goal("small", "monorepo (%d entries): pack warm vs cold pack" % len(mls),
+                  mwarm.median / mcold.median, None, "le", "ctxpack pack --no-cache", "")
+
+        # 5. cache save of content saved before, under a new key, vs a cold
+        #    save (the monorepo's node_modules, the issue's case)
+        fe = os.path.join(mono, "frontend")
+        xs = os.path.join(self.work, "xdg-small-save")
+        xsc = os.path.join(self.work, "xdg-small-save-cold")
+        st_w = os.path.join(self.work, "small-save-store")
+        st_c = os.path.join(self.work, "small-save-store-cold")
+        rmtree(xs)
+        rmtree(st_w)
+        seq = [0]
+
+        def save(xdg, store, key):
+            return self._spawn(self.cp("cache", "save", "--key", key, "--store", "oci:" + store,
+                                       "node_modules"), cwd=fe, env=self.env_with(XDG_CACHE_HOME=xdg))
+
+        def setup_cold(i):
+            rmtree(xsc)
+            rmtree(st_c)
+
+        def warm_save(i):
+            seq[0] += 1
+            return save(xs, st_w, "npm-small-%d" % seq[0])
+        save(xs, st_w, "npm-small-0")
+        time.sleep(0.3)
+        j = json.loads(self.r.out(self.cp("cache", "save", "--json", "--key", "npm-small-probe",
+                                          "--store", "oci:" + st_w, "node_modules"), cwd=fe,
+                                  env=self.env_with(XDG_CACHE_HOME=xs)))
+        self.check("small: a save of content saved before packs nothing", j.get("reused") == 1 and
+                   j.get("sent") == 0, j)
+        scold = mk("ctxpack cache save (cold)", "ctxpack cache save --key K --store oci:EMPTY node_modules  (empty index)")
+        swarm = mk("ctxpack cache save (new key, saved before)", "ctxpack cache save --key NEW --store oci:STORE node_modules")
+        sruns = self.runs
+        interleave(sruns, [
+            (scold, setup_cold, lambda i: save(xsc, st_c, "npm-cold"), None),
+            (swarm, None, warm_save, None),
+        ], warmup=1)
+        rmtree(st_c)
+        rmtree(st_w)
+        res.update({"save_cold": scold.to_json(), "save_reuse": swarm.to_json(),
+                    "save_probe": j})
+        self.goal("small", "cache save, new key, content saved before vs cold save",
+                  swarm.median / scold.median, 0.2, "le", "ctxpack cache save (empty index and store)",
+                  "node_modules of the monorepo (%s)" % human_bytes(j.get("bytes")))
+        self.results["sections"]["small"] = res
 
     # -- registry ---------------------------------------------------------
 
@@ -1817,7 +2089,7 @@ http:
                      m["loadavg_at_end"][0]))
         budget = 120 if self.quick else 900
         if r.get("phase_s"):
-            order = ["contexts", "sizes", "ls", "hash", "pack", "registry", "cache"]
+            order = ["contexts", "sizes", "ls", "hash", "pack", "small", "registry", "cache"]
             L.append("Time spent: " + ", ".join("%s %.0f s" % (k, r["phase_s"][k]) for k in order
                                                 if k in r["phase_s"]) + ".\n")
         if max(m["loadavg_at_start"][0], m["loadavg_at_end"][0]) > m["cores"]:
@@ -1856,6 +2128,9 @@ http:
         L.append("|---|---|---|---:|---:|---:|---:|")
         order = [("ls", ["ctxpack", "baseline"]), ("hash", ["cold", "xxhsum", "warm", "git_status"]),
                  ("pack", ["cold", "first", "tar_zstd", "warm", "edit", "gzip", "tar_gzip"]),
+                 ("small", ["zstd_version", "version", "ls10", "hash4k", "git4k", "pack8k_cold",
+                            "pack8k_warm", "pack8k_edit", "mono_hash", "mono_git", "mono_cold",
+                            "mono_warm", "save_cold", "save_reuse"]),
                  ("registry", ["push", "skopeo_push", "pull", "skopeo_pull", "repush"]),
                  ("cache", ["npm_ci", "npm_ci_warm", "hit", "hit_oci", "restore", "curl"]),
                  ("image", ["ctxpack_edit", "docker_warm", "docker_cold", "ctxpack_first"])]
@@ -2023,7 +2298,7 @@ http:
         if self.a.replot:
             return self.replot()
         t0 = time.perf_counter()
-        sections = ["sizes", "ls", "hash", "pack", "registry", "cache", "build", "image"]
+        sections = ["sizes", "ls", "hash", "pack", "small", "registry", "cache", "build", "image"]
         only = set(self.a.only.split(",")) if self.a.only else set(sections)
         bad = only - set(sections)
         if bad:
@@ -2075,7 +2350,7 @@ def main():
     ap = argparse.ArgumentParser(prog="bench/run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="10k files / 100 MB, 64 MiB blob, 3 runs")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 5, quick 3)")
-    ap.add_argument("--only", help="comma-separated sections: sizes,ls,hash,pack,registry,cache,build,image")
+    ap.add_argument("--only", help="comma-separated sections: sizes,ls,hash,pack,small,registry,cache,build,image")
     ap.add_argument("--allow-missing", action="store_true",
                     help="exit 0 even if a section's command is not implemented yet")
     ap.add_argument("--rebuild", action="store_true", help="re-assemble the monorepo context")

@@ -209,6 +209,8 @@ struct cache_save_result {
 	uint64_t tar_bytes;
 	uint64_t entries;     /* archive entries */
 	uint64_t sent;        /* blob bytes uploaded (0 when all existed) */
+	size_t reused;        /* layers not packed: their archive, made before,
+				 was in the store (issue 15) */
 };
 
 /*

@@ -13,13 +13,15 @@
  *   fc_open(&c, &fo, &e);                        before the walk
  *   spec = fc_spec_start(c, dir, &po, out_fd);   may be NULL
  *   wo.seen = fc_spec_seen, wo.seen_ctx = spec;  when not NULL
+ *   snap = idx_snap_new(index_dir);              wo.replay = idx_snap_replay
  *   walk_run(&wo, &w, &e);
- *   if (fc_prepare(&w, index_dir, c, &x, &ist, &warn, &e) > 0)
+ *   if (fc_prepare(&w, index_dir, c, snap, &x, &ist, &warn, &e) > 0)
  *           fc_spec_cancel(spec), fc_close(c), spec = c = NULL (pack cold)
  *   pack_list_build(&l, &w, &e);
  *   fc_pack_write(c, spec, &l, &po, sink, ctx, out_fd, &res, &st, &e);
  *   fc_maintain(c, &st);                         after the output is done
- *   fc_close(c); idx_close(x);
+ *   idx_store_deferred(x, ...); idx_snap_store(snap, &w);
+ *   fc_close(c); idx_close(x); idx_snap_free(snap);
  *
  * The store, under DIR (default $XDG_CACHE_HOME/ctxpack):
  *
@@ -153,7 +155,10 @@ struct fc_stats {
  * The cache side of `ctxpack pack` and `ctxpack build`, after the walk:
  * check that neither the store c (opened with fc_open before the walk)
  * nor the index (index_dir as for idx_open) lies in w->root, open the
- * index and bring it up to date (idx_update: the content hashes of w).
+ * index and bring it up to date (idx_update: the content hashes of w),
+ * unless the walk was replayed unchanged from its snapshot (snap, from
+ * idx_snap_new, may be NULL) and the index needed no rebuild: every hash
+ * is known then.
  * Returns 0 with *xp set; or 1 with the reason appended to warn when the
  * cache is unusable in a way that only costs speed (the index cannot be
  * opened, or a default location lies inside the context): the caller
@@ -164,7 +169,8 @@ struct fc_stats {
  * ist may be NULL.
  */
 int fc_prepare(struct walk_result *w, const char *index_dir, struct fc *c,
-	       struct idx **xp, struct idx_stats *ist, struct buf *warn, struct err *e);
+	       const struct idx_snap *snap, struct idx **xp, struct idx_stats *ist,
+	       struct buf *warn, struct err *e);
 
 /*
  * Speculative reuse: before the walk, start copying the last archive

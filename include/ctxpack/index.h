@@ -258,4 +258,76 @@ void idx_lib_info(lib_info_fn fn, void *arg);
 /* XXH3-128 of a buffer, canonical (big-endian) bytes. */
 void idx_hash_bytes(const void *p, size_t n, unsigned char out[16]);
 
+/* The index directory for dir as idx_open picks it (dir, else
+ * $CTXPACK_INDEX, else the XDG default); malloc'd.  Creates nothing. */
+char *idx_dir_for(const char *dir);
+
+/*
+ * Snapshots (issue 15, idx_snap.c): the last walk of a context with every
+ * entry's stat fields and content hash, one file per context in the index
+ * directory (snapshots/), so that a run on an unchanged tree costs one
+ * fstatat per entry and nothing else.
+ *
+ *   struct idx_snap *s = idx_snap_new(index_dir);   before the walk
+ *   wo.replay = idx_snap_replay; wo.replay_ctx = s;
+ *   walk_run(&wo, &w, &e);
+ *   IDX_SNAP_HIT: every hash of w is set, idx_snap_digest() is the digest:
+ *           no idx_update needed;
+ *   else:   idx_update(x, &w, ...) (for IDX_SNAP_PARTIAL it only reads the
+ *           files found changed), and once every hash is set (after a
+ *           pack's deferred hashing) idx_snap_store(s, &w);
+ *   idx_snap_free(s);
+ *
+ * The replay (walk_opts.replay) takes part only in walks without flags
+ * whose ignore file has no exception (so that no pruned directory could
+ * hold an included entry), keyed by the root, the Dockerfile's path and
+ * the ignore file's path and bytes.  It stats every stored entry and the
+ * root (in parallel from 2048 entries on); the stored walk is replayed
+ * only when each directory (the root included) has its stored stat (same
+ * inode, mode, size, mtime and ctime: no name was added, removed or
+ * renamed in it), every other entry too except regular files rewritten in
+ * place, which are replayed with their new stat and hashed 0
+ * (IDX_SNAP_PARTIAL).  Otherwise the tree is walked as usual.
+ * idx_snap_store writes a snapshot only when every entry and the root are
+ * older than the racy window before idx_snap_new (the index's rule, which
+ * makes "same stat" mean "same content": a later change moves ctime) and
+ * every regular file and symlink is hashed.  Nothing here fails: a
+ * snapshot that cannot be read, checked or written is simply not used.
+ */
+struct idx_snap;
+enum idx_snap_result {
+	IDX_SNAP_NONE = 0,     /* the tree was walked */
+	IDX_SNAP_PARTIAL = 1,  /* replayed; some files changed (hashed 0) */
+	IDX_SNAP_HIT = 2,      /* replayed, nothing changed */
+};
+struct idx_snap *idx_snap_new(const char *dir);
+void idx_snap_free(struct idx_snap *s);
+int idx_snap_replay(void *ctx, const struct walk_opts *o, struct walk_result *r, int rootfd);
+int idx_snap_result(const struct idx_snap *s);
+/* "walked", "partial" or "hit" (for --json). */
+const char *idx_snap_name(int result);
+/* The stored context digest (as idx_context_digest) on IDX_SNAP_HIT: 0;
+ * else -1. */
+int idx_snap_digest(const struct idx_snap *s, char out[IDX_DIGEST_LEN]);
+void idx_snap_store(struct idx_snap *s, const struct walk_result *w);
+/* The counts idx_update would give for a replayed walk that it need not
+ * see (IDX_SNAP_HIT): every file reused, none read. */
+void idx_snap_counts(const struct walk_result *w, struct idx_stats *st);
+
+/*
+ * Archive digests (idx_snap.c): what an archive key (frames.h,
+ * fc_archive_key) packs to, remembered by `cache save` so that a save of
+ * content packed before needs no pack to know its blob.  In the index
+ * directory (archive-digests/), best effort: get is 0 when found and
+ * intact, else -1; put never fails.
+ */
+struct idx_memo {
+	char digest[72];      /* sha256:<hex> of the archive */
+	uint64_t bytes;
+	uint64_t tar_bytes;
+	uint64_t entries;
+};
+int idx_memo_get(const char *dir, const unsigned char key[16], struct idx_memo *m);
+void idx_memo_put(const char *dir, const unsigned char key[16], const struct idx_memo *m);
+
 #endif

@@ -183,7 +183,10 @@ void pack_plan_prefixed(const struct walk_entry *const *v, size_t n, const char 
  * PACK_SMALL_FILE) whose hashed is 0, right after the read and before its
  * frame's put(): the bytes that go into the archive, for hashing on the
  * way (the worker encoding the frame is the only thread touching the
- * entry then).  Any of them may be NULL.
+ * entry then).  data(), when set, may supply such a file's bytes instead
+ * of the file (zstd frames only): it fills dst with exactly n bytes and
+ * returns 1, or returns 0 and the file is read; content() then sees
+ * what data() gave.  Any of them may be NULL.
  *
  * flags: PACK_CACHE_OWN_DIGEST makes pack_write skip its sha256 and leave
  * res->digest empty: the caller hashes in its sink (the frame cache keeps
@@ -196,6 +199,7 @@ struct pack_frame_cache {
 	void (*put)(void *ctx, const struct pack_list *l, const struct pack_frame *f,
 		    const struct pack_opts *o, const void *p, size_t n);
 	void (*content)(void *ctx, size_t i, const void *p, size_t n);
+	int (*data)(void *ctx, size_t i, void *dst, size_t n);
 	void *ctx;
 	unsigned flags;
 };
@@ -252,6 +256,23 @@ void pack_worker_set_cache(struct pack_worker *w, const struct pack_frame_cache 
  * whole zstd frame of whole tar entries (nothing is returned then).
  */
 int pack_frame_paths(const void *z, size_t n, char ***paths, size_t *np);
+/* The same, -1 as soon as an entry is larger than PACK_SMALL_FILE. */
+int pack_frame_paths_small(const void *z, size_t n, char ***paths, size_t *np);
+
+/*
+ * The regular files' bytes of such a frame, read back in order (for the
+ * look-ahead, issue 15: a frame made again after an edit takes its other
+ * files from the frame it replaces instead of reading them).  get() is
+ * asked for entries in archive order: it skips the frame's entries that
+ * sort before path and, when the next one is the regular file path of n
+ * bytes, copies its data to dst and returns 1; else 0 (then or after an
+ * error, for good).  z must outlive the reader.
+ */
+struct pack_frame_reader;
+struct pack_frame_reader *pack_frame_reader_new(const void *z, size_t n);
+int pack_frame_reader_get(struct pack_frame_reader *r, const char *path, size_t plen,
+			  void *dst, size_t n);
+void pack_frame_reader_free(struct pack_frame_reader *r);
 
 /*
  * The sha256 of the tar inside an archive of ours (an OCI layer's

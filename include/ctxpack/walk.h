@@ -16,6 +16,7 @@
 #include "ctxpack/util.h"
 
 struct ign;
+struct walk_result;
 
 enum walk_type {
 	WALK_REG = 1,
@@ -119,6 +120,15 @@ struct walk_opts {
 	 * store's look-ahead).  we is valid during the call only. */
 	void (*seen)(void *ctx, const struct walk_entry *we);
 	void *seen_ctx;
+	/* When set, called once the root is open (rootfd, borrowed) and the
+	 * ignore file parsed, before the tree is walked: it may fill r->v and
+	 * r->n with exactly the entries the walk would find (strings from
+	 * walk_result_alloc), set r->replayed and return 1, and the tree is
+	 * not walked; 0 walks it.  The index's snapshots (idx_snap_replay,
+	 * issue 15) answer an unchanged tree this way. */
+	int (*replay)(void *ctx, const struct walk_opts *o, struct walk_result *r,
+		      int rootfd);
+	void *replay_ctx;
 };
 
 /*
@@ -148,6 +158,9 @@ struct walk_result {
 	uint64_t n_excluded_files;
 	uint64_t n_excluded_bytes;
 	uint64_t n_sockets_skipped;
+	/* 1: the entries came from walk_opts.replay, not from a walk; entries
+	 * with hashed set hold their content hash already */
+	int replayed;
 	void *arena;         /* private */
 };
 
@@ -169,6 +182,9 @@ struct walk_result {
  */
 int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e);
 void walk_release(struct walk_result *r);
+
+/* n bytes owned by r (freed by walk_release), for a replay's strings. */
+void *walk_result_alloc(struct walk_result *r, size_t n);
 
 /* Sorting helper: the archive-order comparison of two relative paths. */
 int walk_path_cmp(const char *a, size_t alen, const char *b, size_t blen);

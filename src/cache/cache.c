@@ -6,7 +6,8 @@
  * pack_write into a temporary file (bounded memory; the sha256 comes out
  * of the pack), pushed as a blob (skipped when the store has it: the same
  * content gives the same bytes), then the empty config, then the manifest
- * by tag: the commit point.
+ * by tag: the commit point.  A path whose archive was made before and is
+ * in the store is not packed at all (cache_reuse.c).
  *
  * Restore: each layer is downloaded into a private temporary file (no
  * name: O_TMPFILE) while its sha256 and size are checked; only a verified
@@ -38,6 +39,8 @@
 #include "ctxpack/pack.h"
 #include "ctxpack/unpack.h"
 #include "ctxpack/walk.h"
+
+#include "cache_reuse.h"
 
 #define STAGE_PREFIX ".ctxpack-new-"
 #define OLD_PREFIX ".ctxpack-old-"
@@ -304,10 +307,13 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 	struct pack_opts po;
 	struct pack_result pr;
 	struct reg_blob_info bi;
+	struct cache_reuse reuse;
+	struct idx_memo memo;
 	struct stat st;
 	int fd = -1, ret, walked = 0, listed = 0;
 
 	memset(&w, 0, sizeof(w));
+	cache_reuse_init(&reuse);
 	if (stat(dir, &st)) {
 		ret = errno == ENOENT ? err_set(e, ERR_NOTFOUND, "path %s does not exist", path)
 				      : err_errno(e, "cannot access %s", path);
@@ -318,6 +324,7 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 		goto out;
 	}
 	wo.dir = dir;
+	cache_reuse_walk(&reuse, &wo);
 	ret = walk_run(&wo, &w, e);
 	walked = 1;
 	if (ret)
@@ -330,6 +337,20 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 	ret = pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &po.mtime, e);
 	if (ret)
 		goto out;
+	/* packed before and still in the store: nothing to pack or send */
+	ret = cache_reuse_lookup(&reuse, c->s, &w, &pl, &po, &memo, e);
+	if (ret < 0)
+		goto wrap;
+	if (ret == 1) {
+		memcpy(pr.digest, memo.digest, sizeof(pr.digest));
+		pr.bytes = memo.bytes;
+		pr.tar_bytes = memo.tar_bytes;
+		pr.entries = memo.entries;
+		memset(&bi, 0, sizeof(bi));
+		r->reused++;
+		ret = 0;
+		goto layer;
+	}
 	ret = mkdir_p(c->tmp_dir, 0700, e);
 	if (ret)
 		goto out;
@@ -341,7 +362,8 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 		tmp = NULL;
 		goto out;
 	}
-	ret = pack_write(&pl, &po, NULL, sink_fd, &fd, &pr, e);
+	ret = pack_write(&pl, &po, reuse.hooks.content ? &reuse.hooks : NULL, sink_fd, &fd,
+			 &pr, e);
 	if (ret)
 		goto wrap;
 	if (close(fd)) {
@@ -353,6 +375,8 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 	ret = reg_blob_push_file(c->s, tmp, pr.digest, NULL, &bi, e);
 	if (ret)
 		goto wrap;
+	cache_reuse_done(&reuse, &w, &pl, &po, &pr);
+layer:
 	l->media_type = xstrdup(REG_MT_LAYER_ZSTD);
 	memcpy(l->digest, pr.digest, REG_DIGEST_SIZE);
 	l->size = pr.bytes;
@@ -380,6 +404,7 @@ out:
 		pack_list_release(&pl);
 	if (walked)
 		walk_release(&w);
+	cache_reuse_release(&reuse);
 	free(dir);
 	return ret;
 }

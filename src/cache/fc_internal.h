@@ -65,12 +65,14 @@ struct fc_manifest {
 /*
  * fc_ahead.c: encode again, from the tree under root (rootfd) as it is
  * now, the entries that the stored frame old_key holds; out gets the
- * frame, key its key (computed from the bytes encoded).  0, or -1 when
- * the frame does not qualify or anything fails (nothing to report: the
- * look-ahead is only an attempt).
+ * frame, key its key (computed from the bytes encoded).  The files not
+ * changed since made_ns (the start of the pack whose archive holds the
+ * frame) are taken from the stored frame.  0, or -1 when the frame does
+ * not qualify or anything fails (nothing to report: the look-ahead is
+ * only an attempt).
  */
-int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], const char *root,
-		   int rootfd, const struct pack_opts *o,
+int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], int64_t made_ns,
+		   const char *root, int rootfd, const struct pack_opts *o,
 		   const unsigned char settings[FC_KEY_LEN], struct buf *out,
 		   unsigned char key[FC_KEY_LEN]);
 

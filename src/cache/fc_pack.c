@@ -559,8 +559,8 @@ static void ahead_run(struct fc_spec *s, size_t j, unsigned nhints, struct copie
 		return;
 	for (k = 0; k < j; k++)
 		oj += m->lens[k];
-	if (fc_ahead_frame(s->c, m->fkeys[j], s->root, s->rootfd, &s->o, s->settings,
-			   &a->frame, a->key) || ahead_stop(s, nhints))
+	if (fc_ahead_frame(s->c, m->fkeys[j], m->made_ns, s->root, s->rootfd, &s->o,
+			   s->settings, &a->frame, a->key) || ahead_stop(s, nhints))
 		return;
 	/* from here on the output past frame j-1 is not the copy's */
 	if (s->done > j)
@@ -822,6 +822,7 @@ void fc_spec_cancel(struct fc_spec *s)
 
 struct enc_job {
 	struct run *r;
+	const struct fc_manifest *p; /* the archive the frames replace parts of */
 	size_t *ks;             /* frames to encode */
 	size_t nk;
 	size_t next;            /* guarded by mu */
@@ -830,13 +831,74 @@ struct enc_job {
 	struct err err;         /* the first failure, guarded by mu */
 };
 
+/*
+ * A frame made again after an edit holds mostly files that did not
+ * change, whose bytes the frame of the last archive at the same place
+ * has: they are taken from it (about a thousand small files a frame not
+ * opened and read) when they hash to the entry's content hash, which
+ * makes them the file's content whatever happened since (issue 15).
+ */
+struct enc_src {
+	const struct pack_list *l;
+	struct pack_frame_reader *rd;
+	struct buf z;
+};
+
+static int enc_data(void *ctx, size_t i, void *dst, size_t n)
+{
+	struct enc_src *s = ctx;
+	/* the list borrows the walk's entries (see hook_content) */
+	struct walk_entry *we = (struct walk_entry *)s->l->v[i];
+	unsigned char h[16];
+
+	if (!s->rd || !we->hashed ||
+	    !pack_frame_reader_get(s->rd, we->path, we->path_len, dst, n))
+		return 0;
+	idx_hash_bytes(dst, n, h);
+	if (memcmp(h, we->hash, sizeof(h)))
+		return 0;
+	/* hashed from the bytes archived: frame_safe need not stat it */
+	we->hashed = 2;
+	return 1;
+}
+
+/* The old frame for frame k, when j->p has one where k starts. */
+static void enc_src_open(struct enc_job *j, size_t k, struct enc_src *s)
+{
+	const struct pack_frame *f = &j->r->plan[k];
+	struct fc_stamp stamp;
+	int damaged = 0;
+	size_t o;
+
+	s->l = j->r->l;
+	s->rd = NULL;
+	buf_init(&s->z, 0);
+	if (!j->p || j->r->o->compress != PACK_ZSTD || f->first.off || f->first.i >= s->l->n)
+		return;
+	o = frame_of(j->p, s->l->v[f->first.i]->path);
+	if (o == SIZE_MAX || !fc_frame_read(j->r->c, j->p->fkeys[o], &s->z, &damaged, &stamp))
+		return;
+	s->rd = pack_frame_reader_new(s->z.data, s->z.len);
+}
+
+static void enc_src_close(struct enc_src *s)
+{
+	pack_frame_reader_free(s->rd);
+	buf_release(&s->z);
+}
+
 static void *enc_main(void *arg)
 {
 	struct enc_job *j = arg;
 	struct err e = ERR_INIT;
 	struct pack_worker *w = pack_worker_new(j->r->o, 1, &e);
+	struct pack_frame_cache hooks;
 
+	memset(&hooks, 0, sizeof(hooks));
+	hooks.data = enc_data;
 	for (;;) {
+		struct enc_src src;
+		int bad;
 		size_t i;
 
 		pthread_mutex_lock(&j->mu);
@@ -848,8 +910,14 @@ static void *enc_main(void *arg)
 		pthread_mutex_unlock(&j->mu);
 		if (!w || i >= j->nk)
 			break;
-		if (pack_frame_encode(w, j->r->l, j->r->rootfd, &j->r->plan[j->ks[i]], &j->out[i],
-				      NULL, &e)) {
+		enc_src_open(j, j->ks[i], &src);
+		hooks.ctx = &src;
+		pack_worker_set_cache(w, src.rd ? &hooks : NULL);
+		bad = pack_frame_encode(w, j->r->l, j->r->rootfd, &j->r->plan[j->ks[i]], &j->out[i],
+					NULL, &e);
+		pack_worker_set_cache(w, NULL);
+		enc_src_close(&src);
+		if (bad) {
 			pthread_mutex_lock(&j->mu);
 			if (!err_isset(&j->err))
 				j->err = e;
@@ -863,8 +931,8 @@ static void *enc_main(void *arg)
 }
 
 /* Encode frames ks[0..nk) into out[], on up to `threads` threads. */
-static int encode_frames(struct run *r, size_t *ks, size_t nk, struct buf *out,
-			 unsigned threads, struct err *e)
+static int encode_frames(struct run *r, const struct fc_manifest *p, size_t *ks, size_t nk,
+			 struct buf *out, unsigned threads, struct err *e)
 {
 	struct enc_job j;
 	pthread_t tid[ASSEMBLE_MAX];
@@ -872,6 +940,7 @@ static int encode_frames(struct run *r, size_t *ks, size_t nk, struct buf *out,
 
 	memset(&j, 0, sizeof(j));
 	j.r = r;
+	j.p = p;
 	j.ks = ks;
 	j.nk = nk;
 	j.out = out;
@@ -1115,7 +1184,7 @@ static int assemble(struct run *r, const struct fc_manifest *p, size_t kept,
 	for (k = 0; k < nmiss; k++)
 		buf_init(&enc[k], 0);
 	if (nmiss) {
-		ret = encode_frames(r, miss, nmiss, enc, r->o->threads ? r->o->threads : 2, e);
+		ret = encode_frames(r, p, miss, nmiss, enc, r->o->threads ? r->o->threads : 2, e);
 		if (ret)
 			goto out;
 	}
@@ -1611,6 +1680,7 @@ static int pack_cached(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	hooks.get = hook_get;
 	hooks.put = hook_put;
 	hooks.content = hook_content;
+	hooks.data = NULL;
 	hooks.ctx = &r;
 	hooks.flags = PACK_CACHE_OWN_DIGEST;
 	memset(&hs, 0, sizeof(hs));

@@ -18,7 +18,8 @@ static int cold(struct buf *warn, const char *why)
 }
 
 int fc_prepare(struct walk_result *w, const char *index_dir, struct fc *c,
-	       struct idx **xp, struct idx_stats *ist, struct buf *warn, struct err *e)
+	       const struct idx_snap *snap, struct idx **xp, struct idx_stats *ist,
+	       struct buf *warn, struct err *e)
 {
 	const char *env = getenv("CTXPACK_INDEX");
 	int explicit_idx = (index_dir && *index_dir) || (env && *env);
@@ -42,6 +43,16 @@ int fc_prepare(struct walk_result *w, const char *index_dir, struct fc *c,
 	}
 	if (idx_open(&x, index_dir, 0, &e2))
 		return cold(warn, e2.msg);
+	/* an index rebuilt (or not in use) trusts nothing: nor its snapshots */
+	if (idx_warning(x))
+		w->replayed = 0;
+	/* replayed unchanged from its snapshot: every hash is known */
+	if (w->replayed && idx_snap_result(snap) == IDX_SNAP_HIT) {
+		if (ist)
+			idx_snap_counts(w, ist);
+		*xp = x;
+		return 0;
+	}
 	/* on a first run the packer hashes small files as it reads them,
 	 * rather than the index reading them all once more */
 	idx_set_defer(x, PACK_SMALL_FILE);

@@ -702,6 +702,11 @@ void idx_close(struct idx *x)
 	free(x);
 }
 
+char *idx_dir_for(const char *dir)
+{
+	return pick_dir(dir);
+}
+
 const char *idx_dir(const struct idx *x)
 {
 	return x->dir;
@@ -981,6 +986,43 @@ damaged:
 	for (i = 0; i < u->nf; i++)
 		todo[i] = i;
 	*ntodo = u->nf;
+}
+
+/*
+ * The lookup for a replayed walk (idx_snap.c): only its files found
+ * changed are in u->f, few and scattered, so each is looked up by its key
+ * in one read transaction, with the same rules as lookup().  Nothing can
+ * be stale: no directory changed.
+ */
+static void lookup_some(struct upd *u, size_t *todo, size_t *ntodo)
+{
+	struct idx *x = u->x;
+	MDB_txn *txn = NULL;
+	size_t i, n = 0;
+
+	if (txn_begin(x, MDB_RDONLY, &txn))
+		txn = NULL;
+	for (i = 0; i < u->nf; i++) {
+		struct walk_entry *we = &u->w->v[u->f[i].wi];
+		MDB_val k = {u->f[i].klen, (void *)fkey(u, i)}, v;
+		struct idx_rec r;
+
+		if (txn && !mdb_get(txn, x->dbi, &k, &v) &&
+		    !idx_val_decode(&r, k.mv_data, k.mv_size, v.mv_data, v.mv_size) &&
+		    idx_rec_matches(&r, we)) {
+			if (!idx_rec_racy(&r)) {
+				memcpy(we->hash, r.hash, 16);
+				we->hashed = 1;
+				u->st.reused++;
+				continue;
+			}
+			u->st.racy++;
+		}
+		todo[n++] = i;
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	*ntodo = n;
 }
 
 /*
@@ -1549,7 +1591,7 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 {
 	struct upd u;
 	unsigned char pre[IDX_ROOT_MAX + 1 + 33];
-	size_t i, ntodo = 0, rootlen, plen, keybytes = 0;
+	size_t i, ntodo = 0, rootlen, plen, keybytes = 0, nkept = 0;
 	size_t *todo = NULL;
 	int ret = 0, sorted = 1;
 	unsigned rebuilds;
@@ -1583,12 +1625,19 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 			if (we->type == WALK_LNK)
 				u.st.symlinks++;
 		} else if (we->type == WALK_REG) {
+			/* a replayed walk (idx_snap.c) brings the hashes of
+			 * what did not change: only the rest is read */
+			if (w->replayed && we->hashed) {
+				nkept++;
+				continue;
+			}
 			we->hashed = 0;
 			u.nf++;
 			keybytes += plen + we->path_len;
 		}
 	}
-	u.st.files = u.nf;
+	u.st.files = u.nf + nkept;
+	u.st.reused = nkept;
 	/* size the key arena once: no regrowing copies */
 	buf_grow(&u.keys, keybytes + IDX_KEY_MAX);
 	u.f = xreallocarray(NULL, u.nf ? u.nf : 1, sizeof(*u.f));
@@ -1598,7 +1647,7 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 		struct walk_entry *we = &w->v[i];
 		struct fent *f;
 
-		if (we->excluded || we->type != WALK_REG)
+		if (we->excluded || we->type != WALK_REG || we->hashed)
 			continue;
 		f = &u.f[u.nf++];
 		f->wi = i;
@@ -1615,9 +1664,11 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 	if (!sorted)
 		sort_files(&u);
 
-	if (x->env) {
+	if (x->env && !w->replayed) {
 		lookup(&u, todo, &ntodo);
 		filter_stale(&u, plen);
+	} else if (x->env) {
+		lookup_some(&u, todo, &ntodo);
 	} else {
 		for (ntodo = 0; ntodo < u.nf; ntodo++)
 			todo[ntodo] = ntodo;

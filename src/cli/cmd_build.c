@@ -702,7 +702,8 @@ out:
 	return status;
 }
 
-static int run_pipe(struct build *bd, struct walk_result *wr, struct err *e)
+static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *snap,
+		    struct err *e)
 {
 	struct pack_list l;
 	struct pack_result res;
@@ -773,7 +774,7 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct err *e)
 			goto out;
 		}
 		{
-			int r = fc_prepare(wr, bd->index_dir, fc, &x, NULL, &warn, e);
+			int r = fc_prepare(wr, bd->index_dir, fc, snap, &x, NULL, &warn, e);
 
 			if (r < 0) {
 				status = cli_fail(e);
@@ -841,6 +842,8 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct err *e)
 	cli_progress_end(packed);
 	if (packed && x)
 		idx_store_deferred(x, wr, NULL); /* hashed by the packer */
+	if (packed && fc)
+		idx_snap_store(snap, wr);
 	if (!packed && !sink.gone && !got_signal) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);
@@ -927,6 +930,7 @@ int cmd_build(int argc, char **argv)
 	struct build bd;
 	struct walk_result wr = {0};
 	struct err e = ERR_INIT;
+	struct idx_snap *snap = NULL;
 	int dd, status;
 
 	memset(&bd, 0, sizeof(bd));
@@ -943,6 +947,13 @@ int cmd_build(int argc, char **argv)
 	if (pack_opts_check(&bd.po, &e))
 		cli_usage_error(bd.cmd, "%s", e.msg);
 	catch_signals();
+	/* a piped archive through the frame store: an unchanged context is
+	 * replayed from its snapshot (the index's, issue 15) */
+	if (bd.send == SEND_PIPE && !bd.no_cache && bd.po.compress != PACK_NONE) {
+		snap = idx_snap_new(bd.index_dir);
+		bd.wo.replay = idx_snap_replay;
+		bd.wo.replay_ctx = snap;
+	}
 
 	if (walk_run(&bd.wo, &wr, &e) || check_dockerfile(&bd, &wr, &e) || interrupted(&e)) {
 		status = cli_fail(&e);
@@ -959,13 +970,14 @@ int cmd_build(int argc, char **argv)
 				 bd.b.argv[bd.b.prog_at]);
 		bd.send = SEND_DIR;
 	}
-	status = bd.send == SEND_DIR ? run_dir(&bd, &wr, &e) : run_pipe(&bd, &wr, &e);
+	status = bd.send == SEND_DIR ? run_dir(&bd, &wr, &e) : run_pipe(&bd, &wr, snap, &e);
 out:
 	/* interrupted before COMMAND started: die of it, in effect */
 	if (got_signal && !child_ran)
 		status = 128 + got_signal;
 	builder_release(&bd.b);
 	walk_release(&wr);
+	idx_snap_free(snap);
 	free(bd.df_abs);
 	return status;
 }

@@ -291,15 +291,16 @@ static int cache_save_cmd(int argc, char **argv)
 		print_json_opt("tag", r.tag);
 		print_json_opt("digest", r.digest);
 		print_json_opt("store", cache_store_name(c));
-		printf(",\"layers\":%zu,\"bytes\":%llu,\"sent\":%llu}\n", r.layers,
-		       (unsigned long long)r.bytes, (unsigned long long)r.sent);
+		printf(",\"layers\":%zu,\"reused\":%zu,\"bytes\":%llu,\"sent\":%llu}\n",
+		       r.layers, r.reused, (unsigned long long)r.bytes,
+		       (unsigned long long)r.sent);
 	}
 	if (r.existed)
 		cli_info("%s is saved in %s already; nothing to do", key, cache_store_name(c));
 	else
-		cli_info("saved %s to %s: %zu path%s, %s (%s uploaded)", key, cache_store_name(c),
+		cli_info("saved %s to %s: %zu path%s, %s (%s uploaded%s)", key, cache_store_name(c),
 			 r.layers, r.layers == 1 ? "" : "s", cli_human(r.bytes, hb),
-			 cli_human(r.sent, hs));
+			 cli_human(r.sent, hs), r.reused ? "; packed before, not again" : "");
 out:
 	cache_free(c);
 	return status;

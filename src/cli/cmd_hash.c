@@ -31,17 +31,17 @@ static const struct option hash_longopts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-static void print_json(const char *digest, const struct idx_stats *st)
+static void print_json(const char *digest, const struct idx_stats *st, int snap)
 {
 	printf("{\"digest\":\"%s\",\"entries\":%llu,\"files\":%llu,"
 	       "\"hashed\":%llu,\"reused\":%llu,\"bytes_hashed\":%llu,"
-	       "\"symlinks\":%llu,\"racy\":%llu,\"dropped\":%llu}\n",
+	       "\"symlinks\":%llu,\"racy\":%llu,\"dropped\":%llu,\"snapshot\":\"%s\"}\n",
 	       digest, (unsigned long long)st->entries,
 	       (unsigned long long)st->files, (unsigned long long)st->hashed,
 	       (unsigned long long)st->reused,
 	       (unsigned long long)st->bytes_hashed,
 	       (unsigned long long)st->symlinks, (unsigned long long)st->racy,
-	       (unsigned long long)st->dropped);
+	       (unsigned long long)st->dropped, idx_snap_name(snap));
 }
 
 int cmd_hash(int argc, char **argv)
@@ -52,6 +52,7 @@ int cmd_hash(int argc, char **argv)
 	struct idx_stats st = {0};
 	struct err e = ERR_INIT;
 	struct idx *x = NULL;
+	struct idx_snap *snap = NULL;
 	const char *index_dir = NULL;
 	char digest[IDX_DIGEST_LEN];
 	uint64_t threads = 0;
@@ -95,7 +96,11 @@ int cmd_hash(int argc, char **argv)
 	if (optind < argc)
 		wo.dir = argv[optind];
 
-	/* walk first: the index must not be created inside the context */
+	/* walk first: the index must not be created inside the context; an
+	 * unchanged tree is replayed from its snapshot (docs/index.md) */
+	snap = idx_snap_new(index_dir);
+	wo.replay = idx_snap_replay;
+	wo.replay_ctx = snap;
 	if (walk_run(&wo, &w, &e)) {
 		status = cli_fail(&e);
 		goto out;
@@ -104,14 +109,23 @@ int cmd_hash(int argc, char **argv)
 		status = cli_fail(&e);
 		goto out;
 	}
-	idx_set_threads(x, (unsigned)threads);
-	if (idx_update(x, &w, &st, &e)) {
-		status = cli_fail(&e);
-		goto out;
+	/* an index rebuilt (or not in use) trusts nothing: nor its snapshots */
+	if (idx_warning(x))
+		w.replayed = 0;
+	if (w.replayed && idx_snap_result(snap) == IDX_SNAP_HIT) {
+		idx_snap_counts(&w, &st);
+		idx_snap_digest(snap, digest);
+	} else {
+		idx_set_threads(x, (unsigned)threads);
+		if (idx_update(x, &w, &st, &e)) {
+			status = cli_fail(&e);
+			goto out;
+		}
+		idx_snap_store(snap, &w);
+		idx_context_digest(&w, digest);
 	}
-	idx_context_digest(&w, digest);
 	if (cli_opt.json)
-		print_json(digest, &st);
+		print_json(digest, &st, w.replayed ? idx_snap_result(snap) : IDX_SNAP_NONE);
 	else
 		printf("%s\n", digest);
 	if (cli_opt.verbose)
@@ -128,5 +142,6 @@ out:
 		cli_warn("%s", idx_warning(x));
 	walk_release(&w); /* also after a failed walk_run; w started zeroed */
 	idx_close(x);
+	idx_snap_free(snap);
 	return status;
 }

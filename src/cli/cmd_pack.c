@@ -143,6 +143,7 @@ int cmd_pack(int argc, char **argv)
 	struct fc_stats fst;
 	struct idx_stats ist = {0};
 	struct idx *x = NULL;
+	struct idx_snap *snap = NULL;
 	struct fc *fc = NULL;
 	struct fc_spec *spec = NULL;
 	struct buf warn = BUF_INIT, versions = BUF_INIT;
@@ -224,10 +225,16 @@ int cmd_pack(int argc, char **argv)
 		cli_info("cache: copying the last archive of %s to the output while walking",
 			 wo.dir);
 
+	if (fc) {
+		/* an unchanged context is replayed from its snapshot */
+		snap = idx_snap_new(index_dir);
+		wo.replay = idx_snap_replay;
+		wo.replay_ctx = snap;
+	}
 	if (walk_run(&wo, &wr, &e))
 		goto fail;
 	if (fc) {
-		rc = fc_prepare(&wr, index_dir, fc, &x, &ist, &warn, &e);
+		rc = fc_prepare(&wr, index_dir, fc, snap, &x, &ist, &warn, &e);
 		if (rc < 0)
 			goto fail;
 		if (rc > 0) {
@@ -277,6 +284,8 @@ int cmd_pack(int argc, char **argv)
 	 * to the index, then the cache's size bound */
 	if (x)
 		idx_store_deferred(x, &wr, &ist);
+	if (fc)
+		idx_snap_store(snap, &wr);
 	fc_maintain(fc, &fst);
 	if (cli_opt.verbose)
 		print_cache_info(fc, &fst, x ? &ist : NULL);
@@ -286,8 +295,12 @@ int cmd_pack(int argc, char **argv)
 		       res.digest, (unsigned long long)res.bytes, (unsigned long long)res.entries,
 		       pack_compress_name(po.compress), pack_level(&po));
 		print_added(stdout, &l);
+		if (fc)
+			printf(",\"snapshot\":\"%s\"",
+			       idx_snap_name(wr.replayed ? idx_snap_result(snap) : 0));
 		if (want_cache)
-			print_cache_json(stdout, fc, &fst, x ? &ist : NULL);
+			print_cache_json(stdout, fc, &fst,
+					 x ? &ist : NULL);
 		printf("}\n");
 	} else if (!cli_opt.quiet) {
 		fprintf(stderr, "%s %llu %llu\n", res.digest, (unsigned long long)res.bytes,
@@ -310,6 +323,7 @@ out:
 		cli_warn("%s", fc_warning(fc));
 	fc_close(fc);
 	idx_close(x);
+	idx_snap_free(snap);
 	buf_release(&warn);
 	buf_release(&versions);
 	if (have_list)

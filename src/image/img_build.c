@@ -402,7 +402,7 @@ static int build_layer(struct ctx *c, size_t i, struct err *e)
 	c->roots[i] = xstrdup(w.root);
 	check_overlap(c, i, &w);
 	if (fc) {
-		ret = fc_prepare(&w, o->index_dir, fc, &x, &L->ist, &wbuf, e);
+		ret = fc_prepare(&w, o->index_dir, fc, NULL, &x, &L->ist, &wbuf, e);
 		if (ret < 0)
 			goto out_walk;
 		if (ret > 0) {

@@ -458,7 +458,10 @@ static int small_file_gathered(struct pack_worker *w, int rootfd,
 			return err_isset(w->e) ? w->e->code :
 			       err_set(w->e, ERR_NOMEM, "out of memory for a zstd frame");
 		dst = w->zin.data + w->zin.len;
-		r = read_small(w, rootfd, we, dst);
+		if (w->cache && w->cache->data && w->cache->data(w->cache->ctx, i, dst, size))
+			r = 0;
+		else
+			r = read_small(w, rootfd, we, dst);
 		if (r < 0)
 			return r;
 		if (r) {

@@ -1085,11 +1085,25 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 	fd = open(r->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return err_errno(e, "cannot open context %s", r->root);
+	if (o->replay && o->replay(o->replay_ctx, o, r, fd) == 1) {
+		close(fd);
+		return 0;
+	}
 
 	ret = walk_tree(o, r, fd, e);
 	if (!ret && !(o->flags & (WALK_NO_HARDLINKS | WALK_TYPES_ONLY)))
 		mark_hardlinks(r);
 	return ret;
+}
+
+void *walk_result_alloc(struct walk_result *r, size_t n)
+{
+	struct arena_chunk *c = xmalloc(sizeof(*c) + n);
+
+	c->next = r->arena;
+	c->used = c->cap = n;
+	r->arena = c;
+	return c->data;
 }
 
 void walk_release(struct walk_result *r)

@@ -58,6 +58,14 @@ int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
 const char *reg_basename(const char *path);
 
 /*
+ * curl_dl.c: load libcurl (dlopen, once per process).  0, or ERR_FAIL with
+ * a message naming the library when it cannot be loaded.  Called before
+ * anything talks HTTP; the curl_* functions of src/registry are
+ * trampolines that load it on first use too (issue 15, docs/startup.md).
+ */
+int reg_curl_load(struct err *e);
+
+/*
  * store.c: a file's sha256 computed in a second thread, so that the upload
  * can start before the digest is known.  The digest cache is updated as by
  * a plain hash.  reg_hash_start returns NULL when no thread could be

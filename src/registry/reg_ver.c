@@ -17,12 +17,19 @@ void reg_lib_info(lib_info_fn fn, void *arg)
 	const char *jv = JANSSON_VERSION;
 	char detail[256];
 
+	/* loaded with dlopen (curl_dl.c): it may be missing */
+	if (!d) {
+		fn(arg, "libcurl", "not loadable", NULL, "needed by the registry commands only");
+		goto jansson;
+	}
+
 	/* the TLS library curl was built on decides which registries it can
 	 * talk to, and how */
 	snprintf(detail, sizeof(detail), "%s%s%s", d->ssl_version ? d->ssl_version : "no TLS",
 		 d->libz_version ? " zlib/" : "", d->libz_version ? d->libz_version : "");
 	fn(arg, "libcurl", d->version, strcmp(d->version, LIBCURL_VERSION) ? LIBCURL_VERSION : NULL,
 	   detail);
+jansson:
 #if JANSSON_VERSION_HEX >= 0x020d00
 	jv = jansson_version_str();
 #endif

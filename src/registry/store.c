@@ -211,6 +211,11 @@ int reg_store_open(struct reg_store **out, const char *spec,
 		s->dir = xstrdup(s->ref.path);
 		s->name = xasprintf("oci:%s", s->ref.path);
 	} else {
+		ret = reg_curl_load(e);
+		if (ret) {
+			reg_store_free(s);
+			return ret;
+		}
 		curl_global_init(CURL_GLOBAL_DEFAULT);
 		s->rm = remote_new(s);
 		s->name = xasprintf("%s/%s", s->ref.host, s->ref.repo);

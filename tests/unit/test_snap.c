@@ -1,0 +1,274 @@
+/*
+ * Unit tests of the index's snapshots (idx_snap.c, issue 15): a replayed
+ * walk is exactly what the walker finds, entry for entry, on a tree big
+ * enough to be checked by several threads; changes in either half of the
+ * entry list are seen; archive digests round-trip and are checked.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctxpack/index.h"
+#include "ctxpack/walk.h"
+
+#define NDIRS 40
+#define NFILES 80 /* per directory: 3,200 files, more than one thread's share */
+
+static char *root, *idxdir;
+
+static void write_file(const char *rel, const char *data)
+{
+	char *p = xasprintf("%s/%s", root, rel);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write_all(fd, data, strlen(data)), 0);
+	close(fd);
+	free(p);
+}
+
+static void settle(void)
+{
+	struct timespec ts = {0, 300 * 1000000L}; /* past the racy window */
+
+	nanosleep(&ts, NULL);
+}
+
+static int setup(void **state)
+{
+	char tmpl[] = "/tmp/ctxpack-unit-snap.XXXXXX";
+	struct err e = ERR_INIT;
+	int d, f;
+
+	assert_non_null(mkdtemp(tmpl));
+	root = xasprintf("%s/ctx", tmpl);
+	idxdir = xasprintf("%s/idx", tmpl);
+	assert_int_equal(mkdir_p(root, 0755, &e), 0);
+	for (d = 0; d < NDIRS; d++) {
+		char *dir = xasprintf("%s/d%02d/sub", root, d);
+
+		assert_int_equal(mkdir_p(dir, 0755, &e), 0);
+		free(dir);
+		for (f = 0; f < NFILES; f++) {
+			char *rel = xasprintf("d%02d/%s%03d", d, f % 2 ? "sub/f" : "g", f);
+			char *data = xasprintf("content %d %d\n", d, f);
+
+			write_file(rel, data);
+			free(rel);
+			free(data);
+		}
+	}
+	{
+		char *l = xasprintf("%s/d07/link", root);
+
+		assert_int_equal(symlink("sub/f001", l), 0);
+		free(l);
+	}
+	settle();
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char *top = xstrndup(root, strlen(root) - 4);
+	struct err e = ERR_INIT;
+
+	remove_tree(top, &e);
+	free(top);
+	free(root);
+	free(idxdir);
+	return 0;
+}
+
+/* One run as `ctxpack hash` makes it; the result's snapshot answer. */
+static int run(struct walk_result *w, char digest[IDX_DIGEST_LEN])
+{
+	struct walk_opts wo = {0};
+	struct idx_snap *s = idx_snap_new(idxdir);
+	struct idx *x = NULL;
+	struct err e = ERR_INIT;
+	int res;
+
+	wo.dir = root;
+	wo.replay = idx_snap_replay;
+	wo.replay_ctx = s;
+	assert_int_equal(walk_run(&wo, w, &e), 0);
+	res = w->replayed ? idx_snap_result(s) : IDX_SNAP_NONE;
+	if (res == IDX_SNAP_HIT) {
+		assert_int_equal(idx_snap_digest(s, digest), 0);
+	} else {
+		assert_int_equal(idx_open(&x, idxdir, 0, &e), 0);
+		assert_int_equal(idx_update(x, w, NULL, &e), 0);
+		idx_snap_store(s, w);
+		idx_context_digest(w, digest);
+		idx_close(x);
+	}
+	idx_snap_free(s);
+	return res;
+}
+
+/* The walker's result, hashed through a fresh index of its own. */
+static void walk_plain(struct walk_result *w, char digest[IDX_DIGEST_LEN])
+{
+	struct walk_opts wo = {0};
+	struct err e = ERR_INIT;
+	struct idx *x = NULL;
+	char *fresh = xasprintf("%s.fresh", idxdir);
+
+	wo.dir = root;
+	assert_int_equal(walk_run(&wo, w, &e), 0);
+	assert_int_equal(idx_open(&x, fresh, 0, &e), 0);
+	assert_int_equal(idx_update(x, w, NULL, &e), 0);
+	idx_context_digest(w, digest);
+	idx_close(x);
+	remove_tree(fresh, &e);
+	free(fresh);
+}
+
+static void assert_same_walk(const struct walk_result *a, const struct walk_result *b)
+{
+	size_t i;
+
+	assert_int_equal(a->n, b->n);
+	for (i = 0; i < a->n; i++) {
+		const struct walk_entry *x = &a->v[i], *y = &b->v[i];
+
+		assert_int_equal(x->path_len, y->path_len);
+		assert_memory_equal(x->path, y->path, x->path_len);
+		assert_int_equal(x->path[x->path_len], '\0');
+		assert_int_equal(x->type, y->type);
+		assert_int_equal(x->depth, y->depth);
+		assert_int_equal(x->deciding, y->deciding);
+		assert_int_equal(x->excluded, y->excluded);
+		assert_int_equal(x->mode, y->mode);
+		assert_int_equal(x->nlink, y->nlink);
+		assert_int_equal(x->size, y->size);
+		assert_int_equal(x->mtime_ns, y->mtime_ns);
+		assert_int_equal(x->ctime_ns, y->ctime_ns);
+		assert_int_equal(x->dev, y->dev);
+		assert_int_equal(x->ino, y->ino);
+		assert_int_equal(x->link_len, y->link_len);
+		if (x->link)
+			assert_memory_equal(x->link, y->link, x->link_len + 1u);
+		else
+			assert_null(y->link);
+		if (x->type == WALK_REG || x->type == WALK_LNK) {
+			assert_true(x->hashed && y->hashed);
+			assert_memory_equal(x->hash, y->hash, 16);
+		}
+	}
+}
+
+/* Replay equals walk: hit, then edits in each half, then a new name. */
+static void test_replay_is_the_walk(void **state)
+{
+	struct walk_result w, p;
+	char d1[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN];
+
+	assert_int_equal(run(&w, d1), IDX_SNAP_NONE);
+	walk_release(&w);
+	assert_int_equal(run(&w, d1), IDX_SNAP_HIT);
+	assert_true(w.n > 3000);
+	walk_plain(&p, d2);
+	assert_string_equal(d1, d2);
+	assert_same_walk(&w, &p);
+	walk_release(&w);
+	walk_release(&p);
+
+	/* rewritten in place: one near the start, one near the end */
+	write_file("d01/g000", "changed early\n");
+	write_file("d38/sub/f079", "changed late, and longer\n");
+	assert_int_equal(run(&w, d1), IDX_SNAP_PARTIAL);
+	walk_plain(&p, d2);
+	assert_string_equal(d1, d2);
+	assert_same_walk(&w, &p);
+	walk_release(&w);
+	walk_release(&p);
+	settle();
+	assert_int_equal(run(&w, d1), IDX_SNAP_PARTIAL); /* the edits were racy */
+	walk_release(&w);
+	assert_int_equal(run(&w, d1), IDX_SNAP_HIT);
+	walk_release(&w);
+
+	/* a name added deep in the second half: walked */
+	write_file("d33/sub/new", "new\n");
+	assert_int_equal(run(&w, d1), IDX_SNAP_NONE);
+	walk_plain(&p, d2);
+	assert_string_equal(d1, d2);
+	walk_release(&w);
+	walk_release(&p);
+	/* a directory replaced by a symlink to itself's sibling: walked */
+	{
+		char *a = xasprintf("%s/d39/sub", root), *b = xasprintf("%s/d39/old", root);
+
+		assert_int_equal(rename(a, b), 0);
+		assert_int_equal(symlink("old", a), 0);
+		free(a);
+		free(b);
+	}
+	assert_int_equal(run(&w, d1), IDX_SNAP_NONE);
+	walk_plain(&p, d2);
+	assert_string_equal(d1, d2);
+	walk_release(&w);
+	walk_release(&p);
+}
+
+static void test_memo(void **state)
+{
+	unsigned char k1[16], k2[16];
+	struct idx_memo m, got;
+	char *dir = xasprintf("%s/ctxmemo1/%s", idxdir, "x");
+	int fd;
+
+	memset(k1, 1, sizeof(k1));
+	memset(k2, 2, sizeof(k2));
+	memset(&m, 0, sizeof(m));
+	snprintf(m.digest, sizeof(m.digest), "sha256:%064d", 7);
+	m.bytes = 123;
+	m.tar_bytes = 4567;
+	m.entries = 89;
+	assert_int_equal(idx_memo_get(idxdir, k1, &got), -1);
+	idx_memo_put(idxdir, k1, &m);
+	assert_int_equal(idx_memo_get(idxdir, k1, &got), 0);
+	assert_string_equal(got.digest, m.digest);
+	assert_int_equal(got.bytes, 123);
+	assert_int_equal(got.tar_bytes, 4567);
+	assert_int_equal(got.entries, 89);
+	assert_int_equal(idx_memo_get(idxdir, k2, &got), -1);
+	/* one byte changed: not used */
+	free(dir);
+	{
+		char hex[33];
+		char *p;
+
+		hex_encode(hex, k1, 16);
+		p = xasprintf("%s/archive-digests/%s", idxdir, hex);
+		fd = open(p, O_WRONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(pwrite(fd, "9", 1, 40), 1);
+		close(fd);
+		free(p);
+	}
+	assert_int_equal(idx_memo_get(idxdir, k1, &got), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_replay_is_the_walk),
+		cmocka_unit_test(test_memo),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
