@@ -371,7 +371,8 @@ static int sync_dir(struct msync *m, int sfd, int mfd, size_t *i, const char *di
 			goto out;
 	}
 	/* archive order sorts a directory's names bytewise, but be sure */
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n > 1)
+		qsort(names, n, sizeof(*names), name_cmp);
 	fd = openat(mfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	d = fd >= 0 ? fdopendir(fd) : NULL;
 	if (!d) {

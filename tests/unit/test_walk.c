@@ -390,10 +390,10 @@ static void test_classic(void **state)
 		assert_int_equal(chmod(p, 0700), 0);
 		free(p);
 		p = xasprintf("%s/.dockerignore", dir);
-		write_file(p, "b\nnm\n!nm/keep\nw\n!w/**/*.txt\n", 30);
+		write_file(p, "b\nnm\n!nm/keep\nw\n!w/**/*.txt\n", 28);
 		free(p);
 		p = xasprintf("%s/app.Dockerfile.dockerignore", dir);
-		write_file(p, "a\nnm\n!nm/keep\nw\n!w/**/*.txt\n", 30);
+		write_file(p, "a\nnm\n!nm/keep\nw\n!w/**/*.txt\n", 28);
 		free(p);
 	}
 	o.dir = dir;
