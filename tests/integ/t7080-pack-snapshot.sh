@@ -56,7 +56,7 @@ out=$(ctxpack hash --json "$C")
 like "$out" '"snapshot":"hit"' "and pack's serves hash"
 
 # build: the same archive on COMMAND's standard input
-ctxpack build -q "$C" -- sh -c 'cat > "$1"' sh "$TESTDIR/built.zst"
+ctxpack build -q --compress zstd "$C" -- sh -c 'cat > "$1"' sh "$TESTDIR/built.zst"
 same_files "$TESTDIR/built.zst" "$TESTDIR/after-hash.cold.zst" "build: the bytes of a cold pack"
 
 # --no-cache neither reads nor writes snapshots
