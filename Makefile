@@ -49,7 +49,7 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) -Iinclude $(PKG_CFLAGS) -DC
 LDLIBS = $(PKG_LIBS) -pthread -lm
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
 
-LIB_SRC := $(sort $(wildcard src/util/*.c src/pack/*.c src/cache/*.c src/registry/*.c src/image/*.c)) \
+LIB_SRC := $(sort $(wildcard src/util/*.c src/pack/*.c src/index/*.c src/frames/*.c src/cache/*.c src/registry/*.c src/image/*.c)) \
 	   $(sort $(filter-out src/cli/main.c,$(wildcard src/cli/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
 LIB := $(O)/libctxpack.a

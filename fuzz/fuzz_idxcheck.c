@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/cache/idx_internal.h"
+#include "../src/index/idx_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

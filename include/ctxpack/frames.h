@@ -2,8 +2,8 @@
  * frames: incremental packing (issue 7).  A local store of compressed
  * frames and of archive manifests, so that a pack of an unchanged context
  * compresses nothing and a pack after one edit compresses only the frames
- * that hold it, with the bytes of a cold pack either way.  Part of the
- * cache module (src/cache/); uses pack (the frame plan, the workers and
+ * that hold it, with the bytes of a cold pack either way.  The frame
+ * store module (src/frames/); uses pack (the frame plan, the workers and
  * the pack_frame_cache hooks) and the content hashes the index puts in
  * walk_entry.hash.  docs/archive-format.md, "Incremental packing", is the
  * user's view.

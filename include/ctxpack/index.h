@@ -1,6 +1,6 @@
 /*
  * index: the content index, an LMDB stat cache of xxh3-128 content hashes,
- * and the context digest.  Part of the cache module (src/cache/); the only
+ * and the context digest.  The index module (src/index/); the only
  * code that includes <lmdb.h> and <xxhash.h>.  Design notes: docs/index.md.
  *
  * Usage:
@@ -257,6 +257,23 @@ void idx_lib_info(lib_info_fn fn, void *arg);
 
 /* XXH3-128 of a buffer, canonical (big-endian) bytes. */
 void idx_hash_bytes(const void *p, size_t n, unsigned char out[16]);
+
+/* XXH3-64 of a buffer (header checks of the frame store). */
+uint64_t idx_hash64(const void *p, size_t n);
+
+/*
+ * A streaming XXH3-128 for the modules above the index (the frame store's
+ * keys), so that <xxhash.h> stays here.  Lives on the caller's stack, no
+ * allocation:  struct idx_hasher h; idx_hasher_init(&h);
+ * idx_hasher_update(&h, p, n)...; idx_hasher_final(&h, out).
+ */
+struct idx_hasher {
+	_Alignas(64) unsigned char state[640];   /* an XXH3_state_t */
+};
+void idx_hasher_init(struct idx_hasher *h);
+void idx_hasher_update(struct idx_hasher *h, const void *p, size_t n);
+/* Canonical (big-endian) bytes of the digest so far. */
+void idx_hasher_final(struct idx_hasher *h, unsigned char out[16]);
 
 /* The index directory for dir as idx_open picks it (dir, else
  * $CTXPACK_INDEX, else the XDG default); malloc'd.  Creates nothing. */

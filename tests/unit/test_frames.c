@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../src/cache/fc_internal.h"
+#include "../../src/frames/fc_internal.h"
 #include "ctxpack/frames.h"
 #include "ctxpack/index.h"
 #include "ctxpack/pack.h"

@@ -25,7 +25,7 @@
 
 #include "ctxpack/index.h"
 
-#include "../../src/cache/idx_internal.h"
+#include "../../src/index/idx_internal.h"
 
 /* The digest of test_digest_golden's entries, pinned. */
 #define GOLDEN_DIGEST "xxh128:f1c5be33958d13954bda895d9e4caa80"
@@ -1354,7 +1354,8 @@ static void test_lm_trees(void **state)
 	BACK();
 	p = img_page(&im, leaf);
 	/* upper: where LMDB would put the next node (the 16-bit field as a
-	 * whole: its low byte alone may wrap, which is another damage) */
+	 * whole: its low byte alone may wrap, which is another damage); the
+	 * leaf's fill depends on the paths of the tree, which vary per run */
 	{
 		uint16_t u;
 
@@ -1363,7 +1364,9 @@ static void test_lm_trees(void **state)
 		memcpy(p + 14, &u, 2);
 	}
 	assert_int_equal(img_check(&im, im.n, 1, why, sizeof(why)), -1);
-	assert_non_null(strstr(why, "fill"));
+	/* the nodes no longer fill the page from upper; on a full leaf
+	 * (lower == upper) the free space check sees it first */
+	assert_true(strstr(why, "fill") || strstr(why, "free space"));
 	BACK();
 	{
 		uint16_t u; /* lower: one node more than there is */

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "ctxpack/frames.h"
+#include "ctxpack/index.h"
 
 struct fc {
 	char *dir;            /* the store's root */

@@ -26,8 +26,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #define FRAME_MAGIC "CTXPKF1\n"
 #define MANIFEST_MAGIC "CTXPKA3\n"
@@ -174,39 +172,31 @@ int fc_check_dir(const struct fc *c, const char *root, struct err *e)
 
 /* ---- keys ---- */
 
-static void canon(XXH3_state_t *st, unsigned char out[FC_KEY_LEN])
-{
-	XXH128_canonical_t c;
-
-	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
-	memcpy(out, c.digest, FC_KEY_LEN);
-}
-
 void fc_settings_hash(const struct pack_opts *o, const char *versions,
 		      unsigned char out[FC_KEY_LEN])
 {
 	static const char magic[] = "ctxpack pack settings";
 	unsigned char b[24];
-	XXH3_state_t st;
+	struct idx_hasher st;
 
-	XXH3_128bits_reset(&st);
-	XXH3_128bits_update(&st, magic, sizeof(magic));
+	idx_hasher_init(&st);
+	idx_hasher_update(&st, magic, sizeof(magic));
 	fc_put32(b, PACK_FORMAT_VERSION);
 	fc_put32(b + 4, (uint32_t)o->compress);
 	fc_put32(b + 8, (uint32_t)pack_level(o));
 	fc_put64(b + 12, (uint64_t)o->mtime);
 	fc_put32(b + 20, (uint32_t)o->normalize_modes);
-	XXH3_128bits_update(&st, b, sizeof(b));
+	idx_hasher_update(&st, b, sizeof(b));
 	if (versions)
-		XXH3_128bits_update(&st, versions, strlen(versions) + 1);
+		idx_hasher_update(&st, versions, strlen(versions) + 1);
 	/* only when set, so that the keys without one stay as they were */
 	if (o->prefix && *o->prefix) {
 		static const char tag[] = "prefix";
 
-		XXH3_128bits_update(&st, tag, sizeof(tag));
-		XXH3_128bits_update(&st, o->prefix, strlen(o->prefix) + 1);
+		idx_hasher_update(&st, tag, sizeof(tag));
+		idx_hasher_update(&st, o->prefix, strlen(o->prefix) + 1);
 	}
-	canon(&st, out);
+	idx_hasher_final(&st, out);
 }
 
 /*
@@ -215,7 +205,7 @@ void fc_settings_hash(const struct pack_opts *o, const char *versions,
  * store (700 -> 755 with --normalize-modes) keeps the key.  A hard link
  * is keyed by its target path, as its header holds nothing else.
  */
-static int add_entry(XXH3_state_t *st, const struct walk_entry *we, int normalize)
+static int add_entry(struct idx_hasher *st, const struct walk_entry *we, int normalize)
 {
 	unsigned char b[48];
 	int content = we->type == WALK_REG || we->type == WALK_LNK;
@@ -232,10 +222,10 @@ static int add_entry(XXH3_state_t *st, const struct walk_entry *we, int normaliz
 	fc_put64(b + 24, we->type == WALK_CHR || we->type == WALK_BLK ? we->rdev : 0);
 	if (content)
 		memcpy(b + 32, we->hash, 16);
-	XXH3_128bits_update(st, b, sizeof(b));
-	XXH3_128bits_update(st, we->path, we->path_len);
+	idx_hasher_update(st, b, sizeof(b));
+	idx_hasher_update(st, we->path, we->path_len);
 	if (linked && we->link_len)
-		XXH3_128bits_update(st, we->link, we->link_len);
+		idx_hasher_update(st, we->link, we->link_len);
 	return 0;
 }
 
@@ -244,7 +234,7 @@ int fc_frame_key(const struct pack_list *l, const struct pack_frame *f,
 {
 	static const char magic[] = "ctxpack frame";
 	unsigned char b[32];
-	XXH3_state_t st;
+	struct idx_hasher st;
 	size_t i, last;
 
 	/* the entries it touches: [first.i, end.i), plus end.i when the
@@ -252,18 +242,18 @@ int fc_frame_key(const struct pack_list *l, const struct pack_frame *f,
 	last = f->end.off ? f->end.i + 1 : f->end.i;
 	if (f->first.i >= l->n)
 		last = f->first.i;
-	XXH3_128bits_reset(&st);
-	XXH3_128bits_update(&st, magic, sizeof(magic));
-	XXH3_128bits_update(&st, settings, FC_KEY_LEN);
+	idx_hasher_init(&st);
+	idx_hasher_update(&st, magic, sizeof(magic));
+	idx_hasher_update(&st, settings, FC_KEY_LEN);
 	fc_put64(b, f->first.off);
 	fc_put64(b + 8, f->end.off);
 	fc_put64(b + 16, last - f->first.i);
 	fc_put64(b + 24, f->first.i >= l->n); /* the end-of-archive frame */
-	XXH3_128bits_update(&st, b, sizeof(b));
+	idx_hasher_update(&st, b, sizeof(b));
 	for (i = f->first.i; i < last && i < l->n; i++)
 		if (add_entry(&st, l->v[i], l->normalize_modes))
 			return -1;
-	canon(&st, key);
+	idx_hasher_final(&st, key);
 	return 0;
 }
 
@@ -272,18 +262,18 @@ int fc_archive_key(const struct pack_list *l, const unsigned char settings[FC_KE
 {
 	static const char magic[] = "ctxpack archive";
 	unsigned char b[8];
-	XXH3_state_t st;
+	struct idx_hasher st;
 	size_t i;
 
-	XXH3_128bits_reset(&st);
-	XXH3_128bits_update(&st, magic, sizeof(magic));
-	XXH3_128bits_update(&st, settings, FC_KEY_LEN);
+	idx_hasher_init(&st);
+	idx_hasher_update(&st, magic, sizeof(magic));
+	idx_hasher_update(&st, settings, FC_KEY_LEN);
 	fc_put64(b, l->n);
-	XXH3_128bits_update(&st, b, sizeof(b));
+	idx_hasher_update(&st, b, sizeof(b));
 	for (i = 0; i < l->n; i++)
 		if (add_entry(&st, l->v[i], l->normalize_modes))
 			return -1;
-	canon(&st, key);
+	idx_hasher_final(&st, key);
 	return 0;
 }
 
@@ -307,15 +297,16 @@ char *fc_archive_path(const struct fc *c, const unsigned char key[FC_KEY_LEN])
 
 static uint64_t hdr_check(const unsigned char *h)
 {
-	return XXH3_64bits(h, FC_FRAME_HDR - 8);
+	return idx_hash64(h, FC_FRAME_HDR - 8);
 }
 
 int fc_payload_ok(const void *p, size_t n, const unsigned char sum[16])
 {
-	XXH128_canonical_t cs;
+	unsigned char cs[16];
 
-	XXH128_canonicalFromHash(&cs, XXH3_128bits(p, n));
-	return !memcmp(cs.digest, sum, 16);
+
+	idx_hash_bytes(p, n, cs);
+	return !memcmp(cs, sum, 16);
 }
 
 void fc_frame_drop(struct fc *c, const unsigned char key[FC_KEY_LEN])
@@ -471,15 +462,13 @@ int fc_frame_store(struct fc *c, const unsigned char key[FC_KEY_LEN], const void
 		   size_t n, struct fc_stamp *stamp, struct err *e)
 {
 	unsigned char h[FC_FRAME_HDR];
-	XXH128_canonical_t cs;
 	char *path = fc_frame_path(c, key);
 	int r;
 
 	memcpy(h, FRAME_MAGIC, 8);
 	memcpy(h + 8, key, FC_KEY_LEN);
 	fc_put64(h + 24, n);
-	XXH128_canonicalFromHash(&cs, XXH3_128bits(p, n));
-	memcpy(h + 32, cs.digest, 16);
+	idx_hash_bytes(p, n, h + 32);
 	fc_put64(h + 48, hdr_check(h));
 	r = mkdir_for(path, e);
 	if (!r)
@@ -515,8 +504,7 @@ void fc_manifest_release(struct fc_manifest *m)
 int fc_manifest_write(struct fc *c, const struct fc_manifest *m, struct err *e)
 {
 	struct buf b;
-	unsigned char h[MANIFEST_HDR], rec[MANIFEST_REC];
-	XXH128_canonical_t cs;
+	unsigned char h[MANIFEST_HDR], rec[MANIFEST_REC], cs[16];
 	char *path = fc_archive_path(c, m->key);
 	uint64_t i;
 	int r;
@@ -553,8 +541,8 @@ int fc_manifest_write(struct fc *c, const struct fc_manifest *m, struct err *e)
 		if (n)
 			buf_add(&b, m->names + m->noff[i], n);
 	}
-	XXH128_canonicalFromHash(&cs, XXH3_128bits(b.data, b.len));
-	buf_add(&b, cs.digest, 16);
+	idx_hash_bytes(b.data, b.len, cs);
+	buf_add(&b, cs, 16);
 	r = mkdir_for(path, e);
 	if (!r)
 		r = write_file(path, b.data, b.len, NULL, 0, NULL, e);
@@ -663,13 +651,13 @@ void fc_last_key(const char *root, const unsigned char settings[FC_KEY_LEN],
 		 unsigned char lk[FC_KEY_LEN])
 {
 	static const char magic[] = "ctxpack last archive";
-	XXH3_state_t st;
+	struct idx_hasher st;
 
-	XXH3_128bits_reset(&st);
-	XXH3_128bits_update(&st, magic, sizeof(magic));
-	XXH3_128bits_update(&st, settings, FC_KEY_LEN);
-	XXH3_128bits_update(&st, root, strlen(root) + 1);
-	canon(&st, lk);
+	idx_hasher_init(&st);
+	idx_hasher_update(&st, magic, sizeof(magic));
+	idx_hasher_update(&st, settings, FC_KEY_LEN);
+	idx_hasher_update(&st, root, strlen(root) + 1);
+	idx_hasher_final(&st, lk);
 }
 
 static char *last_path(const struct fc *c, const unsigned char lk[FC_KEY_LEN])
@@ -691,7 +679,7 @@ int fc_last_read(struct fc *c, const unsigned char lk[FC_KEY_LEN],
 	if (fd < 0)
 		return -1;
 	if (read_full(fd, b, sizeof(b)) == LAST_LEN && !memcmp(b, LAST_MAGIC, 8) &&
-	    fc_get64(b + 24) == XXH3_64bits(b, 24)) {
+	    fc_get64(b + 24) == idx_hash64(b, 24)) {
 		memcpy(akey, b + 8, FC_KEY_LEN);
 		fc_touch(fd);
 		r = 0;
@@ -710,7 +698,7 @@ void fc_last_write(struct fc *c, const unsigned char lk[FC_KEY_LEN],
 	if (fc_last_read(c, lk, cur) || memcmp(cur, akey, FC_KEY_LEN)) {
 		memcpy(b, LAST_MAGIC, 8);
 		memcpy(b + 8, akey, FC_KEY_LEN);
-		fc_put64(b + 24, XXH3_64bits(b, 24));
+		fc_put64(b + 24, idx_hash64(b, 24));
 		if (!mkdir_for(path, &e))
 			write_file(path, b, sizeof(b), NULL, 0, NULL, &e);
 	}

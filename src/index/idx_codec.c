@@ -21,6 +21,33 @@ void idx_hash_bytes(const void *p, size_t n, unsigned char out[16])
 	memcpy(out, c.digest, 16);
 }
 
+uint64_t idx_hash64(const void *p, size_t n)
+{
+	return XXH3_64bits(p, n);
+}
+
+_Static_assert(sizeof(XXH3_state_t) <= sizeof(((struct idx_hasher *)0)->state),
+	       "struct idx_hasher holds an XXH3_state_t");
+_Static_assert(_Alignof(XXH3_state_t) <= 64, "and its alignment");
+
+void idx_hasher_init(struct idx_hasher *h)
+{
+	XXH3_128bits_reset((XXH3_state_t *)(void *)h->state);
+}
+
+void idx_hasher_update(struct idx_hasher *h, const void *p, size_t n)
+{
+	XXH3_128bits_update((XXH3_state_t *)(void *)h->state, p, n);
+}
+
+void idx_hasher_final(struct idx_hasher *h, unsigned char out[16])
+{
+	XXH128_canonical_t c;
+
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest((XXH3_state_t *)(void *)h->state));
+	memcpy(out, c.digest, 16);
+}
+
 int idx_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
 	size_t n = alen < blen ? alen : blen;
