@@ -185,9 +185,8 @@ size_t idx_key_prefix(unsigned char *out, const char *root, size_t rootlen);
 /* Writes the whole key into out (IDX_KEY_MAX bytes); returns the length. */
 size_t idx_key_encode(unsigned char *out, const char *root, size_t rootlen,
 		      const char *path, size_t pathlen);
-/* The archive-order comparison of two relative paths ('/' sorts lowest),
- * the order of the keys. */
-int idx_path_cmp(const char *a, size_t alen, const char *b, size_t blen);
+/* The keys sort as walk_path_cmp (walk.h) orders paths: the archive's
+ * order, which the context digest follows too. */
 
 /* One index entry (the value of a key). */
 struct idx_rec {
@@ -244,13 +243,24 @@ int idx_rec_racy(const struct idx_rec *r);
  * from the size), read it once more, then fail with ERR_CHANGED naming
  * it (also when it is gone, or is now a symlink or not a regular file:
  * the walk saw a regular file).  Other failures (EACCES, EIO) name it
- * too.  On success we->hash is set (not we->hashed: the caller decides),
- * the stat fields of we are refreshed and *nread holds the bytes read.
+ * too.  On success we->hash is set, we->hashed is WALK_HASH_KNOWN, the
+ * stat fields of we are refreshed and *nread holds the bytes read.
  * buf is scratch of bufsz bytes (>= 4096).  Thread-safe for distinct
  * entries.
  */
 int idx_hash_file(int rootfd, struct walk_entry *we, void *buf, size_t bufsz,
 		  uint64_t *nread, struct err *e);
+
+/*
+ * The other writers of walk_entry.hashed (enum walk_hash).
+ * idx_entry_archived: the packer's content hook, hash of the bytes it
+ * archived (p, n).  idx_entry_confirmed: the entry's hash was compared with
+ * the bytes archived.  idx_entry_link: a symlink's or hard link's hash, of
+ * its target (we->link).
+ */
+void idx_entry_archived(struct walk_entry *we, const void *p, size_t n);
+void idx_entry_confirmed(struct walk_entry *we);
+void idx_entry_link(struct walk_entry *we);
 
 /* Report lmdb and libxxhash (util.h, lib_info_fn). */
 void idx_lib_info(lib_info_fn fn, void *arg);

@@ -113,7 +113,9 @@ int pack_source_date_epoch(const char *env, int64_t *mtime, struct err *e);
  * any directories missing above them, merged in archive order.
  */
 struct pack_list {
-	const struct walk_entry **v; /* archive order; borrowed from the walk or added */
+	struct walk_entry **v;       /* archive order; borrowed from the walk or added;
+					the packer's hooks record content hashes in
+					them (enum walk_hash) */
 	size_t n;
 	const char *root;            /* borrowed: the walk's root */
 	int normalize_modes;         /* the walk's WALK_NORMALIZE_MODES: git-style
@@ -129,13 +131,13 @@ struct pack_list {
  * outside the context, or sits below a non-directory is not added.
  * Returns 0 or an err.
  */
-int pack_list_build(struct pack_list *l, const struct walk_result *r, struct err *e);
+int pack_list_build(struct pack_list *l, struct walk_result *r, struct err *e);
 /*
  * The list of the walk's included entries alone, nothing added: what
  * `COPY . DEST` copies (a builder hides the Dockerfile and the ignore file
  * from COPY when the patterns exclude them).  Cannot fail.
  */
-void pack_list_entries(struct pack_list *l, const struct walk_result *r);
+void pack_list_entries(struct pack_list *l, struct walk_result *r);
 void pack_list_release(struct pack_list *l);
 
 /*
@@ -165,13 +167,13 @@ uint64_t pack_data_est(const struct walk_entry *we);
 uint64_t pack_path_hash(const char *p, size_t n);
 
 /* Plan the frames for a list; *frames is malloc'd (caller frees). */
-void pack_plan(const struct walk_entry *const *v, size_t n,
+void pack_plan(struct walk_entry *const *v, size_t n,
 	       struct pack_frame **frames, size_t *nframes);
 /* The same for entries named below a prefix (pack_opts.prefix, NULL for
  * none): the estimates count the longer names and the prefix's directory
  * entries in the first frame, so that a frame stays within its memory
  * bound.  Deterministic like pack_plan; with no prefix it is pack_plan. */
-void pack_plan_prefixed(const struct walk_entry *const *v, size_t n, const char *prefix,
+void pack_plan_prefixed(struct walk_entry *const *v, size_t n, const char *prefix,
 			struct pack_frame **frames, size_t *nframes);
 
 /*

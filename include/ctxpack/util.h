@@ -224,4 +224,13 @@ void sha256_digest_str(const void *p, size_t n, char out[72]);
 /* Same, of a whole file. */
 int sha256_file(const char *path, char out[72], uint64_t *size, struct err *e);
 
+/* ---- time ---- */
+/* CLOCK_REALTIME in ns (file times compare with it: the racy rules). */
+int64_t time_real_ns(void);
+/* CLOCK_MONOTONIC in ns and in ms (deadlines, durations). */
+int64_t time_mono_ns(void);
+uint64_t time_mono_ms(void);
+/* Sleep ms milliseconds, resumed after a signal handler returns. */
+void sleep_ms(long ms);
+
 #endif

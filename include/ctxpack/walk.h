@@ -35,6 +35,17 @@ enum walk_type {
 	WALK_HARDLINK = 7,
 };
 
+/*
+ * Where walk_entry.hash comes from.  The field is written only by the index
+ * module (index.h: idx_hash_file, idx_entry_*); the frame store, the CI
+ * cache and the packer's hooks read it and set it through those.
+ */
+enum walk_hash {
+	WALK_HASH_NONE = 0,     /* hash[] holds nothing */
+	WALK_HASH_KNOWN = 1,    /* from the index's record, or the file read now */
+	WALK_HASH_ARCHIVED = 2, /* from the bytes the packer put in the archive */
+};
+
 struct walk_entry {
 	const char *path;   /* relative, '/'-separated, no trailing '/'; arena-owned */
 	const char *link;   /* symlink target (raw bytes), or a hard link's first
@@ -43,8 +54,7 @@ struct walk_entry {
 	uint32_t link_len;
 	uint8_t type;       /* enum walk_type */
 	uint8_t excluded;   /* 1: left out by the ignore file (only with WALK_EXCLUDED) */
-	uint8_t hashed;     /* hash[] holds the content hash: 1 set by the index,
-			       2 by the packer from the bytes it archived */
+	uint8_t hashed;     /* enum walk_hash: where hash[] comes from */
 	uint8_t depth;      /* number of '/' in path (0 for top-level), capped at 255 */
 	int32_t deciding;   /* deciding pattern index, or -1 */
 	uint32_t mode;      /* st_mode as found */

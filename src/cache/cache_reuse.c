@@ -39,10 +39,9 @@ void cache_reuse_walk(struct cache_reuse *u, struct walk_opts *wo)
 static void content(void *ctx, size_t i, const void *p, size_t n)
 {
 	struct cache_reuse *u = ctx;
-	struct walk_entry *we = (struct walk_entry *)u->l->v[i];
+	struct walk_entry *we = u->l->v[i];
 
-	idx_hash_bytes(p, n, we->hash);
-	we->hashed = 2;
+	idx_entry_archived(we, p, n);
 }
 
 static int archive_key(const struct cache_reuse *u, const struct pack_list *l,

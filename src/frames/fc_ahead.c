@@ -34,7 +34,7 @@
 
 struct mini {
 	struct walk_entry *e;
-	const struct walk_entry **v;
+	struct walk_entry **v;
 	char **paths;
 	size_t n;
 	struct pack_frame_reader *old; /* the stored frame's files */
@@ -111,8 +111,7 @@ static int restat(struct mini *m, int rootfd)
 			we->link = t;
 			we->link_len = (uint32_t)n;
 			we->size = (uint64_t)n;
-			idx_hash_bytes(t, (size_t)n, we->hash);
-			we->hashed = 1;
+			idx_entry_link(we);
 		}
 	}
 	ret = 0;
@@ -139,8 +138,7 @@ static void content(void *ctx, size_t i, const void *p, size_t n)
 {
 	struct mini *m = ctx;
 
-	idx_hash_bytes(p, n, m->e[i].hash);
-	m->e[i].hashed = 2;
+	idx_entry_archived(&m->e[i], p, n);
 }
 
 int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], int64_t made_ns,

@@ -116,7 +116,7 @@ static int frame_safe(const struct run *r, const struct pack_frame *f)
 		struct stat st;
 
 		/* hashed from the bytes this frame holds: they agree */
-		if (we->type != WALK_REG || we->hashed == 2)
+		if (we->type != WALK_REG || we->hashed == WALK_HASH_ARCHIVED)
 			continue;
 		win = we->ctime_ns % 1000000000 ? IDX_RACY_FINE_NS : IDX_RACY_COARSE_NS;
 		if (we->ctime_ns >= r->c->t0_ns - win)
@@ -195,12 +195,9 @@ static void hook_put(void *ctx, const struct pack_list *l, const struct pack_fra
 static void hook_content(void *ctx, size_t i, const void *p, size_t n)
 {
 	struct run *r = ctx;
-	/* the list borrows the entries of the caller's walk (or its own
-	 * added ones), which fc_pack_write may fill: its l is not const */
-	struct walk_entry *we = (struct walk_entry *)r->l->v[i];
+	struct walk_entry *we = r->l->v[i];
 
-	idx_hash_bytes(p, n, we->hash);
-	we->hashed = 2;
+	idx_entry_archived(we, p, n);
 }
 
 /* The content hash of the entries pack_list added (the walk excluded them,
@@ -219,13 +216,11 @@ static void hash_added(struct pack_list *l, int rootfd)
 		if (we->hashed)
 			continue;
 		if (we->type == WALK_LNK || we->type == WALK_HARDLINK) {
-			idx_hash_bytes(we->link ? we->link : "", we->link_len, we->hash);
-			we->hashed = 1;
+			idx_entry_link(we);
 		} else if (we->type == WALK_REG) {
 			if (!b)
 				b = xmalloc(bufsz);
-			if (!idx_hash_file(rootfd, we, b, bufsz, &nread, &e))
-				we->hashed = 1;
+			(void)idx_hash_file(rootfd, we, b, bufsz, &nread, &e); /* or stays without */
 		}
 	}
 	free(b);
@@ -847,8 +842,7 @@ struct enc_src {
 static int enc_data(void *ctx, size_t i, void *dst, size_t n)
 {
 	struct enc_src *s = ctx;
-	/* the list borrows the walk's entries (see hook_content) */
-	struct walk_entry *we = (struct walk_entry *)s->l->v[i];
+	struct walk_entry *we = s->l->v[i];
 	unsigned char h[16];
 
 	if (!s->rd || !we->hashed ||
@@ -858,7 +852,7 @@ static int enc_data(void *ctx, size_t i, void *dst, size_t n)
 	if (memcmp(h, we->hash, sizeof(h)))
 		return 0;
 	/* hashed from the bytes archived: frame_safe need not stat it */
-	we->hashed = 2;
+	idx_entry_confirmed(we);
 	return 1;
 }
 

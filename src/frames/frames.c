@@ -70,14 +70,6 @@ int fc_parse_size(const char *s, uint64_t *out)
 
 /* ---- the handle ---- */
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 void fc_stamp_of(const void *stat_buf, struct fc_stamp *s)
 {
 	const struct stat *st = stat_buf;
@@ -110,7 +102,7 @@ int fc_open(struct fc **out, const struct fc_opts *o, struct err *e)
 	c->archives_dir = xasprintf("%s/archives", c->dir);
 	c->versions = xstrdup(o->versions ? o->versions : "");
 	c->max = max ? max : FC_DEFAULT_MAX;
-	c->t0_ns = now_ns();
+	c->t0_ns = time_real_ns();
 	buf_init(&c->warn, 0);
 	pthread_mutex_init(&c->mu, NULL);
 	*out = c;
@@ -832,7 +824,7 @@ static int read_usage(struct fc *c, uint64_t *total)
 uint64_t fc_evict(struct fc *c, uint64_t max, struct fc_stats *st)
 {
 	struct items it = {NULL, 0, 0, 0};
-	int64_t now = now_ns();
+	int64_t now = time_real_ns();
 	size_t i;
 	int k;
 

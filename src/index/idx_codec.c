@@ -21,6 +21,23 @@ void idx_hash_bytes(const void *p, size_t n, unsigned char out[16])
 	memcpy(out, c.digest, 16);
 }
 
+void idx_entry_archived(struct walk_entry *we, const void *p, size_t n)
+{
+	idx_hash_bytes(p, n, we->hash);
+	we->hashed = WALK_HASH_ARCHIVED;
+}
+
+void idx_entry_confirmed(struct walk_entry *we)
+{
+	we->hashed = WALK_HASH_ARCHIVED;
+}
+
+void idx_entry_link(struct walk_entry *we)
+{
+	idx_hash_bytes(we->link ? we->link : "", we->link_len, we->hash);
+	we->hashed = WALK_HASH_KNOWN;
+}
+
 uint64_t idx_hash64(const void *p, size_t n)
 {
 	return XXH3_64bits(p, n);
@@ -46,26 +63,6 @@ void idx_hasher_final(struct idx_hasher *h, unsigned char out[16])
 
 	XXH128_canonicalFromHash(&c, XXH3_128bits_digest((XXH3_state_t *)(void *)h->state));
 	memcpy(out, c.digest, 16);
-}
-
-int idx_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	size_t n = alen < blen ? alen : blen;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		unsigned char ca = (unsigned char)a[i], cb = (unsigned char)b[i];
-
-		if (ca == cb)
-			continue;
-		/* '/' ends a name: it sorts below every byte a name can hold */
-		if (ca == '/')
-			return -1;
-		if (cb == '/')
-			return 1;
-		return ca < cb ? -1 : 1;
-	}
-	return alen < blen ? -1 : alen > blen;
 }
 
 size_t idx_key_prefix(unsigned char *out, const char *root, size_t rootlen)
@@ -243,7 +240,7 @@ static int cmp_ent(const void *a, const void *b)
 	const struct walk_entry *x = *(const struct walk_entry *const *)a;
 	const struct walk_entry *y = *(const struct walk_entry *const *)b;
 
-	return idx_path_cmp(x->path, x->path_len, y->path, y->path_len);
+	return walk_path_cmp(x->path, x->path_len, y->path, y->path_len);
 }
 
 static void digest_entry(struct dbuf *d, const struct walk_entry *we, int normalize)
@@ -281,7 +278,7 @@ void idx_context_hash(const struct walk_result *w, unsigned char out[16])
 	d_u32(d, IDX_DIGEST_VERSION);
 
 	for (i = 1; i < w->n && sorted; i++)
-		if (idx_path_cmp(w->v[i - 1].path, w->v[i - 1].path_len,
+		if (walk_path_cmp(w->v[i - 1].path, w->v[i - 1].path_len,
 				 w->v[i].path, w->v[i].path_len) > 0)
 			sorted = 0;
 	if (!sorted) {

@@ -111,6 +111,7 @@ int idx_hash_file(int rootfd, struct walk_entry *we, void *buf, size_t bufsz,
 		return err_set(e, ERR_CHANGED, "file changed while being read: %s",
 			       we->path);
 	memcpy(we->hash, h, 16);
+	we->hashed = WALK_HASH_KNOWN;
 	we->size = (uint64_t)after.st_size;
 	we->mtime_ns = (int64_t)after.st_mtim.tv_sec * 1000000000 +
 		       after.st_mtim.tv_nsec;

@@ -70,20 +70,12 @@ struct idx_snap {
 	uint64_t changed;          /* IDX_SNAP_PARTIAL: files found changed */
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 struct idx_snap *idx_snap_new(const char *dir)
 {
 	struct idx_snap *s = xcalloc(1, sizeof(*s));
 
 	s->dir = idx_dir_for(dir);
-	s->t0 = now_ns();
+	s->t0 = time_real_ns();
 	return s;
 }
 
@@ -264,7 +256,7 @@ static void *validate(void *arg)
 			we->ino = now.ino;
 			we->mode = now.mode;
 			we->nlink = now.nlink;
-			we->hashed = 0;
+			we->hashed = WALK_HASH_NONE;
 			memset(we->hash, 0, sizeof(we->hash));
 			w->changed++;
 		}
@@ -363,7 +355,8 @@ static int load(struct idx_snap *s, struct walk_result *r, struct snap_hdr *h)
 		    we->type < WALK_REG || we->type > WALK_BLK || (we->type == WALK_LNK) != !!we->link)
 			goto out;
 		we->excluded = 0;
-		we->hashed = we->type == WALK_REG || we->type == WALK_LNK;
+		we->hashed = we->type == WALK_REG || we->type == WALK_LNK ?
+			     WALK_HASH_KNOWN : WALK_HASH_NONE;
 	}
 	r->v = v;
 	r->n = r->alloc = (size_t)h->n;
@@ -601,7 +594,7 @@ void idx_snap_store(struct idx_snap *s, const struct walk_result *w)
 			v[i].link = (const char *)(uintptr_t)strings.len;
 			buf_add(&strings, w->v[i].link, w->v[i].link_len + 1u);
 		}
-		v[i].hashed = 0;
+		v[i].hashed = WALK_HASH_NONE;
 		v[i].dev = 0;
 	}
 	h.strings_len = strings.len;

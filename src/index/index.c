@@ -88,22 +88,6 @@ static void add_warning(struct idx *x, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int schema_val(char *out, size_t cap)
 {
 	return snprintf(out, cap, "ctxpack-index schema %d key %d val %d",
@@ -427,13 +411,6 @@ fail:
 		e->saved_errno = rc;
 	}
 	return e->code;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-
-	nanosleep(&ts, NULL);
 }
 
 static int remove_env_files(const char *dir, struct err *e)
@@ -916,7 +893,7 @@ static __attribute__((noinline)) void lookup_scan(struct upd *u, size_t *todo, s
 			if (idx_rec_matches(&r, we)) {
 				if (!idx_rec_racy(&r)) {
 					memcpy(we->hash, r.hash, 16);
-					we->hashed = 1;
+					we->hashed = WALK_HASH_KNOWN;
 					u->st.reused++;
 				} else {
 					u->st.racy++;
@@ -979,7 +956,7 @@ damaged:
 	}
 	env_damaged(x, why, 0);
 	for (i = 0; i < u->nf; i++)
-		u->w->v[u->f[i].wi].hashed = 0;
+		u->w->v[u->f[i].wi].hashed = WALK_HASH_NONE;
 	u->st.reused = u->st.racy = 0;
 	u->nstale = 0;
 	buf_reset(&u->stale);
@@ -1012,7 +989,7 @@ static void lookup_some(struct upd *u, size_t *todo, size_t *ntodo)
 		    idx_rec_matches(&r, we)) {
 			if (!idx_rec_racy(&r)) {
 				memcpy(we->hash, r.hash, 16);
-				we->hashed = 1;
+				we->hashed = WALK_HASH_KNOWN;
 				u->st.reused++;
 				continue;
 			}
@@ -1283,7 +1260,7 @@ static int hash_one(struct pool *p, size_t fi, void *buf, struct err *e)
 			p->err = *e;
 		__atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
 	} else {
-		we->hashed = 1;
+		we->hashed = WALK_HASH_KNOWN;
 		p->done[p->ndone++] = fi;
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -1329,7 +1306,7 @@ static unsigned pick_threads(const struct idx *x, size_t ntodo)
 /* Commit now?  Every BATCH_NS or BATCH_MAX entries. */
 static int batch_due(size_t pending, int64_t last)
 {
-	return pending >= BATCH_MAX || (pending && mono_ns() - last >= BATCH_NS);
+	return pending >= BATCH_MAX || (pending && time_mono_ns() - last >= BATCH_NS);
 }
 
 /* Hash on the calling thread (few files, or threads = 1). */
@@ -1338,7 +1315,7 @@ static void hash_inline(struct pool *p)
 	void *buf = xmalloc(READ_BUF);
 	struct err le = ERR_INIT;
 	size_t i, taken = 0;
-	int64_t last = mono_ns();
+	int64_t last = time_mono_ns();
 
 	for (i = 0; i < p->ntodo; i++) {
 		if (hash_one(p, p->todo[i], buf, &le))
@@ -1346,7 +1323,7 @@ static void hash_inline(struct pool *p)
 		if (batch_due(p->ndone - taken, last)) {
 			write_batch(p->u, p->done + taken, p->ndone - taken);
 			taken = p->ndone;
-			last = mono_ns();
+			last = time_mono_ns();
 		}
 	}
 	free(buf);
@@ -1357,7 +1334,7 @@ static void hash_inline(struct pool *p)
 static void collect(struct pool *p)
 {
 	size_t taken = 0, end;
-	int64_t last = mono_ns();
+	int64_t last = time_mono_ns();
 	int fin;
 
 	pthread_mutex_lock(&p->mu);
@@ -1380,7 +1357,7 @@ static void collect(struct pool *p)
 		if (fin || end > taken) {
 			write_batch(p->u, p->done + taken, end - taken);
 			taken = end;
-			last = mono_ns();
+			last = time_mono_ns();
 		}
 		if (fin)
 			return;
@@ -1599,7 +1576,7 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 	memset(&u, 0, sizeof(u));
 	u.x = x;
 	u.w = w;
-	u.started = now_ns();
+	u.started = time_real_ns();
 	buf_init(&u.keys, 0);
 	buf_init(&u.stale, 0);
 	if (!w->root)
@@ -1621,7 +1598,7 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 		if (we->type == WALK_LNK || we->type == WALK_HARDLINK) {
 			/* a hard link's content is its first path's */
 			idx_hash_bytes(we->link, we->link_len, we->hash);
-			we->hashed = 1;
+			we->hashed = WALK_HASH_KNOWN;
 			if (we->type == WALK_LNK)
 				u.st.symlinks++;
 		} else if (we->type == WALK_REG) {
@@ -1631,7 +1608,7 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 				nkept++;
 				continue;
 			}
-			we->hashed = 0;
+			we->hashed = WALK_HASH_NONE;
 			u.nf++;
 			keybytes += plen + we->path_len;
 		}

@@ -295,7 +295,7 @@ static int added_cmp(const void *a, const void *b)
 	return walk_path_cmp(x->path, x->path_len, y->path, y->path_len);
 }
 
-int pack_list_build(struct pack_list *l, const struct walk_result *r, struct err *e)
+int pack_list_build(struct pack_list *l, struct walk_result *r, struct err *e)
 {
 	struct pendings p = {NULL, 0, 0};
 	const char *cand[2];
@@ -355,7 +355,7 @@ out:
 	return ret;
 }
 
-void pack_list_entries(struct pack_list *l, const struct walk_result *r)
+void pack_list_entries(struct pack_list *l, struct walk_result *r)
 {
 	size_t i;
 

@@ -102,7 +102,7 @@ static void cut(struct planner *p, size_t i, uint64_t off)
 	p->cur = 0;
 }
 
-void pack_plan_prefixed(const struct walk_entry *const *v, size_t n, const char *prefix,
+void pack_plan_prefixed(struct walk_entry *const *v, size_t n, const char *prefix,
 			struct pack_frame **frames, size_t *nframes)
 {
 	struct planner p = {NULL, 0, 0, {0, 0}, 0};
@@ -158,7 +158,7 @@ void pack_plan_prefixed(const struct walk_entry *const *v, size_t n, const char 
 	*nframes = p.n;
 }
 
-void pack_plan(const struct walk_entry *const *v, size_t n, struct pack_frame **frames,
+void pack_plan(struct walk_entry *const *v, size_t n, struct pack_frame **frames,
 	       size_t *nframes)
 {
 	pack_plan_prefixed(v, n, NULL, frames, nframes);

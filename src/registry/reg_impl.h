@@ -31,8 +31,6 @@ struct reg_store {
 	uint64_t deadline_ms;  /* reg_store_set_deadline; 0: none */
 };
 
-/* The monotonic clock in ms. */
-uint64_t reg_now_ms(void);
 /* ms left before s's deadline: UINT64_MAX when there is none, 0 when it
  * has passed. */
 uint64_t reg_time_left(const struct reg_store *s);

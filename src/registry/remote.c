@@ -78,14 +78,8 @@ void remote_free(struct reg_remote *r)
 static void sleep_ms_in(struct reg_store *s, long ms)
 {
 	uint64_t left = reg_time_left(s);
-	struct timespec ts;
 
-	if ((uint64_t)ms > left)
-		ms = (long)left;
-	ts.tv_sec = ms / 1000;
-	ts.tv_nsec = (ms % 1000) * 1000000L;
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
+	sleep_ms((uint64_t)ms > left ? (long)left : ms);
 }
 
 static int retry_status(long st)

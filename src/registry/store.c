@@ -44,21 +44,13 @@ void reg_log(struct reg_store *s, const char *fmt, ...)
 	s->o.log(s->o.log_arg, line);
 }
 
-uint64_t reg_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 uint64_t reg_time_left(const struct reg_store *s)
 {
 	uint64_t now;
 
 	if (!s->deadline_ms)
 		return UINT64_MAX;
-	now = reg_now_ms();
+	now = time_mono_ms();
 	return now >= s->deadline_ms ? 0 : s->deadline_ms - now;
 }
 

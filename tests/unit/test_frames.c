@@ -522,7 +522,7 @@ static void test_frame_file_checks(void **state)
 static void test_keys(void **state)
 {
 	struct walk_entry e[3];
-	const struct walk_entry *v[3] = {&e[0], &e[1], &e[2]};
+	struct walk_entry *v[3] = {&e[0], &e[1], &e[2]};
 	struct pack_list l;
 	struct pack_opts o;
 	struct pack_frame fr = {{0, 0}, {3, 0}, 0};

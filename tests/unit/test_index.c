@@ -189,7 +189,7 @@ static void test_key_order_is_archive_order(void **state)
 		size_t n1 = idx_key_encode(k1, "/root", 5, paths[i - 1], strlen(paths[i - 1]));
 		size_t n2 = idx_key_encode(k2, "/root", 5, paths[i], strlen(paths[i]));
 
-		assert_true(idx_path_cmp(paths[i - 1], strlen(paths[i - 1]),
+		assert_true(walk_path_cmp(paths[i - 1], strlen(paths[i - 1]),
 					 paths[i], strlen(paths[i])) < 0);
 		assert_true(kcmp(k1, n1, k2, n2) < 0);
 	}

@@ -250,7 +250,7 @@ static struct walk_entry *synth(size_t n, uint64_t (*size)(size_t), char ***name
 static uint64_t size_small(size_t i) { return (i * 7919) % 20000; }
 static uint64_t size_mixed(size_t i) { return i % 97 == 5 ? (20u << 20) + i : (i * 7919) % 50000; }
 
-static void check_cover(const struct walk_entry *const *pv, size_t n, const struct pack_frame *f,
+static void check_cover(struct walk_entry *const *pv, size_t n, const struct pack_frame *f,
 			size_t nf)
 {
 	size_t k;
@@ -278,7 +278,7 @@ static void test_plan_rule(void **state)
 	size_t n = 20000, nf, k, i;
 	char **names;
 	struct walk_entry *v = synth(n, size_mixed, &names);
-	const struct walk_entry **pv = xcalloc(n, sizeof(*pv));
+	struct walk_entry **pv = xcalloc(n, sizeof(*pv));
 	struct pack_frame *f;
 	uint64_t total = 0;
 
@@ -306,8 +306,8 @@ static void test_plan_stable(void **state)
 	size_t n = 30000, nf1, nf2, i, k, same = 0, j;
 	char **names;
 	struct walk_entry *v = synth(n, size_small, &names);
-	const struct walk_entry **pv1 = xcalloc(n, sizeof(*pv1));
-	const struct walk_entry **pv2 = xcalloc(n + 1, sizeof(*pv2));
+	struct walk_entry **pv1 = xcalloc(n, sizeof(*pv1));
+	struct walk_entry **pv2 = xcalloc(n + 1, sizeof(*pv2));
 	struct walk_entry extra = v[n / 2];
 	struct pack_frame *f1, *f2;
 
@@ -357,7 +357,7 @@ static void test_plan_stable(void **state)
 static void test_plan_split(void **state)
 {
 	struct walk_entry v[3];
-	const struct walk_entry *pv[3] = {&v[0], &v[1], &v[2]};
+	struct walk_entry *pv[3] = {&v[0], &v[1], &v[2]};
 	struct pack_frame *f;
 	size_t nf;
 
@@ -1150,10 +1150,10 @@ static void test_plan_prefixed(void **state)
 	size_t n = 5000, nf1, nf2, i, k;
 	char **names;
 	struct walk_entry *v = synth(n, size_small, &names);
-	const struct walk_entry **pv = xcalloc(n, sizeof(*pv));
+	struct walk_entry **pv = xcalloc(n, sizeof(*pv));
 	struct pack_frame *f1, *f2;
 	struct walk_entry big[2];
-	const struct walk_entry *pb[2] = {&big[0], &big[1]};
+	struct walk_entry *pb[2] = {&big[0], &big[1]};
 	char longp[200];
 
 	for (i = 0; i < n; i++)
