@@ -177,8 +177,15 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/ctxpack $(MAN_INST) \
 		$(DESTDIR)$(BASHCOMPDIR)/ctxpack $(DESTDIR)$(ZSHCOMPDIR)/_ctxpack
 
+# Formats the lines changed since HEAD (staged or not) with .clang-format;
+# the tree as written is the style, so nothing else is restyled.
+# FILES=... formats whole files instead.
 format:
-	clang-format -i $(wildcard src/*/*.c include/ctxpack/*.h tests/unit/*.c)
+ifdef FILES
+	clang-format -i $(FILES)
+else
+	git clang-format --force --extensions c,h HEAD -- src include tests/unit fuzz
+endif
 
 clean:
 	rm -rf build ctxpack
