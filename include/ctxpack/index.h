@@ -158,70 +158,10 @@ void idx_store_deferred(struct idx *x, struct walk_result *w, struct idx_stats *
 #define IDX_DIGEST_LEN 40
 #define IDX_DIGEST_VERSION 2
 void idx_context_digest(const struct walk_result *w, char out[IDX_DIGEST_LEN]);
-/* The same as 16 raw bytes (XXH128 canonical, big-endian). */
-void idx_context_hash(const struct walk_result *w, unsigned char out[16]);
-
-/*
- * Lower level: the record encoding and the reuse rules, exposed for the
- * unit tests and for later users of the index (whole-archive reuse).
- *
- * Keys: ROOT '\0' PATH', where ROOT is the context's real path (or, when
- * longer than IDX_ROOT_MAX bytes, '#' and the 32 hex digits of its
- * XXH3-128) and PATH' the relative path with every '/' turned into '\0'.
- * ROOT holds no NUL, so the first NUL ends it: one root's entries are
- * contiguous (they all start with ROOT '\0'), and memcmp order of PATH'
- * is the archive order (a directory's children come right after it,
- * before its next sibling, whatever bytes the names hold).  A key longer
- * than IDX_KEY_MAX is cut to its first IDX_KEY_MAX - 16 bytes plus the
- * XXH3-128 of the whole key.  Meta records start with '\0' and sort before
- * every entry.
- */
-#define IDX_KEY_MAX 511  /* LMDB's default maximum key size */
-#define IDX_ROOT_MAX 255
-
-/* Writes ROOT '\0' into out (at least IDX_ROOT_MAX + 1 bytes); returns the
- * length. */
-size_t idx_key_prefix(unsigned char *out, const char *root, size_t rootlen);
-/* Writes the whole key into out (IDX_KEY_MAX bytes); returns the length. */
-size_t idx_key_encode(unsigned char *out, const char *root, size_t rootlen,
-		      const char *path, size_t pathlen);
-/* The keys sort as walk_path_cmp (walk.h) orders paths: the archive's
- * order, which the context digest follows too. */
-
-/* One index entry (the value of a key). */
-struct idx_rec {
-	uint64_t dev;
-	uint64_t ino;
-	uint64_t size;
-	int64_t mtime_ns;
-	int64_t ctime_ns;
-	int64_t written_ns; /* when the hashing run that wrote it started */
-	uint32_t mode;      /* st_mode */
-	unsigned char hash[16];
-};
-
-/*
- * Values: IDX_VAL_LEN bytes, little-endian: u32 check, u32 mode, u64 dev,
- * u64 ino, u64 size, i64 mtime_ns, i64 ctime_ns, i64 written_ns, 16 bytes
- * hash.  check is the low 32 bits of XXH3-64 over the key and the rest of
- * the value, so a value that does not belong to its key or was damaged is
- * not trusted.
- */
-#define IDX_VAL_LEN 72
-void idx_val_encode(unsigned char out[IDX_VAL_LEN], const unsigned char *key,
-		    size_t klen, const struct idx_rec *r);
-/* 0, or -1 when the size or the check is wrong. */
-int idx_val_decode(struct idx_rec *r, const unsigned char *key, size_t klen,
-		   const void *val, size_t vlen);
-
-/* 1 when the stat fields of we (size, mtime ns, ctime ns, ino, mode) equal
- * r's.  dev is left out (as git does): it changes across reboots and bind
- * mounts of network and overlay filesystems. */
-int idx_rec_matches(const struct idx_rec *r, const struct walk_entry *we);
 
 /*
  * The racy-timestamp rule (git's racy-git, applied to mtime and ctime):
- * an entry is racy, and its file is read again, when the file's mtime or
+ * an entry (idx_internal.h) is racy, and its file is read again, when the file's mtime or
  * ctime is not older than a window before the start of the run that wrote
  * the entry.  A change within the same timestamp tick as that run could
  * have left every stat field equal; a change after the window cannot,
@@ -234,7 +174,6 @@ int idx_rec_matches(const struct idx_rec *r, const struct walk_entry *we);
  */
 #define IDX_RACY_FINE_NS 250000000LL    /* 250 ms */
 #define IDX_RACY_COARSE_NS 2000000000LL /* 2 s */
-int idx_rec_racy(const struct idx_rec *r);
 
 /*
  * Read and hash one regular file: openat(rootfd, we->path, O_NOFOLLOW),

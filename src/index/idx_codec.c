@@ -3,6 +3,7 @@
  * context digest.  No I/O, so the unit tests can pin every byte.
  */
 #include "ctxpack/index.h"
+#include "idx_internal.h"
 
 #include <assert.h>
 #include <stdlib.h>

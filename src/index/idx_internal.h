@@ -1,8 +1,9 @@
 /*
  * Internals of the content index shared by index.c (the environment, the
- * lookup, the writes), idx_lmdb.c (checks of LMDB's file format) and
- * idx_guard.c (the fault guard).  Not for other modules; the unit tests
- * include it.  docs/index.md, "A damaged index", says why each exists.
+ * lookup, the writes), idx_lmdb.c (checks of LMDB's file format),
+ * idx_guard.c (the fault guard) and idx_codec.c (the records' encoding).
+ * Not for other modules (scripts/check-includes); the unit tests include
+ * it.  docs/index.md, "A damaged index", says why each exists.
  */
 #ifndef CTXPACK_IDX_INTERNAL_H
 #define CTXPACK_IDX_INTERNAL_H
@@ -10,6 +11,8 @@
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ctxpack/index.h"
 
 /* ---- idx_lmdb.c: LMDB's data file, checked before LMDB reads it ----
  *
@@ -152,5 +155,71 @@ void idx_guard_disarm(struct idx_guard *g);
 void idx_guard_assert(void);
 /* "SIGBUS", "SIGSEGV", "an assertion" */
 const char *idx_guard_what(int sig);
+
+/* ---- records ---- */
+
+/* The same as 16 raw bytes (XXH128 canonical, big-endian). */
+void idx_context_hash(const struct walk_result *w, unsigned char out[16]);
+
+/*
+ * The record encoding and the reuse rules (the index module and its unit
+ * tests).
+ *
+ * Keys: ROOT '\0' PATH', where ROOT is the context's real path (or, when
+ * longer than IDX_ROOT_MAX bytes, '#' and the 32 hex digits of its
+ * XXH3-128) and PATH' the relative path with every '/' turned into '\0'.
+ * ROOT holds no NUL, so the first NUL ends it: one root's entries are
+ * contiguous (they all start with ROOT '\0'), and memcmp order of PATH'
+ * is the archive order (a directory's children come right after it,
+ * before its next sibling, whatever bytes the names hold).  A key longer
+ * than IDX_KEY_MAX is cut to its first IDX_KEY_MAX - 16 bytes plus the
+ * XXH3-128 of the whole key.  Meta records start with '\0' and sort before
+ * every entry.
+ */
+#define IDX_KEY_MAX 511  /* LMDB's default maximum key size */
+#define IDX_ROOT_MAX 255
+
+/* Writes ROOT '\0' into out (at least IDX_ROOT_MAX + 1 bytes); returns the
+ * length. */
+size_t idx_key_prefix(unsigned char *out, const char *root, size_t rootlen);
+/* Writes the whole key into out (IDX_KEY_MAX bytes); returns the length. */
+size_t idx_key_encode(unsigned char *out, const char *root, size_t rootlen,
+		      const char *path, size_t pathlen);
+/* The keys sort as walk_path_cmp (walk.h) orders paths: the archive's
+ * order, which the context digest follows too. */
+
+/* One index entry (the value of a key). */
+struct idx_rec {
+	uint64_t dev;
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+	int64_t written_ns; /* when the hashing run that wrote it started */
+	uint32_t mode;      /* st_mode */
+	unsigned char hash[16];
+};
+
+/*
+ * Values: IDX_VAL_LEN bytes, little-endian: u32 check, u32 mode, u64 dev,
+ * u64 ino, u64 size, i64 mtime_ns, i64 ctime_ns, i64 written_ns, 16 bytes
+ * hash.  check is the low 32 bits of XXH3-64 over the key and the rest of
+ * the value, so a value that does not belong to its key or was damaged is
+ * not trusted.
+ */
+#define IDX_VAL_LEN 72
+void idx_val_encode(unsigned char out[IDX_VAL_LEN], const unsigned char *key,
+		    size_t klen, const struct idx_rec *r);
+/* 0, or -1 when the size or the check is wrong. */
+int idx_val_decode(struct idx_rec *r, const unsigned char *key, size_t klen,
+		   const void *val, size_t vlen);
+
+/* 1 when the stat fields of we (size, mtime ns, ctime ns, ino, mode) equal
+ * r's.  dev is left out (as git does): it changes across reboots and bind
+ * mounts of network and overlay filesystems. */
+int idx_rec_matches(const struct idx_rec *r, const struct walk_entry *we);
+
+/* The racy rule of index.h applied to a record. */
+int idx_rec_racy(const struct idx_rec *r);
 
 #endif

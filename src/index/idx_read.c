@@ -5,6 +5,7 @@
  * during the read").
  */
 #include "ctxpack/index.h"
+#include "idx_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

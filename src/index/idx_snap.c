@@ -21,6 +21,7 @@
  * or any offset is wrong is not used.
  */
 #include "ctxpack/index.h"
+#include "idx_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -3,6 +3,7 @@
  * `ctxpack --version` (util.h, lib_info_fn).
  */
 #include "ctxpack/index.h"
+#include "idx_internal.h"
 
 #include <stdio.h>
 #include <string.h>
