@@ -8,10 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "ctxpack/frames.h"
-#include "ctxpack/index.h"
-#include "ctxpack/pack.h"
-#include "ctxpack/walk.h"
+#include "ctxpack/session.h"
 
 
 struct fd_sink {
@@ -120,6 +117,11 @@ static void print_cache_info(const struct fc *fc, const struct fc_stats *st,
 			 cli_human(st->store_bytes, h2), fc_dir(fc));
 }
 
+static void warn_one(const char *msg)
+{
+	cli_warn("%s", msg);
+}
+
 int cmd_pack(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -130,8 +132,6 @@ int cmd_pack(int argc, char **argv)
 	};
 	const struct cli_cmd *cmd = cli_find("pack");
 	struct walk_opts wo = {0};
-	struct walk_result wr = {0};
-	struct pack_list l;
 	struct pack_opts po;
 	struct cli_pack_args pa;
 	struct pack_result res;
@@ -139,22 +139,18 @@ int cmd_pack(int argc, char **argv)
 	struct fd_sink sink = {1, "standard output", 0};
 	struct err e = ERR_INIT;
 	const char *out = NULL, *index_dir = NULL;
-	struct fc_opts fo = {NULL, 0, NULL};
-	struct fc_stats fst;
-	struct idx_stats ist = {0};
-	struct idx *x = NULL;
-	struct idx_snap *snap = NULL;
-	struct fc *fc = NULL;
-	struct fc_spec *spec = NULL;
-	struct buf warn = BUF_INIT, versions = BUF_INIT;
-	int c, rc, status = EXIT_OK, have_list = 0, to_file, direct = -1, no_cache = 0;
-	int want_cache = 0;
+	struct pack_session_opts so;
+	struct pack_session *ps = NULL;
+	const struct pack_list *l;
+	const struct walk_result *wr;
+	int c, rc, status = EXIT_OK, to_file, direct = -1, no_cache = 0;
 	size_t i;
 
+	memset(&so, 0, sizeof(so));
 	pack_opts_init(&po);
 	pa.wo = &wo;
 	pa.po = &po;
-	pa.fo = &fo;
+	pa.fo = &so.fo;
 	pa.index_dir = &index_dir;
 	pa.no_cache = &no_cache;
 	while ((c = getopt_long(argc, argv, "f:o:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
@@ -179,17 +175,8 @@ int cmd_pack(int argc, char **argv)
 	if (pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &po.mtime, &e))
 		return cli_fail(&e);
 
-	/* --compress none: the frames are the files' bytes, nothing to save */
-	want_cache = !no_cache && po.compress != PACK_NONE;
-	if (want_cache) {
-		pack_lib_versions(&versions);
-		fo.versions = versions.data;
-		/* before the walk: its time is the racy rule's reference */
-		if (fc_open(&fc, &fo, &e))
-			goto fail;
-	}
 	/* the output first: the last archive of this context may be copied
-	 * to it while the context is walked (fc_spec_start) */
+	 * to it while the context is walked */
 	if (to_file) {
 		struct stat st;
 
@@ -216,53 +203,35 @@ int cmd_pack(int argc, char **argv)
 			sink.fd = af.fd;
 		}
 	}
-	spec = fc_spec_start(fc, wo.dir, &po, sink.fd);
-	if (spec) {
-		wo.seen = fc_spec_seen;
-		wo.seen_ctx = spec;
-	}
-	if (spec && cli_opt.verbose)
+	so.wo = &wo;
+	so.po = &po;
+	so.index_dir = index_dir;
+	so.no_cache = no_cache;
+	so.out_fd = sink.fd;
+	if (pack_session_open(&ps, &so, &e))
+		goto fail;
+	if (wo.seen && cli_opt.verbose)
 		cli_info("cache: copying the last archive of %s to the output while walking",
 			 wo.dir);
-
-	if (fc) {
-		/* an unchanged context is replayed from its snapshot */
-		snap = idx_snap_new(index_dir);
-		wo.replay = idx_snap_replay;
-		wo.replay_ctx = snap;
-	}
-	if (walk_run(&wo, &wr, &e))
+	if (pack_session_list(ps, &e))
 		goto fail;
-	if (fc) {
-		rc = fc_prepare(&wr, index_dir, fc, snap, &x, &ist, &warn, &e);
-		if (rc < 0)
-			goto fail;
-		if (rc > 0) {
-			fc_spec_cancel(spec);
-			spec = NULL;
-			fc_close(fc);
-			fc = NULL;
-		}
-	}
-	if (pack_list_build(&l, &wr, &e))
-		goto fail;
-	have_list = 1;
+	wr = pack_session_walk_result(ps);
+	l = pack_session_pack_list(ps);
 	if (wo.dockerfile) {
 		int found = 0;
 
-		for (i = 0; wr.dockerfile_rel && i < l.n && !found; i++)
-			found = !strcmp(l.v[i]->path, wr.dockerfile_rel);
+		for (i = 0; wr->dockerfile_rel && i < l->n && !found; i++)
+			found = !strcmp(l->v[i]->path, wr->dockerfile_rel);
 		if (!found)
 			cli_warn("%s is not in the archive (missing or outside the context)",
 				 wo.dockerfile);
 	}
-	for (i = 0; i < l.n_added && cli_opt.verbose; i++)
-		cli_info("added %s%s (excluded by the ignore file)", l.added[i].path,
-			 l.added[i].type == WALK_DIR ? "/" : "");
+	for (i = 0; i < l->n_added && cli_opt.verbose; i++)
+		cli_info("added %s%s (excluded by the ignore file)", l->added[i].path,
+			 l->added[i].type == WALK_DIR ? "/" : "");
 
 	cli_progress_start("pack", 0);
-	rc = fc_pack_write(fc, spec, &l, &po, fd_sink_write, &sink, sink.fd, &res, &fst, &e);
-	spec = NULL; /* consumed */
+	rc = pack_session_write(ps, fd_sink_write, &sink, &res, &e);
 	if (!rc) /* a reused archive may have been copied to the output directly */
 		cli_progress_update(res.bytes, 0);
 	cli_progress_end(!rc);
@@ -280,27 +249,22 @@ int cmd_pack(int argc, char **argv)
 		}
 	}
 
-	/* the output is complete: the hashes the packer took on the way go
-	 * to the index, then the cache's size bound */
-	if (x)
-		idx_store_deferred(x, &wr, &ist);
-	if (fc)
-		idx_snap_store(snap, &wr);
-	fc_maintain(fc, &fst);
+	/* the output is complete */
+	pack_session_commit(ps);
 	if (cli_opt.verbose)
-		print_cache_info(fc, &fst, x ? &ist : NULL);
+		print_cache_info(pack_session_fc(ps), pack_session_fc_stats(ps),
+				 pack_session_idx_stats(ps));
 	if (cli_opt.json) {
 		printf("{\"digest\":\"%s\",\"bytes\":%llu,\"entries\":%llu,\"compress\":\"%s\","
 		       "\"level\":%d,\"added\":",
 		       res.digest, (unsigned long long)res.bytes, (unsigned long long)res.entries,
 		       pack_compress_name(po.compress), pack_level(&po));
-		print_added(stdout, &l);
-		if (fc)
-			printf(",\"snapshot\":\"%s\"",
-			       idx_snap_name(wr.replayed ? idx_snap_result(snap) : 0));
-		if (want_cache)
-			print_cache_json(stdout, fc, &fst,
-					 x ? &ist : NULL);
+		print_added(stdout, l);
+		if (pack_session_fc(ps))
+			printf(",\"snapshot\":\"%s\"", pack_session_snapshot(ps));
+		if (!no_cache && po.compress != PACK_NONE)
+			print_cache_json(stdout, pack_session_fc(ps), pack_session_fc_stats(ps),
+					 pack_session_idx_stats(ps));
 		printf("}\n");
 	} else if (!cli_opt.quiet) {
 		fprintf(stderr, "%s %llu %llu\n", res.digest, (unsigned long long)res.bytes,
@@ -308,26 +272,15 @@ int cmd_pack(int argc, char **argv)
 	}
 	goto out;
 fail:
-	fc_spec_cancel(spec);
+	pack_session_cancel(ps);
 	if (af.tmp)
 		atomic_abort(&af);
 	if (direct >= 0)
 		close(direct);
 	status = cli_fail(&e);
 out:
-	if (warn.len)
-		cli_warn("%s", warn.data);
-	if (x && idx_warning(x))
-		cli_warn("%s", idx_warning(x));
-	if (fc && fc_warning(fc))
-		cli_warn("%s", fc_warning(fc));
-	fc_close(fc);
-	idx_close(x);
-	idx_snap_free(snap);
-	buf_release(&warn);
-	buf_release(&versions);
-	if (have_list)
-		pack_list_release(&l);
-	walk_release(&wr);
+	if (ps)
+		pack_session_warnings(ps, warn_one);
+	pack_session_free(ps);
 	return status;
 }

@@ -1,0 +1,188 @@
+/* One pack of a context, step by step in one place (session.h). */
+#include "ctxpack/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum step { OPENED, WALKED, LISTED, WRITTEN, COMMITTED };
+
+struct pack_session {
+	struct pack_session_opts o;
+	enum step step;
+	struct buf versions;
+	struct fc *fc;             /* NULL: no frame store */
+	struct fc_spec *spec;      /* the speculative copy, until written */
+	struct idx_snap *snap;     /* the walk's snapshot (with fc) */
+	struct idx *x;             /* the index (after the walk, with fc) */
+	struct idx_stats ist;
+	struct fc_stats fst;
+	struct buf warn;           /* fc_prepare's: the cache was left out */
+	struct walk_result wr;
+	struct pack_list l;
+	int have_list;
+};
+
+int pack_session_open(struct pack_session **out, const struct pack_session_opts *o,
+		      struct err *e)
+{
+	struct pack_session *ps = xcalloc(1, sizeof(*ps));
+
+	ps->o = *o;
+	buf_init(&ps->versions, 0);
+	buf_init(&ps->warn, 0);
+	*out = ps;
+	/* --compress none: the frames are the files' bytes, nothing to save */
+	if (o->no_cache || o->po->compress == PACK_NONE)
+		return 0;
+	pack_lib_versions(&ps->versions);
+	ps->o.fo.versions = ps->versions.data;
+	/* before the walk: its time is the racy rule's reference */
+	if (fc_open(&ps->fc, &ps->o.fo, e))
+		return -1;
+	/* the last archive of this context may be copied to the output
+	 * while the context is walked */
+	if (o->out_fd >= 0) {
+		ps->spec = fc_spec_start(ps->fc, o->wo->dir, o->po, o->out_fd);
+		if (ps->spec) {
+			o->wo->seen = fc_spec_seen;
+			o->wo->seen_ctx = ps->spec;
+		}
+	}
+	/* an unchanged context is replayed from its snapshot */
+	ps->snap = idx_snap_new(o->index_dir);
+	o->wo->replay = idx_snap_replay;
+	o->wo->replay_ctx = ps->snap;
+	return 0;
+}
+
+int pack_session_walk(struct pack_session *ps, struct err *e)
+{
+	int rc;
+
+	if (ps->step >= WALKED)
+		return 0;
+	if (walk_run(ps->o.wo, &ps->wr, e))
+		return -1;
+	ps->step = WALKED;
+	if (!ps->fc)
+		return 0;
+	rc = fc_prepare(&ps->wr, ps->o.index_dir, ps->fc, ps->snap, &ps->x, &ps->ist,
+			&ps->warn, e);
+	if (rc < 0)
+		return -1;
+	if (rc > 0) {
+		/* the store or the index cannot be used here: a pack without */
+		fc_spec_cancel(ps->spec);
+		ps->spec = NULL;
+		fc_close(ps->fc);
+		ps->fc = NULL;
+	}
+	return 0;
+}
+
+struct walk_result *pack_session_walk_result(struct pack_session *ps)
+{
+	return ps->step >= WALKED ? &ps->wr : NULL;
+}
+
+int pack_session_list(struct pack_session *ps, struct err *e)
+{
+	if (ps->step >= LISTED)
+		return 0;
+	if (pack_session_walk(ps, e) || pack_list_build(&ps->l, &ps->wr, e))
+		return -1;
+	ps->have_list = 1;
+	ps->step = LISTED;
+	return 0;
+}
+
+const struct pack_list *pack_session_pack_list(const struct pack_session *ps)
+{
+	return ps->have_list ? &ps->l : NULL;
+}
+
+int pack_session_write(struct pack_session *ps, pack_sink_fn sink, void *sink_ctx,
+		       struct pack_result *res, struct err *e)
+{
+	int rc;
+
+	if (ps->step >= WRITTEN)
+		return err_set(e, ERR_USAGE, "the session's archive is written already");
+	if (pack_session_list(ps, e))
+		return -1;
+	rc = fc_pack_write(ps->fc, ps->spec, &ps->l, ps->o.po, sink, sink_ctx, ps->o.out_fd,
+			   res, &ps->fst, e);
+	ps->spec = NULL; /* consumed */
+	if (rc)
+		return rc;
+	ps->step = WRITTEN;
+	return 0;
+}
+
+void pack_session_commit(struct pack_session *ps)
+{
+	if (ps->step != WRITTEN)
+		return;
+	/* the output is complete: the hashes the packer took on the way go
+	 * to the index, then the snapshot, then the store's size bound */
+	if (ps->x)
+		idx_store_deferred(ps->x, &ps->wr, &ps->ist);
+	if (ps->fc)
+		idx_snap_store(ps->snap, &ps->wr);
+	fc_maintain(ps->fc, &ps->fst);
+	ps->step = COMMITTED;
+}
+
+const struct fc *pack_session_fc(const struct pack_session *ps)
+{
+	return ps->fc;
+}
+
+const struct fc_stats *pack_session_fc_stats(const struct pack_session *ps)
+{
+	return &ps->fst;
+}
+
+const struct idx_stats *pack_session_idx_stats(const struct pack_session *ps)
+{
+	return ps->x ? &ps->ist : NULL;
+}
+
+const char *pack_session_snapshot(const struct pack_session *ps)
+{
+	return idx_snap_name(ps->wr.replayed ? idx_snap_result(ps->snap) : 0);
+}
+
+void pack_session_warnings(const struct pack_session *ps, void (*fn)(const char *msg))
+{
+	if (ps->warn.len)
+		fn(ps->warn.data);
+	if (ps->x && idx_warning(ps->x))
+		fn(idx_warning(ps->x));
+	if (ps->fc && fc_warning(ps->fc))
+		fn(fc_warning(ps->fc));
+}
+
+void pack_session_cancel(struct pack_session *ps)
+{
+	if (!ps)
+		return;
+	fc_spec_cancel(ps->spec);
+	ps->spec = NULL;
+}
+
+void pack_session_free(struct pack_session *ps)
+{
+	if (!ps)
+		return;
+	fc_spec_cancel(ps->spec);
+	fc_close(ps->fc);
+	idx_close(ps->x);
+	idx_snap_free(ps->snap);
+	if (ps->have_list)
+		pack_list_release(&ps->l);
+	walk_release(&ps->wr);
+	buf_release(&ps->warn);
+	buf_release(&ps->versions);
+	free(ps);
+}
