@@ -180,7 +180,8 @@ static int current(struct msync *m, int mfd, const char *name, const struct walk
 		if (!S_ISLNK(mst->st_mode) || (uint64_t)mst->st_size != we->link_len)
 			return 0;
 		k = readlinkat(mfd, name, t, sizeof(t));
-		return k == (ssize_t)we->link_len && !memcmp(t, we->link, (size_t)k);
+		return k == (ssize_t)we->link_len && !memcmp(t, we->link, (size_t)k) &&
+		       ns_of(&mst->st_mtim) == we->mtime_ns;
 	}
 	case WALK_HARDLINK: {
 		struct stat fst;
@@ -210,6 +211,13 @@ static int make_entry(struct msync *m, int sfd, int mfd, const char *name,
 	case WALK_LNK:
 		if (symlinkat(we->link, mfd, name))
 			return fail_at(m, "copy the symlink", we);
+		/* the link's own mtime, as tar and Docker's send keep it */
+		ts[0].tv_sec = 0;
+		ts[0].tv_nsec = UTIME_OMIT;
+		ts[1].tv_sec = (time_t)(we->mtime_ns / 1000000000);
+		ts[1].tv_nsec = (long)(we->mtime_ns % 1000000000);
+		if (utimensat(mfd, name, ts, AT_SYMLINK_NOFOLLOW))
+			return fail_at(m, "set the mtime of the copy of", we);
 		m->st->copied++;
 		return 0;
 	case WALK_HARDLINK:
