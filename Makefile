@@ -97,11 +97,14 @@ deps:
 	@scripts/install-deps
 
 # Everything: plain build, then the same tests on an ASan+UBSan build.
+# The builds use every CPU unless make was given -j; the man pages are
+# made here so that the install tests running at once find them made.
+CHECK_J = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
 check: deps
 	@$(MAKE) --no-print-directory check-includes
-	@$(MAKE) --no-print-directory all unit tools
-	@$(MAKE) --no-print-directory O=build/asan SAN=1 all unit tools
-	@$(MAKE) --no-print-directory fuzz-replay-build
+	@$(MAKE) --no-print-directory $(CHECK_J) all unit tools man
+	@$(MAKE) --no-print-directory $(CHECK_J) O=build/asan SAN=1 all unit tools
+	@$(MAKE) --no-print-directory $(CHECK_J) fuzz-replay-build
 	@scripts/run-tests
 
 check-unit: all unit tools

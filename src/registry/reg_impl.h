@@ -72,7 +72,10 @@ int reg_curl_load(struct err *e);
  * 0 with digest set, or the hashing error, or ERR_FAIL when the file's
  * size changed; any thread may call these two.  reg_hash_free (one thread,
  * at the end) joins the thread; NULL is a no-op.
- * $CTXPACK_TEST_HASH_DELAY_MS makes the hash that much slower (tests).
+ * $CTXPACK_TEST_HASH_DELAY_MS makes the hash that much slower (tests),
+ * counted from the first reg_hash_done or reg_hash_wait: the upload that
+ * asks whether the digest is known once its session is open then always
+ * finds it is not, however long opening the session took.
  */
 struct reg_hash;
 struct stat;

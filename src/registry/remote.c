@@ -218,7 +218,10 @@ static int ensure_ping(struct reg_store *s, struct err *e)
 	const char *schemes[2] = {"https", "http"};
 	/* loopback: plain HTTP first, which saves loading the CA bundle; a TLS
 	 * server answers it with a 400 or a dropped connection, and then
-	 * HTTPS is tried (the ping carries no credentials either way) */
+	 * HTTPS is tried (the ping carries no credentials either way).  A
+	 * timeout (--timeout, or the idle timeout, which aborts from the
+	 * progress callback) is no such answer but a slow server or a busy
+	 * machine: retried as any failed ping */
 	int loop = reg_host_is_loopback(r->host);
 	unsigned tries = 0;
 	int si = 0, ret = 0;
@@ -243,7 +246,9 @@ static int ensure_ping(struct reg_store *s, struct err *e)
 		rq.url = url;
 		ret = http_perform(s, r->c, &rq, &rs, &e2);
 		if (si == 0 && loop &&
-		    ((ret == ERR_NET && rs.cc != CURLE_COULDNT_CONNECT) ||
+		    ((ret == ERR_NET && rs.cc != CURLE_COULDNT_CONNECT &&
+		      rs.cc != CURLE_OPERATION_TIMEDOUT &&
+		      rs.cc != CURLE_ABORTED_BY_CALLBACK) ||
 		     (!ret && rs.status == 400))) {
 			reg_log(s, "%s does not speak plain HTTP; using HTTPS", r->host);
 			si = 1;

@@ -274,6 +274,7 @@ struct reg_hash {
 	char *path;
 	struct stat st;
 	unsigned delay_ms;  /* $CTXPACK_TEST_HASH_DELAY_MS: a slow hash, for tests */
+	int asked;          /* under mu: the result was asked for (the delay runs) */
 	pthread_t th;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
@@ -291,6 +292,13 @@ static void *hash_thread(void *arg)
 	if (h->delay_ms) {
 		struct timespec ts = {h->delay_ms / 1000, (h->delay_ms % 1000) * 1000000L};
 
+		/* counted from the first question, not from the start: the
+		 * work before it (an upload session opened through a proxy)
+		 * takes what it takes on a busy machine */
+		pthread_mutex_lock(&h->mu);
+		while (!h->asked)
+			pthread_cond_wait(&h->cond, &h->mu);
+		pthread_mutex_unlock(&h->mu);
 		while (nanosleep(&ts, &ts) && errno == EINTR)
 			;
 	}
@@ -323,13 +331,26 @@ struct reg_hash *reg_hash_start(const char *path, const struct stat *st)
 	return h;
 }
 
+/* The result is asked for: a test's delay starts now. */
+static void hash_asked(struct reg_hash *h)
+{
+	if (!h->delay_ms)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->asked = 1;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+}
+
 int reg_hash_done(struct reg_hash *h)
 {
+	hash_asked(h);
 	return atomic_load_explicit(&h->done, memory_order_acquire);
 }
 
 int reg_hash_wait(struct reg_hash *h, char digest[REG_DIGEST_SIZE], struct err *e)
 {
+	hash_asked(h);
 	pthread_mutex_lock(&h->mu);
 	while (!atomic_load_explicit(&h->done, memory_order_acquire))
 		pthread_cond_wait(&h->cond, &h->mu);
@@ -346,6 +367,7 @@ void reg_hash_free(struct reg_hash *h)
 {
 	if (!h)
 		return;
+	hash_asked(h);
 	pthread_join(h->th, NULL);
 	pthread_cond_destroy(&h->cond);
 	pthread_mutex_destroy(&h->mu);

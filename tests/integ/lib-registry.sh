@@ -62,6 +62,13 @@ reg_make_ca() {
 		-CAcreateserial -days 2 -extfile "$d/ext.cnf" -out "$d/server.pem" >/dev/null 2>&1
 }
 
+# _listens PID PORT: PID is the process listening on 127.0.0.1:PORT
+_listens() {
+	kill -0 "$1" 2>/dev/null || return 1
+	command -v ss >/dev/null 2>&1 || return 0
+	ss -Hltnp "sport = :$2" | grep -q "pid=$1,"
+}
+
 # reg_start [--tls] [--htpasswd FILE] [--token]
 reg_start() {
 	tls= htp= tok=
@@ -77,6 +84,11 @@ reg_start() {
 	_reg_n=$((_reg_n + 1))
 	REG_DIR=$TESTDIR/registry$_reg_n
 	mkdir -p "$REG_DIR/data"
+	# a free port, and another if a script running at the same time took
+	# it between free_port and the registry's bind
+	_try=0
+	while :; do
+	_try=$((_try + 1))
 	port=$(free_port)
 	{
 		echo "version: 0.1"
@@ -125,12 +137,19 @@ reg_start() {
 	else
 		url=http://$REG/v2/
 	fi
-	# 401 (auth) counts as up: curl without -f
-	if ! wait_for 100 curl -s -k -o /dev/null "$url"; then
+	# 401 (auth) counts as up: curl without -f; and the one answering is
+	# this registry, not another script's on the same port
+	if wait_for 100 sh -c 'kill -0 "$1" || exit 0; curl -s -k -o /dev/null "$2"' sh "$REG_PID" "$url" &&
+		_listens "$REG_PID" "$port"; then
+		break
+	fi
+	_kill_pid "$REG_PID"
+	if [ "$_try" -ge 5 ] || ! grep -q 'address already in use' "$REG_DIR/log"; then
 		echo "# registry did not start:" >&2
 		sed 's/^/#   /' "$REG_DIR/log" >&2
 		return 1
 	fi
+	done
 	export REG REG_DIR REG_PID
 }
 

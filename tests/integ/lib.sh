@@ -28,6 +28,14 @@ TESTDIR=$(mktemp -d "${TMPDIR:-/tmp}/ctxpack-test.XXXXXX")
 export XDG_CACHE_HOME=$TESTDIR/.xdg-cache
 export HOME=$TESTDIR/.home
 mkdir -p "$XDG_CACHE_HOME" "$HOME"
+# python3 is Debian's (scripts/install-deps installs it and python3-yaml),
+# also for `#!/usr/bin/env python3` scripts: a version manager's shim first
+# on PATH (pyenv's is a bash script that starts its own commands) costs
+# ~0.7 s a call, and the tests make thousands of calls.
+if [ -x /usr/bin/python3 ] && [ "$(command -v python3)" != /usr/bin/python3 ]; then
+	mkdir -p "$TESTDIR/.bin" && ln -s /usr/bin/python3 "$TESTDIR/.bin/python3" &&
+		PATH=$TESTDIR/.bin:$PATH
+fi
 unset CTXPACK_INDEX CTXPACK_STORE SOURCE_DATE_EPOCH DOCKER_CONFIG REGISTRY_AUTH_FILE
 
 _tap_n=0

@@ -18,8 +18,12 @@ ok "packs a file over 8 GiB" ctxpack pack -q --level 1 -o "$TESTDIR/a.zst" "$C"
 like "$(wc -c < "$TESTDIR/a.zst")" '^[0-9]{5,7}$' "and it compresses to little"
 is "$(ctxpack pack -q --level 1 --threads 1 -o - "$C" | sha256sum)" "$(sha256sum < "$TESTDIR/a.zst")" \
 	"the same bytes with --threads 1"
-is "$(zstd -dqc "$TESTDIR/a.zst" | tar -tvf - | awk '{print $3, $6}' | tr '\n' ' ')" \
+# GNU tar reads the archive decompressed into a (sparse) file, which it
+# can seek through instead of reading 8 GiB from a pipe
+zstd -dq "$TESTDIR/a.zst" -o "$TESTDIR/a.tar"
+is "$(tar -tvf "$TESTDIR/a.tar" | awk '{print $3, $6}' | tr '\n' ' ')" \
 	"$size big.img 6 small.txt " "GNU tar: the size"
+rm -f "$TESTDIR/a.tar"
 is "$(bsdtar -tvf "$TESTDIR/a.zst" | awk '{print $5, $9}' | tr '\n' ' ')" \
 	"$size big.img 6 small.txt " "bsdtar: the size"
 # Python: the headers of the big entry (from the start of the stream; a

@@ -27,7 +27,7 @@ os.symlink("run.sh", os.path.join(root, "link"))
 PY
 # frames of files changed within the racy window are not stored: let
 # the tree settle (edits below are packed right away, as a user would)
-sleep 1
+sleep 0.3 # out of the racy window
 
 # jget FILE KEY: a field of a --json summary
 jget() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]))' "$1" "$2"; }
@@ -71,7 +71,9 @@ is "$summary" "sha256:$(sha256sum < "$TESTDIR/s.zst" | cut -d' ' -f1) $(wc -c < 
 
 # edits
 head -c 9000 /dev/urandom > "$C/d3/e1/f010.bin"
+edited=$(stat -c %.9Z "$C/d3/e1/f010.bin")
 check edit
+ended=$(date +%s.%N)
 is "$(jget "$TESTDIR/edit.json" cache)" assemble "edit: the last archive and one new frame"
 ok "edit: the sha256 resumed where the archive first differs ($(jget "$TESTDIR/edit.json" bytes_hashed) of $(jget "$TESTDIR/edit.json" bytes) bytes hashed)" \
 	test "$(jget "$TESTDIR/edit.json" bytes_hashed)" -lt "$(jget "$TESTDIR/edit.json" bytes)"
@@ -80,15 +82,34 @@ ok "edit: at most 2 frames compressed ($(jget "$TESTDIR/edit.json" frames_compre
 	"$(jget "$TESTDIR/edit.json" frames_compressed)" -le 2
 is "$(jget "$TESTDIR/edit.json" files_hashed)" 1 "edit: the index read one file"
 # a file changed just before the pack: its frame is not stored (it may
-# still have been changing while it was read), nor the archive
-ok "edit: its frame not stored" test "$(jget "$TESTDIR/edit.json" frames_unsafe)" -ge 1
-is "$(jget "$TESTDIR/edit.json" archive_stored)" False "edit: the archive not stored"
-sleep 1
+# still have been changing while it was read), nor the archive.  The racy
+# window (250 ms) counts back from the pack's start, which a busy machine
+# can delay past it: then the frames are stored, which is right only for a
+# pack that ended after the window did (and the settled pack below is
+# served that archive whole).  test_frames' test_unsafe checks the rule
+# in-process too.
+if [ "$(jget "$TESTDIR/edit.json" frames_unsafe)" -ge 1 ]; then
+	ok "edit: its frame not stored" test "$(jget "$TESTDIR/edit.json" frames_unsafe)" -ge 1
+	is "$(jget "$TESTDIR/edit.json" archive_stored)" False "edit: the archive not stored"
+	edit_stored=
+else
+	diag "the pack of the edit started after the racy window (a busy machine)"
+	ok "edit: frames stored only by a pack that ended after the racy window (edit at $edited, pack done at $ended)" \
+		awk -v a="$edited" -v b="$ended" 'BEGIN { exit !(b - a >= 0.25) }'
+	is "$(jget "$TESTDIR/edit.json" archive_stored)" True "edit, after the racy window: the archive stored"
+	edit_stored=1
+fi
+sleep 0.3 # out of the racy window
 check edit-settled
 ok "edit, settled: at most 2 frames compressed" \
 	test "$(jget "$TESTDIR/edit-settled.json" frames_compressed)" -le 2
 is "$(jget "$TESTDIR/edit-settled.json" frames_unsafe)" 0 "edit, settled: every frame stored"
-is "$(jget "$TESTDIR/edit-settled.json" archive_stored)" True "edit, settled: the archive stored"
+if [ -z "$edit_stored" ]; then
+	is "$(jget "$TESTDIR/edit-settled.json" archive_stored)" True "edit, settled: the archive stored"
+else
+	is "$(jget "$TESTDIR/edit-settled.json" cache)" archive \
+		"edit, settled: the archive (stored by the run before) served whole"
+fi
 check edit-warm
 is "$(jget "$TESTDIR/edit-warm.json" cache)" archive "edit, then unchanged: the whole archive reused"
 
@@ -99,7 +120,7 @@ check same-size
 ok "same-size edit: 1 or 2 frames compressed" \
 	test "$(jget "$TESTDIR/same-size.json" frames_compressed)" -le 2
 
-sleep 1
+sleep 0.3 # out of the racy window
 check same-size-settled
 
 # an edit in the last directory: little to hash
@@ -119,7 +140,7 @@ check many
 is "$(jget "$TESTDIR/many.json" cache)" frames "changes in 8 places: frame by frame"
 ok "changes in 8 places: a compressed frame each, at most" \
 	test "$(jget "$TESTDIR/many.json" frames_compressed)" -le 8
-sleep 1
+sleep 0.3 # out of the racy window
 check many-settled
 
 # additions, removals, renames, modes, links
@@ -138,13 +159,13 @@ check move
 chmod 755 "$C/d0/e1/f070.bin"
 check chmod
 ok "mode change: at most 2 frames compressed" test "$(jget "$TESTDIR/chmod.json" frames_compressed)" -le 2
-sleep 1
+sleep 0.3 # out of the racy window
 check chmod-settled
 chmod 700 "$C/d0/e1/f070.bin"
 check chmod-700
 ok "a mode change the archive keeps (755 -> 700): at most 2 frames compressed" \
 	test "$(jget "$TESTDIR/chmod-700.json" frames_compressed)" -le 2
-sleep 1
+sleep 0.3 # out of the racy window
 # with --normalize-modes, 0700 and 0750 are both 0755 in the archive
 ctxpack pack -q --normalize-modes -o "$TESTDIR/norm1.zst" "$C"
 chmod 750 "$C/d0/e1/f070.bin"
@@ -159,7 +180,7 @@ printf 'FROM scratch\nCOPY . /app/\n' > "$C/Dockerfile"
 check dockerfile
 ok "edit of the added Dockerfile: at most 2 frames compressed" \
 	test "$(jget "$TESTDIR/dockerfile.json" frames_compressed)" -le 2
-sleep 1
+sleep 0.3 # out of the racy window
 check dockerfile-settled
 touch "$C/d0/e0/f000.bin"
 check touch
@@ -168,7 +189,7 @@ is "$(jget "$TESTDIR/touch.json" cache)" archive "touch only: the archive reused
 # back to an earlier content: found again
 rm "$C/d2/e0/new.bin"
 mv "$C/d1/e2/g050.bin" "$C/d1/e2/f050.bin"
-sleep 1
+sleep 0.3 # out of the racy window
 check revert
 ok "revert: fewer frames compressed than the archive holds" \
 	test "$(jget "$TESTDIR/revert.json" frames_compressed)" -lt "$frames"

@@ -27,7 +27,7 @@ mkdir "$TESTDIR/outside"
 for f in "$C"/d4/e1/*; do
 	echo SECRET > "$TESTDIR/outside/$(basename "$f")"
 done
-sleep 1
+sleep 0.3 # out of the racy window
 
 jget() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]))' "$1" "$2"; }
 
@@ -35,7 +35,7 @@ jget() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1])).get(sy
 check() { pack_same "$1" "$C"; }
 ahead() { jget "$TESTDIR/$1.json" bytes_ahead; }
 # settle: let the last edit age past the racy window and store the archive
-settle() { sleep 1; check "$1"; }
+settle() { sleep 0.3; check "$1"; }
 
 check cold
 frames=$(jget "$TESTDIR/cold.json" frames)
@@ -125,10 +125,10 @@ is "$(ahead big)" 0 "a 2 MiB file in the frame: not looked ahead"
 
 # a file touched, its content the same: the same archive; the next pack
 # knows the tree matched it and sees nothing changed
-sleep 1
+sleep 0.3 # out of the racy window
 check before-touch
 touch "$C/d2/e2/f110.bin"
-sleep 1
+sleep 0.3 # out of the racy window
 check touched
 ok "touched: seen changed ($(jget "$TESTDIR/touched.json" seen_changed))" \
 	test "$(jget "$TESTDIR/touched.json" seen_changed)" -ge 1
