@@ -10,7 +10,7 @@
 # until all three have it.
 
 _ctxpack_commands='build cache du hash image ls pack pull push'
-_ctxpack_cache_subcommands='ls prune restore run save'
+_ctxpack_cache_subcommands='ls prune restore run save stats why'
 _ctxpack_global='-h --help -q --quiet -v --verbose --json --progress='
 _ctxpack_reg='--ca-file= --insecure --timeout= --idle-timeout='
 _ctxpack_walk='-f= --file= --ignore-file='
@@ -25,11 +25,13 @@ _ctxpack_opts_build="$_ctxpack_pack --send="
 _ctxpack_opts_push="--artifact-type= -a= --annotation= --title= --media-type= --mount-from= $_ctxpack_reg"
 _ctxpack_opts_pull="-o= --output= --force $_ctxpack_reg"
 _ctxpack_opts_image="--from= --platform= --layer= --ignore-file= --workdir= --env= --entrypoint= --cmd= --user= --expose= --label= -t= --tag= --compress= --level= --threads= --index= --no-cache --cache-max= $_ctxpack_reg"
-_ctxpack_opts_cache_save="-k= --key= --force --store= $_ctxpack_reg"
-_ctxpack_opts_cache_restore="-k= --key= -r= --restore-key= --fail-on-miss --lookup-only --max-size= --safe-links --store= $_ctxpack_reg"
-_ctxpack_opts_cache_run="-f= --key-file= --key-prefix= -p= --path= --max-size= --safe-links --store= $_ctxpack_reg"
+_ctxpack_opts_cache_save="-k= --key= --force --update --store= $_ctxpack_reg"
+_ctxpack_opts_cache_restore="-k= --key= -r= --restore-key= --fail-on-miss --lookup-only --read-only --max-size= --safe-links --store= $_ctxpack_reg"
+_ctxpack_opts_cache_run="-f= --key-file= --key-prefix= -p= --path= -r= --restore-key= --no-save --read-only --save-on-failure --max-size= --safe-links --store= $_ctxpack_reg"
 _ctxpack_opts_cache_ls="--store= $_ctxpack_reg"
 _ctxpack_opts_cache_prune="--older-than= --keep= --prefix= --dry-run --gc-grace= --store= $_ctxpack_reg"
+_ctxpack_opts_cache_stats="--prefix= --store= $_ctxpack_reg"
+_ctxpack_opts_cache_why="-f= --key-file= --key-prefix= -p= --path= --store= $_ctxpack_reg"
 
 # _ctxpack_values CMD OPTION CUR: complete OPTION's value into COMPREPLY.
 _ctxpack_values() {

@@ -4,7 +4,9 @@
 // the outputs as actions/cache does: cache-hit 'true' only for an entry
 // under key itself, cache-primary-key, cache-matched-key.  Like ctxpack,
 // it fails open: an unreachable store is a warning and a miss, unless
-// fail-on-cache-miss.  What the post step needs is saved as state.
+// fail-on-cache-miss.  With read-only, nothing is written to the store (not
+// even the restore's stats event) and the post step saves nothing.  What
+// the post step needs is saved as state.
 'use strict';
 
 const core = require('./lib');
@@ -16,6 +18,7 @@ function main() {
   const restoreKeys = core.getMultilineInput('restore-keys');
   const store = core.getInput('store');
   const lookupOnly = core.getBooleanInput('lookup-only');
+  const readOnly = core.getBooleanInput('read-only');
   const failOnMiss = core.getBooleanInput('fail-on-cache-miss');
   core.getBooleanInput('save-always'); // checked here, used by the post step
 
@@ -25,10 +28,12 @@ function main() {
   core.saveState('key', key);
   core.saveState('paths', JSON.stringify(paths));
   core.saveState('store', store);
+  core.saveState('read-only', String(readOnly));
 
   const args = ['cache', 'restore', '--json', '--key', key];
   for (const k of restoreKeys) args.push('--restore-key', k);
   if (lookupOnly) args.push('--lookup-only');
+  if (readOnly) args.push('--read-only');
   if (store) args.push('--store', store);
   args.push('--', ...paths);
   core.info(core.shown(args));

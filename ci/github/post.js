@@ -3,7 +3,8 @@
 // Runs after the job's steps (post-if: always()) and saves the paths
 // under key with `ctxpack cache save` when the job succeeded, or whatever
 // its status with save-always; not after a hit on key itself (entries are
-// immutable: there is nothing new to store).  A failed save is a warning
+// immutable: there is nothing new to store), and never with read-only (a
+// pull request from a fork, say).  A failed save is a warning
 // annotation, not a failed job: the job's own work succeeded.
 'use strict';
 
@@ -13,6 +14,10 @@ function post() {
   const key = core.getState('key');
   if (!key) {
     core.info('nothing to save: the restore step did not get that far');
+    return;
+  }
+  if (core.getState('read-only') === 'true') {
+    core.info('not saving the cache: read-only');
     return;
   }
   const status = core.getInput('job-status');

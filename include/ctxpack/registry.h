@@ -331,6 +331,28 @@ int reg_manifest_delete(struct reg_store *s, const char *ref, struct err *e);
 int reg_store_gc(struct reg_store *s, uint64_t min_age, uint64_t *freed,
 		 struct err *e);
 
+/*
+ * Layouts only: a side log of text lines kept beside the layout (DIR/name,
+ * name a plain file name), for the cache's stats (cache.h).  On a
+ * registry both give ERR_USAGE.
+ *
+ * reg_store_log_append appends line (n bytes, no newline in it; one is
+ * added) under an flock on DIR/name.lock, so that concurrent appends from
+ * several processes are neither lost nor interleaved; DIR is created when
+ * missing.  When the file has grown past max_bytes it is rewritten, still
+ * under the lock (temporary + rename), with its newest lines that fit in
+ * max_bytes / 2, at most keep of them.  Neither file is opened through a
+ * symlink, and the log must be a regular file (ERR_CORRUPT otherwise).
+ *
+ * reg_store_log_read puts the last max_bytes of DIR/name into out (reset
+ * first), starting at a line boundary; no lock is taken (a trim renames a
+ * whole new file into place).  A missing file is an empty log (0).
+ */
+int reg_store_log_append(struct reg_store *s, const char *name, const char *line,
+			 size_t n, size_t keep, uint64_t max_bytes, struct err *e);
+int reg_store_log_read(struct reg_store *s, const char *name, uint64_t max_bytes,
+		       struct buf *out, struct err *e);
+
 /* ------------------------------------------------------------------ */
 /* Artifacts: a single-layer image manifest with the empty config      */
 

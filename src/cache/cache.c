@@ -40,6 +40,7 @@
 #include "ctxpack/unpack.h"
 #include "ctxpack/walk.h"
 
+#include "cache_int.h"
 #include "cache_reuse.h"
 
 #define STAGE_PREFIX ".ctxpack-new-"
@@ -69,10 +70,7 @@ void cache_opts_init(struct cache_opts *o)
 	reg_opts_init(&o->reg);
 }
 
-static void warnf(struct cache *c, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void warnf(struct cache *c, const char *fmt, ...)
+void cache_warnf(struct cache *c, const char *fmt, ...)
 {
 	char msg[2048];
 	va_list ap;
@@ -262,7 +260,7 @@ static int read_listed(struct cache *c, const char *tag, struct cache_entry *en,
 
 	if (ret == ERR_NOTFOUND || ret == ERR_CORRUPT) {
 		if (ret == ERR_CORRUPT)
-			warnf(c, "%s; skipped", e->msg);
+			cache_warnf(c, "%s; skipped", e->msg);
 		err_clear(e);
 		return 1;
 	}
@@ -468,25 +466,115 @@ static int existing_entry(struct cache *c, const char *key, struct cache_save_re
 		return e->code;
 	}
 	if (e2.code == ERR_CORRUPT)
-		warnf(c, "tag %s: %s; replacing it", r->tag, e2.msg);
+		cache_warnf(c, "tag %s: %s; replacing it", r->tag, e2.msg);
+	return 0;
+}
+
+/* Read the manifest at tag, keeping its bytes (an update puts them under
+ * another tag). */
+static int read_entry_bytes(struct cache *c, const char *tag, struct cache_entry *en,
+			    struct buf *b, struct err *e)
+{
+	char digest[REG_DIGEST_SIZE];
+	int ret;
+
+	memset(en, 0, sizeof(*en));
+	ret = reg_manifest_get(c->s, tag, b, NULL, digest, e);
+	if (!ret)
+		ret = cache_entry_parse(en, tag, digest, b->data, b->len, e);
+	return ret;
+}
+
+/* 1 when en has exactly these layers (paths and digests, in order). */
+static int same_layers(const struct cache_entry *en, const struct reg_desc *layers, size_t n)
+{
+	size_t i;
+
+	if (en->m.nlayers != n)
+		return 0;
+	for (i = 0; i < n; i++) {
+		const struct reg_desc *a = &en->m.layers[i], *b = &layers[i];
+		const char *pa = reg_annot_get(a->annotations, a->nannotations, CACHE_ANNOT_PATH);
+		const char *pb = reg_annot_get(b->annotations, b->nannotations, CACHE_ANNOT_PATH);
+
+		if (strcmp(a->digest, b->digest) || !pa || !pb || strcmp(pa, pb))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * The update's puts: the old entry's manifest under its replaced tag
+ * first (so that it is never without a tag), then the new one under the
+ * key's tag; then a check that the key's tag holds ours, else ours is kept
+ * under its own replaced tag (another update came after it).
+ */
+static int update_put(struct cache *c, const char *key, const char *version,
+		      const struct cache_entry *old, const struct buf *old_bytes,
+		      const struct buf *man, struct cache_save_result *r, struct err *e)
+{
+	char now[REG_DIGEST_SIZE], mine[CACHE_TAG_MAX + 1];
+	struct err e2 = ERR_INIT;
+	int ret;
+
+	cache_tag_replaced(key, version, old->digest, r->old_tag);
+	ret = reg_manifest_put(c->s, r->old_tag, old_bytes->data, old_bytes->len, NULL, e);
+	if (ret)
+		return err_wrap(e, "keep the replaced entry under %s", r->old_tag);
+	ret = reg_manifest_put(c->s, r->tag, man->data, man->len, r->digest, e);
+	if (ret)
+		return ret;
+	r->updated = 1;
+	ret = reg_manifest_head(c->s, r->tag, now, NULL, &e2);
+	if (ret == 1 && strcmp(now, r->digest)) {
+		cache_tag_replaced(key, version, r->digest, mine);
+		if (reg_manifest_put(c->s, mine, man->data, man->len, NULL, &e2))
+			cache_warnf(c, "another update of %s came after this one, and keeping this "
+			      "one under %s failed: %s", key, mine, e2.msg);
+		else
+			cache_warnf(c, "another update of %s came after this one; this entry is kept "
+			      "under %s", key, mine);
+	} else if (ret < 0) {
+		cache_warnf(c, "cannot check the tag %s after the update: %s", r->tag, e2.msg);
+	}
 	return 0;
 }
 
 int cache_save(struct cache *c, const char *key, const char *const *paths, size_t n,
 	       int force, struct cache_save_result *r, struct err *e)
 {
+	struct cache_save_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.force = force;
+	return cache_save_opt(c, key, paths, n, &o, r, e);
+}
+
+int cache_save_opt(struct cache *c, const char *key, const char *const *paths, size_t n,
+		   const struct cache_save_opts *o, struct cache_save_result *r,
+		   struct err *e)
+{
+	static const struct cache_save_opts none;
 	struct cache_save_result tmp;
 	char version[CACHE_VERSION_LEN + 1], created[40];
 	struct reg_desc *layers = NULL;
 	struct reg_kv *an = NULL;
-	struct buf man = BUF_INIT, paths_json = BUF_INIT;
+	struct buf man = BUF_INIT, paths_json = BUF_INIT, old_bytes = BUF_INIT;
+	struct cache_entry old;
 	struct timespec now;
 	size_t i, nan = 0;
-	int ret, lock = -1, replace = force;
+	int ret, lock = -1, replace, have_old = 0;
 
+	if (!o)
+		o = &none;
 	if (!r)
 		r = &tmp;
 	memset(r, 0, sizeof(*r));
+	memset(&old, 0, sizeof(old));
+	if (o->force && o->update)
+		return err_set(e, ERR_USAGE, "force and update do not go together (force drops "
+			       "the old entry, update keeps it)");
+	replace = o->force;
 	if (cache_key_check(key, "key", e) || check_paths(paths, n, e))
 		return e->code;
 	cache_version(paths, n, version);
@@ -494,11 +582,30 @@ int cache_save(struct cache *c, const char *key, const char *const *paths, size_
 	/* saves of this key queue here: the second finds the first's entry */
 	lock = save_lock(c, r->tag);
 
-	if (!force) {
+	if (!o->force) {
 		ret = reg_manifest_head(c->s, r->tag, NULL, NULL, e);
 		if (ret < 0)
 			goto out;
-		if (ret == 1) {
+		if (ret == 1 && o->update) {
+			struct err e2 = ERR_INIT;
+
+			ret = read_entry_bytes(c, r->tag, &old, &old_bytes, &e2);
+			if (!ret && strcmp(old.key, key)) {
+				ret = err_set(e, ERR_CORRUPT, "tag %s holds key '%s', not '%s' (a hash "
+					      "collision?); not overwritten", r->tag, old.key, key);
+				goto out;
+			}
+			if (!ret) {
+				have_old = 1;
+			} else if (e2.code == ERR_CORRUPT) {
+				cache_warnf(c, "tag %s: %s; replacing it", r->tag, e2.msg);
+			} else if (e2.code != ERR_NOTFOUND) {
+				*e = e2;
+				goto out;
+			}
+			replace = 1;
+			ret = 0;
+		} else if (ret == 1) {
 			ret = existing_entry(c, key, r, e);
 			if (ret) {
 				if (ret > 0)
@@ -516,6 +623,13 @@ int cache_save(struct cache *c, const char *key, const char *const *paths, size_
 			goto out;
 	}
 	r->layers = n;
+	if (have_old && same_layers(&old, layers, n)) {
+		/* the key's entry has these very bytes: nothing to store */
+		r->existed = r->unchanged = 1;
+		memcpy(r->digest, old.digest, REG_DIGEST_SIZE);
+		ret = 0;
+		goto out;
+	}
 	/* the empty config: usually there already (a HEAD, no upload) */
 	ret = reg_blob_push_mem(c->s, "{}", 2, NULL, e);
 	if (ret) {
@@ -531,16 +645,34 @@ int cache_save(struct cache *c, const char *key, const char *const *paths, size_
 	kv_add(&an, &nan, CACHE_ANNOT_VERSION, xstrdup(version));
 	kv_add(&an, &nan, CACHE_ANNOT_FORMAT, xasprintf("%d", CACHE_FORMAT));
 	kv_add(&an, &nan, CACHE_ANNOT_PLATFORM, xstrdup(cache_platform()));
+	for (i = 0; i < o->nannotations; i++)
+		kv_add(&an, &nan, o->annotations[i].key, xstrdup(o->annotations[i].value));
 	ret = cache_manifest_build(&man, layers, n, an, nan, e);
 	if (ret)
 		goto out;
 	/* the commit point; unless replacing, only if no other save of the
 	 * key got there first (then that one is the entry) */
-	if (replace) {
+	if (have_old) {
+		ret = update_put(c, key, version, &old, &old_bytes, &man, r, e);
+	} else if (replace) {
 		ret = reg_manifest_put(c->s, r->tag, man.data, man.len, r->digest, e);
 	} else {
 		ret = reg_manifest_put_new(c->s, r->tag, man.data, man.len, r->digest, e);
-		if (ret == 1) {
+		if (ret == 1 && o->update) {
+			/* another save of the key came first: update that one */
+			struct err e2 = ERR_INIT;
+
+			ret = read_entry_bytes(c, r->tag, &old, &old_bytes, &e2);
+			if (!ret && !strcmp(old.key, key))
+				ret = update_put(c, key, version, &old, &old_bytes, &man, r, e);
+			else if (!ret)
+				ret = err_set(e, ERR_CORRUPT, "tag %s holds key '%s', not '%s' (a "
+					      "hash collision?); not overwritten", r->tag, old.key,
+					      key);
+			else
+				ret = reg_manifest_put(c->s, r->tag, man.data, man.len, r->digest,
+						       e);
+		} else if (ret == 1) {
 			uint64_t sent = r->sent;
 
 			ret = existing_entry(c, key, r, e);
@@ -564,8 +696,10 @@ out:
 		free(an[i].value);
 	}
 	free(an);
+	cache_entry_release(&old);
 	buf_release(&man);
 	buf_release(&paths_json);
+	buf_release(&old_bytes);
 	return ret;
 }
 
@@ -610,11 +744,11 @@ int cache_lookup(struct cache *c, const char *key, const char *const *prefixes,
 			m->result = CACHE_HIT;
 			return 0;
 		}
-		warnf(c, "tag %s holds key '%s', not '%s' (a hash collision?); ignored", tag,
+		cache_warnf(c, "tag %s holds key '%s', not '%s' (a hash collision?); ignored", tag,
 		      m->entry.key, key);
 		cache_entry_release(&m->entry);
 	} else if (ret == ERR_CORRUPT) {
-		warnf(c, "%s; ignored", e->msg);
+		cache_warnf(c, "%s; ignored", e->msg);
 		err_clear(e);
 	} else if (ret == ERR_NOTFOUND) {
 		err_clear(e);
@@ -801,7 +935,7 @@ static void clean_stale(struct cache *c, const char *parent)
 		struct err e2 = ERR_INIT;
 
 		if (unpack_remove_stale(parent, prefixes[i], &e2) < 0)
-			warnf(c, "cannot remove a stale restore directory: %s", e2.msg);
+			cache_warnf(c, "cannot remove a stale restore directory: %s", e2.msg);
 	}
 }
 
@@ -882,7 +1016,7 @@ static void remove_at_parent(struct cache *c, struct target *t, const char *name
 	char *full = xasprintf("%s/%s", t->parent, name);
 
 	if (remove_tree_at(t->pfd, name, full, &e2))
-		warnf(c, "%s", e2.msg);
+		cache_warnf(c, "%s", e2.msg);
 	free(full);
 }
 
@@ -1027,7 +1161,7 @@ int cache_restore(struct cache *c, const struct cache_entry *en,
 	if (ret) {
 		for (k = 0; k < npaths; k++) {
 			if (t[k].swapped && swap_undo(&t[k]))
-				warnf(c, "cannot put the old %s back after a failed restore: %s",
+				cache_warnf(c, "cannot put the old %s back after a failed restore: %s",
 				      t[k].path, strerror(errno));
 		}
 	} else {
@@ -1086,6 +1220,50 @@ int cache_list(struct cache *c, struct cache_entry **out, size_t *nout, struct e
 		if (ret) {
 			err_wrap(e, "read %s", tags.v[i]);
 			break;
+		}
+		n++;
+	}
+	reg_tags_release(&tags);
+	if (ret) {
+		cache_entries_free(v, n);
+		return ret;
+	}
+	qsort(v, n, sizeof(*v), newest_first);
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+int cache_list_prefix(struct cache *c, const char *prefix, const char *version,
+		      struct cache_entry **out, size_t *nout, struct err *e)
+{
+	struct reg_tags tags = {NULL, 0};
+	struct cache_entry *v;
+	size_t i, n = 0;
+	int ret;
+
+	*out = NULL;
+	*nout = 0;
+	ret = reg_tags_list(c->s, &tags, e);
+	if (ret)
+		return err_wrap(e, "list the tags of %s", reg_store_name(c->s));
+	v = xcalloc(tags.n + 1, sizeof(*v));
+	for (i = 0; i < tags.n; i++) {
+		if (!cache_tag_may_match(tags.v[i], prefix, version))
+			continue;
+		ret = read_listed(c, tags.v[i], &v[n], e);
+		if (ret == 1) {
+			ret = 0;
+			continue;
+		}
+		if (ret) {
+			err_wrap(e, "read %s", tags.v[i]);
+			break;
+		}
+		if (strncmp(v[n].key, prefix, strlen(prefix)) ||
+		    (version && (!v[n].version || strcmp(v[n].version, version)))) {
+			cache_entry_release(&v[n]);
+			continue;
 		}
 		n++;
 	}

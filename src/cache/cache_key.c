@@ -333,20 +333,22 @@ int cache_time_parse(const char *s, int64_t *sec, long *nsec)
 	return 0;
 }
 
-int cache_run_key(const char *prefix, const char *const *key_files, size_t nkf,
-		  const char *const *argv, size_t argc, const char *const *paths,
-		  size_t npaths, char **key, struct err *e)
+int cache_run_inputs(const char *prefix, const char *const *key_files, size_t nkf,
+		     const char *const *argv, size_t argc, const char *const *paths,
+		     size_t npaths, struct cache_run_inputs *in, struct err *e)
 {
-	struct sha256 *h = sha256_new(), *fh = sha256_new();
-	char version[CACHE_VERSION_LEN + 1], hex[65];
+	struct sha256 *h = sha256_new(), *fh = sha256_new(), *ch = sha256_new();
+	char hex[65];
 	char *buf = xmalloc(1 << 16);
 	size_t i;
 	int ret = 0;
 
-	*key = NULL;
-	cache_version(paths, npaths, version);
+	memset(in, 0, sizeof(*in));
+	in->prefix = xstrdup(prefix);
+	in->files = xcalloc(nkf + 1, sizeof(*in->files));
+	cache_version(paths, npaths, in->version);
 	hash_field(h, "ctxpack-cache-run", "", 0);
-	hash_field(h, "version", version, strlen(version));
+	hash_field(h, "version", in->version, strlen(in->version));
 	for (i = 0; i < nkf && !ret; i++) {
 		int fd = open(key_files[i], O_RDONLY | O_CLOEXEC);
 
@@ -374,17 +376,175 @@ int cache_run_key(const char *prefix, const char *const *key_files, size_t nkf,
 		hex_final(fh, hex);
 		hash_field(h, "key-file", key_files[i], strlen(key_files[i]));
 		hash_field(h, "content", hex, 64);
+		in->files[in->nfiles].path = xstrdup(key_files[i]);
+		memcpy(in->files[in->nfiles].sha256, hex, 65);
+		in->nfiles++;
 	}
-	for (i = 0; i < argc; i++)
+	/* the command's own digest hashes the same fields as the key does */
+	for (i = 0; i < argc; i++) {
 		hash_field(h, "arg", argv[i], strlen(argv[i]));
+		hash_field(ch, "arg", argv[i], strlen(argv[i]));
+	}
 	for (i = 0; i < npaths; i++)
 		hash_field(h, "path", paths[i], strlen(paths[i]));
 	if (!ret) {
 		hex_final(h, hex);
-		*key = xasprintf("%s%s", prefix, hex);
+		in->key = xasprintf("%s%s", prefix, hex);
+		hex_final(ch, in->command);
 	}
 	free(buf);
+	sha256_free(ch);
 	sha256_free(fh);
 	sha256_free(h);
+	if (ret)
+		cache_run_inputs_release(in);
 	return ret;
+}
+
+void cache_run_inputs_release(struct cache_run_inputs *in)
+{
+	size_t i;
+
+	for (i = 0; i < in->nfiles; i++)
+		free(in->files[i].path);
+	free(in->files);
+	free(in->key);
+	free(in->prefix);
+	memset(in, 0, sizeof(*in));
+}
+
+int cache_run_key(const char *prefix, const char *const *key_files, size_t nkf,
+		  const char *const *argv, size_t argc, const char *const *paths,
+		  size_t npaths, char **key, struct err *e)
+{
+	struct cache_run_inputs in;
+	int ret;
+
+	*key = NULL;
+	ret = cache_run_inputs(prefix, key_files, nkf, argv, argc, paths, npaths, &in, e);
+	if (ret)
+		return ret;
+	*key = in.key;
+	in.key = NULL;
+	cache_run_inputs_release(&in);
+	return 0;
+}
+
+/* ---- %-encoding ---- */
+
+static int pct_needs(unsigned char c)
+{
+	return c <= 0x20 || c == '%' || c == 0x7f;
+}
+
+char *cache_pct_encode(const char *s)
+{
+	static const char hexd[] = "0123456789ABCDEF";
+	struct buf b = BUF_INIT;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)s; *p; p++) {
+		if (pct_needs(*p)) {
+			buf_addch(&b, '%');
+			buf_addch(&b, hexd[*p >> 4]);
+			buf_addch(&b, hexd[*p & 15]);
+		} else {
+			buf_addch(&b, *p);
+		}
+	}
+	return buf_detach(&b, NULL);
+}
+
+static int uhex(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int cache_pct_decode(const char *s, size_t n, char **out)
+{
+	struct buf b = BUF_INIT;
+	size_t i;
+
+	*out = NULL;
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '%') {
+			int hi, lo;
+
+			if (i + 2 >= n)
+				goto bad;
+			hi = uhex((unsigned char)s[i + 1]);
+			lo = uhex((unsigned char)s[i + 2]);
+			if (hi < 0 || lo < 0)
+				goto bad;
+			c = (unsigned char)(hi << 4 | lo);
+			/* only what the encoder encodes, and never a NUL */
+			if (!c || !pct_needs(c))
+				goto bad;
+			i += 2;
+		} else if (pct_needs(c)) {
+			goto bad;
+		}
+		buf_addch(&b, c);
+	}
+	*out = buf_detach(&b, NULL);
+	return 0;
+bad:
+	buf_release(&b);
+	return -1;
+}
+
+/* ---- the run record in annotations ---- */
+
+static void kv_push(struct reg_kv **kv, size_t *n, char *k, char *v)
+{
+	*kv = xreallocarray(*kv, *n + 1, sizeof(**kv));
+	(*kv)[*n].key = k;
+	(*kv)[*n].value = v;
+	(*n)++;
+}
+
+void cache_run_annotations(const struct cache_run_inputs *in, struct reg_kv **kv, size_t *n)
+{
+	size_t i;
+
+	kv_push(kv, n, xstrdup(CACHE_ANNOT_RUN_PREFIX), xstrdup(in->prefix));
+	if (in->command[0])
+		kv_push(kv, n, xstrdup(CACHE_ANNOT_RUN_COMMAND), xstrdup(in->command));
+	if (in->nfiles > CACHE_RUN_FILES_MAX) {
+		kv_push(kv, n, xstrdup(CACHE_ANNOT_RUN_FILES), xstrdup("omitted"));
+		return;
+	}
+	kv_push(kv, n, xstrdup(CACHE_ANNOT_RUN_FILES), xasprintf("%zu", in->nfiles));
+	for (i = 0; i < in->nfiles; i++) {
+		char *enc = cache_pct_encode(in->files[i].path);
+
+		kv_push(kv, n, xasprintf("%s%zu", CACHE_ANNOT_RUN_FILE, i),
+			xasprintf("sha256:%s %s", in->files[i].sha256, enc));
+		free(enc);
+	}
+}
+
+void cache_tag_replaced(const char *key, const char *version, const char *digest,
+			char out[CACHE_TAG_MAX + 1])
+{
+	struct sha256 *h = sha256_new();
+	char hex[65];
+	size_t n;
+
+	hash_field(h, "version", version, strlen(version));
+	hash_field(h, "key", key, strlen(key));
+	hash_field(h, "replaced", digest, strlen(digest));
+	hex_final(h, hex);
+	sha256_free(h);
+	n = readable(key, out);
+	out[n++] = '-';
+	memcpy(out + n, version, 8);
+	memcpy(out + n + 8, hex, 24);
+	out[n + 32] = '\0';
 }

@@ -16,6 +16,7 @@
  */
 #include "ctxpack/cache.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,6 +79,15 @@ int cache_manifest_build(struct buf *out, const struct reg_desc *layers, size_t 
 			 const struct reg_kv *annotations, size_t nannotations,
 			 struct err *e)
 {
+	return cache_manifest_build_type(out, CACHE_ARTIFACT_TYPE, layers, n, annotations,
+					 nannotations, e);
+}
+
+int cache_manifest_build_type(struct buf *out, const char *artifact_type,
+			      const struct reg_desc *layers, size_t n,
+			      const struct reg_kv *annotations, size_t nannotations,
+			      struct err *e)
+{
 	size_t i;
 
 	buf_reset(out);
@@ -85,7 +95,7 @@ int cache_manifest_build(struct buf *out, const struct reg_desc *layers, size_t 
 	if (nannotations)
 		json_annots(out, annotations, nannotations);
 	buf_addstr(out, "\"artifactType\":");
-	json_str(out, CACHE_ARTIFACT_TYPE);
+	json_str(out, artifact_type);
 	buf_addf(out, ",\"config\":{\"digest\":\"%s\",\"mediaType\":\"%s\",\"size\":2},",
 		 REG_EMPTY_DIGEST, REG_MT_EMPTY);
 	buf_addstr(out, "\"layers\":[");
@@ -251,10 +261,102 @@ int cache_entry_newer(const struct cache_entry *a, const struct cache_entry *b)
 	return strcmp(a->tag ? a->tag : "", b->tag ? b->tag : "") > 0;
 }
 
+int cache_entry_current(const struct cache_entry *en)
+{
+	char tag[CACHE_TAG_MAX + 1];
+
+	/* entries of old formats have no version: they were never replaced */
+	if (!en->version || !en->key || !en->tag)
+		return 1;
+	cache_tag(en->key, en->version, tag);
+	return !strcmp(tag, en->tag);
+}
+
+void cache_run_record_release(struct cache_run_record *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->nfiles; i++)
+		free(r->files[i].path);
+	free(r->files);
+	free(r->prefix);
+	memset(r, 0, sizeof(*r));
+}
+
+int cache_entry_run_record(const struct cache_entry *en, struct cache_run_record *r,
+			   struct err *e)
+{
+	const struct reg_kv *kv = en->m.annotations;
+	size_t nkv = en->m.nannotations, i;
+	const char *v;
+	uint64_t count;
+	int ret = 0;
+
+	memset(r, 0, sizeof(*r));
+	v = reg_annot_get(kv, nkv, CACHE_ANNOT_RUN_PREFIX);
+	if (v) {
+		if (strlen(v) > CACHE_KEY_MAX || cache_text_check(v))
+			return err_set(e, ERR_CORRUPT, "cache entry %s: bad %s", en->tag,
+				       CACHE_ANNOT_RUN_PREFIX);
+		r->prefix = xstrdup(v);
+	}
+	v = reg_annot_get(kv, nkv, CACHE_ANNOT_RUN_COMMAND);
+	if (v) {
+		if (!is_hex64(v)) {
+			ret = err_set(e, ERR_CORRUPT, "cache entry %s: bad %s", en->tag,
+				      CACHE_ANNOT_RUN_COMMAND);
+			goto out;
+		}
+		memcpy(r->command, v, 65);
+	}
+	v = reg_annot_get(kv, nkv, CACHE_ANNOT_RUN_FILES);
+	if (!v)
+		goto out;
+	if (!strcmp(v, "omitted")) {
+		r->omitted = 1;
+		goto out;
+	}
+	if (parse_u64(v, &count) || count > CACHE_RUN_FILES_MAX) {
+		ret = err_set(e, ERR_CORRUPT, "cache entry %s: bad %s", en->tag,
+			      CACHE_ANNOT_RUN_FILES);
+		goto out;
+	}
+	r->files = xcalloc((size_t)count + 1, sizeof(*r->files));
+	for (i = 0; i < count; i++) {
+		char name[64];
+		const char *sp;
+
+		snprintf(name, sizeof(name), "%s%zu", CACHE_ANNOT_RUN_FILE, i);
+		v = reg_annot_get(kv, nkv, name);
+		/* "sha256:" 64 hex, a space, the %-encoded path */
+		if (!v || strncmp(v, "sha256:", 7) || strlen(v) < 7 + 64 + 2 || v[71] != ' ') {
+			ret = err_set(e, ERR_CORRUPT, "cache entry %s: bad or missing %s", en->tag,
+				      name);
+			goto out;
+		}
+		memcpy(r->files[i].sha256, v + 7, 64);
+		r->files[i].sha256[64] = '\0';
+		sp = v + 72;
+		if (!is_hex64(r->files[i].sha256) || strlen(sp) > 3 * 4096 ||
+		    cache_pct_decode(sp, strlen(sp), &r->files[i].path) || !*r->files[i].path) {
+			free(r->files[i].path);
+			r->files[i].path = NULL;
+			ret = err_set(e, ERR_CORRUPT, "cache entry %s: bad %s", en->tag, name);
+			goto out;
+		}
+		r->nfiles++;
+	}
+	r->recorded = 1;
+out:
+	if (ret)
+		cache_run_record_release(r);
+	return ret;
+}
+
 size_t cache_prune_select(const struct cache_entry *v, size_t n,
 			  const struct cache_prune_opts *o, int64_t now, int *del)
 {
-	size_t i, rank = 0, chosen = 0;
+	size_t i, j, rank = 0, chosen = 0;
 
 	for (i = 0; i < n; i++) {
 		int d;
@@ -273,6 +375,19 @@ size_t cache_prune_select(const struct cache_entry *v, size_t n,
 		if (d) {
 			del[i] = 1;
 			chosen++;
+		}
+	}
+	/* one manifest under two tags (an update cut short between its two
+	 * puts): deleting one by digest would delete the other */
+	for (i = 0; i < n; i++) {
+		if (!del[i] || !v[i].digest[0])
+			continue;
+		for (j = 0; j < n; j++) {
+			if (!del[j] && !strcmp(v[j].digest, v[i].digest)) {
+				del[i] = 0;
+				chosen--;
+				break;
+			}
 		}
 	}
 	return chosen;

@@ -56,16 +56,20 @@ static const struct cli_cmd commands[] = {
 	 "  or 1 when it exited before reading every entry; 1 when packing failed\n"
 	 "  (COMMAND gets SIGTERM first) or the Dockerfile is missing; 2 usage.\n"},
 	{"cache", cmd_cache,
-	 "ctxpack cache (save|restore|run|ls|prune) [options]",
+	 "ctxpack cache (save|restore|run|ls|prune|stats|why) [options]",
 	 "save and restore dependency directories keyed like actions/cache",
-	 "  save    --key KEY [--store STORE] [--force] PATH...\n"
+	 "  save    --key KEY [--store STORE] [--force|--update] PATH...\n"
 	 "  restore --key KEY [--restore-key PREFIX]... [--store STORE] [--fail-on-miss]\n"
-	 "          [--lookup-only] [--json] PATH...\n"
+	 "          [--lookup-only] [--read-only] [--json] PATH...\n"
 	 "  run     --key-file FILE... [--key-prefix P] [--path PATH]... [--store STORE]\n"
+	 "          [--restore-key PREFIX]... [--no-save|--read-only|--save-on-failure]\n"
 	 "          -- COMMAND [ARG...]\n"
 	 "  ls      [--store STORE] [--json]\n"
 	 "  prune   [--store STORE] [--older-than D] [--keep N] [--prefix P] [--dry-run]\n"
 	 "          [--gc-grace D]\n"
+	 "  stats   [--store STORE] [--prefix P] [--json]\n"
+	 "  why     [--store STORE] [--json] KEY, or the run's --key-file, --key-prefix,\n"
+	 "          --path [-- COMMAND]\n"
 	 "  STORE is a registry repository (host[:port]/repo) or oci:DIR; the default is\n"
 	 "  $CTXPACK_STORE, else oci:$XDG_CACHE_HOME/ctxpack/store.  All take --insecure,\n"
 	 "  --ca-file F and --timeout SECS.  'ctxpack cache SUBCOMMAND --help' for details; docs/ci.md.\n"},

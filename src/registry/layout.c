@@ -715,3 +715,183 @@ out:
 	free(dirp);
 	return ret;
 }
+
+/* ---- the side log ---- */
+
+/*
+ * Why appends cannot be lost: an append opens the log only while it holds
+ * the lock, and a trim renames the new file into place while holding it,
+ * so no append ever writes into a file that a trim has already replaced.
+ */
+
+static int lock_log(const char *path, int *fd, struct err *e)
+{
+	*fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
+		   0644);
+	if (*fd < 0)
+		return err_errno(e, "cannot open %s", path);
+	while (flock(*fd, LOCK_EX) < 0) {
+		if (errno != EINTR) {
+			int ret = err_errno(e, "cannot lock %s", path);
+
+			close(*fd);
+			*fd = -1;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Read up to max bytes of the end of the regular file fd (size bytes) into
+ * b, from a line boundary: when the read starts inside the file, the
+ * partial first line is dropped.
+ */
+static int read_tail(int fd, const char *path, uint64_t size, uint64_t max, struct buf *b,
+		     struct err *e)
+{
+	uint64_t off = size > max ? size - max : 0;
+	char *nl;
+
+	buf_reset(b);
+	if (buf_grow(b, (size_t)(size - off)))
+		return err_set(e, ERR_FAIL, "%s: out of memory", path);
+	while (off < size) {
+		ssize_t k = pread(fd, b->data + b->len, (size_t)(size - off), (off_t)off);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return err_errno(e, "cannot read %s", path);
+		if (!k)
+			break; /* truncated meanwhile */
+		buf_setlen(b, b->len + (size_t)k);
+		off += (uint64_t)k;
+	}
+	if (size > max) {
+		nl = memchr(b->data, '\n', b->len);
+		if (!nl) {
+			buf_reset(b);
+		} else {
+			size_t skip = (size_t)(nl + 1 - b->data);
+
+			memmove(b->data, b->data + skip, b->len - skip);
+			buf_setlen(b, b->len - skip);
+		}
+	}
+	return 0;
+}
+
+/* Rewrite the log with its newest lines that fit in max_bytes / 2, at most
+ * keep of them.  Called with the lock held. */
+static int trim_log(struct reg_store *s, const char *path, int fd, uint64_t size,
+		    size_t keep, uint64_t max_bytes, struct err *e)
+{
+	struct buf b = BUF_INIT;
+	struct atomic_file af;
+	size_t start, lines = 0;
+	int ret;
+
+	ret = read_tail(fd, path, size, max_bytes / 2, &b, e);
+	if (ret)
+		goto out;
+	/* the newest keep lines: walk back from the end */
+	start = b.len;
+	while (start > 0 && lines < keep) {
+		size_t p = start - 1;
+
+		while (p > 0 && b.data[p - 1] != '\n')
+			p--;
+		start = p;
+		lines++;
+	}
+	ret = atomic_open(&af, path, 0644, e);
+	if (ret)
+		goto out;
+	af.nosync = 1; /* statistics: a crash may lose them, never corrupt them */
+	if (write_all(af.fd, b.data + start, b.len - start)) {
+		ret = err_errno(e, "cannot write %s", af.tmp);
+		atomic_abort(&af);
+		goto out;
+	}
+	ret = atomic_commit(&af, e);
+	if (!ret)
+		reg_log(s, "trimmed %s to its newest %zu lines", path, lines);
+out:
+	buf_release(&b);
+	return ret;
+}
+
+int layout_log_append(struct reg_store *s, const char *name, const char *line, size_t n,
+		      size_t keep, uint64_t max_bytes, struct err *e)
+{
+	char *path = xasprintf("%s/%s", s->dir, name);
+	char *lockp = xasprintf("%s/%s.lock", s->dir, name);
+	struct stat st;
+	char *rec = NULL;
+	int lfd = -1, fd = -1, ret;
+
+	ret = mkdir_p(s->dir, 0755, e);
+	if (ret)
+		goto out;
+	ret = lock_log(lockp, &lfd, e);
+	if (ret)
+		goto out;
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+		  O_NOCTTY, 0644);
+	if (fd < 0) {
+		ret = err_errno(e, "cannot open %s", path);
+		goto out;
+	}
+	if (fstat(fd, &st)) {
+		ret = err_errno(e, "cannot stat %s", path);
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = err_set(e, ERR_CORRUPT, "%s is not a regular file", path);
+		goto out;
+	}
+	/* one write: a reader never sees half a line, even of a log that is
+	 * not locked the same way */
+	rec = xmalloc(n + 1);
+	memcpy(rec, line, n);
+	rec[n] = '\n';
+	if (write_all(fd, rec, n + 1)) {
+		ret = err_errno(e, "cannot write %s", path);
+		goto out;
+	}
+	if ((uint64_t)st.st_size + n + 1 > max_bytes)
+		ret = trim_log(s, path, fd, (uint64_t)st.st_size + n + 1, keep, max_bytes, e);
+out:
+	if (fd >= 0)
+		close(fd);
+	if (lfd >= 0)
+		close(lfd); /* releases the flock */
+	free(rec);
+	free(lockp);
+	free(path);
+	return ret;
+}
+
+int layout_log_read(struct reg_store *s, const char *name, uint64_t max_bytes,
+		    struct buf *out, struct err *e)
+{
+	char *path = xasprintf("%s/%s", s->dir, name);
+	uint64_t size;
+	int fd, ret;
+
+	fd = open_regular(path, &size, e);
+	if (fd == ERR_NOTFOUND) {
+		err_clear(e);
+		free(path);
+		return 0;
+	}
+	if (fd < 0) {
+		free(path);
+		return fd;
+	}
+	ret = read_tail(fd, path, size, max_bytes, out, e);
+	close(fd);
+	free(path);
+	return ret;
+}

@@ -115,6 +115,10 @@ int layout_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e);
 int layout_manifest_delete(struct reg_store *s, const char *ref, struct err *e);
 int layout_gc(struct reg_store *s, uint64_t min_age, uint64_t *freed,
 	      struct err *e);
+int layout_log_append(struct reg_store *s, const char *name, const char *line,
+		      size_t n, size_t keep, uint64_t max_bytes, struct err *e);
+int layout_log_read(struct reg_store *s, const char *name, uint64_t max_bytes,
+		    struct buf *out, struct err *e);
 
 /* remote.c */
 struct reg_remote *remote_new(struct reg_store *s);

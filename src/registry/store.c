@@ -747,6 +747,34 @@ int reg_store_gc(struct reg_store *s, uint64_t min_age, uint64_t *freed,
 	return s->rm ? 0 : layout_gc(s, min_age, freed, e);
 }
 
+static int log_name_check(const struct reg_store *s, const char *name, struct err *e)
+{
+	if (s->rm)
+		return err_set(e, ERR_USAGE, "%s: a side log is kept in oci: stores only", s->name);
+	if (!*name || strchr(name, '/') || name[0] == '.')
+		return err_set(e, ERR_USAGE, "invalid log name '%s'", name);
+	return 0;
+}
+
+int reg_store_log_append(struct reg_store *s, const char *name, const char *line,
+			 size_t n, size_t keep, uint64_t max_bytes, struct err *e)
+{
+	if (log_name_check(s, name, e))
+		return e->code;
+	if (memchr(line, '\n', n))
+		return err_set(e, ERR_USAGE, "a log line has a newline in it");
+	return layout_log_append(s, name, line, n, keep, max_bytes, e);
+}
+
+int reg_store_log_read(struct reg_store *s, const char *name, uint64_t max_bytes,
+		       struct buf *out, struct err *e)
+{
+	buf_reset(out);
+	if (log_name_check(s, name, e))
+		return e->code;
+	return layout_log_read(s, name, max_bytes, out, e);
+}
+
 /* ---- artifacts ---- */
 
 void reg_push_out_release(struct reg_push_out *o)

@@ -2,9 +2,12 @@
 # a test CA and server certificate, htpasswd files, skopeo with a private
 # policy, and the fault-injecting proxy.  Source after lib.sh.
 #
-#   reg_start [--tls] [--htpasswd FILE] [--token]
+#   reg_start [--tls] [--htpasswd FILE] [--token] [--data DIR] [--readonly]
 #                                          start a registry; sets REG (host:port),
-#                                          REG_DIR, REG_PID; stopped at exit
+#                                          REG_DIR, REG_PID; stopped at exit;
+#                                          --data: serve another registry's
+#                                          storage (its REG_DIR/data),
+#                                          --readonly: refuse every write
 #   token_server_start USER:PASS REFRESH   a Bearer token server (python3,
 #                                          JWTs signed with openssl) for
 #                                          reg_start --token; sets TOKEN_REALM,
@@ -69,14 +72,16 @@ _listens() {
 	ss -Hltnp "sport = :$2" | grep -q "pid=$1,"
 }
 
-# reg_start [--tls] [--htpasswd FILE] [--token]
+# reg_start [--tls] [--htpasswd FILE] [--token] [--data DIR] [--readonly]
 reg_start() {
-	tls= htp= tok=
+	tls= htp= tok= data= ro=
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--tls) tls=1 ;;
 		--htpasswd) htp=$2; shift ;;
 		--token) tok=1 ;;
+		--data) data=$2; shift ;;
+		--readonly) ro=1 ;;
 		*) echo "reg_start: unknown $1" >&2; return 1 ;;
 		esac
 		shift
@@ -84,6 +89,7 @@ reg_start() {
 	_reg_n=$((_reg_n + 1))
 	REG_DIR=$TESTDIR/registry$_reg_n
 	mkdir -p "$REG_DIR/data"
+	[ -n "$data" ] || data=$REG_DIR/data
 	# a free port, and another if a script running at the same time took
 	# it between free_port and the registry's bind
 	_try=0
@@ -98,12 +104,16 @@ reg_start() {
 		echo "    disabled: true"
 		echo "storage:"
 		echo "  filesystem:"
-		echo "    rootdirectory: $REG_DIR/data"
+		echo "    rootdirectory: $data"
 		echo "  delete:"
 		echo "    enabled: true"
 		echo "  maintenance:"
 		echo "    uploadpurging:"
 		echo "      enabled: false"
+		if [ -n "$ro" ]; then
+			echo "    readonly:"
+			echo "      enabled: true"
+		fi
 		echo "http:"
 		echo "  addr: 127.0.0.1:$port"
 		echo "  secret: ctxpack-test-secret"

@@ -1,10 +1,11 @@
 #!/bin/sh
 # What the bash and zsh completions offer besides the option names
 # (t8020): directories for a context DIR and the cache PATHs, files for
-# --key-file and -f, oci:DIR for --store, the --compress value in both
-# "--compress gzip" and "--compress=gzip" (bash splits words at '=' and
-# ':'), a command and its own arguments after "--" in build and cache run,
-# and nothing (no error) for a command it does not know.
+# --key-file and -f (cache run and why), oci:DIR for --store, the
+# --compress value in both "--compress gzip" and "--compress=gzip" (bash
+# splits words at '=' and ':'), a command and its own arguments after "--"
+# in build, cache run and cache why, and nothing (no error) for a command
+# it does not know.
 . "$(dirname "$0")/lib.sh"
 
 for t in bash zsh; do
@@ -41,6 +42,10 @@ is "$(bc ctxpack build --compress none -- ech)" "echo" "bash: a command after --
 is "$(bc ctxpack cache run -f uv.lock -p .venv -- ech)" "echo" "bash: a command after -- (cache run)"
 is "$(bc ctxpack cache run -f uv.lock -p .venv -- uv sync --frozen p)" "pnpm-lock.yaml" \
 	"bash: the command's own arguments after --"
+is "$(bc ctxpack cache why --key-file p)" "pnpm-lock.yaml" "bash: --key-file offers files (cache why)"
+is "$(bc ctxpack cache why -f uv.lock -p .venv -- ech)" "echo" "bash: a command after -- (cache why)"
+is "$(bc ctxpack cache run --save-on)" "--save-on-failure" "bash: cache run's --save-on-failure"
+is "$(bc ctxpack cache st)" "stats" "bash: cache stats"
 is "$(bc ctxpack cache nosuch --)" "" "bash: an unknown cache subcommand: nothing, no error"
 is "$(bc ctxpack nosuch --)" "" "bash: an unknown command: nothing, no error"
 is "$(bc ctxpack --progress a)" "" "bash: an option in the command's place: nothing, no error"
@@ -49,7 +54,8 @@ is "$(bc ctxpack --progress a)" "" "bash: an option in the command's place: noth
 set -- 'ctxpack pack ' 'ctxpack cache save -k k n' 'ctxpack cache run --key-file p' \
 	'ctxpack cache restore --store o' 'ctxpack cache restore --store oci:n' \
 	'ctxpack pack --compress=g' 'ctxpack build --compress none -- ech' \
-	'ctxpack cache run -f uv.lock -p .venv -- ech' 'ctxpack nosuch --'
+	'ctxpack cache run -f uv.lock -p .venv -- ech' 'ctxpack nosuch --' \
+	'ctxpack cache why --key-file p' 'ctxpack cache why -f uv.lock -p .venv -- ech'
 timeout 120 zsh -f "$ROOT/tests/integ/zsh-complete.zsh" "$ROOT/completions" "$@" >../zsh.out 2>../zsh.err
 is "$?:$(cat ../zsh.err)" "0:" "zsh: the session ran"
 zc() { awk -F'\t' -v l="$1" '$1 == l { print $2 }' ../zsh.out | LC_ALL=C sort -u | tr '\n' ' ' | sed 's/ $//'; }
@@ -62,4 +68,6 @@ is "$(zc 'ctxpack pack --compress=g')" "gzip" "zsh: --compress=VALUE"
 like "$(zc 'ctxpack build --compress none -- ech')" "(^| )echo( |$)" "zsh: a command after -- (build)"
 like "$(zc 'ctxpack cache run -f uv.lock -p .venv -- ech')" "(^| )echo( |$)" "zsh: a command after -- (cache run)"
 is "$(zc 'ctxpack nosuch --')" "" "zsh: an unknown command: nothing"
+is "$(zc 'ctxpack cache why --key-file p')" "pnpm-lock.yaml" "zsh: --key-file offers files (cache why)"
+like "$(zc 'ctxpack cache why -f uv.lock -p .venv -- ech')" "(^| )echo( |$)" "zsh: a command after -- (cache why)"
 done_testing

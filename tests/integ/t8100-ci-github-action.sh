@@ -14,6 +14,7 @@
 #     restore-keys (cache-hit=false, cache-matched-key) and saves the new key;
 #   - lookup-only downloads nothing; fail-on-cache-miss fails the step;
 #   - a failed or cancelled job saves nothing, unless save-always;
+#   - read-only restores and writes nothing (no save, no stats event);
 #   - an unreachable store is a miss and a warning, never a failed job;
 #   - only the declared outputs are set; a bad boolean input fails the step.
 . "$(dirname "$0")/lib.sh"
@@ -206,6 +207,23 @@ for STORE in $stores; do
 	ok "$kind: cancelled job, save-always: post" post deps --status cancelled
 	like "$(log)" "job cancelled; save-always" "$kind: cancelled job, save-always: saves"
 	ok "$kind: and the key is in the store" sh -c "ctxpack cache ls --store '$STORE' | grep -q ' $KEY '"
+
+	# 7: read-only (a pull request from a fork): restores through
+	# restore-keys, writes nothing to the store
+	SAVED=$KEY
+	LOCKV=6
+	job "$kind-7"
+	entries=$(ctxpack cache ls --store "$STORE")
+	events=$(ctxpack cache stats --store "$STORE" --json)
+	ok "$kind: read-only: main" step_main --with read-only=true
+	is "$(output cache-hit):$(output cache-matched-key)" "false:$SAVED" \
+		"$kind: read-only: the newest entry through restore-keys"
+	ok "$kind: read-only: restored" test -f node_modules/pkg/lock-copy
+	$GHA run "$J" -- ../install.sh >/dev/null 2>&1
+	ok "$kind: read-only: post" post deps
+	like "$(log)" "not saving the cache: read-only" "$kind: read-only: not saved"
+	is "$(ctxpack cache ls --store "$STORE")" "$entries" "$kind: read-only: no entry added"
+	is "$(ctxpack cache stats --store "$STORE" --json)" "$events" "$kind: read-only: no stats event"
 done
 
 # an unreachable store: a miss and warnings, the job goes on

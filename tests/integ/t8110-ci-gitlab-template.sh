@@ -16,7 +16,8 @@
 #     off, the embedded oci: store in the project directory;
 #   - pipeline 1 misses and runs uv sync and pnpm install; pipeline 2 hits
 #     and runs neither, with the trees restored; a changed uv.lock runs uv
-#     warm and pnpm not at all;
+#     warm and pnpm not at all; CTXPACK_RUN_ARGS=--read-only (a merge
+#     request from a fork) runs it warm and leaves the registry as it was;
 #   - the docker build job sends the context, gzip, with its Dockerfile.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-registry.sh"
@@ -210,6 +211,19 @@ is "$?" 0 "pipeline 3: backend job"
 like "$(cat log)" "warm start from uv-" "backend: a warm start from the old entry"
 jobrun frontend || showlog
 is "$(runs)" "uv backend cold pnpm frontend cold uv backend warm" "uv ran warm, pnpm not at all"
+
+# --- a merge request from a fork: CTXPACK_RUN_ARGS=--read-only ---
+before=$(REGISTRY_AUTH_FILE=$TESTDIR/auth.json ctxpack cache ls --store "$REG/group/app/ci-cache")
+pipeline fork
+CI_PROJECT_DIR=$P
+sed -i 's/version = "0.115.6"/version = "0.115.8"/' "$P/backend/uv.lock"
+sed -i 's/fastapi-0.115.6/fastapi-0.115.8/' "$P/.gitlab-ci.yml"
+CTXPACK_RUN_ARGS=--read-only jobrun backend || showlog
+is "$?" 0 "fork: backend job with CTXPACK_RUN_ARGS=--read-only"
+like "$(cat log)" "warm start from uv-" "fork: a warm start"
+like "$(cat log)" "not saved \\(--read-only\\)" "fork: nothing saved"
+is "$(REGISTRY_AUTH_FILE=$TESTDIR/auth.json ctxpack cache ls --store "$REG/group/app/ci-cache")" \
+	"$before" "fork: the registry's entries are as they were"
 
 # --- no registry: the embedded store in the project directory ---
 unset CI_REGISTRY CI_REGISTRY_IMAGE CI_REGISTRY_USER CI_REGISTRY_PASSWORD
