@@ -45,6 +45,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +54,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -169,19 +172,35 @@ static int wait_child(pid_t pid)
 	return st;
 }
 
-/* Start COMMAND with rfd as its standard input (-1: keep ours). */
-static pid_t spawn(char **cmdv, int rfd, int wfd)
+/*
+ * Starting COMMAND.  The child shares ctxpack's memory until it execs
+ * (clone with CLONE_VM | CLONE_VFORK, as posix_spawn does): nothing is
+ * copied, and ctxpack, which may go on walking while COMMAND starts up,
+ * takes no copy-on-write faults.  The child runs on a stack of its own and
+ * makes system calls only; what failed is left in spawn_args for the
+ * parent to say.
+ */
+#define SPAWN_STACK (256u << 10)
+
+struct spawn_args {
+	char **cmdv;
+	int rfd, wfd;       /* the pipe (rfd becomes stdin), or -1 */
+	pid_t parent;
+	sigset_t mask;      /* the signal mask COMMAND starts with */
+	int err;            /* errno of what failed in the child */
+	int failed;         /* 0, SPAWN_DUP or SPAWN_EXEC */
+};
+enum { SPAWN_DUP = 1, SPAWN_EXEC };
+
+static int spawn_child(void *p)
 {
-	pid_t parent = getpid(), pid = fork();
+	struct spawn_args *a = p;
 	struct sigaction sa;
 
-	if (pid > 0)
-		child_ran = 1;
-	if (pid != 0)
-		return pid;
-	/* the child: default signal handling (main ignores SIGPIPE, and an
-	 * ignored signal stays ignored across exec), and SIGTERM when
-	 * ctxpack dies, so that it never builds on after ctxpack is gone */
+	/* default signal handling (main ignores SIGPIPE, and an ignored
+	 * signal stays ignored across exec), and SIGTERM when ctxpack dies,
+	 * so that it never builds on after ctxpack is gone; the handler
+	 * table is the child's own (no CLONE_SIGHAND) */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGPIPE, &sa, NULL);
@@ -189,21 +208,63 @@ static pid_t spawn(char **cmdv, int rfd, int wfd)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != parent)
+	if (getppid() != a->parent)
 		_exit(128 + SIGTERM);
-	if (rfd >= 0) {
-		if (dup2(rfd, 0) < 0) {
-			fprintf(stderr, "ctxpack: error: cannot set up the input of %s: %s\n",
-				cmdv[0], strerror(errno));
+	if (a->rfd >= 0) {
+		if (dup2(a->rfd, 0) < 0) {
+			a->err = errno;
+			a->failed = SPAWN_DUP;
 			_exit(126);
 		}
-		close(wfd);
-		if (rfd != 0)
-			close(rfd);
+		close(a->wfd);
+		if (a->rfd != 0)
+			close(a->rfd);
 	}
-	execvp(cmdv[0], cmdv);
-	fprintf(stderr, "ctxpack: error: cannot run %s: %s\n", cmdv[0], strerror(errno));
+	sigprocmask(SIG_SETMASK, &a->mask, NULL);
+	execvp(a->cmdv[0], a->cmdv);
+	a->err = errno;
+	a->failed = SPAWN_EXEC;
 	_exit(errno == ENOENT ? 127 : 126);
+}
+
+/* Start COMMAND with rfd as its standard input (-1: keep ours).  Returns
+ * its PID (it exited at once, 126 or 127, when it could not be run: that
+ * is said here), or -1 with errno set. */
+static pid_t spawn(char **cmdv, int rfd, int wfd)
+{
+	struct spawn_args a;
+	sigset_t all;
+	char *stack;
+	pid_t pid;
+	int saved;
+
+	memset(&a, 0, sizeof(a));
+	a.cmdv = cmdv;
+	a.rfd = rfd;
+	a.wfd = wfd;
+	a.parent = getpid();
+	stack = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		return -1;
+	/* no handler of ours may run in the child before it resets them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &a.mask);
+	pid = clone(spawn_child, stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+	saved = errno;
+	pthread_sigmask(SIG_SETMASK, &a.mask, NULL);
+	munmap(stack, SPAWN_STACK);
+	if (pid < 0) {
+		errno = saved;
+		return -1;
+	}
+	child_ran = 1;
+	if (a.failed == SPAWN_DUP)
+		fprintf(stderr, "ctxpack: error: cannot set up the input of %s: %s\n", cmdv[0],
+			strerror(a.err));
+	else if (a.failed == SPAWN_EXEC)
+		fprintf(stderr, "ctxpack: error: cannot run %s: %s\n", cmdv[0], strerror(a.err));
+	return pid;
 }
 
 /* COMMAND's exit status as ours (128+N for signal N, said on stderr). */
@@ -702,20 +763,41 @@ out:
 	return status;
 }
 
-static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *snap,
-		    struct err *e)
-{
-	struct pack_list l;
-	struct pack_result res;
-	struct pipe_sink sink = {-1, -1, NULL, 0, 0, 0};
-	struct fc_stats fst;
-	struct idx *x = NULL;
-	struct fc *fc = NULL;
-	struct buf warn = BUF_INIT, versions = BUF_INIT;
-	char **v = bd->cmdv, *resolved = NULL, *made = NULL;
-	int fds[2] = {-1, -1}, st, status, packed, unread = 0, have_unread = 0, have_list = 0;
-	pid_t pid;
+/* ---- the pipe hand-over ---- */
 
+/* The pipe's size: COMMAND and ctxpack wake each other less often than
+ * with the default 64 KiB (1 MiB is the default most an unprivileged
+ * process may ask for; a refusal keeps the default). */
+#define PIPE_SIZE (1 << 20)
+
+/* COMMAND fed through a pipe. */
+struct piped {
+	char **v;            /* COMMAND as run: bd->cmdv or a rewrite of it */
+	char *made;          /* a word rewrite() made, or NULL */
+	char *resolved;      /* the -f value passed to docker, or NULL */
+	int worded;          /* pipe_words() ran */
+	int fds[2];          /* the pipe; fds[0] kept while the pidfd watches */
+	struct pipe_sink sink;
+	pid_t pid;           /* > 0 once COMMAND runs */
+};
+
+static void piped_init(struct piped *pp, struct build *bd)
+{
+	memset(pp, 0, sizeof(*pp));
+	pp->v = bd->cmdv;
+	pp->fds[0] = pp->fds[1] = -1;
+	pp->sink.wfd = pp->sink.pidfd = -1;
+}
+
+/*
+ * COMMAND's words for a piped archive.  Needs only what the walk knows
+ * before it walks the tree (wr's root, flags and dockerfile_rel), so that
+ * COMMAND can start while the tree is walked; may replace
+ * wr->dockerfile_rel (a symlinked Dockerfile, classic builder).
+ */
+static void pipe_words(struct build *bd, struct walk_result *wr, struct piped *pp)
+{
+	pp->worded = 1;
 	/* docker reads the Dockerfile the archive holds at its -f path:
 	 * ctxpack's -f, when docker was not given one, is passed on */
 	if (bd->b.kind == BUILDER_DOCKER && bd->wo.dockerfile && wr->dockerfile_rel) {
@@ -724,7 +806,7 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 		if (!want) {
 			cli_warn("-f %s is given to ctxpack but not to %s: passing it -f %s",
 				 bd->wo.dockerfile, bd->b.argv[bd->b.prog_at], wr->dockerfile_rel);
-			resolved = xstrdup(wr->dockerfile_rel);
+			pp->resolved = xstrdup(wr->dockerfile_rel);
 		} else if (!bd->df_abs) {
 			/* both given: they must name the same file */
 			char *a = xasprintf("%s/%s", wr->root, want);
@@ -748,19 +830,162 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 		if (rel && *rel && strcmp(rel, wr->dockerfile_rel)) {
 			free(wr->dockerfile_rel);
 			wr->dockerfile_rel = rel;
-			free(resolved);
-			resolved = xstrdup(rel);
+			free(pp->resolved);
+			pp->resolved = xstrdup(rel);
 			rel = NULL;
 			if (cli_opt.verbose)
 				cli_info("the Dockerfile is a symlink: naming its target %s to %s, as "
-					 "docker build does", resolved, bd->b.argv[bd->b.prog_at]);
+					 "docker build does", pp->resolved, bd->b.argv[bd->b.prog_at]);
 		}
 		free(rel);
 		free(real);
 		free(full);
 	}
-	if (resolved)
-		v = rewrite(&bd->b, -1, NULL, resolved, &made);
+	if (pp->resolved)
+		pp->v = rewrite(&bd->b, -1, NULL, pp->resolved, &pp->made);
+}
+
+/* The pipe, and COMMAND reading it. */
+static int pipe_start(struct build *bd, struct piped *pp, struct err *e)
+{
+	pid_t pid;
+
+	if (pipe2(pp->fds, O_CLOEXEC))
+		return err_errno(e, "cannot create a pipe");
+	fcntl(pp->fds[1], F_SETPIPE_SZ, PIPE_SIZE);
+	if (cli_opt.verbose && pp->v != bd->cmdv)
+		print_cmd(pp->v);
+	fflush(stdout);
+	fflush(stderr);
+	pid = spawn(pp->v, pp->fds[0], pp->fds[1]);
+	if (pid < 0) {
+		err_errno(e, "cannot start %s", pp->v[0]);
+		close(pp->fds[0]);
+		close(pp->fds[1]);
+		pp->fds[0] = pp->fds[1] = -1;
+		return e->code;
+	}
+	child_pid = pp->pid = pid;
+	pp->sink.wfd = pp->fds[1];
+	pp->sink.name = pp->v[0];
+#ifdef SYS_pidfd_open
+	pp->sink.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+	if (pp->sink.pidfd >= 0) {
+		fcntl(pp->sink.pidfd, F_SETFD, FD_CLOEXEC);
+		fcntl(pp->sink.wfd, F_SETFL, fcntl(pp->sink.wfd, F_GETFL) | O_NONBLOCK);
+	} else {
+		close(pp->fds[0]);
+		pp->fds[0] = -1;
+	}
+	return 0;
+}
+
+/* The pipe's ends and the pidfd closed (COMMAND's input ends). */
+static void pipe_close(struct piped *pp)
+{
+	if (pp->sink.wfd >= 0)
+		close(pp->sink.wfd);
+	pp->sink.wfd = pp->fds[1] = -1;
+	if (pp->fds[0] >= 0)
+		close(pp->fds[0]);
+	pp->fds[0] = -1;
+	if (pp->sink.pidfd >= 0)
+		close(pp->sink.pidfd);
+	pp->sink.pidfd = -1;
+}
+
+static void piped_release(struct build *bd, struct piped *pp)
+{
+	pipe_close(pp);
+	if (pp->v != bd->cmdv)
+		free(pp->v);
+	free(pp->made);
+	free(pp->resolved);
+}
+
+/*
+ * COMMAND started, and what it was to read failed before any of it was
+ * sent (e: the walk, the Dockerfile check, the pack's set-up), or a signal
+ * came: a signal was passed on to it, and its status is ctxpack's; else it
+ * gets SIGTERM before its input ends, so that it never builds an empty
+ * context, and the status is e's.
+ */
+static int pipe_abort(struct piped *pp, struct err *e)
+{
+	int st, status;
+
+	if (!got_signal)
+		kill(pp->pid, SIGTERM);
+	pipe_close(pp);
+	st = wait_child(pp->pid);
+	child_pid = 0;
+	if (got_signal) {
+		cli_warn("interrupted by signal %d before the context was sent", (int)got_signal);
+		status = child_status(pp->v[0], st, e);
+		return status ? status : 128 + got_signal;
+	}
+	status = cli_fail(e);
+	cli_warn("%s was stopped (SIGTERM) so that it does not use an incomplete context",
+		 pp->v[0]);
+	return status;
+}
+
+/*
+ * The walk's hook before it walks the tree (walk_opts.replay: the root is
+ * resolved and the ignore file parsed, nothing walked yet).  For docker's
+ * classic builder COMMAND starts here, so that the docker client's own
+ * start-up (tens of milliseconds, before it reads its input) overlaps the
+ * walk rather than following it: in `docker build .` the client starts
+ * before it walks, too.  Nothing COMMAND does depends on the tree until it
+ * reads the archive, and what fails from here on stops it before its
+ * input ends (pipe_abort).  Only when the checks that must come before
+ * COMMAND pass already: the Dockerfile is in the context (else docker gets
+ * a directory) and is a regular file (else the error is said first).  A
+ * snapshot's replay (pipes of compressed archives) is chained.
+ */
+struct before_tree {
+	struct build *bd;
+	struct piped *pp;
+	struct idx_snap *snap;
+};
+
+static int before_tree(void *ctx, const struct walk_opts *o, struct walk_result *r, int rootfd)
+{
+	struct before_tree *bt = ctx;
+	struct build *bd = bt->bd;
+
+	if (bd->b.kind == BUILDER_DOCKER && !bd->b.buildkit && bd->send == SEND_PIPE &&
+	    r->dockerfile_rel && !got_signal) {
+		struct err ignore = ERR_INIT;
+		struct stat st;
+
+		if (!fstatat(rootfd, r->dockerfile_rel, &st, 0) && S_ISREG(st.st_mode)) {
+			pipe_words(bd, r, bt->pp);
+			/* a failure is tried again, and said, after the walk */
+			pipe_start(bd, bt->pp, &ignore);
+		}
+	}
+	return bt->snap ? idx_snap_replay(bt->snap, o, r, rootfd) : 0;
+}
+
+static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *snap,
+		    struct piped *pp, struct err *e)
+{
+	struct pack_list l;
+	struct pack_result res;
+	struct pipe_sink *sink = &pp->sink;
+	struct fc_stats fst;
+	struct idx *x = NULL;
+	struct fc *fc = NULL;
+	struct buf warn = BUF_INIT, versions = BUF_INIT;
+	char **v;
+	int st, status, packed, unread = 0, have_unread = 0, have_list = 0;
+	pid_t pid;
+
+	if (!pp->worded)
+		pipe_words(bd, wr, pp);
+	v = pp->v;
 
 	/* the frame store as for `ctxpack pack` (--compress none: nothing to
 	 * save); opened before the walk would be better (its time is the
@@ -769,17 +994,13 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 	if (!bd->no_cache && bd->po.compress != PACK_NONE) {
 		pack_lib_versions(&versions);
 		bd->fo.versions = versions.data;
-		if (fc_open(&fc, &bd->fo, e)) {
-			status = cli_fail(e);
-			goto out;
-		}
+		if (fc_open(&fc, &bd->fo, e))
+			goto fail;
 		{
 			int r = fc_prepare(wr, bd->index_dir, fc, snap, &x, NULL, &warn, e);
 
-			if (r < 0) {
-				status = cli_fail(e);
-				goto out;
-			}
+			if (r < 0)
+				goto fail;
 			if (r > 0) {
 				cli_warn("%s", warn.data);
 				fc_close(fc);
@@ -787,76 +1008,46 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 			}
 		}
 	}
-	if (pack_list_build(&l, wr, e)) {
-		status = cli_fail(e);
-		goto out;
-	}
+	if (pack_list_build(&l, wr, e))
+		goto fail;
 	have_list = 1;
 	if (bd->b.kind == BUILDER_DOCKER && bd->b.buildkit && l.n_added)
 		cli_warn("BuildKit takes a piped context as it is: %s%s (excluded by the ignore "
 			 "file) will be in what COPY sees; without --send pipe or --compress, "
 			 "ctxpack hands BuildKit a directory instead", l.added[0].path,
 			 l.n_added > 1 ? " and others" : "");
-	if (interrupted(e)) {
+	if (interrupted(e))
+		goto fail;
+	if (!pp->pid && pipe_start(bd, pp, e)) {
 		status = cli_fail(e);
 		goto out;
 	}
-
-	if (pipe2(fds, O_CLOEXEC)) {
-		err_errno(e, "cannot create a pipe");
-		status = cli_fail(e);
-		goto out;
-	}
-	if (cli_opt.verbose && v != bd->cmdv)
-		print_cmd(v);
-	fflush(stdout);
-	fflush(stderr);
-	pid = spawn(v, fds[0], fds[1]);
-	if (pid < 0) {
-		err_errno(e, "cannot start %s", v[0]);
-		close(fds[0]);
-		close(fds[1]);
-		status = cli_fail(e);
-		goto out;
-	}
-	child_pid = pid;
-	sink.wfd = fds[1];
-	sink.name = v[0];
-#ifdef SYS_pidfd_open
-	sink.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-#endif
-	if (sink.pidfd >= 0) {
-		fcntl(sink.pidfd, F_SETFD, FD_CLOEXEC);
-		fcntl(sink.wfd, F_SETFL, fcntl(sink.wfd, F_GETFL) | O_NONBLOCK);
-	} else {
-		close(fds[0]);
-		fds[0] = -1;
-	}
+	pid = pp->pid;
 
 	/* --progress auto draws nothing here: COMMAND writes to the same
 	 * terminal (docker and buildah draw their own progress) */
 	if (cli_opt.progress == 1)
 		cli_progress_start("build", 0);
-	packed = fc_pack_write(fc, NULL, &l, &bd->po, pipe_sink_write, &sink, -1, &res, &fst,
+	packed = fc_pack_write(fc, NULL, &l, &bd->po, pipe_sink_write, sink, -1, &res, &fst,
 			       e) == 0;
 	cli_progress_end(packed);
 	if (packed && x)
 		idx_store_deferred(x, wr, NULL); /* hashed by the packer */
 	if (packed && fc)
 		idx_snap_store(snap, wr);
-	if (!packed && !sink.gone && !got_signal) {
+	if (!packed && !sink->gone && !got_signal) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);
 	}
-	close(sink.wfd);
+	close(sink->wfd);
+	sink->wfd = pp->fds[1] = -1;
 	st = wait_child(pid);
 	child_pid = 0;
-	if (fds[0] >= 0) {
-		have_unread = ioctl(fds[0], FIONREAD, &unread) == 0;
-		close(fds[0]);
+	if (pp->fds[0] >= 0) {
+		have_unread = ioctl(pp->fds[0], FIONREAD, &unread) == 0;
+		close(pp->fds[0]);
+		pp->fds[0] = -1;
 	}
-	if (sink.pidfd >= 0)
-		close(sink.pidfd);
 
 	if (!packed && got_signal) {
 		/* passed on to COMMAND, whose status tells how it ended */
@@ -866,7 +1057,7 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 			status = 128 + got_signal;
 		goto out;
 	}
-	if (!packed && !sink.gone) {
+	if (!packed && !sink->gone) {
 		status = cli_fail(e);
 		cli_warn("%s was stopped (SIGTERM) so that it does not use an incomplete context",
 			 v[0]);
@@ -890,8 +1081,8 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 		goto out;
 	/* the end-of-archive frame may stay unread: readers stop at the tar
 	 * end blocks and need not read the zstd checksum after them */
-	if (sink.gone || (have_unread && (uint64_t)unread > sink.last)) {
-		uint64_t consumed = sink.written - (have_unread ? (uint64_t)unread : 0);
+	if (sink->gone || (have_unread && (uint64_t)unread > sink->last)) {
+		uint64_t consumed = sink->written - (have_unread ? (uint64_t)unread : 0);
 
 		if (packed)
 			fprintf(stderr, "ctxpack: error: %s exited with status %d after reading "
@@ -907,6 +1098,10 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 		cli_info("%s left the last %d bytes (the end-of-archive frame) unread", v[0],
 			 unread);
 	}
+	goto out;
+fail:
+	/* before anything was sent: a COMMAND started early is stopped */
+	status = pp->pid > 0 ? pipe_abort(pp, e) : cli_fail(e);
 out:
 	if (x && idx_warning(x))
 		cli_warn("%s", idx_warning(x));
@@ -918,10 +1113,6 @@ out:
 	buf_release(&versions);
 	if (have_list)
 		pack_list_release(&l);
-	if (v != bd->cmdv)
-		free(v);
-	free(made);
-	free(resolved);
 	return status;
 }
 
@@ -931,6 +1122,8 @@ int cmd_build(int argc, char **argv)
 	struct walk_result wr = {0};
 	struct err e = ERR_INIT;
 	struct idx_snap *snap = NULL;
+	struct piped pp;
+	struct before_tree bt;
 	int dd, status;
 
 	memset(&bd, 0, sizeof(bd));
@@ -947,16 +1140,19 @@ int cmd_build(int argc, char **argv)
 	if (pack_opts_check(&bd.po, &e))
 		cli_usage_error(bd.cmd, "%s", e.msg);
 	catch_signals();
+	piped_init(&pp, &bd);
 	/* a piped archive through the frame store: an unchanged context is
 	 * replayed from its snapshot (the index's, issue 15) */
-	if (bd.send == SEND_PIPE && !bd.no_cache && bd.po.compress != PACK_NONE) {
+	if (bd.send == SEND_PIPE && !bd.no_cache && bd.po.compress != PACK_NONE)
 		snap = idx_snap_new(bd.index_dir);
-		bd.wo.replay = idx_snap_replay;
-		bd.wo.replay_ctx = snap;
-	}
+	bt.bd = &bd;
+	bt.pp = &pp;
+	bt.snap = snap;
+	bd.wo.replay = before_tree;
+	bd.wo.replay_ctx = &bt;
 
 	if (walk_run(&bd.wo, &wr, &e) || check_dockerfile(&bd, &wr, &e) || interrupted(&e)) {
-		status = cli_fail(&e);
+		status = pp.pid > 0 ? pipe_abort(&pp, &e) : cli_fail(&e);
 		goto out;
 	}
 	if (!wr.n && !cli_opt.quiet)
@@ -964,17 +1160,19 @@ int cmd_build(int argc, char **argv)
 	if (bd.send == SEND_PIPE && bd.b.kind == BUILDER_DOCKER && !wr.dockerfile_rel &&
 	    !bd.b.buildkit) {
 		/* the classic builder reads the Dockerfile from the archive: one
-		 * from outside the context goes the way docker build sends it */
+		 * from outside the context goes the way docker build sends it
+		 * (COMMAND was not started early: before_tree) */
 		if (!cli_opt.quiet)
 			cli_info("the Dockerfile is outside the context: handing %s a directory",
 				 bd.b.argv[bd.b.prog_at]);
 		bd.send = SEND_DIR;
 	}
-	status = bd.send == SEND_DIR ? run_dir(&bd, &wr, &e) : run_pipe(&bd, &wr, snap, &e);
+	status = bd.send == SEND_DIR ? run_dir(&bd, &wr, &e) : run_pipe(&bd, &wr, snap, &pp, &e);
 out:
 	/* interrupted before COMMAND started: die of it, in effect */
 	if (got_signal && !child_ran)
 		status = 128 + got_signal;
+	piped_release(&bd, &pp);
 	builder_release(&bd.b);
 	walk_release(&wr);
 	idx_snap_free(snap);
