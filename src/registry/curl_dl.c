@@ -244,3 +244,18 @@ CURLUcode curl_url_get(CURLU *u, CURLUPart what, char **part, unsigned int flags
 {
 	return have() ? fn.url_get(u, what, part, flags) : CURLUE_OUT_OF_MEMORY;
 }
+
+/*
+ * The file the loader mapped for CURL_SONAME (after a load), or NULL: for
+ * reg_lib_info's memo of the version (reg_ver.c).
+ */
+const char *reg_curl_path(void)
+{
+	static char path[4096];
+	Dl_info info;
+
+	if (!have() || !dladdr((void *)fn.version_info, &info) || !info.dli_fname)
+		return NULL;
+	snprintf(path, sizeof(path), "%s", info.dli_fname);
+	return path;
+}

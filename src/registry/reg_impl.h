@@ -62,6 +62,8 @@ const char *reg_basename(const char *path);
  * trampolines that load it on first use too (issue 15, docs/startup.md).
  */
 int reg_curl_load(struct err *e);
+/* the file the loader mapped for libcurl (loading it), or NULL */
+const char *reg_curl_path(void);
 
 /*
  * store.c: a file's sha256 computed in a second thread, so that the upload
