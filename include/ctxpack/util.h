@@ -233,4 +233,29 @@ uint64_t time_mono_ms(void);
 /* Sleep ms milliseconds, resumed after a signal handler returns. */
 void sleep_ms(long ms);
 
+/*
+ * Running COMMAND (run.c), the same for `build` and `cache run`.
+ * run_catch_signals: from now on SIGINT, SIGTERM and SIGHUP are noted
+ * (run_signal() says which came last, 0 for none) and passed on to the
+ * COMMAND running, unless the terminal sent them (it sent them to COMMAND
+ * too); run_release_signals puts back the handlers there were before.
+ * run_start: start argv (execvp, no shell) with rfd as its standard input
+ * (-1: ours) and wfd closed in it (-1: none), default signal handling and
+ * SIGTERM when ctxpack dies; its PID, or -1 with errno set.  When it
+ * cannot be run, it exits 127 (not found) or 126 at once, and the reason
+ * is said on stderr.  run_started: whether run_start ever succeeded.
+ * run_wait: wait for it; the wait status, -1 with errno set.
+ * run_exit_status: a wait status as an exit status (128+N for signal N,
+ * which is said on stderr; -1: said, and 1).  run_command: catch, start,
+ * wait and release in one; the exit status.
+ */
+void run_catch_signals(void);
+void run_release_signals(void);
+int run_signal(void);
+int run_started(void);
+pid_t run_start(char **argv, int rfd, int wfd);
+int run_wait(pid_t pid);
+int run_exit_status(const char *name, int st);
+int run_command(char **argv);
+
 #endif

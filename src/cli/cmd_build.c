@@ -72,41 +72,13 @@
 enum { SEND_AUTO = 0, SEND_PIPE, SEND_DIR };
 enum { OPT_SEND = OPT_CMD_BASE + 1 };
 
-/* ---- signals ---- */
-
-static volatile sig_atomic_t got_signal;
-static volatile pid_t child_pid;
-static int child_ran;        /* COMMAND was started */
-
-static void on_signal(int sig, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	got_signal = sig;
-	/* the terminal's ^C reached COMMAND too (same process group); a
-	 * signal from a process (kill, a CI runner) is ours to pass on */
-	if (child_pid > 0 && si && si->si_code <= 0)
-		kill(child_pid, sig);
-}
-
-static void catch_signals(void)
-{
-	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
-	struct sigaction sa;
-	size_t i;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_sigaction = on_signal;
-	sa.sa_flags = SA_SIGINFO; /* no SA_RESTART: a blocked write returns */
-	sigemptyset(&sa.sa_mask);
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-}
+/* ---- signals (util.h, run.c) ---- */
 
 static int interrupted(struct err *e)
 {
-	if (!got_signal)
+	if (!run_signal())
 		return 0;
-	return err_set(e, ERR_FAIL, "interrupted by signal %d", (int)got_signal);
+	return err_set(e, ERR_FAIL, "interrupted by signal %d", (int)run_signal());
 }
 
 /* ---- the pipe ---- */
@@ -159,112 +131,6 @@ gone:
 	s->gone = 1;
 	return err_set(e, ERR_FAIL, "%s stopped reading its input after %llu bytes", s->name,
 		       (unsigned long long)s->written);
-}
-
-static int wait_child(pid_t pid)
-{
-	int st;
-
-	while (waitpid(pid, &st, 0) < 0) {
-		if (errno != EINTR)
-			return -1;
-	}
-	return st;
-}
-
-/*
- * Starting COMMAND.  The child shares ctxpack's memory until it execs
- * (clone with CLONE_VM | CLONE_VFORK, as posix_spawn does): nothing is
- * copied, and ctxpack, which may go on walking while COMMAND starts up,
- * takes no copy-on-write faults.  The child runs on a stack of its own and
- * makes system calls only; what failed is left in spawn_args for the
- * parent to say.
- */
-#define SPAWN_STACK (256u << 10)
-
-struct spawn_args {
-	char **cmdv;
-	int rfd, wfd;       /* the pipe (rfd becomes stdin), or -1 */
-	pid_t parent;
-	sigset_t mask;      /* the signal mask COMMAND starts with */
-	int err;            /* errno of what failed in the child */
-	int failed;         /* 0, SPAWN_DUP or SPAWN_EXEC */
-};
-enum { SPAWN_DUP = 1, SPAWN_EXEC };
-
-static int spawn_child(void *p)
-{
-	struct spawn_args *a = p;
-	struct sigaction sa;
-
-	/* default signal handling (main ignores SIGPIPE, and an ignored
-	 * signal stays ignored across exec), and SIGTERM when ctxpack dies,
-	 * so that it never builds on after ctxpack is gone; the handler
-	 * table is the child's own (no CLONE_SIGHAND) */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	if (getppid() != a->parent)
-		_exit(128 + SIGTERM);
-	if (a->rfd >= 0) {
-		if (dup2(a->rfd, 0) < 0) {
-			a->err = errno;
-			a->failed = SPAWN_DUP;
-			_exit(126);
-		}
-		close(a->wfd);
-		if (a->rfd != 0)
-			close(a->rfd);
-	}
-	sigprocmask(SIG_SETMASK, &a->mask, NULL);
-	execvp(a->cmdv[0], a->cmdv);
-	a->err = errno;
-	a->failed = SPAWN_EXEC;
-	_exit(errno == ENOENT ? 127 : 126);
-}
-
-/* Start COMMAND with rfd as its standard input (-1: keep ours).  Returns
- * its PID (it exited at once, 126 or 127, when it could not be run: that
- * is said here), or -1 with errno set. */
-static pid_t spawn(char **cmdv, int rfd, int wfd)
-{
-	struct spawn_args a;
-	sigset_t all;
-	char *stack;
-	pid_t pid;
-	int saved;
-
-	memset(&a, 0, sizeof(a));
-	a.cmdv = cmdv;
-	a.rfd = rfd;
-	a.wfd = wfd;
-	a.parent = getpid();
-	stack = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (stack == MAP_FAILED)
-		return -1;
-	/* no handler of ours may run in the child before it resets them */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &a.mask);
-	pid = clone(spawn_child, stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
-	saved = errno;
-	pthread_sigmask(SIG_SETMASK, &a.mask, NULL);
-	munmap(stack, SPAWN_STACK);
-	if (pid < 0) {
-		errno = saved;
-		return -1;
-	}
-	child_ran = 1;
-	if (a.failed == SPAWN_DUP)
-		fprintf(stderr, "ctxpack: error: cannot set up the input of %s: %s\n", cmdv[0],
-			strerror(a.err));
-	else if (a.failed == SPAWN_EXEC)
-		fprintf(stderr, "ctxpack: error: cannot run %s: %s\n", cmdv[0], strerror(a.err));
-	return pid;
 }
 
 /* COMMAND's exit status as ours (128+N for signal N, said on stderr). */
@@ -742,14 +608,12 @@ static int run_dir(struct build *bd, struct walk_result *wr, struct err *e)
 			wr->n, ctx_dir);
 	fflush(stdout);
 	fflush(stderr);
-	pid = spawn(v, -1, -1);
+	pid = run_start(v, -1, -1);
 	if (pid < 0) {
 		err_errno(e, "cannot start %s", v[0]);
 		status = cli_fail(e);
 	} else {
-		child_pid = pid;
-		st = wait_child(pid);
-		child_pid = 0;
+		st = run_wait(pid);
 		status = child_status(v[0], st, e);
 	}
 	free(made);
@@ -857,7 +721,7 @@ static int pipe_start(struct build *bd, struct piped *pp, struct err *e)
 		print_cmd(pp->v);
 	fflush(stdout);
 	fflush(stderr);
-	pid = spawn(pp->v, pp->fds[0], pp->fds[1]);
+	pid = run_start(pp->v, pp->fds[0], pp->fds[1]);
 	if (pid < 0) {
 		err_errno(e, "cannot start %s", pp->v[0]);
 		close(pp->fds[0]);
@@ -865,7 +729,7 @@ static int pipe_start(struct build *bd, struct piped *pp, struct err *e)
 		pp->fds[0] = pp->fds[1] = -1;
 		return e->code;
 	}
-	child_pid = pp->pid = pid;
+	pp->pid = pid;
 	pp->sink.wfd = pp->fds[1];
 	pp->sink.name = pp->v[0];
 #ifdef SYS_pidfd_open
@@ -915,15 +779,14 @@ static int pipe_abort(struct piped *pp, struct err *e)
 {
 	int st, status;
 
-	if (!got_signal)
+	if (!run_signal())
 		kill(pp->pid, SIGTERM);
 	pipe_close(pp);
-	st = wait_child(pp->pid);
-	child_pid = 0;
-	if (got_signal) {
-		cli_warn("interrupted by signal %d before the context was sent", (int)got_signal);
+	st = run_wait(pp->pid);
+	if (run_signal()) {
+		cli_warn("interrupted by signal %d before the context was sent", (int)run_signal());
 		status = child_status(pp->v[0], st, e);
-		return status ? status : 128 + got_signal;
+		return status ? status : 128 + run_signal();
 	}
 	status = cli_fail(e);
 	cli_warn("%s was stopped (SIGTERM) so that it does not use an incomplete context",
@@ -956,7 +819,7 @@ static int before_tree(void *ctx, const struct walk_opts *o, struct walk_result 
 	struct build *bd = bt->bd;
 
 	if (bd->b.kind == BUILDER_DOCKER && !bd->b.buildkit && bd->send == SEND_PIPE &&
-	    r->dockerfile_rel && !got_signal) {
+	    r->dockerfile_rel && !run_signal()) {
 		struct err ignore = ERR_INIT;
 		struct stat st;
 
@@ -1035,26 +898,25 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 		idx_store_deferred(x, wr, NULL); /* hashed by the packer */
 	if (packed && fc)
 		idx_snap_store(snap, wr);
-	if (!packed && !sink->gone && !got_signal) {
+	if (!packed && !sink->gone && !run_signal()) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);
 	}
 	close(sink->wfd);
 	sink->wfd = pp->fds[1] = -1;
-	st = wait_child(pid);
-	child_pid = 0;
+	st = run_wait(pid);
 	if (pp->fds[0] >= 0) {
 		have_unread = ioctl(pp->fds[0], FIONREAD, &unread) == 0;
 		close(pp->fds[0]);
 		pp->fds[0] = -1;
 	}
 
-	if (!packed && got_signal) {
+	if (!packed && run_signal()) {
 		/* passed on to COMMAND, whose status tells how it ended */
-		cli_warn("interrupted by signal %d while sending the context", (int)got_signal);
+		cli_warn("interrupted by signal %d while sending the context", (int)run_signal());
 		status = child_status(v[0], st, e);
 		if (!status)
-			status = 128 + got_signal;
+			status = 128 + run_signal();
 		goto out;
 	}
 	if (!packed && !sink->gone) {
@@ -1139,7 +1001,7 @@ int cmd_build(int argc, char **argv)
 	plan(&bd);
 	if (pack_opts_check(&bd.po, &e))
 		cli_usage_error(bd.cmd, "%s", e.msg);
-	catch_signals();
+	run_catch_signals();
 	piped_init(&pp, &bd);
 	/* a piped archive through the frame store: an unchanged context is
 	 * replayed from its snapshot (the index's, issue 15) */
@@ -1170,8 +1032,8 @@ int cmd_build(int argc, char **argv)
 	status = bd.send == SEND_DIR ? run_dir(&bd, &wr, &e) : run_pipe(&bd, &wr, snap, &pp, &e);
 out:
 	/* interrupted before COMMAND started: die of it, in effect */
-	if (got_signal && !child_ran)
-		status = 128 + got_signal;
+	if (run_signal() && !run_started())
+		status = 128 + run_signal();
 	piped_release(&bd, &pp);
 	builder_release(&bd.b);
 	walk_release(&wr);

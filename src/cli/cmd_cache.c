@@ -583,48 +583,6 @@ static const struct option run_longopts[] = {
 	{NULL, 0, NULL, 0},
 };
 
-/* Run argv; its exit status, 128 + signal when killed, 127 when it could
- * not be started. */
-static int run_command(char **argv)
-{
-	struct sigaction ign, old_int, old_quit;
-	pid_t pid;
-	int st;
-
-	fflush(stdout);
-	fflush(stderr);
-	memset(&ign, 0, sizeof(ign));
-	ign.sa_handler = SIG_IGN;
-	sigaction(SIGINT, &ign, &old_int);
-	sigaction(SIGQUIT, &ign, &old_quit);
-	pid = fork();
-	if (pid < 0) {
-		cli_warn("cannot start %s: %s", argv[0], strerror(errno));
-		st = 127 << 8;
-	} else if (pid == 0) {
-		sigaction(SIGINT, &old_int, NULL);
-		sigaction(SIGQUIT, &old_quit, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		execvp(argv[0], argv);
-		fprintf(stderr, "ctxpack: error: cannot run %s: %s\n", argv[0], strerror(errno));
-		_exit(errno == ENOENT ? 127 : 126);
-	} else {
-		while (waitpid(pid, &st, 0) < 0) {
-			if (errno != EINTR) {
-				st = 127 << 8;
-				break;
-			}
-		}
-	}
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGQUIT, &old_quit, NULL);
-	if (WIFEXITED(st))
-		return WEXITSTATUS(st);
-	if (WIFSIGNALED(st))
-		return 128 + WTERMSIG(st);
-	return EXIT_FAIL;
-}
-
 static int cache_run_cmd(int argc, char **argv)
 {
 	const struct cli_cmd *cmd = &sub_run;
@@ -755,7 +713,14 @@ static int cache_run_cmd(int argc, char **argv)
 		status = EXIT_OK;
 		goto out;
 	}
+	/* as build does: SIGINT, SIGTERM and SIGHUP sent to ctxpack reach the
+	 * command (util.h, run.c); a run that was stopped saves nothing */
 	status = run_command(argv + optind);
+	if (run_signal()) {
+		cli_info("interrupted by signal %d; the command exited with %d; nothing saved",
+			 run_signal(), status);
+		goto out;
+	}
 	if (read_only || no_save) {
 		cli_info("the command exited with %d; not saved (%s)", status,
 			 read_only ? "--read-only" : "--no-save");
