@@ -149,6 +149,9 @@ struct atomic_file {
 int atomic_open(struct atomic_file *af, const char *path, int mode, struct err *e);
 int atomic_commit(struct atomic_file *af, struct err *e); /* [fsync +] rename */
 void atomic_abort(struct atomic_file *af);
+/* The whole of a small file that can be made again (a memo, a stamp):
+ * atomic_open, write, commit without fsync; 0 or an err naming path. */
+int atomic_write_nosync(const char *path, const void *data, size_t n, int mode, struct err *e);
 /*
  * Temporaries open now are also listed where a signal handler can reach
  * them: atomic_unlink_all() removes them, and is async-signal-safe (main's

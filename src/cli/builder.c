@@ -356,7 +356,6 @@ static int client_major(const char *prog)
 	if (!major) {
 		major = run_version(bin);
 		if (major && cache) {
-			struct atomic_file af;
 			struct err e = ERR_INIT;
 			struct buf b = BUF_INIT;
 			char *dir = xstrdup(cache);
@@ -372,13 +371,8 @@ static int client_major(const char *prog)
 						buf_addf(&b, "%s\n", line);
 			}
 			buf_addf(&b, "%s%d\n", key, major);
-			if (!mkdir_p(dir, 0755, &e) && !atomic_open(&af, cache, 0644, &e)) {
-				af.nosync = 1;
-				if (write_all(af.fd, b.data, b.len))
-					atomic_abort(&af);
-				else
-					atomic_commit(&af, &e);
-			}
+			if (!mkdir_p(dir, 0755, &e))
+				atomic_write_nosync(cache, b.data, b.len, 0644, &e);
 			free(dir);
 			buf_release(&b);
 		}

@@ -238,8 +238,6 @@ static int write_if_changed(const char *path, const char *data, size_t n, struct
 {
 	struct buf old = BUF_INIT;
 	struct err ignore = ERR_INIT;
-	struct atomic_file af;
-	int ret = 0;
 
 	if (!buf_read_file(&old, path, n + 1, &ignore) && old.len == n &&
 	    !memcmp(old.data, data, n)) {
@@ -247,15 +245,7 @@ static int write_if_changed(const char *path, const char *data, size_t n, struct
 		return 0;
 	}
 	buf_release(&old);
-	if (atomic_open(&af, path, 0644, e))
-		return e->code;
-	af.nosync = 1;
-	if (write_all(af.fd, data, n)) {
-		atomic_abort(&af);
-		return err_errno(e, "cannot write %s", path);
-	}
-	ret = atomic_commit(&af, e);
-	return ret;
+	return atomic_write_nosync(path, data, n, 0644, e);
 }
 
 /*

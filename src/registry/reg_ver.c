@@ -6,7 +6,7 @@
  * libcurl is loaded with dlopen only by the commands that talk to a
  * registry (curl_dl.c): loading it costs 15-20 ms, three times the rest
  * of `--version` (issue 15's start-up goal).  So what it said is kept in
- * a memo, $XDG_CACHE_HOME/ctxpack/libcurl-version, with what decides which
+ * a memo, libcurl-version in cache_home() (util.h), with what decides which
  * file the loader maps and what that file is: LD_LIBRARY_PATH and
  * LD_PRELOAD, /etc/ld.so.cache's inode, size and mtime (rewritten by
  * ldconfig whenever a library package is installed or upgraded, libcurl's
@@ -49,17 +49,6 @@ static void loader_key(struct buf *b)
 	buf_addf(b, "%s\n%s\n%s\n", MEMO_MAGIC, lp ? lp : "", pre ? pre : "");
 	stat_key(b, "/etc/ld.so.cache");
 	buf_add(b, "\n", 1);
-}
-
-static char *memo_path(void)
-{
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-
-	if (xdg && *xdg == '/')
-		return xasprintf("%s/ctxpack/libcurl-version", xdg);
-	if (home && *home == '/')
-		return xasprintf("%s/.cache/ctxpack/libcurl-version", home);
-	return NULL;
 }
 
 /*
@@ -119,7 +108,6 @@ static void memo_put(const char *file, const char *version, const char *detail)
 {
 	const char *lib = reg_curl_path();
 	struct buf b = BUF_INIT;
-	struct atomic_file af;
 	struct err e = ERR_INIT;
 	char *dir;
 
@@ -131,13 +119,8 @@ static void memo_put(const char *file, const char *version, const char *detail)
 	buf_addf(&b, "\n%s\n%s\n", version, detail);
 	dir = xstrdup(file);
 	*strrchr(dir, '/') = '\0';
-	if (!mkdir_p(dir, 0755, &e) && !atomic_open(&af, file, 0644, &e)) {
-		af.nosync = 1;
-		if (write_all(af.fd, b.data, b.len))
-			atomic_abort(&af);
-		else
-			atomic_commit(&af, &e);
-	}
+	if (!mkdir_p(dir, 0755, &e))
+		atomic_write_nosync(file, b.data, b.len, 0644, &e);
 	free(dir);
 	buf_release(&b);
 }
@@ -147,9 +130,10 @@ void reg_lib_info(lib_info_fn fn, void *arg)
 	const curl_version_info_data *d;
 	const char *jv = JANSSON_VERSION;
 	char detail[256], version[64];
-	char *memo = memo_path();
+	char *home = cache_home(), *memo = xasprintf("%s/libcurl-version", home);
 
-	if (memo && memo_get(memo, version, sizeof(version), detail, sizeof(detail))) {
+	free(home);
+	if (memo_get(memo, version, sizeof(version), detail, sizeof(detail))) {
 		fn(arg, "libcurl", version, strcmp(version, LIBCURL_VERSION) ? LIBCURL_VERSION : NULL,
 		   detail);
 		goto jansson;
@@ -167,8 +151,7 @@ void reg_lib_info(lib_info_fn fn, void *arg)
 		 d->libz_version ? " zlib/" : "", d->libz_version ? d->libz_version : "");
 	fn(arg, "libcurl", d->version, strcmp(d->version, LIBCURL_VERSION) ? LIBCURL_VERSION : NULL,
 	   detail);
-	if (memo)
-		memo_put(memo, d->version, detail);
+	memo_put(memo, d->version, detail);
 jansson:
 	free(memo);
 #if JANSSON_VERSION_HEX >= 0x020d00

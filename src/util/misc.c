@@ -262,6 +262,23 @@ void atomic_abort(struct atomic_file *af)
 	af->tmp = af->path = NULL;
 }
 
+int atomic_write_nosync(const char *path, const void *data, size_t n, int mode, struct err *e)
+{
+	struct atomic_file af;
+
+	if (atomic_open(&af, path, mode, e))
+		return e->code;
+	af.nosync = 1;
+	if (write_all(af.fd, data, n)) {
+		int saved = errno;
+
+		atomic_abort(&af);
+		errno = saved;
+		return err_errno(e, "cannot write %s", path);
+	}
+	return atomic_commit(&af, e);
+}
+
 int mkdir_p(const char *path, int mode, struct err *e)
 {
 	char *p = xstrdup(path), *s;
