@@ -146,6 +146,25 @@ wait_for() {
 	return 1
 }
 
+# bg_ctxpack LOG ARGS...: ctxpack in the background, its output in LOG and
+# its exit status in LOG.rc when it ends; the ctxpack process's own PID (a
+# child of the subshell, so never another script's) in $bgpid.
+# rc_of LOG: that status, once there (up to 60 s).
+bg_ctxpack() {
+	log=$1; shift
+	rm -f "$log.rc"
+	( $EXEC_PREFIX "$CTXPACK" "$@" > "$log" 2>&1; echo $? > "$log.rc" ) &
+	_sub=$!
+	_i=0
+	bgpid=
+	while [ -z "$bgpid" ] && [ $_i -lt 100 ]; do
+		bgpid=$(pgrep -n -P "$_sub" 2>/dev/null)
+		[ -n "$bgpid" ] || sleep 0.1
+		_i=$((_i + 1))
+	done
+}
+rc_of() { wait_for 600 test -s "$1.rc" && cat "$1.rc"; }
+
 # tree_list DIR: a listing of a tree, one line per entry below DIR in
 # sorted order: type, path, mode, and the link target or content sha256.
 tree_list() {

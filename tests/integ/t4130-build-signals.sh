@@ -13,22 +13,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-docker.sh"
 
-# bg_ctxpack LOG ARGS...: ctxpack in the background (its PID in $bgpid,
-# its exit status in LOG.rc when it ends)
-bg_ctxpack() {
-	log=$1; shift
-	rm -f "$log.rc"
-	( $EXEC_PREFIX "$CTXPACK" "$@" > "$log" 2>&1; echo $? > "$log.rc" ) &
-	# the ctxpack process itself, not the subshell
-	i=0
-	bgpid=
-	while [ -z "$bgpid" ] && [ $i -lt 100 ]; do
-		bgpid=$(pgrep -n -f -- "$CTXPACK $1 .*$2" 2>/dev/null)
-		[ -n "$bgpid" ] || sleep 0.1
-		i=$((i + 1))
-	done
-}
-rc_of() { wait_for 600 test -s "$1.rc" && cat "$1.rc"; }
 
 # --- without a daemon: a COMMAND that takes its time ---
 C=$TESTDIR/ctx

@@ -7,19 +7,6 @@
 # as it was.  A run that is not interrupted still saves (the control).
 . "$(dirname "$0")/lib.sh"
 
-bg_ctxpack() { # LOG ARGS...: in the background, PID in $bgpid, status in LOG.rc
-	log=$1; shift
-	rm -f "$log.rc"
-	( $EXEC_PREFIX "$CTXPACK" "$@" > "$log" 2>&1; echo $? > "$log.rc" ) &
-	i=0
-	bgpid=
-	while [ -z "$bgpid" ] && [ $i -lt 100 ]; do
-		bgpid=$(pgrep -n -f -- "$CTXPACK cache run .*$log" 2>/dev/null)
-		[ -n "$bgpid" ] || sleep 0.1
-		i=$((i + 1))
-	done
-}
-rc_of() { wait_for 600 test -s "$1.rc" && cat "$1.rc"; }
 
 W=$TESTDIR/w
 S=oci:$TESTDIR/store
@@ -32,7 +19,7 @@ entries() { ctxpack cache ls --store "$S" 2>/dev/null | grep -c . ; }
 for sig in TERM INT HUP; do
 	# the command traps the signal and exits 0: a stopped run still saves nothing
 	bg_ctxpack "$TESTDIR/r$sig" cache run --store "$S" --key-file lock --key-prefix "k$sig-" \
-		--path deps -- sh -c "echo $TESTDIR/r$sig >/dev/null; trap 'echo got-$sig > $M/$sig; exit 0' $sig; echo filled > deps/f; touch $M/ready-$sig; while :; do sleep 0.1; done"
+		--path deps -- sh -c "trap 'echo got-$sig > $M/$sig; exit 0' $sig; echo filled > deps/f; touch $M/ready-$sig; while :; do sleep 0.1; done"
 	ok "SIG$sig: ctxpack is running" test -n "$bgpid"
 	wait_for 100 test -e "$M/ready-$sig"
 	kill -"$sig" "$bgpid"
@@ -45,7 +32,7 @@ done
 
 # a command that does not trap it dies of it: 128 + N
 bg_ctxpack "$TESTDIR/rdie" cache run --store "$S" --key-file lock --key-prefix die- --path deps \
-	-- sh -c "echo $TESTDIR/rdie >/dev/null; echo \$\$ > $M/pid-die; touch $M/ready-die; exec sleep 60"
+	-- sh -c "echo \$\$ > $M/pid-die; touch $M/ready-die; exec sleep 60"
 wait_for 100 test -e "$M/ready-die"
 kill -TERM "$bgpid"
 is "$(rc_of "$TESTDIR/rdie")" 143 "a command killed by the signal: 128 + 15"
@@ -53,7 +40,7 @@ ok "... which is gone" sh -c "! kill -0 $(cat "$M/pid-die")"
 
 # SIGKILL: the command does not outlive ctxpack
 bg_ctxpack "$TESTDIR/rkill" cache run --store "$S" --key-file lock --key-prefix kill- --path deps \
-	-- sh -c "echo $TESTDIR/rkill >/dev/null; trap 'echo got > $M/kill; exit 0' TERM; touch $M/ready-kill; sleep 60 & wait"
+	-- sh -c "trap 'echo got > $M/kill; exit 0' TERM; touch $M/ready-kill; sleep 60 & wait"
 wait_for 100 test -e "$M/ready-kill"
 kill -KILL "$bgpid"
 ok "SIGKILL to ctxpack: the command gets SIGTERM" wait_for 100 test -e "$M/kill"
