@@ -237,28 +237,40 @@ uint64_t time_mono_ms(void);
 void sleep_ms(long ms);
 
 /*
- * Running COMMAND (run.c), the same for `build` and `cache run`.
+ * Running COMMAND (run.c), the same for `build` and `cache run`, and the
+ * helper programs ctxpack asks (a docker client's version, a credential
+ * helper).
  * run_catch_signals: from now on SIGINT, SIGTERM and SIGHUP are noted
  * (run_signal() says which came last, 0 for none) and passed on to the
  * COMMAND running, unless the terminal sent them (it sent them to COMMAND
  * too); run_release_signals puts back the handlers there were before.
- * run_start: start argv (execvp, no shell) with rfd as its standard input
- * (-1: ours) and wfd closed in it (-1: none), default signal handling and
- * SIGTERM when ctxpack dies; its PID, or -1 with errno set.  When it
- * cannot be run, it exits 127 (not found) or 126 at once, and the reason
- * is said on stderr.  run_started: whether run_start ever succeeded.
+ * run_start: start argv (execvp, no shell) with fds[0], fds[1], fds[2] as
+ * its standard input, output and error (fds NULL or an entry -1: ours),
+ * default signal handling and SIGTERM when ctxpack dies; its PID, or -1
+ * with errno set.  When it cannot be run, it exits 127 (not found) or 126
+ * at once, and the reason is said on stderr unless flags has RUN_HELPER
+ * (a helper is not the COMMAND that signals are passed on to either).
+ * run_started: whether run_start ever started COMMAND.
  * run_wait: wait for it; the wait status, -1 with errno set.
  * run_exit_status: a wait status as an exit status (128+N for signal N,
  * which is said on stderr; -1: said, and 1).  run_command: catch, start,
  * wait and release in one; the exit status.
+ * run_capture: run a helper with in (n bytes, none when 0) on its standard
+ * input and the first max bytes of its standard output added to out (the
+ * rest is read and dropped); its standard error is ours, or /dev/null with
+ * RUN_NO_STDERR; killed after timeout_ms.  The wait status, or -1 with
+ * errno set (ETIMEDOUT when it was killed for taking too long).
  */
+enum { RUN_HELPER = 1, RUN_NO_STDERR = 2 };
 void run_catch_signals(void);
 void run_release_signals(void);
 int run_signal(void);
 int run_started(void);
-pid_t run_start(char **argv, int rfd, int wfd);
+pid_t run_start(char **argv, const int fds[3], unsigned flags);
 int run_wait(pid_t pid);
 int run_exit_status(const char *name, int st);
 int run_command(char **argv);
+int run_capture(char **argv, const void *in, size_t n, struct buf *out, size_t max,
+		long timeout_ms, unsigned flags);
 
 #endif

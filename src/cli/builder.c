@@ -30,7 +30,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -290,49 +289,21 @@ static char *which(const char *prog)
 /* "Docker version 20.10.24+dfsg1, build ..." -> 20; 0 when unknown. */
 static int run_version(const char *bin)
 {
-	int fds[2], st, major = 0;
-	char out[256];
-	ssize_t n = 0, k;
-	pid_t pid;
+	char *argv[] = {(char *)bin, (char *)"--version", NULL};
+	struct buf out = BUF_INIT;
+	int st, major = 0;
 
-	if (pipe2(fds, O_CLOEXEC))
-		return 0;
-	pid = fork();
-	if (pid == 0) {
-		int dn = open("/dev/null", O_RDWR);
-
-		dup2(fds[1], 1);
-		if (dn >= 0) {
-			dup2(dn, 0);
-			dup2(dn, 2);
-		}
-		execl(bin, bin, "--version", (char *)NULL);
-		_exit(127);
-	}
-	close(fds[1]);
-	if (pid < 0) {
-		close(fds[0]);
-		return 0;
-	}
-	while ((size_t)n < sizeof(out) - 1 &&
-	       ((k = read(fds[0], out + n, sizeof(out) - 1 - (size_t)n)) > 0 ||
-		(k < 0 && errno == EINTR)))
-		if (k > 0)
-			n += k;
-	close(fds[0]);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	out[n] = '\0';
-	if (!strncmp(out, "Docker version ", 15))
-		major = atoi(out + 15);
+	st = run_capture(argv, NULL, 0, &out, 255, 10000, RUN_NO_STDERR);
+	if (st != -1 && out.len && !strncmp(out.data, "Docker version ", 15))
+		major = atoi(out.data + 15);
+	buf_release(&out);
 	return major;
 }
 
 /* The client's major version, from the cache file or by running it. */
 static int client_major(const char *prog)
 {
-	char *bin = which(prog), *cache = NULL, *data = NULL, key[512];
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	char *bin = which(prog), *cache, *home, *data, key[512];
 	struct stat st;
 	int major = 0;
 
@@ -343,11 +314,10 @@ static int client_major(const char *prog)
 	snprintf(key, sizeof(key), "%llu %llu %lld.%09ld %s\t",
 		 (unsigned long long)st.st_ino, (unsigned long long)st.st_size,
 		 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, bin);
-	if (xdg && *xdg)
-		cache = xasprintf("%s/ctxpack/docker-clients", xdg);
-	else if (home && *home)
-		cache = xasprintf("%s/.cache/ctxpack/docker-clients", home);
-	if (cache && (data = read_small_file(cache, 1 << 16))) {
+	home = cache_home();
+	cache = xasprintf("%s/docker-clients", home);
+	free(home);
+	if ((data = read_small_file(cache, 1 << 16))) {
 		char *p = strstr(data, key);
 
 		if (p && (p == data || p[-1] == '\n'))
@@ -355,7 +325,7 @@ static int client_major(const char *prog)
 	}
 	if (!major) {
 		major = run_version(bin);
-		if (major && cache) {
+		if (major) {
 			struct err e = ERR_INIT;
 			struct buf b = BUF_INIT;
 			char *dir = xstrdup(cache);

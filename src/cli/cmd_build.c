@@ -213,12 +213,11 @@ static char *inside(const char *root, const char *path)
 
 /* ---- the directory hand-over ---- */
 
-/* $XDG_CACHE_HOME/ctxpack/build/<16 hex of sha256(root, flavour)> */
+/* cache_home()/build/<16 hex of sha256(root, flavour)> */
 static char *state_dir(const char *root, unsigned flags)
 {
-	const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
 	unsigned char md[32];
-	char hex[65], fl[16];
+	char hex[65], fl[16], *home, *dir;
 	struct sha256 s;
 
 	snprintf(fl, sizeof(fl), "%u", flags & (WALK_CLASSIC | WALK_NORMALIZE_MODES |
@@ -228,9 +227,10 @@ static char *state_dir(const char *root, unsigned flags)
 	sha256_update(&s, fl, strlen(fl));
 	sha256_final(&s, md);
 	hex_encode(hex, md, 32);
-	if (xdg && *xdg)
-		return xasprintf("%s/ctxpack/build/%.16s", xdg, hex);
-	return xasprintf("%s/.cache/ctxpack/build/%.16s", home && *home ? home : "/tmp", hex);
+	home = cache_home();
+	dir = xasprintf("%s/build/%.16s", home, hex);
+	free(home);
+	return dir;
 }
 
 /* Write path with data unless it already holds exactly that. */
@@ -598,7 +598,7 @@ static int run_dir(struct build *bd, struct walk_result *wr, struct err *e)
 			wr->n, ctx_dir);
 	fflush(stdout);
 	fflush(stderr);
-	pid = run_start(v, -1, -1);
+	pid = run_start(v, NULL, 0);
 	if (pid < 0) {
 		err_errno(e, "cannot start %s", v[0]);
 		status = cli_fail(e);
@@ -711,7 +711,7 @@ static int pipe_start(struct build *bd, struct piped *pp, struct err *e)
 		print_cmd(pp->v);
 	fflush(stdout);
 	fflush(stderr);
-	pid = run_start(pp->v, pp->fds[0], pp->fds[1]);
+	pid = run_start(pp->v, (int[3]){pp->fds[0], -1, -1}, 0);
 	if (pid < 0) {
 		err_errno(e, "cannot start %s", pp->v[0]);
 		close(pp->fds[0]);

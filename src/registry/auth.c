@@ -10,17 +10,11 @@
 #endif
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "auth.h"
 
@@ -291,72 +285,24 @@ static int cred_empty(const struct reg_cred *c)
 static int run_helper(const char *name, const char *server, struct reg_cred *c,
 		      struct err *e)
 {
-	char prog[256];
-	int in[2] = {-1, -1}, out[2] = {-1, -1}, ret = 0, status = 0;
+	char prog[256], *argv[] = {prog, (char *)"get", NULL};
+	int ret = 0, status;
 	struct buf b = BUF_INIT;
-	pid_t pid;
 	json_t *root = NULL, *u, *sec;
-	struct timespec t0, t1;
-	int done = 0;
 
 	if (!*name || strchr(name, '/') || strlen(name) > 200)
 		return err_set(e, ERR_AUTH, "bad credential helper name '%s'", name);
 	snprintf(prog, sizeof(prog), "docker-credential-%s", name);
-	/* a socket for stdin: writing to a helper that already exited gives
-	 * EPIPE (MSG_NOSIGNAL), never SIGPIPE */
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) ||
-	    pipe2(out, O_CLOEXEC)) {
+	status = run_capture(argv, server, strlen(server), &b, HELPER_OUT_MAX,
+			     HELPER_TIMEOUT_MS, 0);
+	if (status == -1 && errno == ETIMEDOUT) {
+		ret = err_set(e, ERR_AUTH, "credential helper %s timed out", prog);
+		goto out;
+	}
+	if (status == -1) {
 		ret = err_errno(e, "cannot run %s", prog);
 		goto out;
 	}
-	pid = fork();
-	if (pid < 0) {
-		ret = err_errno(e, "cannot run %s", prog);
-		goto out;
-	}
-	if (pid == 0) {
-		char *argv[] = {prog, (char *)"get", NULL};
-
-		dup2(in[1], 0);
-		dup2(out[1], 1);
-		execvp(prog, argv);
-		_exit(127);
-	}
-	close(in[1]);
-	close(out[1]);
-	in[1] = out[1] = -1;
-	if (send(in[0], server, strlen(server), MSG_NOSIGNAL) < 0 && errno != EPIPE) {
-		/* ignore: the helper's answer decides */
-	}
-	shutdown(in[0], SHUT_WR);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!done) {
-		struct pollfd pfd = {out[0], POLLIN, 0};
-		char tmp[4096];
-		long left;
-		ssize_t n;
-
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		left = HELPER_TIMEOUT_MS - ((t1.tv_sec - t0.tv_sec) * 1000 +
-					    (t1.tv_nsec - t0.tv_nsec) / 1000000);
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			ret = err_set(e, ERR_AUTH, "credential helper %s timed out", prog);
-			goto out;
-		}
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			break;
-		n = read(out[0], tmp, sizeof(tmp));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			done = 1;
-		else if (b.len + (size_t)n <= HELPER_OUT_MAX)
-			buf_add(&b, tmp, (size_t)n);
-	}
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && !b.len) {
 		ret = err_set(e, ERR_AUTH, "credential helper %s not found on PATH", prog);
 		goto out;
@@ -393,14 +339,6 @@ out:
 		memset(b.data, 0, b.len);
 	buf_release(&b);
 	json_decref(root);
-	if (in[0] >= 0)
-		close(in[0]);
-	if (in[1] >= 0)
-		close(in[1]);
-	if (out[0] >= 0)
-		close(out[0]);
-	if (out[1] >= 0)
-		close(out[1]);
 	return ret;
 }
 

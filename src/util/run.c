@@ -18,12 +18,15 @@
 #include "ctxpack/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,7 +88,7 @@ int run_started(void)
 
 struct spawn_args {
 	char **argv;
-	int rfd, wfd;       /* the pipe (rfd becomes stdin), or -1 */
+	int fds[3];         /* the child's 0, 1, 2, or -1 for ours */
 	pid_t parent;
 	sigset_t mask;      /* the signal mask COMMAND starts with */
 	int err;            /* errno of what failed in the child */
@@ -98,6 +101,7 @@ static int spawn_child(void *p)
 	struct spawn_args *a = p;
 	struct sigaction sa;
 	size_t i;
+	int k;
 
 	/* default signal handling (main ignores SIGPIPE, and an ignored
 	 * signal stays ignored across exec), and SIGTERM when ctxpack dies;
@@ -111,16 +115,18 @@ static int spawn_child(void *p)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != a->parent)
 		_exit(128 + SIGTERM);
-	if (a->rfd >= 0) {
-		if (dup2(a->rfd, 0) < 0) {
+	/* the fds given are close-on-exec (pipes of ours): the copies made
+	 * here are not, and a given fd that is already k is made inheritable */
+	for (k = 0; k < 3; k++) {
+		int fd = a->fds[k];
+
+		if (fd < 0)
+			continue;
+		if (fd == k ? fcntl(k, F_SETFD, 0) < 0 : dup2(fd, k) < 0) {
 			a->err = errno;
 			a->failed = SPAWN_DUP;
 			_exit(126);
 		}
-		if (a->wfd >= 0)
-			close(a->wfd);
-		if (a->rfd != 0)
-			close(a->rfd);
 	}
 	sigprocmask(SIG_SETMASK, &a->mask, NULL);
 	execvp(a->argv[0], a->argv);
@@ -129,20 +135,20 @@ static int spawn_child(void *p)
 	_exit(errno == ENOENT ? 127 : 126);
 }
 
-pid_t run_start(char **argv, int rfd, int wfd)
+pid_t run_start(char **argv, const int fds[3], unsigned flags)
 {
 	struct spawn_args a;
 	sigset_t all;
 	char *stack;
 	pid_t pid;
-	int saved_errno;
+	int saved_errno, k;
 
 	fflush(stdout);
 	fflush(stderr);
 	memset(&a, 0, sizeof(a));
 	a.argv = argv;
-	a.rfd = rfd;
-	a.wfd = wfd;
+	for (k = 0; k < 3; k++)
+		a.fds[k] = fds ? fds[k] : -1;
 	a.parent = getpid();
 	stack = mmap(NULL, SPAWN_STACK, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -154,7 +160,7 @@ pid_t run_start(char **argv, int rfd, int wfd)
 	pthread_sigmask(SIG_BLOCK, &all, &a.mask);
 	pid = clone(spawn_child, stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
 	saved_errno = errno;
-	if (pid > 0) {
+	if (pid > 0 && !(flags & RUN_HELPER)) {
 		child_pid = pid;
 		child_ran = 1;
 	}
@@ -164,7 +170,9 @@ pid_t run_start(char **argv, int rfd, int wfd)
 		errno = saved_errno;
 		return -1;
 	}
-	if (a.failed == SPAWN_DUP)
+	if (flags & RUN_HELPER)
+		; /* its exit status (127, 126) says it */
+	else if (a.failed == SPAWN_DUP)
 		fprintf(stderr, "ctxpack: error: cannot set up the input of %s: %s\n", argv[0],
 			strerror(a.err));
 	else if (a.failed == SPAWN_EXEC)
@@ -206,7 +214,7 @@ int run_command(char **argv)
 	int st;
 
 	run_catch_signals();
-	pid = run_start(argv, -1, -1);
+	pid = run_start(argv, NULL, 0);
 	if (pid < 0) {
 		fprintf(stderr, "ctxpack: error: cannot start %s: %s\n", argv[0], strerror(errno));
 		run_release_signals();
@@ -215,4 +223,100 @@ int run_command(char **argv)
 	st = run_wait(pid);
 	run_release_signals();
 	return run_exit_status(argv[0], st);
+}
+
+/*
+ * A helper program's answer: its input written through a socket (a helper
+ * that exits without reading it gives EPIPE, never SIGPIPE), its output
+ * read as it comes, both in one poll loop so that neither side waits on
+ * the other, and a deadline after which it is killed.
+ */
+int run_capture(char **argv, const void *in, size_t n, struct buf *out, size_t max,
+		long timeout_ms, unsigned flags)
+{
+	int sv[2] = {-1, -1}, po[2] = {-1, -1}, fds[3] = {-1, -1, -1}, st = -1, err = 0;
+	int devnull = -1;
+	size_t sent = 0;
+	uint64_t end = time_mono_ms() + (uint64_t)timeout_ms;
+	pid_t pid = -1;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) ||
+	    pipe2(po, O_CLOEXEC))
+		goto fail;
+	if (flags & RUN_NO_STDERR) {
+		devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (devnull < 0)
+			goto fail;
+	}
+	fds[0] = sv[1];
+	fds[1] = po[1];
+	fds[2] = devnull;
+	pid = run_start(argv, fds, flags | RUN_HELPER);
+	if (pid < 0)
+		goto fail;
+	close(sv[1]);
+	close(po[1]);
+	sv[1] = po[1] = -1;
+	if (!n)
+		shutdown(sv[0], SHUT_WR);
+	for (;;) {
+		struct pollfd pf[2] = {{po[0], POLLIN, 0}, {sv[0], POLLOUT, 0}};
+		int64_t left = (int64_t)(end - time_mono_ms());
+		char tmp[4096];
+		ssize_t k;
+
+		if (left <= 0) {
+			kill(pid, SIGKILL);
+			err = ETIMEDOUT;
+			break;
+		}
+		if (poll(pf, sent < n ? 2 : 1, (int)(left > 60000 ? 60000 : left)) < 0) {
+			if (errno == EINTR)
+				continue;
+			err = errno;
+			kill(pid, SIGKILL);
+			break;
+		}
+		if (sent < n && pf[1].revents) {
+			k = send(sv[0], (const char *)in + sent, n - sent,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (k > 0)
+				sent += (size_t)k;
+			if (k < 0 && errno != EAGAIN && errno != EINTR)
+				sent = n; /* EPIPE: it did not want it all */
+			if (sent == n)
+				shutdown(sv[0], SHUT_WR);
+		}
+		if (!pf[0].revents)
+			continue;
+		k = read(po[0], tmp, sizeof(tmp));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		if (out && out->len < max)
+			buf_add(out, tmp, (size_t)k < max - out->len ? (size_t)k : max - out->len);
+	}
+	st = run_wait(pid);
+	if (err) {
+		errno = err;
+		st = -1;
+	}
+	goto done;
+fail:
+	err = errno;
+done:
+	if (sv[0] >= 0)
+		close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	if (po[0] >= 0)
+		close(po[0]);
+	if (po[1] >= 0)
+		close(po[1]);
+	if (devnull >= 0)
+		close(devnull);
+	if (st == -1)
+		errno = err;
+	return st;
 }
