@@ -5,8 +5,8 @@
  * racy rule's reference), start the speculative copy of the last archive,
  * walk (or replay the walk's snapshot), bring the index up to date, list,
  * write through the frame store, then, once the output is complete, store
- * the hashes the packer took, the snapshot, and bound the store.  Part of
- * the frame store module (src/frames/session.c).
+ * the hashes the packer took, the snapshot, and bound the store.  `pack`
+ * and `build` use it.  Part of the frame store module (src/frames/session.c).
  *
  * Usage:
  *   struct pack_session_opts so = {&wo, &po, fo, index_dir, no_cache, out_fd};
@@ -39,6 +39,13 @@ struct pack_session_opts {
 	int no_cache;            /* 1: no frame store, no index, no snapshot */
 	int out_fd;              /* the output file, where the last archive may
 				    be copied while walking; -1: none (a pipe) */
+	/* When set, called at walk_opts.replay's moment (the root open, the
+	 * ignore file read, nothing walked yet), before the snapshot's replay,
+	 * also without a cache: `build` starts COMMAND there.  It returns 0;
+	 * it may change r->dockerfile_rel. */
+	int (*before_tree)(void *ctx, const struct walk_opts *o, struct walk_result *r,
+			   int rootfd);
+	void *before_tree_ctx;
 };
 
 struct pack_session;

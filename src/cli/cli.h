@@ -203,6 +203,11 @@ struct cli_pack_args {
 int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
 		 const struct cli_pack_args *a);
 
+/* The frame store's path as --json names it: archive, assemble, frames. */
+const char *cli_pack_path_name(int path);
+/* cli_warn("%s", msg), for the library's warning callbacks. */
+void cli_warn_msg(const char *msg);
+
 /*
  * What `ctxpack build` runs (builder.c, docs/build.md): COMMAND's words
  * read as docker, buildah or podman read them.

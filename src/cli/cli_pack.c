@@ -66,3 +66,18 @@ int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
 	}
 	return 0;
 }
+
+const char *cli_pack_path_name(int path)
+{
+	switch (path) {
+	case FC_PATH_ARCHIVE: return "archive";
+	case FC_PATH_ASSEMBLE: return "assemble";
+	case FC_PATH_FRAMES: return "frames";
+	}
+	return "off";
+}
+
+void cli_warn_msg(const char *msg)
+{
+	cli_warn("%s", msg);
+}

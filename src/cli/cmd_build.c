@@ -63,10 +63,9 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "ctxpack/frames.h"
-#include "ctxpack/index.h"
 #include "ctxpack/mirror.h"
 #include "ctxpack/pack.h"
+#include "ctxpack/session.h"
 #include "ctxpack/walk.h"
 
 enum { SEND_AUTO = 0, SEND_PIPE, SEND_DIR };
@@ -794,13 +793,13 @@ static int pipe_abort(struct piped *pp, struct err *e)
  * reads the archive, and what fails from here on stops it before its
  * input ends (pipe_abort).  Only when the checks that must come before
  * COMMAND pass already: the Dockerfile is in the context (else docker gets
- * a directory) and is a regular file (else the error is said first).  A
- * snapshot's replay (pipes of compressed archives) is chained.
+ * a directory) and is a regular file (else the error is said first).  The
+ * pack session calls it (pack_session_opts.before_tree), then replays the
+ * snapshot.
  */
 struct before_tree {
 	struct build *bd;
 	struct piped *pp;
-	struct idx_snap *snap;
 };
 
 static int before_tree(void *ctx, const struct walk_opts *o, struct walk_result *r, int rootfd)
@@ -819,56 +818,30 @@ static int before_tree(void *ctx, const struct walk_opts *o, struct walk_result 
 			pipe_start(bd, bt->pp, &ignore);
 		}
 	}
-	return bt->snap ? idx_snap_replay(bt->snap, o, r, rootfd) : 0;
+	return 0;
 }
 
-static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *snap,
-		    struct piped *pp, struct err *e)
+static int run_pipe(struct build *bd, struct pack_session *ps, struct piped *pp,
+		    struct err *e)
 {
-	struct pack_list l;
+	const struct pack_list *l;
 	struct pack_result res;
 	struct pipe_sink *sink = &pp->sink;
-	struct fc_stats fst;
-	struct idx *x = NULL;
-	struct fc *fc = NULL;
-	struct buf warn = BUF_INIT, versions = BUF_INIT;
 	char **v;
-	int st, status, packed, unread = 0, have_unread = 0, have_list = 0;
+	int st, status, packed, unread = 0, have_unread = 0;
 	pid_t pid;
 
 	if (!pp->worded)
-		pipe_words(bd, wr, pp);
+		pipe_words(bd, pack_session_walk_result(ps), pp);
 	v = pp->v;
-
-	/* the frame store as for `ctxpack pack` (--compress none: nothing to
-	 * save); opened before the walk would be better (its time is the
-	 * racy rule's reference), but the walk's flavour was only known now:
-	 * the racy rule then only stores a little less */
-	if (!bd->no_cache && bd->po.compress != PACK_NONE) {
-		pack_lib_versions(&versions);
-		bd->fo.versions = versions.data;
-		if (fc_open(&fc, &bd->fo, e))
-			goto fail;
-		{
-			int r = fc_prepare(wr, bd->index_dir, fc, snap, &x, NULL, &warn, e);
-
-			if (r < 0)
-				goto fail;
-			if (r > 0) {
-				cli_warn("%s", warn.data);
-				fc_close(fc);
-				fc = NULL;
-			}
-		}
-	}
-	if (pack_list_build(&l, wr, e))
+	if (pack_session_list(ps, e))
 		goto fail;
-	have_list = 1;
-	if (bd->b.kind == BUILDER_DOCKER && bd->b.buildkit && l.n_added)
+	l = pack_session_pack_list(ps);
+	if (bd->b.kind == BUILDER_DOCKER && bd->b.buildkit && l->n_added)
 		cli_warn("BuildKit takes a piped context as it is: %s%s (excluded by the ignore "
 			 "file) will be in what COPY sees; without --send pipe or --compress, "
-			 "ctxpack hands BuildKit a directory instead", l.added[0].path,
-			 l.n_added > 1 ? " and others" : "");
+			 "ctxpack hands BuildKit a directory instead", l->added[0].path,
+			 l->n_added > 1 ? " and others" : "");
 	if (interrupted(e))
 		goto fail;
 	if (!pp->pid && pipe_start(bd, pp, e)) {
@@ -881,19 +854,18 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 	 * terminal (docker and buildah draw their own progress) */
 	if (cli_opt.progress == 1)
 		cli_progress_start("build", 0);
-	packed = fc_pack_write(fc, NULL, &l, &bd->po, pipe_sink_write, sink, -1, &res, &fst,
-			       e) == 0;
+	packed = pack_session_write(ps, pipe_sink_write, sink, &res, e) == 0;
 	cli_progress_end(packed);
-	if (packed && x)
-		idx_store_deferred(x, wr, NULL); /* hashed by the packer */
-	if (packed && fc)
-		idx_snap_store(snap, wr);
 	if (!packed && !sink->gone && !run_signal()) {
 		/* our failure: stop COMMAND before it sees the end of its input */
 		kill(pid, SIGTERM);
 	}
 	close(sink->wfd);
 	sink->wfd = pp->fds[1] = -1;
+	/* COMMAND has the end of its input: the hashes the packer took, the
+	 * snapshot and the store's bound are seen to while it builds */
+	if (packed)
+		pack_session_commit(ps);
 	st = run_wait(pid);
 	if (pp->fds[0] >= 0) {
 		have_unread = ioctl(pp->fds[0], FIONREAD, &unread) == 0;
@@ -918,15 +890,14 @@ static int run_pipe(struct build *bd, struct walk_result *wr, struct idx_snap *s
 	if (packed && !cli_opt.quiet)
 		fprintf(stderr, "%s %llu %llu\n", res.digest, (unsigned long long)res.bytes,
 			(unsigned long long)res.entries);
-	if (packed && fc) {
-		fc_maintain(fc, &fst);
-		if (cli_opt.verbose)
-			cli_info("cache: %s: %llu frames, %llu reused, %llu compressed",
-				 fst.path == FC_PATH_ARCHIVE ? "archive reused" :
-				 fst.path == FC_PATH_ASSEMBLE ? "assemble" : "frames",
-				 (unsigned long long)fst.frames,
-				 (unsigned long long)fst.frames_reused,
-				 (unsigned long long)fst.frames_compressed);
+	if (packed && cli_opt.verbose && pack_session_fc(ps)) {
+		const struct fc_stats *fst = pack_session_fc_stats(ps);
+
+		cli_info("cache: %s: %llu frames, %llu reused, %llu compressed",
+			 fst->path == FC_PATH_ARCHIVE ? "archive reused" :
+			 cli_pack_path_name(fst->path), (unsigned long long)fst->frames,
+			 (unsigned long long)fst->frames_reused,
+			 (unsigned long long)fst->frames_compressed);
 	}
 	status = child_status(v[0], st, e);
 	if (st == -1 || WIFSIGNALED(st))
@@ -955,25 +926,16 @@ fail:
 	/* before anything was sent: a COMMAND started early is stopped */
 	status = pp->pid > 0 ? pipe_abort(pp, e) : cli_fail(e);
 out:
-	if (x && idx_warning(x))
-		cli_warn("%s", idx_warning(x));
-	if (fc && fc_warning(fc))
-		cli_warn("%s", fc_warning(fc));
-	fc_close(fc);
-	idx_close(x);
-	buf_release(&warn);
-	buf_release(&versions);
-	if (have_list)
-		pack_list_release(&l);
 	return status;
 }
 
 int cmd_build(int argc, char **argv)
 {
 	struct build bd;
-	struct walk_result wr = {0};
+	struct walk_result *wr = NULL;
 	struct err e = ERR_INIT;
-	struct idx_snap *snap = NULL;
+	struct pack_session_opts so;
+	struct pack_session *ps = NULL;
 	struct piped pp;
 	struct before_tree bt;
 	int dd, status;
@@ -993,23 +955,28 @@ int cmd_build(int argc, char **argv)
 		cli_usage_error(bd.cmd, "%s", e.msg);
 	run_catch_signals();
 	piped_init(&pp, &bd);
-	/* a piped archive through the frame store: an unchanged context is
-	 * replayed from its snapshot (the index's, issue 15) */
-	if (bd.send == SEND_PIPE && !bd.no_cache && bd.po.compress != PACK_NONE)
-		snap = idx_snap_new(bd.index_dir);
 	bt.bd = &bd;
 	bt.pp = &pp;
-	bt.snap = snap;
-	bd.wo.replay = before_tree;
-	bd.wo.replay_ctx = &bt;
-
-	if (walk_run(&bd.wo, &wr, &e) || check_dockerfile(&bd, &wr, &e) || interrupted(&e)) {
+	/* one pack of the context, as `pack` makes it: a piped archive goes
+	 * through the frame store (an unchanged context is replayed from its
+	 * snapshot); for a directory only the walk is used */
+	memset(&so, 0, sizeof(so));
+	so.wo = &bd.wo;
+	so.po = &bd.po;
+	so.fo = bd.fo;
+	so.index_dir = bd.index_dir;
+	so.no_cache = bd.no_cache || bd.send != SEND_PIPE;
+	so.out_fd = -1;
+	so.before_tree = before_tree;
+	so.before_tree_ctx = &bt;
+	if (pack_session_open(&ps, &so, &e) || pack_session_walk(ps, &e) ||
+	    check_dockerfile(&bd, (wr = pack_session_walk_result(ps)), &e) || interrupted(&e)) {
 		status = pp.pid > 0 ? pipe_abort(&pp, &e) : cli_fail(&e);
 		goto out;
 	}
-	if (!wr.n && !cli_opt.quiet)
-		cli_warn("the context %s is empty", wr.root);
-	if (bd.send == SEND_PIPE && bd.b.kind == BUILDER_DOCKER && !wr.dockerfile_rel &&
+	if (!wr->n && !cli_opt.quiet)
+		cli_warn("the context %s is empty", wr->root);
+	if (bd.send == SEND_PIPE && bd.b.kind == BUILDER_DOCKER && !wr->dockerfile_rel &&
 	    !bd.b.buildkit) {
 		/* the classic builder reads the Dockerfile from the archive: one
 		 * from outside the context goes the way docker build sends it
@@ -1019,15 +986,16 @@ int cmd_build(int argc, char **argv)
 				 bd.b.argv[bd.b.prog_at]);
 		bd.send = SEND_DIR;
 	}
-	status = bd.send == SEND_DIR ? run_dir(&bd, &wr, &e) : run_pipe(&bd, &wr, snap, &pp, &e);
+	status = bd.send == SEND_DIR ? run_dir(&bd, wr, &e) : run_pipe(&bd, ps, &pp, &e);
 out:
 	/* interrupted before COMMAND started: die of it, in effect */
 	if (run_signal() && !run_started())
 		status = 128 + run_signal();
+	if (ps)
+		pack_session_warnings(ps, cli_warn_msg);
+	pack_session_free(ps);
 	piped_release(&bd, &pp);
 	builder_release(&bd.b);
-	walk_release(&wr);
-	idx_snap_free(snap);
 	free(bd.df_abs);
 	return status;
 }

@@ -49,16 +49,6 @@ static void print_added(FILE *f, const struct pack_list *l)
 	fputc(']', f);
 }
 
-static const char *path_name(int path)
-{
-	switch (path) {
-	case FC_PATH_ARCHIVE: return "archive";
-	case FC_PATH_ASSEMBLE: return "assemble";
-	case FC_PATH_FRAMES: return "frames";
-	}
-	return "off";
-}
-
 /* The cache's part of --json (none with --no-cache or --compress none):
  * "cache" is "archive" (served whole from the store), "assemble" (the
  * context's last archive and a few new frames), "frames" (packed frame by
@@ -67,7 +57,7 @@ static const char *path_name(int path)
 static void print_cache_json(FILE *f, const struct fc *fc, const struct fc_stats *st,
 			     const struct idx_stats *ist)
 {
-	fprintf(f, ",\"cache\":\"%s\"", !fc ? "off" : path_name(st->path));
+	fprintf(f, ",\"cache\":\"%s\"", !fc ? "off" : cli_pack_path_name(st->path));
 	if (!fc)
 		return;
 	fprintf(f, ",\"frames\":%llu,\"frames_reused\":%llu,\"frames_compressed\":%llu,"
@@ -104,7 +94,7 @@ static void print_cache_info(const struct fc *fc, const struct fc_stats *st,
 	else
 		cli_info("cache: %s, %llu frames: %llu reused (%s), %llu compressed, %llu stored, "
 			 "%llu damaged, %llu not stored (files changed or too recent)%s",
-			 path_name(st->path),
+			 cli_pack_path_name(st->path),
 			 (unsigned long long)st->frames, (unsigned long long)st->frames_reused,
 			 cli_human(st->bytes_reused, h1), (unsigned long long)st->frames_compressed,
 			 (unsigned long long)st->frames_stored,
@@ -115,11 +105,6 @@ static void print_cache_info(const struct fc *fc, const struct fc_stats *st,
 		cli_info("cache: evicted %llu files (%s), %s left in %s",
 			 (unsigned long long)st->evicted, cli_human(st->evicted_bytes, h1),
 			 cli_human(st->store_bytes, h2), fc_dir(fc));
-}
-
-static void warn_one(const char *msg)
-{
-	cli_warn("%s", msg);
 }
 
 int cmd_pack(int argc, char **argv)
@@ -280,7 +265,7 @@ fail:
 	status = cli_fail(&e);
 out:
 	if (ps)
-		pack_session_warnings(ps, warn_one);
+		pack_session_warnings(ps, cli_warn_msg);
 	pack_session_free(ps);
 	return status;
 }

@@ -22,6 +22,16 @@ struct pack_session {
 	int have_list;
 };
 
+/* walk_opts.replay: the caller's hook, then the snapshot's replay */
+static int before_tree(void *ctx, const struct walk_opts *o, struct walk_result *r, int rootfd)
+{
+	struct pack_session *ps = ctx;
+
+	if (ps->o.before_tree)
+		ps->o.before_tree(ps->o.before_tree_ctx, o, r, rootfd);
+	return ps->snap ? idx_snap_replay(ps->snap, o, r, rootfd) : 0;
+}
+
 int pack_session_open(struct pack_session **out, const struct pack_session_opts *o,
 		      struct err *e)
 {
@@ -31,6 +41,10 @@ int pack_session_open(struct pack_session **out, const struct pack_session_opts 
 	buf_init(&ps->versions, 0);
 	buf_init(&ps->warn, 0);
 	*out = ps;
+	if (o->before_tree) {
+		o->wo->replay = before_tree;
+		o->wo->replay_ctx = ps;
+	}
 	/* --compress none: the frames are the files' bytes, nothing to save */
 	if (o->no_cache || o->po->compress == PACK_NONE)
 		return 0;
@@ -50,8 +64,8 @@ int pack_session_open(struct pack_session **out, const struct pack_session_opts 
 	}
 	/* an unchanged context is replayed from its snapshot */
 	ps->snap = idx_snap_new(o->index_dir);
-	o->wo->replay = idx_snap_replay;
-	o->wo->replay_ctx = ps->snap;
+	o->wo->replay = before_tree;
+	o->wo->replay_ctx = ps;
 	return 0;
 }
 
