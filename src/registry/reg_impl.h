@@ -9,7 +9,7 @@
  *   auth.c      credentials (config.json, helpers), challenges, tokens
  *   reg_util.c  the log line, the deadline, tag lists, copy-and-hash
  *   reg_hash.c  a file's sha256, in line or in a thread
- *   remote.c    the OCI distribution API operations
+ *   remote*.c   the OCI distribution API (remote_internal.h)
  *
  * The files under store.c use reg_util.c and reg_hash.c, never store.c.
  */
