@@ -166,22 +166,179 @@ out:
 	return ret;
 }
 
+/* The scope of a mount: push here, pull from the repository from. */
+static char *mount_scope(struct reg_remote *r, const char *from)
+{
+	return xasprintf("repository:%s:pull,push repository:%s:pull", r->repo, from);
+}
+
+/* A blob upload under way: the state of remote_blob_push_file's loop. */
+struct push {
+	struct reg_store *s;
+	struct upload u;
+	const char *digest;
+	const char *scope;
+	int fd;
+	uint64_t size;
+	uint64_t chunk;     /* the size of a PATCH */
+	int mono;           /* the rest in one PUT */
+	int stream;         /* the rest in one PATCH (the registry refuses chunks) */
+	int got416;         /* the last failure was a 416 */
+	unsigned restarts;  /* sessions started again */
+	/* the request of the current try */
+	struct http_req rq;
+	struct curl_slist *hdrs;
+	char *url;
+};
+
+static void push_range(struct push *p, uint64_t from, uint64_t to)
+{
+	char v[64];
+
+	snprintf(v, sizeof(v), "Content-Range: %llu-%llu", (unsigned long long)from,
+		 (unsigned long long)to);
+	p->hdrs = curl_slist_append(p->hdrs, v);
+}
+
+/* The next request of p: the rest in one PUT, the next chunk (or the
+ * rest as a stream) in a PATCH, or the PUT that closes the session. */
+static void push_next(struct push *p)
+{
+	uint64_t off = p->u.off, size = p->size;
+
+	curl_slist_free_all(p->hdrs);
+	p->hdrs = rm_octets();
+	free(p->url);
+	rm_req(&p->rq, NULL, NULL);
+	p->rq.has_body = 1;
+	p->rq.body_fd = p->fd;
+	if (p->mono && off < size) {
+		/* the whole blob (or what streaming while hashing left) in
+		 * one PUT */
+		p->url = with_digest(p->u.loc, p->digest);
+		p->rq.method = "PUT";
+		p->rq.body_off = off;
+		p->rq.body_len = size - off;
+		if (off)
+			push_range(p, off, size - 1);
+	} else if (off < size) {
+		uint64_t n = p->stream || size - off < p->chunk ? size - off : p->chunk;
+
+		p->url = xstrdup(p->u.loc);
+		p->rq.method = "PATCH";
+		p->rq.body_off = off;
+		p->rq.body_len = n;
+		if (!p->stream || off)
+			push_range(p, off, off + n - 1);
+	} else {
+		/* all bytes are there: close the session */
+		p->url = with_digest(p->u.loc, p->digest);
+		p->rq.method = "PUT";
+		p->rq.body_mem = "";
+		p->rq.body_len = 0;
+	}
+	p->rq.url = p->url;
+	p->rq.headers = p->hdrs;
+}
+
+/*
+ * A final answer to a way of uploading the registry does not take:
+ * chunks (then one streamed PATCH) or one big PUT (then chunks, or a
+ * stream).  1 when p switched to the other way (the session cancelled),
+ * 0 when rs is no such refusal.
+ */
+static int push_refused(struct push *p, const struct http_resp *rs)
+{
+	struct reg_store *s = p->s;
+	struct reg_remote *r = s->rm;
+	struct buf m = BUF_INIT;
+	const char *what, *instead;
+
+	if (rm_retry_status(rs->status) || rs->status == 404)
+		return 0;
+	if (!strcmp(p->rq.method, "PATCH") && !p->stream && rs->status != 416) {
+		r->chunks_refused = 1;
+		p->stream = 1;
+		what = "chunked";
+		instead = "streaming instead";
+	} else if (p->mono && p->size > p->chunk) {
+		r->mono_refused = 1;
+		p->mono = 0;
+		p->stream = r->chunks_refused;
+		what = "monolithic";
+		instead = "uploading in chunks";
+	} else {
+		return 0;
+	}
+	rm_errors(rs, &m);
+	reg_log(s, "%s upload refused (HTTP %ld %s); %s", what, rs->status, m.data,
+		instead);
+	buf_release(&m);
+	upload_cancel(s, &p->u, p->scope);
+	return 1;
+}
+
+/*
+ * After a failed try (a dropped connection, 5xx, 429, 404 or 416) that the
+ * retry policy lets go again: find out where the upload stands.  1 when
+ * the blob turns out to be there (a PUT that went through before its
+ * answer was lost); else 0 with p ready for the next try: the session
+ * started again, or its offset asked for.
+ */
+static int push_recover(struct push *p, const struct http_resp *rs, int net)
+{
+	struct reg_store *s = p->s;
+	struct err e3 = ERR_INIT, e4 = ERR_INIT;
+
+	if (!strcmp(p->rq.method, "PUT") &&
+	    rm_blob_head(s, p->digest, NULL, "pull,push", &e3) == 1) {
+		free(p->u.loc);
+		p->u.loc = NULL;
+		return 1;
+	}
+	if (p->mono || rs->status == 404 || (rs->status == 416 && p->got416)) {
+		/* a monolithic PUT consumed the session: start again, in
+		 * chunks when it was cut, so that another cut costs at most
+		 * a chunk where the registry can resume */
+		if (p->mono && net && p->size > p->chunk && !s->rm->chunks_refused) {
+			reg_log(s, "uploading %s in chunks after the cut", p->digest);
+			p->mono = 0;
+		}
+		upload_cancel(s, &p->u, p->scope);
+		p->restarts++;
+		p->got416 = 0;
+		return 0;
+	}
+	p->got416 = rs->status == 416;
+	if (upload_status(s, &p->u, p->scope, &e4) != 0) {
+		reg_log(s, "upload session lost; restarting %s", p->digest);
+		upload_reset(&p->u);
+		p->restarts++;
+	} else if (p->u.off > p->size) {
+		upload_cancel(s, &p->u, p->scope);
+		p->restarts++;
+	}
+	return 0;
+}
+
 int remote_blob_push_file(struct reg_store *s, const char *path,
 			  const char *digest, struct reg_hash *hash, uint64_t size,
 			  const char *mount_from, struct reg_blob_info *info,
 			  struct err *e)
 {
 	struct reg_remote *r = s->rm;
-	struct upload u = {NULL, 0};
-	struct http_req rq;
+	struct push p;
 	struct http_resp rs;
-	struct curl_slist *hdrs = NULL;
-	char *scope = NULL, *url = NULL, crange[64];
-	uint64_t chunk = s->o.chunk_size, sent = 0;
 	struct rm_retry rt = {0, 0, NULL};
-	unsigned restarts = 0;
-	int fd = -1, ret, mono, stream, got416 = 0;
+	char *scope = NULL;
+	uint64_t sent = 0;
+	int ret;
 
+	memset(&p, 0, sizeof(p));
+	p.s = s;
+	p.fd = -1;
+	p.size = size;
+	p.chunk = s->o.chunk_size;
 	http_resp_init(&rs);
 	if (hash && mount_from) {
 		/* a mount names the digest */
@@ -195,14 +352,14 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 		if (ret)
 			goto out;
 		scope = rm_scope(r, "pull,push");
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
+		p.fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (p.fd < 0) {
 			ret = err_errno(e, "cannot open %s", path);
 			goto out;
 		}
-		ret = upload_while_hashing(s, &u, fd, size, size <= chunk ||
+		ret = upload_while_hashing(s, &p.u, p.fd, size, size <= p.chunk ||
 					   (size <= s->o.mono_max && !r->mono_refused),
-					   hash, scope, &chunk, info->digest, &sent, e);
+					   hash, scope, &p.chunk, info->digest, &sent, e);
 		if (ret < 0)
 			goto out;
 		digest = info->digest;
@@ -222,30 +379,31 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 		goto out;
 	}
 	if (!scope && mount_from && strcmp(mount_from, r->repo))
-		scope = xasprintf("repository:%s:pull,push repository:%s:pull", r->repo,
-				  mount_from);
+		scope = mount_scope(r, mount_from);
 	else if (!scope)
 		scope = rm_scope(r, "pull,push");
-	if (fd < 0)
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	if (p.fd < 0)
+		p.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (p.fd < 0) {
 		ret = err_errno(e, "cannot open %s", path);
 		goto out;
 	}
+	p.digest = digest;
+	p.scope = scope;
 	/* one PUT up to mono_max (fastest: one request, the registry hashes as
 	 * it receives); chunks above it, a stream where chunks are refused */
-	mono = size <= chunk || (size <= s->o.mono_max && !r->mono_refused);
-	if (u.loc && u.off >= size)
-		mono = 0; /* all streamed: the closing PUT is all that is left */
-	stream = !mono && r->chunks_refused;
+	p.mono = size <= p.chunk || (size <= s->o.mono_max && !r->mono_refused);
+	if (p.u.loc && p.u.off >= size)
+		p.mono = 0; /* all streamed: the closing PUT is all that is left */
+	p.stream = !p.mono && r->chunks_refused;
 	for (;;) {
 		struct err e2 = ERR_INIT;
-		int net = 0;
+		int net;
 
-		if (!u.loc) {
-			ret = upload_start(s, &u, digest,
-					   restarts == 0 && mount_from ? mount_from : NULL,
-					   scope, &chunk, e);
+		if (!p.u.loc) {
+			ret = upload_start(s, &p.u, digest,
+					   p.restarts == 0 && mount_from ? mount_from : NULL,
+					   scope, &p.chunk, e);
 			if (ret < 0)
 				goto out;
 			if (ret == 1) {
@@ -256,114 +414,45 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 				goto out;
 			}
 		}
-		curl_slist_free_all(hdrs);
-		hdrs = rm_octets();
-		rm_req(&rq, NULL, NULL);
-		rq.has_body = 1;
-		rq.body_fd = fd;
-		free(url);
-		url = NULL;
-		if (mono && u.off < size) {
-			/* the whole blob (or what streaming while hashing left) in
-			 * one PUT */
-			url = with_digest(u.loc, digest);
-			rq.method = "PUT";
-			rq.body_off = u.off;
-			rq.body_len = size - u.off;
-			if (u.off) {
-				snprintf(crange, sizeof(crange), "Content-Range: %llu-%llu",
-					 (unsigned long long)u.off,
-					 (unsigned long long)(size - 1));
-				hdrs = curl_slist_append(hdrs, crange);
-			}
-		} else if (u.off < size) {
-			uint64_t n = stream ? size - u.off : size - u.off < chunk ? size - u.off : chunk;
-
-			url = xstrdup(u.loc);
-			rq.method = "PATCH";
-			rq.body_off = u.off;
-			rq.body_len = n;
-			if (!stream || u.off) {
-				snprintf(crange, sizeof(crange), "Content-Range: %llu-%llu",
-					 (unsigned long long)u.off,
-					 (unsigned long long)(u.off + n - 1));
-				hdrs = curl_slist_append(hdrs, crange);
-			}
-		} else {
-			/* all bytes are there: close the session */
-			url = with_digest(u.loc, digest);
-			rq.method = "PUT";
-			rq.body_mem = "";
-			rq.body_len = 0;
-		}
-		rq.url = url;
-		rq.headers = hdrs;
-		ret = rm_send_once(s, &rq, &rs, scope, &e2);
+		push_next(&p);
+		ret = rm_send_once(s, &p.rq, &rs, scope, &e2);
 		sent += rs.sent;
-		s->st.blob_bytes_sent += rq.body_mem ? 0 : rs.sent;
+		s->st.blob_bytes_sent += p.rq.body_mem ? 0 : rs.sent;
 		if (ret && ret != ERR_NET) {
 			err_set(e, e2.code, "%s", e2.msg);
 			goto out;
 		}
 		net = ret == ERR_NET;
 		ret = 0;
-		if (!net && !strcmp(rq.method, "PATCH") && rs.status == 202) {
-			got416 = 0;
-			u.off += rq.body_len;
+		if (!net && !strcmp(p.rq.method, "PATCH") && rs.status == 202) {
+			p.got416 = 0;
+			p.u.off += p.rq.body_len;
 			rt.fails = 0;
-			if ((ret = upload_take_location(&u, &rs, e)))
+			if ((ret = upload_take_location(&p.u, &rs, e)))
 				goto out;
 			continue;
 		}
-		if (!net && !strcmp(rq.method, "PUT") && rs.status == 201) {
+		if (!net && !strcmp(p.rq.method, "PUT") && rs.status == 201) {
 			if (rs.digest && strcmp(rs.digest, digest)) {
 				ret = err_set(e, ERR_CORRUPT, "upload of %s: the registry stored "
 					      "digest %s", digest, rs.digest);
 				goto out;
 			}
-			free(u.loc);
-			u.loc = NULL;
+			free(p.u.loc);
+			p.u.loc = NULL;
 			break;
 		}
 		if (!net && (rs.status == 401 || rs.status == 403)) {
 			ret = rm_fail(s, &rs, e, "upload of %s", digest);
 			goto out;
 		}
-		if (!net && !strcmp(rq.method, "PATCH") && !stream &&
-		    rs.status != 404 && rs.status != 416 && !rm_retry_status(rs.status)) {
-			/* the registry refuses chunks: one streamed PATCH instead */
-			struct buf m = BUF_INIT;
-
-			rm_errors(&rs, &m);
-			reg_log(s, "chunked upload refused (HTTP %ld %s); streaming instead",
-				rs.status, m.data);
-			buf_release(&m);
-			r->chunks_refused = 1;
-			stream = 1;
-			upload_cancel(s, &u, scope);
+		if (!net && push_refused(&p, &rs))
 			continue;
-		}
-		if (!net && mono && !rm_retry_status(rs.status) && rs.status != 404 &&
-		    size > chunk) {
-			/* the registry refuses one big PUT: chunks (or a stream) */
-			struct buf m = BUF_INIT;
-
-			rm_errors(&rs, &m);
-			reg_log(s, "monolithic upload refused (HTTP %ld %s); uploading in chunks",
-				rs.status, m.data);
-			buf_release(&m);
-			r->mono_refused = 1;
-			mono = 0;
-			stream = r->chunks_refused;
-			upload_cancel(s, &u, scope);
-			continue;
-		}
 		if (!net && !rm_retry_status(rs.status) && rs.status != 404 && rs.status != 416) {
 			ret = rm_fail(s, &rs, e, "upload of %s", digest);
 			goto out;
 		}
-		/* a dropped connection, 5xx, 429, 404 or 416: find out where we are */
-		switch (rm_retry(s, &rt, net, &rs, 0, "%s of %s failed (%s)", rq.method,
+		switch (rm_retry(s, &rt, net, &rs, 0, "%s of %s failed (%s)", p.rq.method,
 				 digest, net ? e2.msg : "server error")) {
 		case RM_RETRY:
 			break;
@@ -379,55 +468,20 @@ int remote_blob_push_file(struct reg_store *s, const char *path,
 					      digest, rt.fails);
 			goto out;
 		}
-		if (!strcmp(rq.method, "PUT")) {
-			/* maybe it went through before the connection dropped */
-			struct err e3 = ERR_INIT;
-
-			if (rm_blob_head(s, digest, NULL, "pull,push", &e3) == 1) {
-				free(u.loc);
-				u.loc = NULL;
-				break;
-			}
-		}
-		if (mono || rs.status == 404 || (rs.status == 416 && got416)) {
-			/* a monolithic PUT consumed the session: start again, in
-			 * chunks when it was cut, so that another cut costs at most
-			 * a chunk where the registry can resume */
-			if (mono && net && size > chunk && !r->chunks_refused) {
-				reg_log(s, "uploading %s in chunks after the cut", digest);
-				mono = 0;
-			}
-			upload_cancel(s, &u, scope);
-			restarts++;
-			got416 = 0;
-			continue;
-		}
-		got416 = rs.status == 416;
-		{
-			struct err e3 = ERR_INIT;
-			int st = upload_status(s, &u, scope, &e3);
-
-			if (st != 0) {
-				reg_log(s, "upload session lost; restarting %s", digest);
-				upload_reset(&u);
-				restarts++;
-			} else if (u.off > size) {
-				upload_cancel(s, &u, scope);
-				restarts++;
-			}
-		}
+		if (push_recover(&p, &rs, net))
+			break;
 	}
 	info->sent = sent;
 out:
-	if (ret && u.loc)
-		upload_cancel(s, &u, scope ? scope : "");
-	upload_reset(&u);
-	if (fd >= 0)
-		close(fd);
-	curl_slist_free_all(hdrs);
+	if (ret && p.u.loc)
+		upload_cancel(s, &p.u, scope ? scope : "");
+	upload_reset(&p.u);
+	if (p.fd >= 0)
+		close(p.fd);
+	curl_slist_free_all(p.hdrs);
+	free(p.url);
 	http_resp_release(&rs);
 	free(scope);
-	free(url);
 	return ret;
 }
 
@@ -443,7 +497,7 @@ int remote_blob_mount(struct reg_store *s, const char *digest, const char *from,
 	ret = rm_ping(s, e);
 	if (ret)
 		return ret;
-	scope = xasprintf("repository:%s:pull,push repository:%s:pull", r->repo, from);
+	scope = mount_scope(r, from);
 	ret = upload_start(s, &u, digest, from, scope, &chunk, e);
 	if (ret == 1) {
 		reg_log(s, "blob %s mounted from %s", digest, from);
