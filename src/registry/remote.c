@@ -382,3 +382,13 @@ int rm_api(struct reg_store *s, struct http_req *rq, struct http_resp *rs,
 	free(scope);
 	return ret;
 }
+
+int rm_head(struct reg_store *s, struct http_resp *rs, const char *actions,
+	    const char *hdr, const char *kind, const char *ref, struct err *e)
+{
+	struct http_req rq;
+
+	rm_req(&rq, "HEAD", NULL);
+	rq.follow = 1;
+	return rm_api(s, &rq, rs, actions, hdr, e, "%s/%s", kind, ref);
+}

@@ -13,14 +13,11 @@
 int rm_blob_head(struct reg_store *s, const char *digest, uint64_t *size,
 		 const char *actions, struct err *e)
 {
-	struct http_req rq;
 	struct http_resp rs;
 	int ret;
 
 	http_resp_init(&rs);
-	rm_req(&rq, "HEAD", NULL);
-	rq.follow = 1;
-	ret = rm_api(s, &rq, &rs, actions, NULL, e, "blobs/%s", digest);
+	ret = rm_head(s, &rs, actions, NULL, "blobs", digest, e);
 	if (ret)
 		goto out;
 	if (rs.status == 200) {

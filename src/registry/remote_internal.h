@@ -107,6 +107,10 @@ int rm_send(struct reg_store *s, struct http_req *rq, struct http_resp *rs,
 int rm_api(struct reg_store *s, struct http_req *rq, struct http_resp *rs,
 	   const char *actions, const char *hdr, struct err *e, const char *fmt, ...)
 	__attribute__((format(printf, 7, 8)));
+/* rm_api of a HEAD of <kind>/<ref> ("blobs", "manifests"), following
+ * redirects. */
+int rm_head(struct reg_store *s, struct http_resp *rs, const char *actions,
+	    const char *hdr, const char *kind, const char *ref, struct err *e);
 
 /* ---- remote_blob.c ---- */
 

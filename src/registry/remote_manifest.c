@@ -126,14 +126,11 @@ out:
 int remote_manifest_head(struct reg_store *s, const char *ref, char *digest_out,
 			 uint64_t *size, struct err *e)
 {
-	struct http_req rq;
 	struct http_resp rs;
 	int ret;
 
 	http_resp_init(&rs);
-	rm_req(&rq, "HEAD", NULL);
-	rq.follow = 1;
-	ret = rm_api(s, &rq, &rs, "pull", accept_manifest, e, "manifests/%s", ref);
+	ret = rm_head(s, &rs, "pull", accept_manifest, "manifests", ref, e);
 	if (ret)
 		goto out;
 	if (rs.status == 404) {
