@@ -7,7 +7,11 @@
  *   layout.c    the local OCI image layout
  *   http.c      the libcurl request wrapper and header parsers
  *   auth.c      credentials (config.json, helpers), challenges, tokens
- *   remote.c    the OCI distribution API operations
+ *   reg_util.c  the log line, the deadline, tag lists, copy-and-hash
+ *   reg_hash.c  a file's sha256, in line or in a thread
+ *   remote*.c   the OCI distribution API (remote_internal.h)
+ *
+ * The files under store.c use reg_util.c and reg_hash.c, never store.c.
  */
 #ifndef CTXPACK_REG_IMPL_H
 #define CTXPACK_REG_IMPL_H
@@ -30,6 +34,8 @@ struct reg_store {
 	char *dir;             /* REG_LAYOUT */
 	uint64_t deadline_ms;  /* reg_store_set_deadline; 0: none */
 };
+
+/* reg_util.c */
 
 /* ms left before s's deadline: UINT64_MAX when there is none, 0 when it
  * has passed. */
@@ -54,6 +60,8 @@ const char *reg_api_host(const char *host);
 int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
 		  const char *what, struct reg_store *s, uint64_t total, int64_t limit);
 const char *reg_basename(const char *path);
+/* $name as a number in 1..99999, else dflt. */
+unsigned reg_env_uint(const char *name, unsigned dflt);
 
 /*
  * curl_dl.c: load libcurl (dlopen, once per process).  0, or ERR_FAIL with
@@ -66,7 +74,15 @@ int reg_curl_load(struct err *e);
 const char *reg_curl_path(void);
 
 /*
- * store.c: a file's sha256 computed in a second thread, so that the upload
+ * reg_hash.c: a file's sha256 (digest "sha256:<hex>", *size its bytes),
+ * remembered in the digest cache when the file did not change while it
+ * was read (st: its stat from before).
+ */
+struct stat;
+int reg_hash_file(const char *path, const struct stat *st, char digest[72],
+		  uint64_t *size, struct err *e);
+/*
+ * reg_hash.c: a file's sha256 computed in a second thread, so that the upload
  * can start before the digest is known.  The digest cache is updated as by
  * a plain hash.  reg_hash_start returns NULL when no thread could be
  * started (hash in line then).  reg_hash_done never blocks: 1 once the
@@ -80,7 +96,6 @@ const char *reg_curl_path(void);
  * finds it is not, however long opening the session took.
  */
 struct reg_hash;
-struct stat;
 struct reg_hash *reg_hash_start(const char *path, const struct stat *st);
 int reg_hash_done(struct reg_hash *h);
 int reg_hash_wait(struct reg_hash *h, char digest[REG_DIGEST_SIZE], struct err *e);

@@ -6,9 +6,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,116 +21,15 @@
 #define DEFAULT_MONO_MAX (512u << 20)
 #define HASH_THREAD_MIN (16u << 20)
 #define DEFAULT_OVERLAP_MIN (64u << 20)
-#define COPY_BUF (1u << 20)
 
 void reg_opts_init(struct reg_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 }
 
-void reg_log(struct reg_store *s, const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-
-	if (!s->o.log)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	s->o.log(s->o.log_arg, line);
-}
-
-uint64_t reg_time_left(const struct reg_store *s)
-{
-	uint64_t now;
-
-	if (!s->deadline_ms)
-		return UINT64_MAX;
-	now = time_mono_ms();
-	return now >= s->deadline_ms ? 0 : s->deadline_ms - now;
-}
-
-int reg_deadline_err(struct err *e, const char *what)
-{
-	return err_set(e, ERR_NET, "%s: time limit reached (--timeout)", what);
-}
-
 void reg_store_set_deadline(struct reg_store *s, uint64_t deadline_ms)
 {
 	s->deadline_ms = deadline_ms;
-}
-
-void reg_tags_push(struct reg_tags *t, char *tag)
-{
-	/* a power of two: the array is full */
-	if (!(t->n & (t->n - 1)))
-		t->v = xreallocarray(t->v, t->n ? 2 * t->n : 16, sizeof(*t->v));
-	t->v[t->n++] = tag;
-}
-
-const char *reg_basename(const char *path)
-{
-	const char *sl = strrchr(path, '/');
-
-	return sl ? sl + 1 : path;
-}
-
-int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
-		  const char *what, struct reg_store *s, uint64_t total, int64_t limit)
-{
-	char *b = xmalloc(COPY_BUF);
-	int ret = 0;
-
-	*n = 0;
-	for (;;) {
-		size_t want = COPY_BUF;
-		ssize_t got;
-
-		/* one byte past the limit tells a longer file from an exact one */
-		if (limit >= 0 && (uint64_t)limit + 1 - *n < want)
-			want = (size_t)((uint64_t)limit + 1 - *n);
-		got = read(in, b, want);
-
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			ret = err_errno(e, "cannot read %s", what);
-			break;
-		}
-		if (!got)
-			break;
-		if (limit >= 0 && *n + (uint64_t)got > (uint64_t)limit) {
-			ret = err_set(e, ERR_CORRUPT, "%s is larger than the %lld bytes declared",
-				      what, (long long)limit);
-			break;
-		}
-		if (s && !reg_time_left(s)) {
-			ret = reg_deadline_err(e, what);
-			break;
-		}
-		if (h)
-			sha256_update(h, b, (size_t)got);
-		if (out >= 0 && write_all(out, b, (size_t)got)) {
-			ret = err_errno(e, "cannot write %s", what);
-			break;
-		}
-		*n += (uint64_t)got;
-		if (s && s->o.progress)
-			s->o.progress(s->o.progress_arg, *n, total);
-	}
-	free(b);
-	return ret;
-}
-
-static unsigned env_uint(const char *name, unsigned dflt)
-{
-	const char *v = getenv(name);
-	uint64_t n;
-
-	if (v && *v && !parse_u64(v, &n) && n > 0 && n < 100000)
-		return (unsigned)n;
-	return dflt;
 }
 
 int reg_store_open(struct reg_store **out, const char *spec,
@@ -165,7 +61,7 @@ int reg_store_open(struct reg_store **out, const char *spec,
 		}
 	}
 	if (!s->o.idle_timeout)
-		s->o.idle_timeout = env_uint("CTXPACK_IDLE_TIMEOUT", 60);
+		s->o.idle_timeout = reg_env_uint("CTXPACK_IDLE_TIMEOUT", 60);
 	if (!s->o.connect_timeout)
 		s->o.connect_timeout = 30;
 	if (!s->o.max_tries)
@@ -246,135 +142,6 @@ void reg_store_stats(const struct reg_store *s, struct reg_stats *st)
 	*st = s->st;
 }
 
-/* sha256 of a file, remembered in the digest cache when it did not change
- * while it was read.  st is the file's stat from before. */
-static int hash_file(const char *path, const struct stat *st, char digest[72],
-		     uint64_t *size, struct err *e)
-{
-	struct stat st2;
-	struct timespec t0;
-	int ret;
-
-	clock_gettime(CLOCK_REALTIME, &t0);
-
-	ret = sha256_file(path, digest, size, e);
-	if (ret)
-		return ret;
-	if (!stat(path, &st2) && st2.st_size == st->st_size &&
-	    st2.st_mtim.tv_sec == st->st_mtim.tv_sec &&
-	    st2.st_mtim.tv_nsec == st->st_mtim.tv_nsec &&
-	    st2.st_ctim.tv_sec == st->st_ctim.tv_sec &&
-	    st2.st_ctim.tv_nsec == st->st_ctim.tv_nsec &&
-	    (uint64_t)st->st_size == *size)
-		reg_digest_cache_put(st, digest, &t0);
-	return 0;
-}
-
-struct reg_hash {
-	char *path;
-	struct stat st;
-	unsigned delay_ms;  /* $CTXPACK_TEST_HASH_DELAY_MS: a slow hash, for tests */
-	int asked;          /* under mu: the result was asked for (the delay runs) */
-	pthread_t th;
-	pthread_mutex_t mu;
-	pthread_cond_t cond;
-	atomic_int done;    /* set under mu; the fields below are fixed then */
-	char digest[REG_DIGEST_SIZE];
-	uint64_t size;
-	struct err e;
-	int ret;
-};
-
-static void *hash_thread(void *arg)
-{
-	struct reg_hash *h = arg;
-
-	if (h->delay_ms) {
-		struct timespec ts = {h->delay_ms / 1000, (h->delay_ms % 1000) * 1000000L};
-
-		/* counted from the first question, not from the start: the
-		 * work before it (an upload session opened through a proxy)
-		 * takes what it takes on a busy machine */
-		pthread_mutex_lock(&h->mu);
-		while (!h->asked)
-			pthread_cond_wait(&h->cond, &h->mu);
-		pthread_mutex_unlock(&h->mu);
-		while (nanosleep(&ts, &ts) && errno == EINTR)
-			;
-	}
-	h->ret = hash_file(h->path, &h->st, h->digest, &h->size, &h->e);
-	pthread_mutex_lock(&h->mu);
-	atomic_store_explicit(&h->done, 1, memory_order_release);
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->mu);
-	return NULL;
-}
-
-struct reg_hash *reg_hash_start(const char *path, const struct stat *st)
-{
-	struct reg_hash *h = xcalloc(1, sizeof(*h));
-
-	h->path = xstrdup(path);
-	h->st = *st;
-	h->delay_ms = env_uint("CTXPACK_TEST_HASH_DELAY_MS", 0);
-	err_clear(&h->e);
-	atomic_init(&h->done, 0);
-	pthread_mutex_init(&h->mu, NULL);
-	pthread_cond_init(&h->cond, NULL);
-	if (pthread_create(&h->th, NULL, hash_thread, h)) {
-		pthread_cond_destroy(&h->cond);
-		pthread_mutex_destroy(&h->mu);
-		free(h->path);
-		free(h);
-		return NULL;
-	}
-	return h;
-}
-
-/* The result is asked for: a test's delay starts now. */
-static void hash_asked(struct reg_hash *h)
-{
-	if (!h->delay_ms)
-		return;
-	pthread_mutex_lock(&h->mu);
-	h->asked = 1;
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->mu);
-}
-
-int reg_hash_done(struct reg_hash *h)
-{
-	hash_asked(h);
-	return atomic_load_explicit(&h->done, memory_order_acquire);
-}
-
-int reg_hash_wait(struct reg_hash *h, char digest[REG_DIGEST_SIZE], struct err *e)
-{
-	hash_asked(h);
-	pthread_mutex_lock(&h->mu);
-	while (!atomic_load_explicit(&h->done, memory_order_acquire))
-		pthread_cond_wait(&h->cond, &h->mu);
-	pthread_mutex_unlock(&h->mu);
-	if (h->ret)
-		return err_set(e, h->e.code, "%s", h->e.msg);
-	if (h->size != (uint64_t)h->st.st_size)
-		return err_set(e, ERR_FAIL, "%s changed size while it was read", h->path);
-	memcpy(digest, h->digest, REG_DIGEST_SIZE);
-	return 0;
-}
-
-void reg_hash_free(struct reg_hash *h)
-{
-	if (!h)
-		return;
-	hash_asked(h);
-	pthread_join(h->th, NULL);
-	pthread_cond_destroy(&h->cond);
-	pthread_mutex_destroy(&h->mu);
-	free(h->path);
-	free(h);
-}
-
 /*
  * A file of unknown digest going to a registry, big enough for it to
  * matter: hash it in a thread, so that the network work (the empty config,
@@ -429,7 +196,7 @@ static int push_file(struct reg_store *s, const char *path, const struct stat *s
 	} else if (reg_digest_cache_get(st, info->digest)) {
 		reg_log(s, "%s: digest %s from the digest cache", path, info->digest);
 	} else {
-		ret = hash_file(path, st, info->digest, &info->size, e);
+		ret = reg_hash_file(path, st, info->digest, &info->size, e);
 		if (ret)
 			return ret;
 	}
@@ -718,17 +485,6 @@ int reg_tags_list(struct reg_store *s, struct reg_tags *tags, struct err *e)
 	if (!ret)
 		tags_clean(s, tags);
 	return ret;
-}
-
-void reg_tags_release(struct reg_tags *tags)
-{
-	size_t i;
-
-	for (i = 0; i < tags->n; i++)
-		free(tags->v[i]);
-	free(tags->v);
-	tags->v = NULL;
-	tags->n = 0;
 }
 
 int reg_manifest_delete(struct reg_store *s, const char *ref, struct err *e)
