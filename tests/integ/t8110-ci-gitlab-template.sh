@@ -154,22 +154,42 @@ export CI=true GITLAB_CI=true CI_REGISTRY=$REG CI_REGISTRY_IMAGE=$REG/group/app 
 	CTXPACK_GIT_REF=$(git -C "$ROOT" rev-parse HEAD)
 
 # --- pipeline 1: no ctxpack in the image, nothing cached ---
-PATH=$TESTDIR/stand-in:$BASEPATH
+# The template builds this checkout (a full -O2 build) and runs that build,
+# never the binary under test: in the ASan pass that would repeat the plain
+# pass's work exactly, so there the image has the binary under test and
+# only the build's own checks are left to the plain pass.
+if ldd "$CTXPACK" 2>/dev/null | grep -q libasan; then
+	san=1
+	PATH=$TESTDIR/bin:$TESTDIR/stand-in:$BASEPATH
+else
+	san=
+	PATH=$TESTDIR/stand-in:$BASEPATH
+fi
 export PATH
 pipeline 1
 export CI_PROJECT_DIR=$P
 jobrun backend || showlog
 is "$?" 0 "pipeline 1: backend job"
-like "$(cat log)" "building ctxpack from $ROOT $CTXPACK_GIT_REF" "it builds ctxpack (not in the image)"
-ok "into .ctxpack/tool" test -x "$P/.ctxpack/tool/bin/ctxpack"
-like "$(cat log)" "ctxpack $(cat "$ROOT/VERSION")" "and runs it"
+if [ -n "$san" ]; then
+	for c in "it builds ctxpack" "into .ctxpack/tool" "and runs it"; do
+		skip "$c: the build runs no binary under test: checked in the plain pass"
+	done
+else
+	like "$(cat log)" "building ctxpack from $ROOT $CTXPACK_GIT_REF" "it builds ctxpack (not in the image)"
+	ok "into .ctxpack/tool" test -x "$P/.ctxpack/tool/bin/ctxpack"
+	like "$(cat log)" "ctxpack $(cat "$ROOT/VERSION")" "and runs it"
+fi
 like "$(cat log)" "cache miss for uv-" "backend: a miss"
 is "$(runs)" "uv backend cold" "backend: uv sync ran"
 like "$(cat log)" "saved uv-[^ ]+ to $REG/group/app/ci-cache" "backend: saved to the project's registry"
 like "$(cat log)" "venv ok" "backend: the job's own script ran after"
 jobrun frontend || showlog
 is "$?" 0 "pipeline 1: frontend job"
-ok "it uses the build the cache kept" sh -c "! grep -q 'building ctxpack' '$TESTDIR/log'"
+if [ -n "$san" ]; then
+	skip "it uses the build the cache kept: checked in the plain pass"
+else
+	ok "it uses the build the cache kept" sh -c "! grep -q 'building ctxpack' '$TESTDIR/log'"
+fi
 is "$(runs)" "uv backend cold pnpm frontend cold" "frontend: pnpm install ran"
 like "$(cat log)" "saved pnpm-v[0-9][^ ]+ to $REG/group/app/ci-cache" "frontend: saved"
 jobrun image || showlog
