@@ -84,13 +84,6 @@ size_t idx_key_prefix(unsigned char *out, const char *root, size_t rootlen)
 	return rootlen + 1;
 }
 
-int idx_key_cmp(const void *a, size_t an, const void *b, size_t bn)
-{
-	int c = memcmp(a, b, an < bn ? an : bn);
-
-	return c ? c : (an > bn) - (an < bn);
-}
-
 size_t idx_key_encode(unsigned char *out, const char *root, size_t rootlen,
 		      const char *path, size_t pathlen)
 {

@@ -16,6 +16,7 @@
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <lmdb.h>
 
@@ -343,6 +344,15 @@ struct upd {
 	struct scan scan;  /* the lookup's */
 };
 
+/* Key order: memcmp, a shorter key first on a tie (inline: the lookup
+ * compares a key per file). */
+static inline int idx_key_cmp(const void *a, size_t an, const void *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+
+	return c ? c : (an > bn) - (an < bn);
+}
+
 /* The key of file i of u. */
 static inline const unsigned char *idx_upd_key(const struct upd *u, size_t i)
 {
@@ -384,7 +394,5 @@ uint64_t idx_store_all(struct idx *x, struct walk_result *w, int64_t started);
  * (idx_set_defer) when there are many; returns the new count. */
 size_t idx_defer(struct upd *u, size_t *todo, size_t ntodo);
 
-/* idx_codec.c.  Key order: memcmp, a shorter key first on a tie. */
-int idx_key_cmp(const void *a, size_t an, const void *b, size_t bn);
 
 #endif
