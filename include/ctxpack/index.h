@@ -224,10 +224,6 @@ void idx_hasher_update(struct idx_hasher *h, const void *p, size_t n);
 /* Canonical (big-endian) bytes of the digest so far. */
 void idx_hasher_final(struct idx_hasher *h, unsigned char out[16]);
 
-/* The index directory for dir as idx_open picks it (dir, else
- * $CTXPACK_INDEX, else the XDG default); malloc'd.  Creates nothing. */
-char *idx_dir_for(const char *dir);
-
 /*
  * Snapshots (issue 15, idx_snap.c): the last walk of a context with every
  * entry's stat fields and content hash, one file per context in the index

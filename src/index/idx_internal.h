@@ -1,7 +1,12 @@
 /*
- * Internals of the content index shared by index.c (the environment, the
- * lookup, the writes), idx_lmdb.c (checks of LMDB's file format),
- * idx_guard.c (the fault guard) and idx_codec.c (the records' encoding).
+ * Internals of the content index shared by its files: idx_lmdb.c (checks
+ * of LMDB's file format), idx_guard.c (the fault guard), idx_codec.c (the
+ * records' encoding), and the handle and one update, one job a file:
+ * idx_env.c (one LMDB environment, checked before LMDB trusts it),
+ * idx_open.c (the handle: locking, rebuilding a damaged environment),
+ * idx_update.c (the update pass), idx_lookup.c (the lookup),
+ * idx_pool.c (the reader pool), idx_write.c (batched writes and their
+ * damage checks), idx_defer.c (files left for the packer to hash).
  * Not for other modules (scripts/check-includes); the unit tests include
  * it.  docs/index.md, "A damaged index", says why each exists.
  */
@@ -11,6 +16,9 @@
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include <lmdb.h>
 
 #include "ctxpack/index.h"
 
@@ -221,5 +229,170 @@ int idx_rec_matches(const struct idx_rec *r, const struct walk_entry *we);
 
 /* The racy rule of index.h applied to a record. */
 int idx_rec_racy(const struct idx_rec *r);
+
+/* ---- the handle (idx_open.c) and its environment (idx_env.c) ---- */
+
+/* Bump when the key or value encoding changes: an index of another
+ * schema is rebuilt, never read. */
+#define IDX_SCHEMA_VERSION 1
+#define IDX_SCHEMA_KEY "\0ctxpack-index"
+#define IDX_SCHEMA_KEY_LEN (sizeof(IDX_SCHEMA_KEY) - 1)
+
+/* A regular file of the walk and its key (in the keys arena). */
+struct fent {
+	size_t wi;
+	size_t koff;
+	size_t klen;
+};
+
+struct idx {
+	MDB_env *env;     /* NULL: working without an index */
+	MDB_dbi dbi;
+	char *dir;
+	char *real;       /* realpath of dir */
+	int lockfd;
+	unsigned flags;
+	unsigned threads;
+	int nowrite;      /* a write failed: stop trying for this handle */
+	int need_schema;  /* a new environment: write the schema record */
+	uint64_t gen;     /* the rebuild generation env was opened in */
+	unsigned rebuilds; /* rebuilds after open (damage found on the way) */
+	struct buf warn;
+	/* idx_set_defer: files up to defer_max left for the caller to hash;
+	 * idx_store_deferred encodes their keys again, a batch at a time,
+	 * rather than holding them all while the caller packs */
+	uint64_t defer_max;
+	struct fent *df;
+	size_t ndf;
+	int64_t dstarted;
+};
+
+/* Add to idx_warning()'s text ("; " between two). */
+void idx_add_warning(struct idx *x, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* The schema record's value into out; returns its length. */
+int idx_schema_val(char *out, size_t cap);
+
+/*
+ * Open x->dir's environment and check it (LMDB's file before LMDB reads
+ * it, then the schema record, written with the first entries into an
+ * empty one: x->need_schema).  Any failure leaves x->env NULL and says
+ * why in e: ERR_CORRUPT when data.mdb is damaged (rebuild it), else
+ * ERR_FAIL with e->saved_errno ENOSPC when there is no room to use it,
+ * else ERR_FAIL.
+ */
+int idx_env_try(struct idx *x, struct err *e);
+/* Close the environment (x->env NULL after; none is a no-op). */
+void idx_env_close(struct idx *x);
+/* Drop it without touching it: after a fault in a write transaction its
+ * state is unknown (idx_env.c says why). */
+void idx_env_abandon(struct idx *x);
+/* Begin a transaction, adopting a map grown by another process: an LMDB
+ * code. */
+int idx_txn_begin(struct idx *x, unsigned flags, MDB_txn **txn);
+/* Double the map (on MDB_MAP_FULL): 0, else not 0. */
+int idx_map_grow(struct idx *x);
+/* 1 when err (an errno or LMDB code) means a full disk or quota. */
+int idx_nospace(int err);
+/*
+ * Check the trees of txn's snapshot (idx_lm_check in mode, with keys for
+ * IDX_LM_WRITE; writing: txn is a write transaction), reading data.mdb
+ * with pread.  0, or ERR_CORRUPT with the reason; runs under the
+ * caller's guard.
+ */
+int idx_snapshot_check(struct idx *x, MDB_txn *txn, int writing, int mode,
+		       const struct idx_lm_key *keys, size_t nkeys, struct err *e);
+
+/*
+ * Damage found after open (a lookup, the check before a write, a fault):
+ * the environment is closed (abandoned with abandon set) and rebuilt, or
+ * the handle goes on without an index (a warning).  Never fails.
+ */
+void idx_env_damaged(struct idx *x, const char *why, int abandon);
+
+/* The index directory for dir as idx_open picks it (dir, else
+ * $CTXPACK_INDEX, else the XDG default); malloc'd.  Creates nothing. */
+char *idx_dir_for(const char *dir);
+
+/* ERR_USAGE naming dir when real (the index directory's real path, or
+ * NULL: unknown) is root or below it; else 0. */
+int idx_dir_inside(const char *dir, const char *real, const char *root, struct err *e);
+
+/* ---- one update (idx_update.c and the files it calls) ---- */
+
+/* What a lookup holds and found, kept in memory the fault path reads. */
+struct scan {
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	int rc;                  /* LMDB's last answer */
+	int bad;                 /* a record failed its check: */
+	char badkey[200];        /* its key's path, cut */
+	size_t n;                /* entries put in todo */
+};
+
+struct upd {
+	struct idx *x;
+	struct walk_result *w;
+	struct fent *f;
+	size_t nf;
+	struct buf keys;   /* every file's key, concatenated */
+	struct buf stale;  /* keys to delete: u32 length + bytes each */
+	size_t nstale;
+	int64_t started;   /* the run's start: written_ns of new entries */
+	struct idx_stats st;
+	struct scan scan;  /* the lookup's */
+};
+
+/* Key order: memcmp, a shorter key first on a tie (inline: the lookup
+ * compares a key per file). */
+static inline int idx_key_cmp(const void *a, size_t an, const void *b, size_t bn)
+{
+	int c = memcmp(a, b, an < bn ? an : bn);
+
+	return c ? c : (an > bn) - (an < bn);
+}
+
+/* The key of file i of u. */
+static inline const unsigned char *idx_upd_key(const struct upd *u, size_t i)
+{
+	return (const unsigned char *)u->keys.data + u->f[i].koff;
+}
+
+/* idx_lookup.c.  The lookup of u's files (sorted by key) in one read
+ * transaction: fills the hashes it can trust, puts the indexes of the
+ * rest in todo (*ntodo of them) and the root's keys that name no included
+ * regular file in u->stale.  A damaged index is rebuilt, and then every
+ * file is in todo. */
+void idx_lookup(struct upd *u, size_t *todo, size_t *ntodo);
+/* The same for a replayed walk: each file looked up by its key, nothing
+ * stale. */
+void idx_lookup_some(struct upd *u, size_t *todo, size_t *ntodo);
+/* Keep in u->stale only the keys whose file is gone or no longer a
+ * regular file (plen: the root's key prefix). */
+void idx_filter_stale(struct upd *u, size_t plen);
+
+/* idx_pool.c.  Hash the files todo[0..ntodo) of u on the reader pool,
+ * committing them in batches (idx_write_batch) as they are done; the
+ * stale keys go with the first.  Fails as idx_update does for a file. */
+int idx_hash_all(struct upd *u, const size_t *todo, size_t ntodo, struct err *e);
+
+/* idx_write.c.  Write the entries of u's files done[0..n) and delete the
+ * stale keys; damage found rebuilds the index and writes there; a
+ * failure only turns writing off (a warning). */
+void idx_write_batch(struct upd *u, const size_t *done, size_t n);
+/* Write the entries of the files f[sel[0..n)] of w, their keys encoded a
+ * batch at a time, with written time started.  Returns the number
+ * written. */
+uint64_t idx_store_files(struct idx *x, struct walk_result *w, struct fent *f,
+			 const size_t *sel, size_t n, int64_t started);
+/* Write the entries of every hashed included regular file of w (after a
+ * rebuild in the middle of a run).  Returns the number written. */
+uint64_t idx_store_all(struct idx *x, struct walk_result *w, int64_t started);
+
+/* idx_defer.c.  Take the small files of todo out for the caller
+ * (idx_set_defer) when there are many; returns the new count. */
+size_t idx_defer(struct upd *u, size_t *todo, size_t ntodo);
+
 
 #endif
