@@ -1,7 +1,7 @@
 #!/bin/sh
 # A first pack with an empty cache hashes the small files from the bytes it
 # archives and stores them in the index afterwards, in several write
-# transactions when there are many (index.c, BATCH_DEFERRED): every one of
+# transactions when there are many (idx_write.c, BATCH_DEFERRED): every one of
 # 40,000 files is in the index after it, with the digest a plain `hash`
 # computes, and the next pack reuses the whole archive.
 . "$(dirname "$0")/lib.sh"
