@@ -5,25 +5,39 @@
  */
 #include "ctxpack/unpack.h"
 
+/*
+ * The next component of the name at *pp (advanced past it): its start in
+ * *s and its length in *n, empty components and "." skipped.  0 at the
+ * end of the name.
+ */
+static int next_comp(const char **pp, const char **s, size_t *n)
+{
+	const char *p = *pp;
+
+	while (*p) {
+		*s = p;
+		while (*p && *p != '/')
+			p++;
+		*n = (size_t)(p - *s);
+		if (*p)
+			p++;
+		if (*n == 0 || (*n == 1 && (*s)[0] == '.'))
+			continue;
+		*pp = p;
+		return 1;
+	}
+	return 0;
+}
+
 int unpack_clean_name(const char *name, struct buf *out, struct err *e)
 {
-	const char *p = name;
-	size_t depth = 0;
+	const char *p = name, *s;
+	size_t depth = 0, n;
 
 	buf_reset(out);
 	if (*name == '/')
 		return err_set(e, ERR_CORRUPT, "refused absolute name '%s'", name);
-	while (*p) {
-		const char *s = p;
-		size_t n;
-
-		while (*p && *p != '/')
-			p++;
-		n = (size_t)(p - s);
-		if (*p)
-			p++;
-		if (n == 0 || (n == 1 && s[0] == '.'))
-			continue;
+	while (next_comp(&p, &s, &n)) {
 		if (n == 2 && s[0] == '.' && s[1] == '.')
 			return err_set(e, ERR_CORRUPT, "refused name with '..': '%s'", name);
 		if (++depth > UNPACK_MAX_DEPTH)
@@ -39,8 +53,8 @@ int unpack_clean_name(const char *name, struct buf *out, struct err *e)
 
 int unpack_link_inside(const char *path, const char *target)
 {
-	const char *p;
-	size_t depth = 0;
+	const char *p, *s;
+	size_t depth = 0, n;
 
 	if (!*target || *target == '/')
 		return 0;
@@ -49,17 +63,7 @@ int unpack_link_inside(const char *path, const char *target)
 		if (*p == '/')
 			depth++;
 	p = target;
-	while (*p) {
-		const char *s = p;
-		size_t n;
-
-		while (*p && *p != '/')
-			p++;
-		n = (size_t)(p - s);
-		if (*p)
-			p++;
-		if (n == 0 || (n == 1 && s[0] == '.'))
-			continue;
+	while (next_comp(&p, &s, &n)) {
 		if (n == 2 && s[0] == '.' && s[1] == '.') {
 			if (depth == 0)
 				return 0;
