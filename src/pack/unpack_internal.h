@@ -17,6 +17,9 @@
 struct archive;
 struct archive_entry;
 
+/* Files up to this size are written by the writer threads. */
+#define UNPACK_SMALL_FILE (1u << 20)
+
 /*
  * A directory the extraction holds open: in the chain of the current
  * entry's parents, and in each queued file job that goes into it.  Closed
