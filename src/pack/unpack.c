@@ -1,6 +1,7 @@
 /*
- * unpack: extract an archive below a directory fd, never writing outside
- * it or through a link (include/ctxpack/unpack.h has the rules).
+ * unpack.c: the extractor's driver (unpack_fd, unpack_mem): an archive
+ * extracted below a directory fd, never writing outside it or through a
+ * link (include/ctxpack/unpack.h has the rules).
  *
  * Why fds and not paths: a path handed to open() is resolved through any
  * symlink on the way, including one the archive itself created a moment
