@@ -65,8 +65,6 @@
 /* Writer threads by default, and at most. */
 #define UNPACK_THREADS 4
 #define UNPACK_MAX_THREADS 16
-/* Files up to this size are written by the writer threads. */
-#define UNPACK_SMALL_FILE (1u << 20)
 
 struct unpack_opts {
 	uint64_t max_bytes;   /* cap on the file bytes (each file's size as
