@@ -102,22 +102,6 @@ int unpack_mem(const void *p, size_t n, int dirfd, const struct unpack_opts *o,
 	       struct unpack_stats *st, struct err *e);
 
 /*
- * The name rule: clean an archive entry name into out (reset first):
- * "./a//b/" -> "a/b".  Returns 0, 1 when the name is the root itself
- * ("", ".", "./"), or ERR_CORRUPT (message set) for an absolute name, a
- * ".." component or too deep a name.
- */
-int unpack_clean_name(const char *name, struct buf *out, struct err *e);
-
-/*
- * The lexical link rule: 1 when a symlink at the clean name path with
- * target target stays inside the root (resolving "." and ".." against
- * the link's own directory, never climbing above the root), 0 when the
- * target is absolute, empty or leaves the root.
- */
-int unpack_link_inside(const char *path, const char *target);
-
-/*
  * Remove what extractions killed before they finished left in dir: the
  * directories named PREFIX<pid>-... (prefix e.g. ".ctxpack-new-") whose
  * process is gone and that belong to the caller's effective user.  Entries

@@ -3,7 +3,7 @@
  * an entry name cleaned or refused (unpack_clean_name) and the lexical
  * check of a symlink's target (unpack_link_inside).
  */
-#include "ctxpack/unpack.h"
+#include "unpack_internal.h"
 
 /*
  * The next component of the name at *pp (advanced past it): its start in

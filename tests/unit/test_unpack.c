@@ -23,6 +23,7 @@
 
 #include "ctxpack/unpack.h"
 #include "ctxpack/util.h"
+#include "../../src/pack/unpack_internal.h"
 
 /* ---- a minimal ustar writer ---- */
 
