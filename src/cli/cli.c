@@ -60,6 +60,31 @@ int cli_global_opt(const struct cli_cmd *cmd, int c, const char *arg)
 	return 0;
 }
 
+/* The length of the valid UTF-8 sequence at p[i] (2-4 bytes, no
+ * overlong form, no surrogate, nothing past U+10FFFF), else 0. */
+static size_t utf8_seq(const unsigned char *p, size_t i, size_t len)
+{
+	unsigned char c = p[i];
+	size_t n = 0, k;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	if (!n || i + n > len)
+		return 0;
+	for (k = 1; k < n; k++)
+		if ((p[i + k] & 0xc0) != 0x80)
+			return 0;
+	if (n == 3 && ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] > 0x9f)))
+		return 0;
+	if (n == 4 && ((c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] > 0x8f)))
+		return 0;
+	return n;
+}
+
 void cli_msg(FILE *f, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -67,7 +92,7 @@ void cli_msg(FILE *f, const char *s)
 
 	while (i < len) {
 		unsigned char c = p[i];
-		size_t n = 1, k;
+		size_t n;
 
 		if (c == '\n') {
 			fputs("\\n", f);
@@ -85,29 +110,11 @@ void cli_msg(FILE *f, const char *s)
 			continue;
 		}
 		/* one valid UTF-8 sequence that is not a C1 control, else bytes */
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 2;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 3;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 4;
-		if (n > 1 && i + n <= len && !(c == 0xc2 && p[i + 1] <= 0x9f)) {
-			int ok = 1;
-
-			for (k = 1; k < n; k++)
-				if ((p[i + k] & 0xc0) != 0x80)
-					ok = 0;
-			if (ok && n == 3 && ((c == 0xe0 && p[i + 1] < 0xa0) ||
-					     (c == 0xed && p[i + 1] > 0x9f)))
-				ok = 0;
-			if (ok && n == 4 && ((c == 0xf0 && p[i + 1] < 0x90) ||
-					     (c == 0xf4 && p[i + 1] > 0x8f)))
-				ok = 0;
-			if (ok) {
-				fwrite(p + i, 1, n, f);
-				i += n;
-				continue;
-			}
+		n = utf8_seq(p, i, len);
+		if (n && !(c == 0xc2 && p[i + 1] <= 0x9f)) {
+			fwrite(p + i, 1, n, f);
+			i += n;
+			continue;
 		}
 		fprintf(f, "\\x%02x", c);
 		i++;
@@ -182,7 +189,7 @@ void cli_json_str(FILE *f, const char *s, size_t len)
 	fputc('"', f);
 	while (i < len) {
 		unsigned char c = p[i];
-		size_t n = 0;
+		size_t n;
 
 		if (c == '"' || c == '\\') {
 			fputc('\\', f);
@@ -200,31 +207,12 @@ void cli_json_str(FILE *f, const char *s, size_t len)
 			i++;
 			continue;
 		}
-		/* validate one UTF-8 sequence; invalid bytes are escaped */
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 2;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 3;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 4;
-		if (n && i + n <= len) {
-			size_t k;
-			int ok = 1;
-
-			for (k = 1; k < n; k++)
-				if ((p[i + k] & 0xc0) != 0x80)
-					ok = 0;
-			if (ok && n == 3 && ((c == 0xe0 && p[i + 1] < 0xa0) ||
-					     (c == 0xed && p[i + 1] > 0x9f)))
-				ok = 0;
-			if (ok && n == 4 && ((c == 0xf0 && p[i + 1] < 0x90) ||
-					     (c == 0xf4 && p[i + 1] > 0x8f)))
-				ok = 0;
-			if (ok) {
-				fwrite(p + i, 1, n, f);
-				i += n;
-				continue;
-			}
+		/* one valid UTF-8 sequence as it is; invalid bytes are escaped */
+		n = utf8_seq(p, i, len);
+		if (n) {
+			fwrite(p + i, 1, n, f);
+			i += n;
+			continue;
 		}
 		fprintf(f, "\\udc%02x", c); /* lone surrogate escape, like Python's surrogateescape */
 		i++;

@@ -282,6 +282,16 @@ out:
 	return ret;
 }
 
+/* A blob that is there already: its mtime refreshed, so that a
+ * concurrent reg_store_gc keeps it. */
+static void keep_blob(struct reg_store *s, const char *digest)
+{
+	char *bp = blob_path(s, digest);
+
+	utimensat(AT_FDCWD, bp, NULL, 0);
+	free(bp);
+}
+
 int layout_blob_push_file(struct reg_store *s, const char *path,
 			  const char *digest, struct reg_blob_info *info,
 			  struct err *e)
@@ -292,11 +302,7 @@ int layout_blob_push_file(struct reg_store *s, const char *path,
 	if (ret < 0)
 		return ret;
 	if (ret == 1) {
-		/* refresh the mtime so a concurrent reg_store_gc keeps it */
-		char *bp = blob_path(s, digest);
-
-		utimensat(AT_FDCWD, bp, NULL, 0);
-		free(bp);
+		keep_blob(s, digest);
 		reg_log(s, "blob %s exists, skipped", digest);
 		s->st.blobs_skipped++;
 		info->skipped = 1;
@@ -320,10 +326,7 @@ int layout_blob_push_mem(struct reg_store *s, const void *p, size_t n,
 	if (ret < 0)
 		return ret;
 	if (ret == 1) {
-		char *bp = blob_path(s, digest);
-
-		utimensat(AT_FDCWD, bp, NULL, 0);
-		free(bp);
+		keep_blob(s, digest);
 		return 0;
 	}
 	return put_blob(s, -1, p, n, digest, NULL, e);

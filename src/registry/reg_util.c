@@ -124,3 +124,13 @@ unsigned reg_env_uint(const char *name, unsigned dflt)
 		return (unsigned)n;
 	return dflt;
 }
+
+uint64_t reg_env_size(const char *name, uint64_t dflt)
+{
+	const char *v = getenv(name);
+	uint64_t n;
+
+	if (v && *v && !parse_u64(v, &n) && n >= 1024)
+		return n;
+	return dflt;
+}

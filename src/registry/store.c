@@ -66,35 +66,15 @@ int reg_store_open(struct reg_store **out, const char *spec,
 		s->o.connect_timeout = 30;
 	if (!s->o.max_tries)
 		s->o.max_tries = 6;
-	if (!s->o.chunk_size) {
-		const char *v = getenv("CTXPACK_CHUNK_SIZE");
-		uint64_t n;
-
-		if (v && *v && !parse_u64(v, &n) && n >= 1024)
-			s->o.chunk_size = n;
-		else if (s->ref.kind == REG_REMOTE && !strcmp(s->ref.host, "ghcr.io"))
-			s->o.chunk_size = GHCR_CHUNK;
-		else
-			s->o.chunk_size = DEFAULT_CHUNK;
-	}
-	if (!s->o.mono_max) {
-		const char *v = getenv("CTXPACK_MONOLITHIC_MAX");
-		uint64_t n;
-
-		if (v && *v && !parse_u64(v, &n) && n >= 1024)
-			s->o.mono_max = n;
-		else
-			s->o.mono_max = DEFAULT_MONO_MAX;
-	}
-	if (!s->o.overlap_min) {
-		const char *v = getenv("CTXPACK_OVERLAP_MIN");
-		uint64_t n;
-
-		if (v && *v && !parse_u64(v, &n) && n >= 1024)
-			s->o.overlap_min = n;
-		else
-			s->o.overlap_min = DEFAULT_OVERLAP_MIN;
-	}
+	if (!s->o.chunk_size)
+		s->o.chunk_size = reg_env_size("CTXPACK_CHUNK_SIZE",
+					       s->ref.kind == REG_REMOTE &&
+					       !strcmp(s->ref.host, "ghcr.io") ? GHCR_CHUNK :
+					       DEFAULT_CHUNK);
+	if (!s->o.mono_max)
+		s->o.mono_max = reg_env_size("CTXPACK_MONOLITHIC_MAX", DEFAULT_MONO_MAX);
+	if (!s->o.overlap_min)
+		s->o.overlap_min = reg_env_size("CTXPACK_OVERLAP_MIN", DEFAULT_OVERLAP_MIN);
 	if (s->ref.kind == REG_LAYOUT) {
 		s->dir = xstrdup(s->ref.path);
 		s->name = xasprintf("oci:%s", s->ref.path);
