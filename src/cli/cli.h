@@ -234,6 +234,18 @@ struct builder {
 void builder_detect(struct builder *b, int argc, char **argv);
 void builder_release(struct builder *b);
 
+/* build: an err when a signal came (run_signal), else 0. */
+int build_interrupted(struct err *e);
+/*
+ * build's directory hand-over (build_dir.c): bring the context's kept
+ * directory up to date and put the Dockerfile beside it.  *ctx_dir and *df
+ * get the paths for COMMAND (freed by the caller), *lockfd the lock held
+ * until COMMAND is done (another build of this context waits).
+ */
+struct walk_result;
+int build_dir_prepare(const struct walk_result *wr, const char *dockerfile, char **ctx_dir,
+		      char **df, int *lockfd, struct err *e);
+
 /* The commands. */
 int cmd_ls(int argc, char **argv);
 int cmd_du(int argc, char **argv);
