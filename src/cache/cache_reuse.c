@@ -1,13 +1,13 @@
 /*
  * cache_reuse: `cache save` without packing what was packed before
- * (cache_reuse.h; issue 15).  Before, a save of a dependency directory
- * under a new key re-packed all of it (3.1 s for 875 MB of node_modules,
- * to upload nothing); now its hashes come from the index's snapshot (one
- * fstatat per entry) or the index, the archive key from them, the blob's
- * digest from the index directory's archive digests, and the store is
- * only asked whether it has that blob.
+ * (cache_reuse_internal.h; issue 15).  Before, a save of a dependency
+ * directory under a new key re-packed all of it (3.1 s for 875 MB of
+ * node_modules, to upload nothing); now its hashes come from the index's
+ * snapshot (one fstatat per entry) or the index, the archive key from
+ * them, the blob's digest from the index directory's archive digests, and
+ * the store is only asked whether it has that blob.
  */
-#include "cache_reuse.h"
+#include "cache_reuse_internal.h"
 
 #include <stdlib.h>
 #include <string.h>

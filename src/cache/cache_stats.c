@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache_int.h"
+#include "cache_internal.h"
 
 /* Manifests read to learn a prefix's text, or a key's last miss. */
 #define NAME_TRIES 3

@@ -1,60 +1,23 @@
 /*
- * ctxpack cache save | restore | run | ls | prune | stats | why: the CI cache
- * commands
- * (include/ctxpack/cache.h has the model, docs/ci.md the guide).
- *
- * restore and run fail open: a miss, an unreachable store or a refused
- * entry is reported on stderr and the job goes on (exit 0), unless
- * --fail-on-miss.  Failing open is bounded in time: --timeout (by default
- * RESTORE_TIMEOUT_CI when $CI is set, as on GitHub Actions and GitLab CI)
- * limits the whole lookup and restore.  save fails loudly (exit 1), so a
- * broken store is seen; in run, a failed save is a warning and the exit
- * status stays COMMAND's.
+ * ctxpack cache: the entry point of the CI cache commands (cmd_cache, in
+ * main.c's table): the help and the getopt_long table of each subcommand,
+ * the options they all share, a few output helpers, and the dispatch
+ * (include/ctxpack/cache.h has the model, docs/ci.md the guide).  The
+ * subcommands themselves are in cmd_cache_save.c, cmd_cache_restore.c,
+ * cmd_cache_ls.c and cmd_cache_stats.c (cmd_cache.h).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
+#include "cmd_cache.h"
 #include "ctxpack/cache.h"
 #include "ctxpack/frames.h"
 
 /* The default --timeout of restore and run under CI ($CI set). */
 #define RESTORE_TIMEOUT_CI (5 * 60)
-
-enum {
-	OPT_KEY = OPT_CMD_BASE,
-	OPT_STORE,
-	OPT_FORCE,
-	OPT_RESTORE_KEY,
-	OPT_FAIL_ON_MISS,
-	OPT_LOOKUP_ONLY,
-	OPT_KEY_FILE,
-	OPT_KEY_PREFIX,
-	OPT_PATH,
-	OPT_OLDER_THAN,
-	OPT_KEEP,
-	OPT_PREFIX,
-	OPT_DRY_RUN,
-	OPT_GC_GRACE,
-	OPT_MAX_SIZE,
-	OPT_SAFE_LINKS,
-	OPT_UPDATE,
-	OPT_NO_SAVE,
-	OPT_READ_ONLY,
-	OPT_SAVE_ON_FAILURE,
-};
-
-/* The limit on recording an event in the store's stats log, whatever
- * --timeout the restore had. */
-#define STATS_TIMEOUT 15
 
 #define STORE_OPTS \
 	{"store", required_argument, NULL, OPT_STORE}, \
@@ -184,6 +147,78 @@ static const struct cli_cmd sub_prune = {
 	"On a registry, entries are deleted where the registry allows it; its own garbage\n"
 	"collection frees the blobs.\n"};
 
+/* ---- the options of each subcommand ---- */
+
+static const struct option save_longopts[] = {
+	{"key", required_argument, NULL, 'k'},
+	{"force", no_argument, NULL, OPT_FORCE},
+	{"update", no_argument, NULL, OPT_UPDATE},
+	STORE_OPTS,
+	CLI_GLOBAL_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option restore_longopts[] = {
+	{"key", required_argument, NULL, 'k'},
+	{"restore-key", required_argument, NULL, 'r'},
+	{"fail-on-miss", no_argument, NULL, OPT_FAIL_ON_MISS},
+	{"lookup-only", no_argument, NULL, OPT_LOOKUP_ONLY},
+	{"read-only", no_argument, NULL, OPT_READ_ONLY},
+	RESTORE_OPTS,
+	STORE_OPTS,
+	CLI_GLOBAL_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option run_longopts[] = {
+	{"key-file", required_argument, NULL, 'f'},
+	{"key-prefix", required_argument, NULL, OPT_KEY_PREFIX},
+	{"path", required_argument, NULL, 'p'},
+	{"restore-key", required_argument, NULL, 'r'},
+	{"no-save", no_argument, NULL, OPT_NO_SAVE},
+	{"read-only", no_argument, NULL, OPT_READ_ONLY},
+	{"save-on-failure", no_argument, NULL, OPT_SAVE_ON_FAILURE},
+	RESTORE_OPTS,
+	STORE_OPTS,
+	CLI_GLOBAL_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option ls_longopts[] = {
+	STORE_OPTS,
+	CLI_GLOBAL_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option prune_longopts[] = {
+	{"older-than", required_argument, NULL, OPT_OLDER_THAN},
+	{"keep", required_argument, NULL, OPT_KEEP},
+	{"prefix", required_argument, NULL, OPT_PREFIX},
+	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
+	{"gc-grace", required_argument, NULL, OPT_GC_GRACE},
+	STORE_OPTS,
+	CLI_GLOBAL_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option stats_longopts[] = {
+	{"prefix", required_argument, NULL, OPT_PREFIX},
+	STORE_OPTS,
+	CLI_GLOBAL_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+static const struct option why_longopts[] = {
+	{"key-file", required_argument, NULL, 'f'},
+	{"key-prefix", required_argument, NULL, OPT_KEY_PREFIX},
+	{"path", required_argument, NULL, 'p'},
+	STORE_OPTS,
+	CLI_GLOBAL_LONGOPTS,
+	{NULL, 0, NULL, 0},
+};
+
+/* ---- what the subcommands share ---- */
+
 static void cli_cache_warn(void *arg, const char *msg)
 {
 	cli_warn("%s", msg);
@@ -194,14 +229,7 @@ static void cli_reg_log(void *arg, const char *msg)
 	cli_log_line(msg);
 }
 
-/* The options every subcommand shares. */
-struct common {
-	struct cache_opts co;
-	int restoring;        /* restore or run: --timeout is the restore's limit */
-	uint64_t timeout;     /* s; 0: none */
-};
-
-static void common_init(struct common *c, int restoring)
+void cmd_cache_common_init(struct cmd_cache_common *c, int restoring)
 {
 	const char *ci = getenv("CI");
 
@@ -216,7 +244,9 @@ static void common_init(struct common *c, int restoring)
 		c->timeout = RESTORE_TIMEOUT_CI;
 }
 
-static int common_opt(struct common *c, const struct cli_cmd *cmd, int opt, const char *arg)
+/* 1 when opt is one of the shared options (arg taken), else 0. */
+static int common_opt(struct cmd_cache_common *c, const struct cli_cmd *cmd, int opt,
+		      const char *arg)
 {
 	switch (opt) {
 	case OPT_STORE:
@@ -244,7 +274,14 @@ static int common_opt(struct common *c, const struct cli_cmd *cmd, int opt, cons
 	return cli_reg_opt(cmd, opt, arg, &c->co.reg);
 }
 
-static int common_open(struct common *c, struct cache **out, struct err *e)
+void cmd_cache_opt(struct cmd_cache_common *c, const struct cli_cmd *cmd, int opt,
+		   const char *arg)
+{
+	if (!common_opt(c, cmd, opt, arg) && !cli_global_opt(cmd, opt, arg))
+		cli_usage_error(cmd, "unknown option");
+}
+
+int cmd_cache_open(struct cmd_cache_common *c, struct cache **out, struct err *e)
 {
 	int ret;
 
@@ -256,41 +293,12 @@ static int common_open(struct common *c, struct cache **out, struct err *e)
 	return ret;
 }
 
-/* Append cache-hit and matched-key to $GITHUB_OUTPUT when it is set. */
-static void github_output(int hit, const char *matched)
-{
-	const char *path = getenv("GITHUB_OUTPUT");
-	char *s;
-	int fd;
-
-	if (!path || !*path)
-		return;
-	/* one line per output: a value from the store never adds one (keys
-	 * are checked when read; this says so again where it matters) */
-	if (matched && (strchr(matched, '\n') || strchr(matched, '\r') ||
-			cache_text_check(matched))) {
-		cli_warn("not writing the matched key to GITHUB_OUTPUT: it has control characters");
-		matched = NULL;
-	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		cli_warn("cannot open GITHUB_OUTPUT %s: %s", path, strerror(errno));
-		return;
-	}
-	s = xasprintf("cache-hit=%s\nmatched-key=%s\n", hit ? "true" : "false",
-		      matched ? matched : "");
-	if (write_all(fd, s, strlen(s)))
-		cli_warn("cannot write GITHUB_OUTPUT %s: %s", path, strerror(errno));
-	free(s);
-	close(fd);
-}
-
-static const char *result_name(int r)
+const char *cmd_cache_result_name(int r)
 {
 	return r == CACHE_HIT ? "hit" : r == CACHE_PARTIAL ? "partial" : "miss";
 }
 
-static void print_json_opt(const char *name, const char *s)
+void cmd_cache_json_opt(const char *name, const char *s)
 {
 	printf(",\"%s\":", name);
 	if (s)
@@ -299,1084 +307,16 @@ static void print_json_opt(const char *name, const char *s)
 		fputs("null", stdout);
 }
 
-/*
- * Count a restore or run in the store's log (cache stats).  Never with
- * --read-only; a failure is a warning (the restore is done), bounded in
- * time whatever --timeout the restore had.
- */
-static void record_event(struct cache *c, struct cache_event *ev)
-{
-	struct err e = ERR_INIT;
-
-	cache_set_timeout(c, STATS_TIMEOUT * 1000);
-	if (cache_event_record(c, ev, &e))
-		cli_warn("%s; not counted in cache stats (--read-only writes nothing to the "
-			 "store)", e.msg);
-	cache_set_timeout(c, 0);
-}
-
-/* A path from an entry or the log (untrusted bytes): as it is when it is
- * text, else %-encoded. */
-static void print_path(const char *p)
-{
-	char *enc;
-
-	if (!cache_text_check(p)) {
-		fputs(p, stdout);
-		return;
-	}
-	enc = cache_pct_encode(p);
-	fputs(enc, stdout);
-	free(enc);
-}
-
-/* ---- save ---- */
-
-static const struct option save_longopts[] = {
-	{"key", required_argument, NULL, 'k'},
-	{"force", no_argument, NULL, OPT_FORCE},
-	{"update", no_argument, NULL, OPT_UPDATE},
-	STORE_OPTS,
-	CLI_GLOBAL_LONGOPTS,
-	{NULL, 0, NULL, 0},
-};
-
-static int cache_save_cmd(int argc, char **argv)
-{
-	const struct cli_cmd *cmd = &sub_save;
-	struct cache_save_result r;
-	struct cache_save_opts so;
-	struct err e = ERR_INIT;
-	struct common cm;
-	struct cache *c = NULL;
-	const char *key = NULL, *result;
-	char hb[32], hs[32];
-	int opt, status = EXIT_OK, ret;
-
-	memset(&so, 0, sizeof(so));
-	common_init(&cm, 0);
-	while ((opt = getopt_long(argc, argv, "k:" CLI_GLOBAL_SHORTOPTS, save_longopts,
-				  NULL)) != -1) {
-		if (opt == 'k')
-			key = optarg;
-		else if (opt == OPT_FORCE)
-			so.force = 1;
-		else if (opt == OPT_UPDATE)
-			so.update = 1;
-		else if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
-			cli_usage_error(cmd, "unknown option");
-	}
-	if (!key)
-		cli_usage_error(cmd, "--key is required");
-	if (so.force && so.update)
-		cli_usage_error(cmd, "--force and --update do not go together (--force drops the "
-			       "old entry, --update keeps it)");
-	if (optind >= argc)
-		cli_usage_error(cmd, "no PATH given");
-	if (common_open(&cm, &c, &e)) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	cli_progress_start("save", 0);
-	ret = cache_save_opt(c, key, (const char *const *)argv + optind,
-			     (size_t)(argc - optind), &so, &r, &e);
-	cli_progress_end(!ret);
-	if (ret) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	result = r.unchanged ? "unchanged" : r.existed ? "exists" : r.updated ? "updated" : "saved";
-	if (cli_opt.json) {
-		printf("{\"result\":\"%s\"", result);
-		print_json_opt("key", key);
-		print_json_opt("tag", r.tag);
-		print_json_opt("digest", r.digest);
-		print_json_opt("store", cache_store_name(c));
-		print_json_opt("replaced_tag", r.updated ? r.old_tag : NULL);
-		printf(",\"layers\":%zu,\"reused\":%zu,\"bytes\":%llu,\"sent\":%llu}\n",
-		       r.layers, r.reused, (unsigned long long)r.bytes,
-		       (unsigned long long)r.sent);
-	}
-	if (r.unchanged)
-		cli_info("%s in %s has this content already; nothing to do", key,
-			 cache_store_name(c));
-	else if (r.existed)
-		cli_info("%s is saved in %s already; nothing to do (--update stores a new "
-			 "entry)", key, cache_store_name(c));
-	else if (r.updated)
-		cli_info("updated %s in %s: %zu path%s, %s (%s uploaded); the entry it replaced "
-			 "stays under %s until pruned", key, cache_store_name(c), r.layers,
-			 r.layers == 1 ? "" : "s", cli_human(r.bytes, hb), cli_human(r.sent, hs),
-			 r.old_tag);
-	else
-		cli_info("saved %s to %s: %zu path%s, %s (%s uploaded%s)", key, cache_store_name(c),
-			 r.layers, r.layers == 1 ? "" : "s", cli_human(r.bytes, hb),
-			 cli_human(r.sent, hs), r.reused ? "; packed before, not again" : "");
-out:
-	cache_free(c);
-	return status;
-}
-
-/* ---- restore ---- */
-
-static const struct option restore_longopts[] = {
-	{"key", required_argument, NULL, 'k'},
-	{"restore-key", required_argument, NULL, 'r'},
-	{"fail-on-miss", no_argument, NULL, OPT_FAIL_ON_MISS},
-	{"lookup-only", no_argument, NULL, OPT_LOOKUP_ONLY},
-	{"read-only", no_argument, NULL, OPT_READ_ONLY},
-	RESTORE_OPTS,
-	STORE_OPTS,
-	CLI_GLOBAL_LONGOPTS,
-	{NULL, 0, NULL, 0},
-};
-
-/*
- * Look up and restore; a failure after the lookup is a miss with a
- * warning.  Returns 0 with m filled (result CACHE_MISS on any failure) or
- * <0 when the store could not be asked; e then holds why.
- */
-static int lookup_and_restore(struct cache *c, const char *key, const char *const *prefixes,
-			      size_t np, const char *const *paths, size_t n, int lookup_only,
-			      struct cache_match *m, struct cache_restore_result *rr,
-			      struct err *e)
-{
-	int ret;
-
-	memset(rr, 0, sizeof(*rr));
-	ret = cache_lookup(c, key, prefixes, np, paths, n, m, e);
-	if (ret || m->result == CACHE_MISS || lookup_only)
-		return ret;
-	ret = cache_restore(c, &m->entry, paths, n, rr, e);
-	if (ret)
-		cache_match_release(m);
-	return ret;
-}
-
-static int cache_restore_cmd(int argc, char **argv)
-{
-	const struct cli_cmd *cmd = &sub_restore;
-	struct cache_restore_result rr;
-	struct cache_match m;
-	struct err e = ERR_INIT;
-	struct common cm;
-	struct cache *c = NULL;
-	const char *key = NULL, **prefixes = NULL;
-	size_t np = 0;
-	char hb[32];
-	int opt, fail_on_miss = 0, lookup_only = 0, read_only = 0, status = EXIT_OK, ret;
-
-	memset(&m, 0, sizeof(m));
-	common_init(&cm, 1);
-	prefixes = xcalloc((size_t)argc + 1, sizeof(*prefixes));
-	while ((opt = getopt_long(argc, argv, "k:r:" CLI_GLOBAL_SHORTOPTS, restore_longopts,
-				  NULL)) != -1) {
-		switch (opt) {
-		case 'k':
-			key = optarg;
-			break;
-		case 'r':
-			if (!*optarg)
-				cli_usage_error(cmd, "--restore-key needs a prefix");
-			prefixes[np++] = optarg;
-			break;
-		case OPT_FAIL_ON_MISS:
-			fail_on_miss = 1;
-			break;
-		case OPT_LOOKUP_ONLY:
-			lookup_only = 1;
-			break;
-		case OPT_READ_ONLY:
-			read_only = 1;
-			break;
-		default:
-			if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
-				cli_usage_error(cmd, "unknown option");
-		}
-	}
-	if (!key)
-		cli_usage_error(cmd, "--key is required");
-	if (optind >= argc)
-		cli_usage_error(cmd, "no PATH given");
-
-	ret = common_open(&cm, &c, &e);
-	if (ret == ERR_USAGE) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	if (!ret) {
-		cli_progress_start("restore", 0);
-		ret = lookup_and_restore(c, key, prefixes, np, (const char *const *)argv + optind,
-					 (size_t)(argc - optind), lookup_only, &m, &rr, &e);
-		cli_progress_end(!ret && m.result != CACHE_MISS && !lookup_only);
-	}
-	if (ret == ERR_USAGE) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	if (ret)
-		cli_warn("cache restore of %s failed, reported as a miss: %s", key, e.msg);
-	else if (m.result == CACHE_MISS)
-		cli_info("cache miss for %s in %s", key, cache_store_name(c));
-	else if (lookup_only)
-		cli_info("found %s in %s (not restored: --lookup-only)", m.entry.key,
-			 cache_store_name(c));
-	else
-		cli_info("restored %s from %s: %zu path%s, %s", m.entry.key, cache_store_name(c),
-			 rr.layers, rr.layers == 1 ? "" : "s", cli_human(rr.bytes, hb));
-	if (!ret && !lookup_only && !read_only) {
-		struct cache_event ev;
-
-		memset(&ev, 0, sizeof(ev));
-		ev.op = CACHE_OP_RESTORE;
-		ev.result = m.result;
-		ev.prefix = xstrdup(cache_event_prefix(key, prefixes, np));
-		ev.key = xstrdup(key);
-		ev.matched = m.result ? xstrdup(m.entry.key) : NULL;
-		cache_version((const char *const *)argv + optind, (size_t)(argc - optind),
-			      ev.version);
-		record_event(c, &ev);
-		cache_event_release(&ev);
-	}
-
-	if (cli_opt.json) {
-		printf("{\"result\":\"%s\"", result_name(m.result));
-		print_json_opt("key", key);
-		print_json_opt("matched_key", m.result ? m.entry.key : NULL);
-		print_json_opt("tag", m.result ? m.entry.tag : NULL);
-		print_json_opt("created", m.result ? m.entry.created : NULL);
-		print_json_opt("store", c ? cache_store_name(c) : NULL);
-		printf(",\"restored\":%s,\"bytes\":%llu", m.result && !lookup_only ? "true" : "false",
-		       (unsigned long long)rr.bytes);
-		print_json_opt("error", ret ? e.msg : NULL);
-		printf("}\n");
-	} else if (m.result == CACHE_PARTIAL) {
-		printf("partial %s\n", m.entry.key);
-	} else {
-		printf("%s\n", result_name(m.result));
-	}
-	github_output(m.result == CACHE_HIT, m.result ? m.entry.key : NULL);
-	if (m.result == CACHE_MISS && fail_on_miss) {
-		cli_warn("no cache entry restored and --fail-on-miss given");
-		status = EXIT_FAIL;
-	}
-out:
-	cache_match_release(&m);
-	cache_free(c);
-	free(prefixes);
-	return status;
-}
-
-/* ---- run ---- */
-
-static const struct option run_longopts[] = {
-	{"key-file", required_argument, NULL, 'f'},
-	{"key-prefix", required_argument, NULL, OPT_KEY_PREFIX},
-	{"path", required_argument, NULL, 'p'},
-	{"restore-key", required_argument, NULL, 'r'},
-	{"no-save", no_argument, NULL, OPT_NO_SAVE},
-	{"read-only", no_argument, NULL, OPT_READ_ONLY},
-	{"save-on-failure", no_argument, NULL, OPT_SAVE_ON_FAILURE},
-	RESTORE_OPTS,
-	STORE_OPTS,
-	CLI_GLOBAL_LONGOPTS,
-	{NULL, 0, NULL, 0},
-};
-
-static int cache_run_cmd(int argc, char **argv)
-{
-	const struct cli_cmd *cmd = &sub_run;
-	struct cache_restore_result rr;
-	struct cache_save_result sr;
-	struct cache_save_opts so;
-	struct cache_run_inputs in;
-	struct cache_match m;
-	struct err e = ERR_INIT;
-	struct common cm;
-	struct cache *c = NULL;
-	struct reg_kv *an = NULL;
-	const char **files, **paths, **pfx, *prefix = "run-";
-	size_t nf = 0, npaths = 0, npfx = 1, nan = 0, i;
-	char hb[32], hs[32];
-	int opt, status, ret, hit = 0, no_save = 0, read_only = 0, save_on_failure = 0;
-
-	memset(&m, 0, sizeof(m));
-	memset(&in, 0, sizeof(in));
-	common_init(&cm, 1);
-	files = xcalloc((size_t)argc + 1, sizeof(*files));
-	paths = xcalloc((size_t)argc + 1, sizeof(*paths));
-	/* the key prefix first, then the restore keys */
-	pfx = xcalloc((size_t)argc + 2, sizeof(*pfx));
-	/* '+': COMMAND's own options are not ours */
-	while ((opt = getopt_long(argc, argv, "+f:p:r:" CLI_GLOBAL_SHORTOPTS, run_longopts,
-				  NULL)) != -1) {
-		switch (opt) {
-		case 'f':
-			files[nf++] = optarg;
-			break;
-		case 'p':
-			paths[npaths++] = optarg;
-			break;
-		case 'r':
-			if (!*optarg)
-				cli_usage_error(cmd, "--restore-key needs a prefix");
-			pfx[npfx++] = optarg;
-			break;
-		case OPT_KEY_PREFIX:
-			prefix = optarg;
-			break;
-		case OPT_NO_SAVE:
-			no_save = 1;
-			break;
-		case OPT_READ_ONLY:
-			read_only = 1;
-			break;
-		case OPT_SAVE_ON_FAILURE:
-			save_on_failure = 1;
-			break;
-		default:
-			if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
-				cli_usage_error(cmd, "unknown option");
-		}
-	}
-	if (!nf)
-		cli_usage_error(cmd, "at least one --key-file is required");
-	if (!npaths)
-		cli_usage_error(cmd, "at least one --path is required");
-	if (optind >= argc)
-		cli_usage_error(cmd, "no COMMAND given (put it after --)");
-	if (strlen(prefix) > CACHE_KEY_MAX - 64)
-		cli_usage_error(cmd, "--key-prefix is longer than %d bytes", CACHE_KEY_MAX - 64);
-	if (save_on_failure && (no_save || read_only))
-		cli_usage_error(cmd, "--save-on-failure saves; it does not go with %s",
-				no_save ? "--no-save" : "--read-only");
-	pfx[0] = prefix;
-
-	if (cache_run_inputs(prefix, files, nf, (const char *const *)argv + optind,
-			     (size_t)(argc - optind), paths, npaths, &in, &e)) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	ret = common_open(&cm, &c, &e);
-	if (ret == ERR_USAGE) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	if (!ret) {
-		cli_progress_start("restore", 0);
-		ret = lookup_and_restore(c, in.key, pfx, npfx, paths, npaths, 0, &m, &rr, &e);
-		cli_progress_end(!ret && m.result != CACHE_MISS);
-	}
-	if (ret == ERR_USAGE) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	if (ret) {
-		cli_warn("cache restore of %s failed, running the command: %s", in.key, e.msg);
-		err_clear(&e);
-	} else if (m.result == CACHE_HIT) {
-		hit = 1;
-		cli_info("cache hit for %s: restored %s; skipping the command", in.key,
-			 cli_human(rr.bytes, hb));
-	} else if (m.result == CACHE_PARTIAL) {
-		cli_info("cache miss for %s; warm start from %s", in.key, m.entry.key);
-	} else {
-		cli_info("cache miss for %s", in.key);
-	}
-	if (!ret && !read_only) {
-		struct cache_event ev;
-
-		memset(&ev, 0, sizeof(ev));
-		ev.op = CACHE_OP_RUN;
-		ev.result = m.result;
-		ev.prefix = xstrdup(prefix);
-		ev.key = xstrdup(in.key);
-		ev.matched = m.result ? xstrdup(m.entry.key) : NULL;
-		memcpy(ev.version, in.version, sizeof(ev.version));
-		memcpy(ev.command, in.command, sizeof(ev.command));
-		/* what cache why compares, for the runs that missed */
-		if (!hit && in.nfiles > CACHE_RUN_FILES_MAX) {
-			ev.files_omitted = 1;
-		} else if (!hit) {
-			ev.files = xcalloc(in.nfiles + 1, sizeof(*ev.files));
-			for (i = 0; i < in.nfiles; i++) {
-				ev.files[i].path = xstrdup(in.files[i].path);
-				memcpy(ev.files[i].sha256, in.files[i].sha256, 65);
-			}
-			ev.nfiles = in.nfiles;
-		}
-		record_event(c, &ev);
-		cache_event_release(&ev);
-	}
-	github_output(hit, m.result ? m.entry.key : NULL);
-	if (hit) {
-		status = EXIT_OK;
-		goto out;
-	}
-	/* as build does: SIGINT, SIGTERM and SIGHUP sent to ctxpack reach the
-	 * command (util.h, run.c); a run that was stopped saves nothing */
-	status = run_command(argv + optind);
-	if (run_signal()) {
-		cli_info("interrupted by signal %d; the command exited with %d; nothing saved",
-			 run_signal(), status);
-		goto out;
-	}
-	if (read_only || no_save) {
-		cli_info("the command exited with %d; not saved (%s)", status,
-			 read_only ? "--read-only" : "--no-save");
-		goto out;
-	}
-	if (status && !save_on_failure) {
-		cli_info("the command exited with %d; nothing saved", status);
-		goto out;
-	}
-	if (status)
-		cli_info("the command exited with %d; saving anyway (--save-on-failure)", status);
-	if (!c) {
-		cli_warn("no store to save %s to", in.key);
-		goto out;
-	}
-	/* --timeout was the restore's: the save takes what it takes */
-	cache_set_timeout(c, 0);
-	cache_run_annotations(&in, &an, &nan);
-	memset(&so, 0, sizeof(so));
-	so.annotations = an;
-	so.nannotations = nan;
-	cli_progress_start("save", 0);
-	ret = cache_save_opt(c, in.key, paths, npaths, &so, &sr, &e);
-	cli_progress_end(!ret);
-	if (ret)
-		cli_warn("cannot save the cache (the command %s): %s",
-			 status ? "failed; --save-on-failure" : "succeeded", e.msg);
-	else if (!sr.existed)
-		cli_info("saved %s to %s: %s (%s uploaded)", in.key, cache_store_name(c),
-			 cli_human(sr.bytes, hb), cli_human(sr.sent, hs));
-out:
-	for (i = 0; i < nan; i++) {
-		free(an[i].key);
-		free(an[i].value);
-	}
-	free(an);
-	cache_match_release(&m);
-	cache_free(c);
-	cache_run_inputs_release(&in);
-	free(files);
-	free(paths);
-	free(pfx);
-	return status;
-}
-
-/* ---- ls ---- */
-
-static const struct option ls_longopts[] = {
-	STORE_OPTS,
-	CLI_GLOBAL_LONGOPTS,
-	{NULL, 0, NULL, 0},
-};
-
-/* The created time to the second, for the table. */
-static void short_time(const struct cache_entry *en, char out[40])
-{
-	if (!en->created_sec && !en->created) {
-		snprintf(out, 40, "-");
-		return;
-	}
-	cache_time_format(en->created_sec, 0, out);
-	/* drop ".000000000" */
-	memmove(out + 19, out + 29, strlen(out + 29) + 1);
-}
-
-static void print_entry_json(const struct cache_entry *en)
-{
-	size_t i;
-
-	printf("{\"key\":");
-	cli_json_str(stdout, en->key, strlen(en->key));
-	print_json_opt("tag", en->tag);
-	print_json_opt("created", en->created);
-	printf(",\"size\":%llu", (unsigned long long)en->size);
-	print_json_opt("digest", en->digest);
-	printf(",\"current\":%s", cache_entry_current(en) ? "true" : "false");
-	printf(",\"paths\":[");
-	for (i = 0; i < en->m.nlayers; i++) {
-		const struct reg_desc *l = &en->m.layers[i];
-		const char *p = reg_annot_get(l->annotations, l->nannotations, CACHE_ANNOT_PATH);
-
-		if (i)
-			putchar(',');
-		cli_json_str(stdout, p, strlen(p));
-	}
-	printf("]}");
-}
-
-static int cache_ls_cmd(int argc, char **argv)
-{
-	const struct cli_cmd *cmd = &sub_ls;
-	struct cache_entry *v = NULL;
-	struct err e = ERR_INIT;
-	struct common cm;
-	struct cache *c = NULL;
-	size_t n = 0, i;
-	int opt, status = EXIT_OK;
-
-	common_init(&cm, 0);
-	while ((opt = getopt_long(argc, argv, CLI_GLOBAL_SHORTOPTS, ls_longopts, NULL)) != -1)
-		if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
-			cli_usage_error(cmd, "unknown option");
-	if (optind < argc)
-		cli_usage_error(cmd, "too many arguments");
-	if (common_open(&cm, &c, &e) || cache_list(c, &v, &n, &e)) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	if (cli_opt.json)
-		putchar('[');
-	for (i = 0; i < n; i++) {
-		char t[40], h[32];
-
-		if (cli_opt.json) {
-			if (i)
-				putchar(',');
-			print_entry_json(&v[i]);
-			continue;
-		}
-		short_time(&v[i], t);
-		printf("%s  %10s  %s  %s%s\n", t, cli_human(v[i].size, h), v[i].key, v[i].tag,
-		       cache_entry_current(&v[i]) ? "" : "  (replaced)");
-	}
-	if (cli_opt.json)
-		printf("]\n");
-out:
-	cache_entries_free(v, n);
-	cache_free(c);
-	return status;
-}
-
-/* ---- prune ---- */
-
-static const struct option prune_longopts[] = {
-	{"older-than", required_argument, NULL, OPT_OLDER_THAN},
-	{"keep", required_argument, NULL, OPT_KEEP},
-	{"prefix", required_argument, NULL, OPT_PREFIX},
-	{"dry-run", no_argument, NULL, OPT_DRY_RUN},
-	{"gc-grace", required_argument, NULL, OPT_GC_GRACE},
-	STORE_OPTS,
-	CLI_GLOBAL_LONGOPTS,
-	{NULL, 0, NULL, 0},
-};
-
-static int cache_prune_cmd(int argc, char **argv)
-{
-	const struct cli_cmd *cmd = &sub_prune;
-	struct cache_prune_opts po;
-	struct cache_entry *v = NULL;
-	struct err e = ERR_INIT;
-	struct common cm;
-	struct cache *c = NULL;
-	uint64_t grace = 3600, freed = 0;
-	size_t n = 0, i, chosen, deleted = 0;
-	int *del = NULL, opt, dry = 0, status = EXIT_OK, is_layout, first = 1;
-	char h[32];
-
-	memset(&po, 0, sizeof(po));
-	common_init(&cm, 0);
-	while ((opt = getopt_long(argc, argv, CLI_GLOBAL_SHORTOPTS, prune_longopts, NULL)) !=
-	       -1) {
-		switch (opt) {
-		case OPT_OLDER_THAN:
-			if (parse_duration(optarg, &po.older_than))
-				cli_usage_error(cmd, "--older-than takes a duration (30m, 12h, 7d), "
-					       "not '%s'", optarg);
-			po.has_older = 1;
-			break;
-		case OPT_KEEP:
-			if (parse_u64(optarg, &po.keep))
-				cli_usage_error(cmd, "--keep takes a number, not '%s'", optarg);
-			po.has_keep = 1;
-			break;
-		case OPT_PREFIX:
-			po.prefix = optarg;
-			break;
-		case OPT_DRY_RUN:
-			dry = 1;
-			break;
-		case OPT_GC_GRACE:
-			if (parse_duration(optarg, &grace))
-				cli_usage_error(cmd, "--gc-grace takes a duration, not '%s'", optarg);
-			break;
-		default:
-			if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
-				cli_usage_error(cmd, "unknown option");
-		}
-	}
-	if (optind < argc)
-		cli_usage_error(cmd, "too many arguments");
-	if (!po.has_older && !po.has_keep)
-		cli_usage_error(cmd, "give --older-than, --keep or both");
-	if (common_open(&cm, &c, &e) || cache_list(c, &v, &n, &e)) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	is_layout = reg_store_ref(cache_store(c))->kind == REG_LAYOUT;
-	del = xcalloc(n + 1, sizeof(*del));
-	chosen = cache_prune_select(v, n, &po, (int64_t)time(NULL), del);
-	if (cli_opt.json)
-		printf("{\"dry_run\":%s,\"deleted\":[", dry ? "true" : "false");
-	for (i = 0; i < n; i++) {
-		char t[40];
-
-		if (!del[i])
-			continue;
-		if (!dry && cache_delete(c, &v[i], &e)) {
-			if (e.code == ERR_NOTFOUND) {
-				err_clear(&e);
-				continue;
-			}
-			break;
-		}
-		deleted++;
-		if (cli_opt.json) {
-			if (!first)
-				putchar(',');
-			first = 0;
-			print_entry_json(&v[i]);
-			continue;
-		}
-		short_time(&v[i], t);
-		printf("%s %s  %s  %s\n", dry ? "would delete" : "deleted", t, v[i].key, v[i].tag);
-	}
-	if (!dry && !err_isset(&e) && is_layout && deleted && cache_gc(c, grace, &freed, &e))
-		cli_warn("%s", e.msg);
-	if (cli_opt.json)
-		printf("],\"entries\":%zu,\"freed\":%llu}\n", n, (unsigned long long)freed);
-	if (err_isset(&e) && e.code != ERR_OK && deleted < chosen) {
-		status = cli_fail(&e);
-		if (!is_layout)
-			fprintf(stderr, "ctxpack: %zu of %zu entries deleted; delete them with the "
-				"registry's own tools, or enable deletes (distribution: "
-				"storage.delete.enabled)\n", deleted, chosen);
-		goto out;
-	}
-	if (dry)
-		cli_info("%zu of %zu entries would be deleted", chosen, n);
-	else if (is_layout)
-		cli_info("deleted %zu of %zu entries; %s of blobs freed", deleted, n,
-			 cli_human(freed, h));
-	else
-		cli_info("deleted %zu of %zu entries; the registry frees their blobs when its "
-			 "garbage collection runs", deleted, n);
-out:
-	free(del);
-	cache_entries_free(v, n);
-	cache_free(c);
-	return status;
-}
-
-/* ---- stats ---- */
-
-static const struct option stats_longopts[] = {
-	{"prefix", required_argument, NULL, OPT_PREFIX},
-	STORE_OPTS,
-	CLI_GLOBAL_LONGOPTS,
-	{NULL, 0, NULL, 0},
-};
-
-static unsigned rate(uint64_t part, uint64_t all)
-{
-	return all ? (unsigned)((part * 100 + all / 2) / all) : 0;
-}
-
-static int cache_stats_cmd(int argc, char **argv)
-{
-	const struct cli_cmd *cmd = &sub_stats;
-	struct cache_stats st;
-	struct cache_stats_row all;
-	struct err e = ERR_INIT;
-	struct common cm;
-	struct cache *c = NULL;
-	const char *only = NULL;
-	size_t i;
-	int opt, status = EXIT_OK;
-
-	memset(&st, 0, sizeof(st));
-	memset(&all, 0, sizeof(all));
-	common_init(&cm, 0);
-	while ((opt = getopt_long(argc, argv, CLI_GLOBAL_SHORTOPTS, stats_longopts, NULL)) != -1) {
-		if (opt == OPT_PREFIX)
-			only = optarg;
-		else if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
-			cli_usage_error(cmd, "unknown option");
-	}
-	if (optind < argc)
-		cli_usage_error(cmd, "too many arguments");
-	if (common_open(&cm, &c, &e) || cache_stats_read(c, only, &st, &e)) {
-		status = cli_fail(&e);
-		goto out;
-	}
-	if (st.skipped)
-		cli_warn("%llu entries of the stats log of %s are not valid events; skipped",
-			 (unsigned long long)st.skipped, cache_store_name(c));
-	for (i = 0; i < st.n; i++) {
-		all.hits += st.rows[i].hits;
-		all.partial += st.rows[i].partial;
-		all.misses += st.rows[i].misses;
-		all.events += st.rows[i].events;
-	}
-	if (cli_opt.json) {
-		printf("{\"store\":");
-		cli_json_str(stdout, cache_store_name(c), strlen(cache_store_name(c)));
-		printf(",\"events\":%llu,\"hits\":%llu,\"partial\":%llu,\"misses\":%llu,"
-		       "\"skipped\":%llu,\"prefixes\":[", (unsigned long long)all.events,
-		       (unsigned long long)all.hits, (unsigned long long)all.partial,
-		       (unsigned long long)all.misses, (unsigned long long)st.skipped);
-		for (i = 0; i < st.n; i++) {
-			const struct cache_stats_row *r = &st.rows[i];
-			char t[40];
-
-			cache_time_format(r->last_sec, r->last_nsec, t);
-			printf("%s{\"prefix\":", i ? "," : "");
-			cli_json_str(stdout, r->prefix, strlen(r->prefix));
-			printf(",\"events\":%llu,\"hits\":%llu,\"partial\":%llu,\"misses\":%llu",
-			       (unsigned long long)r->events, (unsigned long long)r->hits,
-			       (unsigned long long)r->partial, (unsigned long long)r->misses);
-			print_json_opt("last", t);
-			printf("}");
-		}
-		printf("]}\n");
-		goto out;
-	}
-	if (!st.n) {
-		cli_info("no restores or runs recorded in %s%s%s", cache_store_name(c),
-			 only ? " with a prefix starting with " : "", only ? only : "");
-		goto out;
-	}
-	printf("%8s %8s %8s %8s %5s  %-20s  %s\n", "events", "hits", "partial", "misses", "hit%",
-	       "last", "prefix");
-	for (i = 0; i < st.n; i++) {
-		const struct cache_stats_row *r = &st.rows[i];
-		char t[40];
-
-		cache_time_format(r->last_sec, 0, t);
-		memmove(t + 19, t + 29, strlen(t + 29) + 1);
-		printf("%8llu %8llu %8llu %8llu %4u%%  %-20s  %s\n", (unsigned long long)r->events,
-		       (unsigned long long)r->hits, (unsigned long long)r->partial,
-		       (unsigned long long)r->misses, rate(r->hits, r->events), t,
-		       *r->prefix ? r->prefix : "(empty)");
-	}
-	if (st.n > 1)
-		printf("%8llu %8llu %8llu %8llu %4u%%  %-20s  %s\n", (unsigned long long)all.events,
-		       (unsigned long long)all.hits, (unsigned long long)all.partial,
-		       (unsigned long long)all.misses, rate(all.hits, all.events), "", "(all)");
-out:
-	cache_stats_release(&st);
-	cache_free(c);
-	return status;
-}
-
-/* ---- why ---- */
-
-static const struct option why_longopts[] = {
-	{"key-file", required_argument, NULL, 'f'},
-	{"key-prefix", required_argument, NULL, OPT_KEY_PREFIX},
-	{"path", required_argument, NULL, 'p'},
-	STORE_OPTS,
-	CLI_GLOBAL_LONGOPTS,
-	{NULL, 0, NULL, 0},
-};
-
-static void print_short_digest(const char *hex)
-{
-	printf("sha256:%.12s", hex);
-}
-
-static void json_item_list(const struct cache_why *w, int kind, const char *name)
-{
-	size_t i;
-	int first = 1;
-
-	printf(",\"%s\":[", name);
-	for (i = 0; i < w->n; i++) {
-		const struct cache_why_item *it = &w->items[i];
-
-		if (it->kind != kind)
-			continue;
-		printf("%s{\"path\":", first ? "" : ",");
-		first = 0;
-		cli_json_str(stdout, it->path, strlen(it->path));
-		if (it->was)
-			printf(",\"was\":\"sha256:%s\"", it->was);
-		if (it->now)
-			printf(",\"now\":\"sha256:%s\"", it->now);
-		printf("}");
-	}
-	printf("]");
-}
-
-static int cache_why_cmd(int argc, char **argv)
-{
-	const struct cli_cmd *cmd = &sub_why;
-	struct cache_run_inputs in;
-	struct cache_event ev;
-	struct cache_run_record rec;
-	struct cache_why w;
-	struct cache_match m;
-	struct cache_entry *v = NULL, *other = NULL;
-	struct err e = ERR_INIT;
-	struct common cm;
-	struct cache *c = NULL;
-	const char **files, **paths, *prefix = "run-", *key = NULL, *version;
-	const char *now_cmd = "", *command = "unknown", *source;
-	const struct cache_keyfile *now_files;
-	const struct cache_entry *cmp = NULL;
-	size_t nf = 0, npaths = 0, n = 0, nother = 0, now_n, i;
-	long pick;
-	int opt, status = EXIT_OK, ret, have_prefix = 0, from_log, hit = 0, now_omitted = 0;
-
-	memset(&in, 0, sizeof(in));
-	memset(&ev, 0, sizeof(ev));
-	memset(&rec, 0, sizeof(rec));
-	memset(&w, 0, sizeof(w));
-	memset(&m, 0, sizeof(m));
-	common_init(&cm, 0);
-	files = xcalloc((size_t)argc + 1, sizeof(*files));
-	paths = xcalloc((size_t)argc + 1, sizeof(*paths));
-	while ((opt = getopt_long(argc, argv, "f:p:" CLI_GLOBAL_SHORTOPTS, why_longopts, NULL)) !=
-	       -1) {
-		switch (opt) {
-		case 'f':
-			files[nf++] = optarg;
-			break;
-		case 'p':
-			paths[npaths++] = optarg;
-			break;
-		case OPT_KEY_PREFIX:
-			prefix = optarg;
-			have_prefix = 1;
-			break;
-		default:
-			if (!common_opt(&cm, cmd, opt, optarg) && !cli_global_opt(cmd, opt, optarg))
-				cli_usage_error(cmd, "unknown option");
-		}
-	}
-	from_log = !nf;
-	if (from_log) {
-		if (have_prefix || npaths)
-			cli_usage_error(cmd, "--key-prefix and --path go with --key-file (without "
-				       "them, give the KEY a run missed)");
-		if (optind >= argc)
-			cli_usage_error(cmd, "give the KEY a run missed, or the run's --key-file, "
-				       "--key-prefix and --path");
-		if (argc - optind > 1)
-			cli_usage_error(cmd, "one KEY only (a COMMAND goes after the run's "
-				       "--key-file and --path, after --)");
-		key = argv[optind];
-		if (cache_key_check(key, "key", &e)) {
-			status = cli_fail(&e);
-			goto out;
-		}
-	} else {
-		if (!npaths)
-			cli_usage_error(cmd, "--path is required with --key-file (the paths are part "
-				       "of the key, as in the run)");
-		if (strlen(prefix) > CACHE_KEY_MAX - 64)
-			cli_usage_error(cmd, "--key-prefix is longer than %d bytes",
-					CACHE_KEY_MAX - 64);
-		if (cache_run_inputs(prefix, files, nf, (const char *const *)argv + optind,
-				     (size_t)(argc - optind), paths, npaths, &in, &e)) {
-			status = cli_fail(&e);
-			goto out;
-		}
-		if (optind < argc)
-			key = in.key;
-	}
-	if (common_open(&cm, &c, &e)) {
-		status = cli_fail(&e);
-		goto out;
-	}
-
-	if (from_log) {
-		ret = cache_event_last_miss(c, key, &ev, &e);
-		if (ret < 0) {
-			status = cli_fail(&e);
-			goto out;
-		}
-		if (!ret) {
-			err_set(&e, ERR_NOTFOUND, "no run of %s that missed is in the stats log of "
-				"%s (it keeps the newest %zu events, and --read-only runs write "
-				"none); give the run's --key-file, --key-prefix and --path to compare "
-				"the key files as they are now", key, cache_store_name(c),
-				cache_stats_keep());
-			status = cli_fail(&e);
-			goto out;
-		}
-		prefix = ev.prefix;
-		version = ev.version[0] ? ev.version : NULL;
-		now_files = ev.files;
-		now_n = ev.nfiles;
-		now_omitted = ev.files_omitted;
-		now_cmd = ev.command;
-		source = "log";
-	} else {
-		version = in.version;
-		now_files = in.files;
-		now_n = in.nfiles;
-		now_omitted = in.nfiles > CACHE_RUN_FILES_MAX;
-		now_cmd = key ? in.command : "";
-		source = "files";
-		/* the key has an entry: nothing missed */
-		if (key) {
-			ret = cache_lookup(c, key, NULL, 0, paths, npaths, &m, &e);
-			if (ret) {
-				status = cli_fail(&e);
-				goto out;
-			}
-			hit = m.result == CACHE_HIT;
-		}
-	}
-	if (!hit) {
-		if (cache_list_prefix(c, prefix, version, &v, &n, &e)) {
-			status = cli_fail(&e);
-			goto out;
-		}
-		pick = cache_why_pick(v, n, key,
-				      from_log && ev.result == CACHE_PARTIAL ? ev.matched : NULL,
-				      from_log ? ev.sec : 0);
-		cmp = pick >= 0 ? &v[pick] : NULL;
-		if (!cmp && version && cache_list_prefix(c, prefix, NULL, &other, &nother, &e)) {
-			status = cli_fail(&e);
-			goto out;
-		}
-	}
-	if (cmp && cache_entry_run_record(cmp, &rec, &e)) {
-		cli_warn("%s; its key files are not compared", e.msg);
-		err_clear(&e);
-	}
-	if (cmp && rec.recorded && !now_omitted)
-		cache_why_diff(rec.files, rec.nfiles, now_files, now_n, &w);
-	if (cmp && rec.command[0] && now_cmd[0])
-		command = strcmp(rec.command, now_cmd) ? "changed" : "same";
-
-	if (cli_opt.json) {
-		printf("{\"source\":\"%s\"", source);
-		print_json_opt("key", key);
-		print_json_opt("prefix", prefix);
-		print_json_opt("store", cache_store_name(c));
-		printf(",\"hit\":%s", hit ? "true" : "false");
-		if (from_log) {
-			char t[40];
-
-			cache_time_format(ev.sec, ev.nsec, t);
-			printf(",\"event\":{\"time\":\"%s\",\"result\":\"%s\"", t,
-			       result_name(ev.result));
-			print_json_opt("matched_key", ev.matched);
-			printf("}");
-		}
-		if (cmp) {
-			printf(",\"compared\":{\"key\":");
-			cli_json_str(stdout, cmp->key, strlen(cmp->key));
-			print_json_opt("tag", cmp->tag);
-			print_json_opt("created", cmp->created);
-			printf("}");
-		} else {
-			printf(",\"compared\":null");
-		}
-		printf(",\"recorded\":%s", rec.recorded && !now_omitted ? "true" : "false");
-		json_item_list(&w, CACHE_WHY_CHANGED, "changed");
-		json_item_list(&w, CACHE_WHY_ADDED, "added");
-		json_item_list(&w, CACHE_WHY_REMOVED, "removed");
-		printf(",\"order_changed\":%s,\"command\":\"%s\"}\n",
-		       w.order_changed ? "true" : "false", command);
-		goto out;
-	}
-	if (hit) {
-		printf("%s has an entry in %s (saved %s): a run now restores it\n", key,
-		       cache_store_name(c), m.entry.created ? m.entry.created : "at an unknown time");
-		goto out;
-	}
-	if (from_log) {
-		char t[40];
-
-		cache_time_format(ev.sec, ev.nsec, t);
-		printf("%s missed at %s", key, t);
-		if (ev.result == CACHE_PARTIAL)
-			printf(" (warm start from %s)", ev.matched);
-		printf("\n");
-	} else if (key) {
-		printf("%s has no entry in %s\n", key, cache_store_name(c));
-	}
-	if (!cmp) {
-		printf("no entry with prefix %s%s%s in %s to compare with", *prefix ? prefix : "''",
-		       version ? " for these paths" : "", from_log ? " from before the miss" : "",
-		       cache_store_name(c));
-		if (nother)
-			printf(" (%zu with that prefix were saved for other paths, platform or format)",
-			       nother);
-		printf("\n");
-		goto out;
-	}
-	printf("compared with %s (saved %s)\n", cmp->key,
-	       cmp->created ? cmp->created : "at an unknown time");
-	if (now_omitted) {
-		printf("too many key files to record (more than %d): not compared\n",
-		       CACHE_RUN_FILES_MAX);
-	} else if (!rec.recorded) {
-		printf("%s does not record its key files (saved by cache save, or by an older "
-		       "ctxpack)\n", cmp->key);
-	} else {
-		for (i = 0; i < w.n; i++) {
-			const struct cache_why_item *it = &w.items[i];
-
-			printf("%-8s ", it->kind == CACHE_WHY_CHANGED ? "changed"
-					: it->kind == CACHE_WHY_ADDED ? "added" : "removed");
-			print_path(it->path);
-			if (it->kind == CACHE_WHY_CHANGED) {
-				printf(" (");
-				print_short_digest(it->was);
-				printf(" -> ");
-				print_short_digest(it->now);
-				printf(")");
-			}
-			printf("\n");
-		}
-		if (w.order_changed)
-			printf("order    the same key files, given in another order (the key "
-			       "hashes them in order)\n");
-		else if (!w.n)
-			printf("no key file differs\n");
-	}
-	if (!strcmp(command, "unknown"))
-		printf("command  %s\n", !now_cmd[0] && !from_log
-			   ? "not compared (give COMMAND after --)" : "not recorded");
-	else
-		printf("command  %s\n", !strcmp(command, "same") ? "the same" : "changed");
-out:
-	cache_why_release(&w);
-	cache_run_record_release(&rec);
-	cache_entries_free(v, n);
-	cache_entries_free(other, nother);
-	cache_match_release(&m);
-	cache_event_release(&ev);
-	cache_run_inputs_release(&in);
-	cache_free(c);
-	free(files);
-	free(paths);
-	return status;
-}
-
 /* ---- dispatch ---- */
 
-static const struct {
-	const char *name;
-	int (*fn)(int, char **);
-	const struct cli_cmd *cmd;
-} subs[] = {
-	{"ls", cache_ls_cmd, &sub_ls},
-	{"prune", cache_prune_cmd, &sub_prune},
-	{"restore", cache_restore_cmd, &sub_restore},
-	{"run", cache_run_cmd, &sub_run},
-	{"save", cache_save_cmd, &sub_save},
-	{"stats", cache_stats_cmd, &sub_stats},
-	{"why", cache_why_cmd, &sub_why},
+static const struct cmd_cache_sub subs[] = {
+	{"ls", cmd_cache_ls, &sub_ls, ls_longopts},
+	{"prune", cmd_cache_prune, &sub_prune, prune_longopts},
+	{"restore", cmd_cache_restore, &sub_restore, restore_longopts},
+	{"run", cmd_cache_run, &sub_run, run_longopts},
+	{"save", cmd_cache_save, &sub_save, save_longopts},
+	{"stats", cmd_cache_stats, &sub_stats, stats_longopts},
+	{"why", cmd_cache_why, &sub_why, why_longopts},
 };
 
 static void cache_help(FILE *f)
@@ -1405,7 +345,7 @@ int cmd_cache(int argc, char **argv)
 	}
 	for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
 		if (!strcmp(argv[1], subs[i].name))
-			return subs[i].fn(argc - 1, argv + 1);
+			return subs[i].fn(argc - 1, argv + 1, &subs[i]);
 	fprintf(stderr, "ctxpack cache: '%s' is not a subcommand (save, restore, run, ls, "
 		"prune, stats, why)\n", argv[1]);
 	return EXIT_USAGE;

@@ -19,8 +19,8 @@
  * Nothing here fails a save: an index that cannot be used only means the
  * path is packed as before.
  */
-#ifndef CTXPACK_CACHE_REUSE_H
-#define CTXPACK_CACHE_REUSE_H
+#ifndef CTXPACK_CACHE_REUSE_INTERNAL_H
+#define CTXPACK_CACHE_REUSE_INTERNAL_H
 
 #include "ctxpack/frames.h"
 #include "ctxpack/index.h"
