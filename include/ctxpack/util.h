@@ -190,6 +190,9 @@ void dir_names_free(char **names, size_t n);
  * ancestor, then the rest as written (relative paths against the working
  * directory).  malloc'd, or NULL when nothing of it resolves. */
 char *path_resolve_future(const char *path);
+/* 1 when the directory dir (a canonical path) is path (also canonical) or
+ * holds it, by name. */
+int path_holds(const char *dir, const char *path);
 
 /* $XDG_CACHE_HOME/ctxpack (or ~/.cache/ctxpack), malloc'd. */
 char *cache_home(void);

@@ -140,16 +140,6 @@ static char *canon_path(const char *path)
 	return out;
 }
 
-/* 1 when directory a holds b (or is b). */
-static int path_holds(const char *a, const char *b)
-{
-	size_t n = strlen(a);
-
-	if (n == 1 && a[0] == '/')
-		return 1;
-	return !strncmp(a, b, n) && (b[n] == '/' || !b[n]);
-}
-
 int cache_check_paths(const char *const *paths, size_t n, struct err *e)
 {
 	char **canon;

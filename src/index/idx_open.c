@@ -219,19 +219,9 @@ char *idx_dir_for(const char *dir)
 	return d;
 }
 
-/* root is a real path: is real (also one) root or below it? */
-static int path_inside(const char *real, const char *root)
-{
-	size_t n = strlen(root);
-
-	if (n == 1 && root[0] == '/')
-		return 1;
-	return !strncmp(real, root, n) && (real[n] == '/' || real[n] == '\0');
-}
-
 int idx_dir_inside(const char *dir, const char *real, const char *root, struct err *e)
 {
-	if (!real || !path_inside(real, root))
+	if (!real || !path_holds(root, real))
 		return 0;
 	return err_set(e, ERR_USAGE,
 		       "the index directory %s is inside the context %s; "

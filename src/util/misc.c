@@ -423,6 +423,15 @@ void dir_names_free(char **names, size_t n)
 	free(names);
 }
 
+int path_holds(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+
+	if (n == 1 && dir[0] == '/')
+		return 1;
+	return !strncmp(dir, path, n) && (path[n] == '/' || !path[n]);
+}
+
 char *path_resolve_future(const char *dir)
 {
 	char *full, *abs, *cut, *real = NULL, *out = NULL;
