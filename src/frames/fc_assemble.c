@@ -2,7 +2,7 @@
  * fc_assemble: the archive after a small change, from the context's last
  * archive plus the few frames the change made new.  Those (at most
  * ASSEMBLE_MAX; more, and pack_write's pipeline does the work with bounded
- * memory) are encoded first, on up to two threads, then every frame
+ * memory) are encoded first on pack_run.c's encoder pool, then every frame
  * is sent in order: the frames before the first one that differs from the
  * last archive's are the same bytes at the same offsets, so they are
  * copied without being read and the sha256 resumes there from the state
@@ -11,7 +11,7 @@
  */
 #include "fc_pack_internal.h"
 
-#include <pthread.h>
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,20 +19,8 @@
 
 #include "ctxpack/index.h"
 
-/* At most this many frames are compressed up front by fc_assemble();
- * more, and pack_write's pipeline does the work with bounded memory. */
+/* At most this many frames are compressed up front by fc_assemble(). */
 #define ASSEMBLE_MAX 2
-
-struct enc_job {
-	struct run *r;
-	const struct fc_manifest *p; /* the archive the frames replace parts of */
-	size_t *ks;             /* frames to encode */
-	size_t nk;
-	size_t next;            /* guarded by mu */
-	struct buf *out;        /* per frame in ks */
-	pthread_mutex_t mu;
-	struct err err;         /* the first failure, guarded by mu */
-};
 
 /*
  * A frame made again after an edit holds mostly files that did not
@@ -42,18 +30,70 @@ struct enc_job {
  * makes them the file's content whatever happened since (issue 15).
  */
 struct enc_src {
-	const struct pack_list *l;
 	struct pack_frame_reader *rd;
 	struct buf z;
+	int opened;
 };
 
+/* The frames to encode, for the pool's hooks.  src[m] and out[m] are
+ * touched only by the worker encoding frame m. */
+struct enc_job {
+	struct run *r;
+	const struct fc_manifest *p; /* the archive the frames replace parts of */
+	const size_t *ks;       /* the frames' indices in the plan */
+	size_t nk;
+	struct pack_frame f[ASSEMBLE_MAX]; /* plan[ks[m]] */
+	struct enc_src src[ASSEMBLE_MAX];
+	struct buf *out;        /* each frame's bytes */
+};
+
+/* The old frame for frame m, when j->p has one where m starts. */
+static void enc_src_open(struct enc_job *j, size_t m, struct enc_src *s)
+{
+	const struct pack_frame *f = &j->f[m];
+	const struct pack_list *l = j->r->l;
+	struct fc_stamp stamp;
+	int damaged = 0;
+	size_t o;
+
+	s->opened = 1;
+	if (!j->p || j->r->o->compress != PACK_ZSTD || f->first.off || f->first.i >= l->n)
+		return;
+	o = fc_frame_of(j->p, l->v[f->first.i]->path);
+	if (o == SIZE_MAX || !fc_frame_read(j->r->c, j->p->fkeys[o], &s->z, &damaged, &stamp))
+		return;
+	s->rd = pack_frame_reader_new(s->z.data, s->z.len);
+}
+
+/* The old frame for the frame that holds entry i (a file read whole, so
+ * never one split across frames), opened on first use. */
+static struct enc_src *enc_src_of(struct enc_job *j, size_t i)
+{
+	size_t m;
+
+	for (m = 0; m < j->nk; m++) {
+		const struct pack_frame *f = &j->f[m];
+		size_t last = f->end.off ? f->end.i + 1 : f->end.i;
+
+		if (i >= f->first.i && i < last)
+			break;
+	}
+	if (m == j->nk)
+		return NULL;
+	if (!j->src[m].opened)
+		enc_src_open(j, m, &j->src[m]);
+	return &j->src[m];
+}
+
+/* The pool's data() hook: entry i's bytes from the old frame. */
 static int enc_data(void *ctx, size_t i, void *dst, size_t n)
 {
-	struct enc_src *s = ctx;
-	struct walk_entry *we = s->l->v[i];
+	struct enc_job *j = ctx;
+	struct enc_src *s = enc_src_of(j, i);
+	struct walk_entry *we = j->r->l->v[i];
 	unsigned char h[16];
 
-	if (!s->rd || !we->hashed ||
+	if (!s || !s->rd || !we->hashed ||
 	    !pack_frame_reader_get(s->rd, we->path, we->path_len, dst, n))
 		return 0;
 	idx_hash_bytes(dst, n, h);
@@ -64,105 +104,51 @@ static int enc_data(void *ctx, size_t i, void *dst, size_t n)
 	return 1;
 }
 
-/* The old frame for frame k, when j->p has one where k starts. */
-static void enc_src_open(struct enc_job *j, size_t k, struct enc_src *s)
+/* The pool's put() hook: keep the frame's bytes and offer them to the
+ * store. */
+static void enc_put(void *ctx, const struct pack_list *l, const struct pack_frame *f,
+		    const struct pack_opts *o, const void *p, size_t n)
 {
-	const struct pack_frame *f = &j->r->plan[k];
-	struct fc_stamp stamp;
-	int damaged = 0;
-	size_t o;
+	struct enc_job *j = ctx;
+	size_t m = (size_t)(f - j->f);
 
-	s->l = j->r->l;
-	s->rd = NULL;
-	buf_init(&s->z, 0);
-	if (!j->p || j->r->o->compress != PACK_ZSTD || f->first.off || f->first.i >= s->l->n)
-		return;
-	o = fc_frame_of(j->p, s->l->v[f->first.i]->path);
-	if (o == SIZE_MAX || !fc_frame_read(j->r->c, j->p->fkeys[o], &s->z, &damaged, &stamp))
-		return;
-	s->rd = pack_frame_reader_new(s->z.data, s->z.len);
+	(void)buf_add(&j->out[m], p, n); /* no max: cannot fail */
+	fc_run_store(j->r, j->ks[m], p, n);
 }
 
-static void enc_src_close(struct enc_src *s)
-{
-	pack_frame_reader_free(s->rd);
-	buf_release(&s->z);
-}
-
-static void *enc_main(void *arg)
-{
-	struct enc_job *j = arg;
-	struct err e = ERR_INIT;
-	struct pack_worker *w = pack_worker_new(j->r->o, 1, &e);
-	struct pack_frame_cache hooks;
-
-	memset(&hooks, 0, sizeof(hooks));
-	hooks.data = enc_data;
-	for (;;) {
-		struct enc_src src;
-		int bad;
-		size_t i;
-
-		pthread_mutex_lock(&j->mu);
-		i = j->next++;
-		if (err_isset(&j->err))
-			i = j->nk;
-		if (!w && !err_isset(&j->err))
-			j->err = e;
-		pthread_mutex_unlock(&j->mu);
-		if (!w || i >= j->nk)
-			break;
-		enc_src_open(j, j->ks[i], &src);
-		hooks.ctx = &src;
-		pack_worker_set_cache(w, src.rd ? &hooks : NULL);
-		bad = pack_frame_encode(w, j->r->l, j->r->rootfd, &j->r->plan[j->ks[i]], &j->out[i],
-					NULL, &e);
-		pack_worker_set_cache(w, NULL);
-		enc_src_close(&src);
-		if (bad) {
-			pthread_mutex_lock(&j->mu);
-			if (!err_isset(&j->err))
-				j->err = e;
-			pthread_mutex_unlock(&j->mu);
-			break;
-		}
-		fc_run_store(j->r, j->ks[i], j->out[i].data, j->out[i].len);
-	}
-	pack_worker_free(w);
-	return NULL;
-}
-
-/* Encode frames ks[0..nk) into out[], on up to `threads` threads. */
-static int encode_frames(struct run *r, const struct fc_manifest *p, size_t *ks, size_t nk,
-			 struct buf *out, unsigned threads, struct err *e)
+/* Encode frames ks[0..nk) (nk <= ASSEMBLE_MAX) into out[], on up to
+ * `threads` workers of the pool. */
+static int encode_frames(struct run *r, const struct fc_manifest *p, const size_t *ks,
+			 size_t nk, struct buf *out, unsigned threads, struct err *e)
 {
 	struct enc_job j;
-	pthread_t tid[ASSEMBLE_MAX];
-	unsigned i, started = 0;
+	struct pack_frame_cache hooks;
+	size_t m;
+	int ret;
 
+	assert(nk <= ASSEMBLE_MAX);
 	memset(&j, 0, sizeof(j));
 	j.r = r;
 	j.p = p;
 	j.ks = ks;
 	j.nk = nk;
 	j.out = out;
-	pthread_mutex_init(&j.mu, NULL);
-	if (threads > nk)
-		threads = (unsigned)nk;
-	if (threads > ASSEMBLE_MAX)
-		threads = ASSEMBLE_MAX;
-	for (i = 1; i < threads; i++)
-		if (!pthread_create(&tid[started], NULL, enc_main, &j))
-			started++;
-	enc_main(&j);
-	for (i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
-	pthread_mutex_destroy(&j.mu);
-	if (err_isset(&j.err)) {
-		*e = j.err;
-		return e->code;
+	for (m = 0; m < nk; m++) {
+		j.f[m] = r->plan[ks[m]];
+		buf_init(&j.src[m].z, 0);
 	}
-	return 0;
+	memset(&hooks, 0, sizeof(hooks));
+	hooks.put = enc_put;
+	hooks.data = enc_data;
+	hooks.ctx = &j;
+	ret = pack_encode_frames(r->l, r->o, r->rootfd, j.f, nk,
+				 threads < ASSEMBLE_MAX ? threads : ASSEMBLE_MAX, &hooks, NULL,
+				 NULL, NULL, NULL, e);
+	for (m = 0; m < nk; m++) {
+		pack_frame_reader_free(j.src[m].rd);
+		buf_release(&j.src[m].z);
+	}
+	return ret;
 }
 
 /* Keep the last 64 bytes of the stream in t, after n more bytes p. */
