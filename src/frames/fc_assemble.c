@@ -178,6 +178,42 @@ static ssize_t manifest_find(const struct fc_manifest *m, const unsigned char *k
 }
 
 /*
+ * Which of the run's frames the store lacks: miss[0..*nmiss) (in order),
+ * and src[k], frame k's index in p or -1.  A file that is not what was
+ * stored is removed (damaged).  -1 when more than ASSEMBLE_MAX are missing.
+ */
+static int find_missing(struct run *r, const struct fc_manifest *p, ssize_t *src,
+			size_t *miss, size_t *nmiss)
+{
+	size_t k;
+
+	for (k = 0; k < r->nplan; k++) {
+		char *path;
+		struct stat sb;
+		int have;
+
+		src[k] = manifest_find(p, r->keys[k], k);
+		path = fc_frame_path(r->c, r->keys[k]);
+		have = !stat(path, &sb);
+		if (have && (!S_ISREG(sb.st_mode) ||
+			     (src[k] >= 0 && (uint64_t)sb.st_size != FC_FRAME_HDR + p->lens[src[k]]))) {
+			/* not what was stored: damaged */
+			if (S_ISREG(sb.st_mode))
+				unlink(path);
+			r->st->frames_damaged++;
+			have = 0;
+		}
+		free(path);
+		if (have)
+			continue;
+		if (*nmiss == ASSEMBLE_MAX)
+			return -1;
+		miss[(*nmiss)++] = k;
+	}
+	return 0;
+}
+
+/*
  * The archive from the context's last archive p plus a few frames: the
  * frames missing from the store are compressed first (at most
  * ASSEMBLE_MAX, else this returns 0 having done nothing), then every
@@ -212,31 +248,10 @@ int fc_assemble(struct run *r, const struct fc_manifest *p, size_t kept, pack_si
 		return 0; /* cannot happen: the list ends where p's does */
 	src = xreallocarray(NULL, n, sizeof(*src));
 	miss = xreallocarray(NULL, ASSEMBLE_MAX, sizeof(*miss));
-	for (k = 0; k < n; k++) {
-		char *path;
-		struct stat sb;
-		int have;
-
-		src[k] = manifest_find(p, r->keys[k], k);
-		path = fc_frame_path(r->c, r->keys[k]);
-		have = !stat(path, &sb);
-		if (have && (!S_ISREG(sb.st_mode) ||
-			     (src[k] >= 0 && (uint64_t)sb.st_size != FC_FRAME_HDR + p->lens[src[k]]))) {
-			/* not what was stored: damaged */
-			if (S_ISREG(sb.st_mode))
-				unlink(path);
-			r->st->frames_damaged++;
-			have = 0;
-		}
-		free(path);
-		if (have)
-			continue;
-		if (nmiss == ASSEMBLE_MAX) {
-			free(src);
-			free(miss);
-			return 0;
-		}
-		miss[nmiss++] = k;
+	if (find_missing(r, p, src, miss, &nmiss)) {
+		free(src);
+		free(miss);
+		return 0;
 	}
 	enc = xcalloc(nmiss ? nmiss : 1, sizeof(*enc));
 	for (k = 0; k < nmiss; k++)
