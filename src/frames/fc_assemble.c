@@ -38,7 +38,7 @@ struct enc_src {
 /* The frames to encode, for the pool's hooks.  src[m] and out[m] are
  * touched only by the worker encoding frame m. */
 struct enc_job {
-	struct run *r;
+	struct fc_run *r;
 	const struct fc_manifest *p; /* the archive the frames replace parts of */
 	const size_t *ks;       /* the frames' indices in the plan */
 	size_t nk;
@@ -118,7 +118,7 @@ static void enc_put(void *ctx, const struct pack_list *l, const struct pack_fram
 
 /* Encode frames ks[0..nk) (nk <= ASSEMBLE_MAX) into out[], on up to
  * `threads` workers of the pool. */
-static int encode_frames(struct run *r, const struct fc_manifest *p, const size_t *ks,
+static int encode_frames(struct fc_run *r, const struct fc_manifest *p, const size_t *ks,
 			 size_t nk, struct buf *out, unsigned threads, struct err *e)
 {
 	struct enc_job j;
@@ -182,7 +182,7 @@ static ssize_t manifest_find(const struct fc_manifest *m, const unsigned char *k
  * and src[k], frame k's index in p or -1.  A file that is not what was
  * stored is removed (damaged).  -1 when more than ASSEMBLE_MAX are missing.
  */
-static int find_missing(struct run *r, const struct fc_manifest *p, ssize_t *src,
+static int find_missing(struct fc_run *r, const struct fc_manifest *p, ssize_t *src,
 			size_t *miss, size_t *nmiss)
 {
 	size_t k;
@@ -223,7 +223,7 @@ static int find_missing(struct run *r, const struct fc_manifest *p, ssize_t *src
  * Returns 1 (done, res filled), 0 (not applicable, nothing sent) or an
  * error (the sink's, or a frame that could not be compressed).
  */
-int fc_assemble(struct run *r, const struct fc_manifest *p, size_t kept, pack_sink_fn sink,
+int fc_assemble(struct fc_run *r, const struct fc_manifest *p, size_t kept, pack_sink_fn sink,
 		void *sink_ctx, int out_fd, struct pack_result *res, struct err *e)
 {
 	size_t n = r->nplan, k, j, nmiss = 0, *miss = NULL, mi = 0;

@@ -28,7 +28,7 @@
 
 /* One fc_pack_write: the run, where the output stands, the keys. */
 struct pack_job {
-	struct run r;
+	struct fc_run r;
 	struct fc_spec *spec;   /* until a path consumes it */
 	pack_sink_fn sink;
 	void *sink_ctx;
@@ -92,7 +92,7 @@ static int from_copy(struct pack_job *j, struct err *e)
 static int from_ahead(struct pack_job *j, struct err *e)
 {
 	struct fc_spec *s = j->spec;
-	struct run *r = &j->r;
+	struct fc_run *r = &j->r;
 	size_t a;
 	int ret;
 
@@ -125,7 +125,7 @@ static int from_ahead(struct pack_job *j, struct err *e)
  * what was sent before a frame turned out missing stays out. */
 static int from_manifest(struct pack_job *j, struct err *e)
 {
-	struct run *r = &j->r;
+	struct fc_run *r = &j->r;
 	struct fc *c = r->c;
 	struct fc_stats *st = r->st;
 	struct fc_manifest m;
@@ -190,7 +190,7 @@ struct hash_sink {
 	void *ctx;
 	uint64_t skip;
 	struct sha256 sha;
-	struct run *r;
+	struct fc_run *r;
 	size_t k;          /* frames seen */
 };
 
@@ -216,7 +216,7 @@ static int hash_write(void *ctx, const void *p, size_t n, struct err *e)
 /* 3. Frame by frame through pack_write, skipping what is already out. */
 static int by_frames(struct pack_job *j, struct err *e)
 {
-	struct run *r = &j->r;
+	struct fc_run *r = &j->r;
 	struct pack_frame_cache hooks;
 	struct hash_sink hs;
 	unsigned char md[32];

@@ -27,7 +27,7 @@
  * is known of each frame as the paths go: present (copied from the store
  * or stored), its length, its file's stamp, the sha256 state at its start.
  */
-struct run {
+struct fc_run {
 	struct fc *c;
 	const struct pack_list *l;
 	const struct pack_opts *o;
@@ -52,20 +52,20 @@ static inline void fc_count(uint64_t *p, uint64_t n)
 
 /* Start a run (memset, then rootfd, the added entries' content hashes and
  * the settings key); 0, or an err when l->root cannot be opened. */
-int fc_run_open(struct run *r, struct fc *c, struct pack_list *l,
+int fc_run_open(struct fc_run *r, struct fc *c, struct pack_list *l,
 		const struct pack_opts *o, struct fc_stats *st, struct err *e);
 /* Plan the frames and key them (st->frames, st->frames_unkeyed). */
-void fc_run_plan(struct run *r);
-void fc_run_release(struct run *r);
+void fc_run_plan(struct fc_run *r);
+void fc_run_release(struct fc_run *r);
 /* Offer frame k's fresh bytes to the store (thread-safe across frames). */
-void fc_run_store(struct run *r, size_t k, const void *p, size_t n);
+void fc_run_store(struct fc_run *r, size_t k, const void *p, size_t n);
 /* pack_write's hooks for this run (frame by frame, PACK_CACHE_OWN_DIGEST). */
-void fc_run_hooks(struct run *r, struct pack_frame_cache *hooks);
+void fc_run_hooks(struct fc_run *r, struct pack_frame_cache *hooks);
 /* How many of the first `max` frames of m are the run's frames 0.. */
-size_t fc_common_prefix(const struct run *r, const struct fc_manifest *m, size_t max);
+size_t fc_common_prefix(const struct fc_run *r, const struct fc_manifest *m, size_t max);
 /* Write the manifest of the archive just made (akey) when every frame is in
  * the store, and make it the context's last (lk); a failure warns. */
-void fc_keep_archive(struct run *r, const unsigned char akey[FC_KEY_LEN],
+void fc_keep_archive(struct fc_run *r, const unsigned char akey[FC_KEY_LEN],
 		     const unsigned char lk[FC_KEY_LEN], const struct pack_result *res);
 
 /* ---- fc_copy.c ---- */
@@ -161,10 +161,10 @@ int fc_spec_finish(struct fc_spec *s, size_t keep, uint64_t *kept_bytes, off_t *
 int fc_cut_after(int fd, off_t end, struct err *e);
 /* The frame the look-ahead must have made for its result to be this
  * archive, or SIZE_MAX. */
-size_t fc_ahead_target(const struct run *r, struct fc_spec *s);
+size_t fc_ahead_target(const struct fc_run *r, struct fc_spec *s);
 /* Take the look-ahead's archive as the run's (the output is complete) and
  * free s; *cut_fd and *cut_end for fc_cut_after. */
-int fc_ahead_take(struct run *r, struct fc_spec *s, struct pack_result *res, int *cut_fd,
+int fc_ahead_take(struct fc_run *r, struct fc_spec *s, struct pack_result *res, int *cut_fd,
 		  off_t *cut_end, struct err *e);
 
 /* ---- fc_assemble.c ---- */
@@ -174,7 +174,7 @@ int fc_ahead_take(struct run *r, struct fc_spec *s, struct pack_result *res, int
  * frames; `kept` frames are already out.  1 (done, res filled), 0 (not
  * applicable, nothing sent) or an error.
  */
-int fc_assemble(struct run *r, const struct fc_manifest *p, size_t kept, pack_sink_fn sink,
+int fc_assemble(struct fc_run *r, const struct fc_manifest *p, size_t kept, pack_sink_fn sink,
 		void *sink_ctx, int out_fd, struct pack_result *res, struct err *e);
 
 /* ---- fc_writer.c ---- */

@@ -27,7 +27,7 @@ static int pos_cmp(const struct pack_pos *a, const struct pack_pos *b)
 }
 
 /* The index of f in the plan, or -1 (a plan that differs: no caching). */
-static ssize_t find(const struct run *r, const struct pack_frame *f)
+static ssize_t find(const struct fc_run *r, const struct pack_frame *f)
 {
 	size_t lo = 0, hi = r->nplan;
 
@@ -59,7 +59,7 @@ static ssize_t find(const struct run *r, const struct pack_frame *f)
  * write after that moment moves ctime past the stored value, so the bytes
  * the packer read are the bytes that were hashed.
  */
-static int frame_safe(const struct run *r, const struct pack_frame *f)
+static int frame_safe(const struct fc_run *r, const struct pack_frame *f)
 {
 	const struct pack_list *l = r->l;
 	size_t i, last = f->end.off ? f->end.i + 1 : f->end.i;
@@ -87,7 +87,7 @@ static int frame_safe(const struct run *r, const struct pack_frame *f)
 
 /* Offer frame k's fresh bytes to the store.  A frame whose files were
  * hashed while it was encoded (content()) gets its key now. */
-void fc_run_store(struct run *r, size_t k, const void *p, size_t n)
+void fc_run_store(struct fc_run *r, size_t k, const void *p, size_t n)
 {
 	struct err e = ERR_INIT;
 
@@ -112,7 +112,7 @@ void fc_run_store(struct run *r, size_t k, const void *p, size_t n)
 static int hook_get(void *ctx, const struct pack_list *l, const struct pack_frame *f,
 		    const struct pack_opts *o, struct buf *out)
 {
-	struct run *r = ctx;
+	struct fc_run *r = ctx;
 	ssize_t k = find(r, f);
 	size_t at = out->len;
 	int damaged = 0;
@@ -137,7 +137,7 @@ static int hook_get(void *ctx, const struct pack_list *l, const struct pack_fram
 static void hook_put(void *ctx, const struct pack_list *l, const struct pack_frame *f,
 		     const struct pack_opts *o, const void *p, size_t n)
 {
-	struct run *r = ctx;
+	struct fc_run *r = ctx;
 	ssize_t k = find(r, f);
 
 	if (k >= 0)
@@ -148,7 +148,7 @@ static void hook_put(void *ctx, const struct pack_list *l, const struct pack_fra
  * file the index left to the packer (idx_set_defer). */
 static void hook_content(void *ctx, size_t i, const void *p, size_t n)
 {
-	struct run *r = ctx;
+	struct fc_run *r = ctx;
 	struct walk_entry *we = r->l->v[i];
 
 	idx_entry_archived(we, p, n);
@@ -180,7 +180,7 @@ static void hash_added(struct pack_list *l, int rootfd)
 	free(b);
 }
 
-int fc_run_open(struct run *r, struct fc *c, struct pack_list *l,
+int fc_run_open(struct fc_run *r, struct fc *c, struct pack_list *l,
 		const struct pack_opts *o, struct fc_stats *st, struct err *e)
 {
 	memset(r, 0, sizeof(*r));
@@ -196,7 +196,7 @@ int fc_run_open(struct run *r, struct fc *c, struct pack_list *l,
 	return 0;
 }
 
-void fc_run_plan(struct run *r)
+void fc_run_plan(struct fc_run *r)
 {
 	size_t k;
 
@@ -214,7 +214,7 @@ void fc_run_plan(struct run *r)
 	r->st->frames = r->nplan;
 }
 
-void fc_run_hooks(struct run *r, struct pack_frame_cache *hooks)
+void fc_run_hooks(struct fc_run *r, struct pack_frame_cache *hooks)
 {
 	hooks->get = hook_get;
 	hooks->put = hook_put;
@@ -224,7 +224,7 @@ void fc_run_hooks(struct run *r, struct pack_frame_cache *hooks)
 	hooks->flags = PACK_CACHE_OWN_DIGEST;
 }
 
-void fc_run_release(struct run *r)
+void fc_run_release(struct fc_run *r)
 {
 	free(r->plan);
 	free(r->keys);
@@ -238,7 +238,7 @@ void fc_run_release(struct run *r)
 }
 
 /* The first entry of each planned frame, for the manifest. */
-static void first_names(const struct run *r, struct fc_manifest *m)
+static void first_names(const struct fc_run *r, struct fc_manifest *m)
 {
 	const struct pack_list *l = r->l;
 	size_t k, total = 0;
@@ -268,7 +268,7 @@ static void first_names(const struct run *r, struct fc_manifest *m)
 
 /* Write the manifest of the archive just made, when every frame is in the
  * store, and make it the context's last. */
-void fc_keep_archive(struct run *r, const unsigned char akey[FC_KEY_LEN],
+void fc_keep_archive(struct fc_run *r, const unsigned char akey[FC_KEY_LEN],
 		     const unsigned char lk[FC_KEY_LEN], const struct pack_result *res)
 {
 	struct fc_manifest m;
@@ -307,7 +307,7 @@ void fc_keep_archive(struct run *r, const unsigned char akey[FC_KEY_LEN],
 }
 
 /* How many of the first `max` frames of m are the run's frames 0.. */
-size_t fc_common_prefix(const struct run *r, const struct fc_manifest *m, size_t max)
+size_t fc_common_prefix(const struct fc_run *r, const struct fc_manifest *m, size_t max)
 {
 	size_t k;
 

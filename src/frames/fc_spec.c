@@ -379,7 +379,7 @@ void fc_spec_cancel(struct fc_spec *s)
  * archive's, when all after it are the last archive's and the look-ahead
  * is on it (or will be); else SIZE_MAX.
  */
-size_t fc_ahead_target(const struct run *r, struct fc_spec *s)
+size_t fc_ahead_target(const struct fc_run *r, struct fc_spec *s)
 {
 	const struct fc_manifest *m = &s->m;
 	size_t j = fc_common_prefix(r, m, m->nframes), k, aj, want;
@@ -400,7 +400,7 @@ size_t fc_ahead_target(const struct run *r, struct fc_spec *s)
 
 /* The look-ahead made this archive (the output is complete): its result
  * for the run, res and the output's end. */
-int fc_ahead_take(struct run *r, struct fc_spec *s, struct pack_result *res, int *cut_fd,
+int fc_ahead_take(struct fc_run *r, struct fc_spec *s, struct pack_result *res, int *cut_fd,
 		  off_t *cut_end, struct err *e)
 {
 	const struct ahead *a = &s->a;
