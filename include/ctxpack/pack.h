@@ -235,6 +235,25 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 	       struct pack_result *res, struct err *e);
 
 /*
+ * The encoder pool pack_write runs, for a caller that planned the frames
+ * itself (the frame store encodes the few frames an edit changed):
+ * frames[0..nframes) of l, in archive order, each taken from cache->get or
+ * encoded whole on one of up to `threads` workers (0: one per CPU; at most
+ * PACK_MAX_WORKERS) and offered to cache->put, then handed to sink in
+ * order from the calling thread (sink may be NULL: the frames only reach
+ * put).  rootfd is an open directory fd of l->root.  *bytes and *tar_bytes
+ * (either may be NULL) get the encoded and tar bytes added.  Memory: per
+ * worker a codec context and a read buffer, and one encoded frame per
+ * worker plus one in flight.  Returns 0, or the first error (a
+ * worker's or the sink's); the options and the locale are the caller's
+ * to check (pack_write does).
+ */
+int pack_encode_frames(const struct pack_list *l, const struct pack_opts *o, int rootfd,
+		       const struct pack_frame *frames, size_t nframes, unsigned threads,
+		       const struct pack_frame_cache *cache, pack_sink_fn sink, void *sink_ctx,
+		       uint64_t *bytes, uint64_t *tar_bytes, struct err *e);
+
+/*
  * Encode one frame into out (appending): what pack_write emits for it.
  * rootfd is an open directory fd of l->root.  For the frame cache and the
  * tests; pack_write runs this on its workers.  huge: gather the frame's

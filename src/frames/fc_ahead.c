@@ -1,5 +1,5 @@
 /*
- * The look-ahead's frame (fc_spec in fc_pack.c): one frame of the
+ * The look-ahead's frame (fc_spec.c): one frame of the
  * context's last archive made again from the tree as it is now, while the
  * walk is still going on.  The stored frame says which entries it holds
  * (its tar headers); each is looked up again below the root without

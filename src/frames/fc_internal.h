@@ -1,7 +1,7 @@
 /*
  * Internals of the frame store shared by frames.c (files, keys, eviction)
- * and fc_pack.c (the pack hooks and whole-archive reuse).  Not for other
- * modules.
+ * and the pack side (fc_pack.c and the files of fc_pack_internal.h).  Not
+ * for other modules.
  */
 #ifndef CTXPACK_FC_INTERNAL_H
 #define CTXPACK_FC_INTERNAL_H

@@ -1,11 +1,12 @@
 /*
  * The frame store: frame files, archive manifests, their keys, and the
- * size bound.  The pack side (hooks, whole-archive reuse) is fc_pack.c.
+ * size bound.  The pack side is fc_pack.c and the files it names
+ * (fc_pack_internal.h).
  *
  * Files are small fixed headers followed by a payload and checksums: a
  * truncated, bit-flipped or foreign file is a miss, and is removed.  A
  * file is only trusted without reading it when its inode and mtime are
- * those recorded when it was last checked (fc_pack.c).  Files are written
+ * those recorded when it was last checked (fc_copy.c).  Files are written
  * once, to "<name>.tmp.<pid>.<n>" (util's atomic_open), and
  * renamed into place, without an fsync: a cache entry torn by a crash
  * fails its check like any damage, and an fsync per frame would cost

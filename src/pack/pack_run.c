@@ -5,7 +5,9 @@
  * tar bytes and compresses them into the frame's slot.  Reading and
  * compressing overlap across workers, and reads from several workers give
  * a cold disk some queue depth.  The calling thread writes finished frames
- * to the sink strictly in order and hashes them (sha256).
+ * to the sink strictly in order; pack_write hashes them (sha256) on the
+ * way.  The pool itself (pack_encode_frames) is also the frame store's,
+ * for the few frames it encodes after an edit: one pool in the tree.
  *
  * Memory is bounded by the slots: a worker may start frame k only while
  * k - written < nslots, so at most nslots encoded frames (each at most a
@@ -153,47 +155,27 @@ static unsigned default_threads(void)
 	return n < 2 ? 2 : n > PACK_MAX_WORKERS ? PACK_MAX_WORKERS : (unsigned)n;
 }
 
-int pack_write(const struct pack_list *l, const struct pack_opts *o,
-	       const struct pack_frame_cache *cache, pack_sink_fn sink, void *sink_ctx,
-	       struct pack_result *res, struct err *e)
+int pack_encode_frames(const struct pack_list *l, const struct pack_opts *o, int rootfd,
+		       const struct pack_frame *frames, size_t nframes, unsigned threads,
+		       const struct pack_frame_cache *cache, pack_sink_fn sink, void *sink_ctx,
+		       uint64_t *bytes, uint64_t *tar_bytes, struct err *e)
 {
 	struct pool p;
-	struct pack_frame *frames = NULL;
 	struct worker_arg *wa = NULL;
 	pthread_t *tids = NULL;
-	struct sha256 *sha = NULL;
-	unsigned char md[32];
 	unsigned nw, started = 0, i;
 	int huge;
-	size_t nframes = 0, k;
-	const char *cs;
-	int ret = 0, own_digest = cache && (cache->flags & PACK_CACHE_OWN_DIGEST);
+	size_t k;
+	int ret = 0;
 
-	memset(res, 0, sizeof(*res));
-	if (pack_opts_check(o, e))
-		return e->code;
-	if (!o->normalize_modes != !l->normalize_modes)
-		return err_set(e, ERR_FAIL, "internal error: the pack options and the walk "
-			       "disagree on --normalize-modes");
-	/* libarchive converts names from the locale's charset to UTF-8; a
-	 * non-UTF-8 locale would make the headers depend on it. */
-	cs = nl_langinfo(CODESET);
-	if (!cs || strcmp(cs, "UTF-8"))
-		return err_set(e, ERR_FAIL, "the locale's charset is %s, not UTF-8 (is the "
-			       "C.UTF-8 locale available?)", cs ? cs : "unknown");
-
-	memset(&p, 0, sizeof(p));
-	p.rootfd = open(l->root ? l->root : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (p.rootfd < 0)
-		return err_errno(e, "cannot open %s", l->root ? l->root : ".");
-	pack_plan_prefixed(l->v, l->n, o->prefix, &frames, &nframes);
-
-	nw = o->threads ? o->threads : default_threads();
+	nw = threads ? threads : default_threads();
 	if (nw > PACK_MAX_WORKERS)
 		nw = PACK_MAX_WORKERS;
 	if (nw > nframes)
 		nw = (unsigned)nframes;
 	huge = nw <= PACK_HUGE_WORKERS;
+	memset(&p, 0, sizeof(p));
+	p.rootfd = rootfd;
 	pthread_mutex_init(&p.mu, NULL);
 	pthread_cond_init(&p.cv_work, NULL);
 	pthread_cond_init(&p.cv_done, NULL);
@@ -232,7 +214,6 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 		started++;
 	}
 
-	sha = sha256_new();
 	for (k = 0; k < nframes && !ret; k++) {
 		struct slot *s = &p.slots[k % p.nslots];
 
@@ -245,7 +226,7 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 		}
 		pthread_mutex_unlock(&p.mu);
 
-		if (s->out.len) {
+		if (s->out.len && sink) {
 			ret = sink(sink_ctx, s->out.data, s->out.len, e);
 			if (ret) {
 				struct err tmp = *e;
@@ -253,11 +234,11 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 				pool_fail(&p, &tmp);
 				break;
 			}
-			if (!own_digest)
-				sha256_update(sha, s->out.data, s->out.len);
 		}
-		res->bytes += s->out.len;
-		res->tar_bytes += s->tar_bytes;
+		if (bytes)
+			*bytes += s->out.len;
+		if (tar_bytes)
+			*tar_bytes += s->tar_bytes;
 		/* a slot that once held an incompressible frame would keep
 		 * its pages: give back all but the first PACK_SLOT_KEEP */
 		buf_trim(&s->out, s->out.len, PACK_SLOT_KEEP(huge));
@@ -285,16 +266,6 @@ out:
 	}
 	for (i = 0; i < started; i++)
 		pthread_join(tids[i], NULL);
-	if (!ret) {
-		if (!own_digest) {
-			sha256_final(sha, md);
-			memcpy(res->digest, "sha256:", 7);
-			hex_encode(res->digest + 7, md, 32);
-		}
-		res->entries = l->n;
-		res->frames = nframes;
-	}
-	sha256_free(sha);
 	for (i = 0; i < nw; i++)
 		pack_worker_free(wa[i].w);
 	for (k = 0; k < p.nslots; k++)
@@ -302,10 +273,73 @@ out:
 	free(p.slots);
 	free(wa);
 	free(tids);
-	free(frames);
 	pthread_cond_destroy(&p.cv_work);
 	pthread_cond_destroy(&p.cv_done);
 	pthread_mutex_destroy(&p.mu);
-	close(p.rootfd);
+	return ret;
+}
+
+/* pack_write's sink: the caller's, and the sha256 of what it is given. */
+struct hashing_sink {
+	pack_sink_fn fn;
+	void *ctx;
+	struct sha256 *sha;     /* NULL: the caller hashes (PACK_CACHE_OWN_DIGEST) */
+};
+
+static int hashing_write(void *ctx, const void *p, size_t n, struct err *e)
+{
+	struct hashing_sink *hs = ctx;
+	int ret = hs->fn(hs->ctx, p, n, e);
+
+	if (!ret && hs->sha)
+		sha256_update(hs->sha, p, n);
+	return ret;
+}
+
+int pack_write(const struct pack_list *l, const struct pack_opts *o,
+	       const struct pack_frame_cache *cache, pack_sink_fn sink, void *sink_ctx,
+	       struct pack_result *res, struct err *e)
+{
+	struct pack_frame *frames = NULL;
+	struct hashing_sink hs;
+	unsigned char md[32];
+	size_t nframes = 0;
+	const char *cs;
+	int rootfd, ret, own_digest = cache && (cache->flags & PACK_CACHE_OWN_DIGEST);
+
+	memset(res, 0, sizeof(*res));
+	if (pack_opts_check(o, e))
+		return e->code;
+	if (!o->normalize_modes != !l->normalize_modes)
+		return err_set(e, ERR_FAIL, "internal error: the pack options and the walk "
+			       "disagree on --normalize-modes");
+	/* libarchive converts names from the locale's charset to UTF-8; a
+	 * non-UTF-8 locale would make the headers depend on it. */
+	cs = nl_langinfo(CODESET);
+	if (!cs || strcmp(cs, "UTF-8"))
+		return err_set(e, ERR_FAIL, "the locale's charset is %s, not UTF-8 (is the "
+			       "C.UTF-8 locale available?)", cs ? cs : "unknown");
+
+	rootfd = open(l->root ? l->root : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (rootfd < 0)
+		return err_errno(e, "cannot open %s", l->root ? l->root : ".");
+	pack_plan_prefixed(l->v, l->n, o->prefix, &frames, &nframes);
+	hs.fn = sink;
+	hs.ctx = sink_ctx;
+	hs.sha = own_digest ? NULL : sha256_new();
+	ret = pack_encode_frames(l, o, rootfd, frames, nframes, o->threads, cache,
+				 hashing_write, &hs, &res->bytes, &res->tar_bytes, e);
+	if (!ret) {
+		if (!own_digest) {
+			sha256_final(hs.sha, md);
+			memcpy(res->digest, "sha256:", 7);
+			hex_encode(res->digest + 7, md, 32);
+		}
+		res->entries = l->n;
+		res->frames = nframes;
+	}
+	sha256_free(hs.sha);
+	free(frames);
+	close(rootfd);
 	return ret;
 }
