@@ -76,6 +76,28 @@ static uint64_t copy_out(int fd, uint64_t off, uint64_t n, int out, struct fc_co
 	return fc_copy_range(fd, off, n, out, -1, NULL, cp);
 }
 
+int fc_frame_open_stamped(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64_t n,
+			  const struct fc_stamp *stamp)
+{
+	char *path = fc_frame_path(c, key);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	struct fc_stamp now;
+	struct stat sb;
+
+	free(path);
+	if (fd < 0)
+		return -1;
+	if (!fstat(fd, &sb) && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == FC_FRAME_HDR + n) {
+		fc_stamp_of(&sb, &now);
+		if (now.ino == stamp->ino && now.mtime_ns == stamp->mtime_ns) {
+			fc_touch(fd);
+			return fd;
+		}
+	}
+	close(fd);
+	return -1;
+}
+
 /*
  * One stored frame for output: when its file still has the stamp it had
  * when its bytes were checked (it was not written since), trust it and
@@ -88,38 +110,28 @@ int fc_frame_bytes(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64_t n
 		   struct fc_stamp *stamp, int need_bytes, int out_fd, struct fc_copier *cp,
 		   struct buf *b, uint64_t *copied, int *damaged)
 {
-	char *path = fc_frame_path(c, key);
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	int fd = fc_frame_open_stamped(c, key, n, stamp);
 	unsigned char sum[16];
 	struct fc_stamp now;
-	struct stat sb;
 	uint64_t len;
 
-	free(path);
 	*copied = 0;
 	*damaged = 0;
 	buf_reset(b);
-	if (fd >= 0 && !fstat(fd, &sb) && S_ISREG(sb.st_mode) &&
-	    (uint64_t)sb.st_size == FC_FRAME_HDR + n) {
-		fc_stamp_of(&sb, &now);
-		if (now.ino == stamp->ino && now.mtime_ns == stamp->mtime_ns) {
-			fc_touch(fd);
-			if (!need_bytes)
-				*copied = copy_out(fd, FC_FRAME_HDR, n, out_fd, cp);
-			if (*copied < n && (buf_grow(b, (size_t)(n - *copied)) ||
-					    pread(fd, b->data, (size_t)(n - *copied),
-						  (off_t)(FC_FRAME_HDR + *copied)) !=
-					    (ssize_t)(n - *copied))) {
-				close(fd);
-				return 0;
-			}
+	if (fd >= 0) {
+		if (!need_bytes)
+			*copied = copy_out(fd, FC_FRAME_HDR, n, out_fd, cp);
+		if (*copied < n && (buf_grow(b, (size_t)(n - *copied)) ||
+				    pread(fd, b->data, (size_t)(n - *copied),
+					  (off_t)(FC_FRAME_HDR + *copied)) !=
+				    (ssize_t)(n - *copied))) {
 			close(fd);
-			buf_setlen(b, (size_t)(n - *copied));
-			return 1;
+			return 0;
 		}
-	}
-	if (fd >= 0)
 		close(fd);
+		buf_setlen(b, (size_t)(n - *copied));
+		return 1;
+	}
 	/* written since it was checked (or by another process): check it */
 	fd = fc_frame_open(c, key, n, sum, &len, damaged, &now);
 	if (fd < 0)

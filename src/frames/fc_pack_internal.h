@@ -83,6 +83,11 @@ void fc_copier_release(struct fc_copier *cp);
  * which turns the copier off). */
 uint64_t fc_copy_range(int fd, uint64_t off, uint64_t n, int out, off_t at,
 		       struct sha256 *sha, struct fc_copier *cp);
+/* The stored frame key of n payload bytes, opened (and its mtime touched)
+ * when it is a regular file of that size with the stamp its bytes were
+ * checked under; -1 when not (missing, or written since). */
+int fc_frame_open_stamped(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64_t n,
+			  const struct fc_stamp *stamp);
 /* One stored frame for output, copied to out_fd or read into b (fc_copy.c
  * says when); 1, or 0 when missing or damaged. */
 int fc_frame_bytes(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64_t n,

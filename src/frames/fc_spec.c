@@ -72,27 +72,13 @@ static int ahead_stop(struct fc_spec *s, unsigned nhints)
 static int spec_copy(struct fc_spec *s, size_t k, off_t at, struct sha256 *sha,
 		     struct fc_copier *cp)
 {
-	char *path = fc_frame_path(s->c, s->m.fkeys[k]);
-	struct fc_stamp now;
-	struct stat sb;
-	int fd, ok;
+	/* only files not written since their bytes were checked */
+	int fd = fc_frame_open_stamped(s->c, s->m.fkeys[k], s->m.lens[k], &s->m.stamps[k]);
+	int ok;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-	free(path);
 	if (fd < 0)
 		return 0;
-	/* only files not written since their bytes were checked */
-	ok = !fstat(fd, &sb) && S_ISREG(sb.st_mode) &&
-	     (uint64_t)sb.st_size == FC_FRAME_HDR + s->m.lens[k];
-	if (ok) {
-		fc_stamp_of(&sb, &now);
-		ok = now.ino == s->m.stamps[k].ino && now.mtime_ns == s->m.stamps[k].mtime_ns;
-	}
-	if (ok) {
-		fc_touch(fd);
-		ok = fc_copy_range(fd, FC_FRAME_HDR, s->m.lens[k], s->fd, at, sha, cp) ==
-		     s->m.lens[k];
-	}
+	ok = fc_copy_range(fd, FC_FRAME_HDR, s->m.lens[k], s->fd, at, sha, cp) == s->m.lens[k];
 	close(fd);
 	return ok;
 }
