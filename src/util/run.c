@@ -298,10 +298,10 @@ int run_capture(char **argv, const void *in, size_t n, struct buf *out, size_t m
 			buf_add(out, tmp, (size_t)k < max - out->len ? (size_t)k : max - out->len);
 	}
 	st = run_wait(pid);
-	if (err) {
-		errno = err;
+	if (err)
 		st = -1;
-	}
+	else if (st == -1)
+		err = errno;
 	goto done;
 fail:
 	err = errno;
