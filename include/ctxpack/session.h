@@ -41,10 +41,10 @@ struct pack_session_opts {
 				    be copied while walking; -1: none (a pipe) */
 	/* When set, called at walk_opts.replay's moment (the root open, the
 	 * ignore file read, nothing walked yet), before the snapshot's replay,
-	 * also without a cache: `build` starts COMMAND there.  It returns 0;
-	 * it may change r->dockerfile_rel. */
-	int (*before_tree)(void *ctx, const struct walk_opts *o, struct walk_result *r,
-			   int rootfd);
+	 * also without a cache: `build` starts COMMAND there.  It may change
+	 * r->dockerfile_rel. */
+	void (*before_tree)(void *ctx, const struct walk_opts *o, struct walk_result *r,
+			    int rootfd);
 	void *before_tree_ctx;
 };
 

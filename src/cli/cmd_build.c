@@ -594,7 +594,7 @@ struct before_tree {
 	struct piped *pp;
 };
 
-static int before_tree(void *ctx, const struct walk_opts *o, struct walk_result *r, int rootfd)
+static void before_tree(void *ctx, const struct walk_opts *o, struct walk_result *r, int rootfd)
 {
 	struct before_tree *bt = ctx;
 	struct build *bd = bt->bd;
@@ -610,7 +610,6 @@ static int before_tree(void *ctx, const struct walk_opts *o, struct walk_result 
 			pipe_start(bd, bt->pp, &ignore);
 		}
 	}
-	return 0;
 }
 
 static int run_pipe(struct build *bd, struct pack_session *ps, struct piped *pp,

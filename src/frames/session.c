@@ -41,10 +41,9 @@ int pack_session_open(struct pack_session **out, const struct pack_session_opts 
 	buf_init(&ps->versions, 0);
 	buf_init(&ps->warn, 0);
 	*out = ps;
-	if (o->before_tree) {
-		o->wo->replay = before_tree;
-		o->wo->replay_ctx = ps;
-	}
+	/* the caller's hook, then (with a cache) the snapshot's replay */
+	o->wo->replay = before_tree;
+	o->wo->replay_ctx = ps;
 	/* --compress none: the frames are the files' bytes, nothing to save */
 	if (o->no_cache || o->po->compress == PACK_NONE)
 		return 0;
@@ -64,8 +63,6 @@ int pack_session_open(struct pack_session **out, const struct pack_session_opts 
 	}
 	/* an unchanged context is replayed from its snapshot */
 	ps->snap = idx_snap_new(o->index_dir);
-	o->wo->replay = before_tree;
-	o->wo->replay_ctx = ps;
 	return 0;
 }
 
