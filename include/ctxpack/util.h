@@ -198,6 +198,43 @@ int path_holds(const char *dir, const char *path);
 char *cache_home(void);
 
 /*
+ * The environment, read once (env.c).  Every variable ctxpack reads is a
+ * field here, copied by env_load (main calls it before anything else;
+ * env_get loads on first use), and no other file calls getenv: this struct
+ * is the complete list of what the environment changes.  Unset or empty is
+ * NULL.  Values are kept as written; each user parses its own and names the
+ * variable in its error.  A program that changes its own environment (the
+ * unit tests) calls env_load again.
+ */
+struct env_vars {
+	const char *home;               /* HOME */
+	const char *xdg_cache_home;     /* XDG_CACHE_HOME: cache_home() */
+	const char *path;               /* PATH: finding COMMAND's program */
+	const char *ld_library_path;    /* LD_LIBRARY_PATH, LD_PRELOAD: which */
+	const char *ld_preload;         /*   libcurl the loader finds (reg_ver.c) */
+	const char *source_date_epoch;  /* SOURCE_DATE_EPOCH: archive mtimes */
+	const char *ci;                 /* CI: cache commands' progress default */
+	const char *github_output;      /* GITHUB_OUTPUT: cache restore's outputs */
+	const char *registry_auth_file; /* REGISTRY_AUTH_FILE, DOCKER_CONFIG: */
+	const char *docker_config;      /*   credentials; the docker client's */
+	const char *docker_host;        /* DOCKER_HOST, DOCKER_CONTEXT, */
+	const char *docker_context;     /* DOCKER_BUILDKIT: the daemon and */
+	const char *docker_buildkit;    /*   builder `build` hands the context to */
+	const char *index;              /* CTXPACK_INDEX: the index directory */
+	const char *store;              /* CTXPACK_STORE: the default store */
+	const char *pack_cache_max;     /* CTXPACK_PACK_CACHE_MAX: frame store bound */
+	const char *stats_keep;         /* CTXPACK_STATS_KEEP: cache stats kept */
+	const char *restore_threads;    /* CTXPACK_RESTORE_THREADS: writer threads */
+	const char *idle_timeout;       /* CTXPACK_IDLE_TIMEOUT, CTXPACK_CHUNK_SIZE, */
+	const char *chunk_size;         /* CTXPACK_MONOLITHIC_MAX, */
+	const char *monolithic_max;     /* CTXPACK_OVERLAP_MIN: registry transfer */
+	const char *overlap_min;        /*   tuning (store.c) */
+	const char *test_hash_delay_ms; /* CTXPACK_TEST_HASH_DELAY_MS: tests only */
+};
+void env_load(void);
+const struct env_vars *env_get(void);
+
+/*
  * sha256, streamed (sha256.c), on the stack or from sha256_new.
  *
  * Its state can be saved at a point of the stream and resumed there: a

@@ -249,9 +249,9 @@ int cache_tag_may_match(const char *tag, const char *prefix, const char *version
 
 char *cache_expand_path(const char *path)
 {
-	const char *home = getenv("HOME");
+	const char *home = env_get()->home;
 
-	if (path[0] == '~' && (path[1] == '\0' || path[1] == '/') && home && *home)
+	if (path[0] == '~' && (path[1] == '\0' || path[1] == '/') && home)
 		return xasprintf("%s%s", home, path + 1);
 	return xstrdup(path);
 }

@@ -124,7 +124,7 @@ static int fetch_layer(struct cache *c, struct target *t, struct cache_restore_r
 	memset(&o, 0, sizeof(o));
 	{
 		/* writer threads: a tuning knob, UNPACK_THREADS by default */
-		const char *v = getenv("CTXPACK_RESTORE_THREADS");
+		const char *v = env_get()->restore_threads;
 		uint64_t k;
 
 		if (v && !parse_u64(v, &k) && k >= 1 && k <= UNPACK_MAX_THREADS)

@@ -91,7 +91,7 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 		goto wrap;
 	listed = 1;
 	pack_opts_init(&po);
-	ret = pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &po.mtime, e);
+	ret = pack_source_date_epoch(env_get()->source_date_epoch, &po.mtime, e);
 	if (ret)
 		goto out;
 	/* packed before and still in the store: nothing to pack or send */

@@ -81,8 +81,9 @@ static int parse_bool(const char *s)
 	return -1;
 }
 
-/* A variable as COMMAND will see it: an `env NAME=...` word first. */
-static const char *cmd_env(const struct builder *b, const char *name)
+/* A variable as COMMAND will see it: an `env NAME=...` word in the
+ * command, else ours (env_get), which COMMAND inherits. */
+static const char *cmd_env(const struct builder *b, const char *name, const char *ours)
 {
 	size_t n = strlen(name);
 	int i;
@@ -90,7 +91,7 @@ static const char *cmd_env(const struct builder *b, const char *name)
 	for (i = b->env_from; i < b->env_to; i++)
 		if (!strncmp(b->argv[i], name, n) && b->argv[i][n] == '=')
 			return b->argv[i] + n + 1;
-	return getenv(name);
+	return ours;
 }
 
 /* ---- where the daemon is ---- */
@@ -139,12 +140,12 @@ static char *json_string(const char *json, const char *key)
 
 static char *docker_config_dir(const struct builder *b)
 {
-	const char *d = b->config_dir ? b->config_dir : cmd_env(b, "DOCKER_CONFIG");
-	const char *home = getenv("HOME");
+	const char *d = b->config_dir ? b->config_dir : cmd_env(b, "DOCKER_CONFIG", env_get()->docker_config);
+	const char *home = env_get()->home;
 
 	if (d && *d)
 		return xstrdup(d);
-	return xasprintf("%s/.docker", home && *home ? home : "/root");
+	return xasprintf("%s/.docker", home ? home : "/root");
 }
 
 /* The daemon address from a docker context's metadata (its directory is
@@ -171,14 +172,14 @@ static char *context_host(const char *cfgdir, const char *name)
 
 static void find_host(struct builder *b)
 {
-	const char *env = cmd_env(b, "DOCKER_HOST"), *ctx;
+	const char *env = cmd_env(b, "DOCKER_HOST", env_get()->docker_host), *ctx;
 	char *cfgdir, *cur = NULL;
 
 	if (b->host_opt) {
 		b->host = xstrdup(b->host_opt);
 		return;
 	}
-	ctx = b->context_opt ? b->context_opt : cmd_env(b, "DOCKER_CONTEXT");
+	ctx = b->context_opt ? b->context_opt : cmd_env(b, "DOCKER_CONTEXT", env_get()->docker_context);
 	if (!ctx && env && *env) {
 		b->host = xstrdup(env);
 		return;
@@ -266,7 +267,7 @@ static int ping_builder_version(const char *host)
 /* The full path of prog as execvp would find it, or NULL. */
 static char *which(const char *prog)
 {
-	const char *path = getenv("PATH"), *p;
+	const char *path = env_get()->path, *p;
 
 	if (strchr(prog, '/'))
 		return access(prog, X_OK) ? NULL : xstrdup(prog);
@@ -374,7 +375,7 @@ static int buildx_installed(const struct builder *b)
 
 static void docker_buildkit(struct builder *b, int buildx)
 {
-	const char *env = cmd_env(b, "DOCKER_BUILDKIT");
+	const char *env = cmd_env(b, "DOCKER_BUILDKIT", env_get()->docker_buildkit);
 	int v, major;
 
 	if (buildx) {

@@ -738,7 +738,7 @@ int cmd_build(int argc, char **argv)
 	parse_options(&bd, argc, argv, dd);
 	if (pack_opts_check(&bd.po, &e))
 		cli_usage_error(bd.cmd, "%s", e.msg);
-	if (pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &bd.po.mtime, &e))
+	if (pack_source_date_epoch(env_get()->source_date_epoch, &bd.po.mtime, &e))
 		return cli_fail(&e);
 	builder_detect(&bd.b, bd.cmdc, bd.cmdv);
 	plan(&bd);

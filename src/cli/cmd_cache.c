@@ -231,7 +231,7 @@ static void cli_reg_log(void *arg, const char *msg)
 
 void cmd_cache_common_init(struct cmd_cache_common *c, int restoring)
 {
-	const char *ci = getenv("CI");
+	const char *ci = env_get()->ci;
 
 	memset(c, 0, sizeof(*c));
 	cache_opts_init(&c->co);
@@ -240,7 +240,7 @@ void cmd_cache_common_init(struct cmd_cache_common *c, int restoring)
 	 * cli_progress_end only */
 	c->co.reg.progress = cli_progress_reg;
 	c->restoring = restoring;
-	if (restoring && ci && *ci && strcmp(ci, "false") && strcmp(ci, "0"))
+	if (restoring && ci && strcmp(ci, "false") && strcmp(ci, "0"))
 		c->timeout = RESTORE_TIMEOUT_CI;
 }
 

@@ -28,11 +28,11 @@
 /* Append cache-hit and matched-key to $GITHUB_OUTPUT when it is set. */
 static void github_output(int hit, const char *matched)
 {
-	const char *path = getenv("GITHUB_OUTPUT");
+	const char *path = env_get()->github_output;
 	char *s;
 	int fd;
 
-	if (!path || !*path)
+	if (!path)
 		return;
 	/* one line per output: a value from the store never adds one (keys
 	 * are checked when read; this says so again where it matters) */

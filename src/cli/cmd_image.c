@@ -292,7 +292,7 @@ int cmd_image(int argc, char **argv)
 				argv[optind]);
 	if (!o.from)
 		cli_usage_error(cmd, "--from REF is required (--from scratch for no base)");
-	if (pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &o.created, &e))
+	if (pack_source_date_epoch(env_get()->source_date_epoch, &o.created, &e))
 		return cli_fail(&e);
 
 	/* the history: one line per config instruction, as a Dockerfile's */

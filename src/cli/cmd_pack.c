@@ -157,7 +157,7 @@ int cmd_pack(int argc, char **argv)
 	if (!out && isatty(1))
 		cli_usage_error(cmd, "refusing to write an archive to a terminal; "
 				"use -o FILE or -o -");
-	if (pack_source_date_epoch(getenv("SOURCE_DATE_EPOCH"), &po.mtime, &e))
+	if (pack_source_date_epoch(env_get()->source_date_epoch, &po.mtime, &e))
 		return cli_fail(&e);
 
 	/* the output first: the last archive of this context may be copied

@@ -259,6 +259,8 @@ int main(int argc, char **argv)
 {
 	const struct cli_cmd *cmd;
 
+	/* every variable ctxpack reads, read here and nowhere else (util.h) */
+	env_load();
 	/* Pinned: archive names are converted from UTF-8 (docs/determinism). */
 	if (!setlocale(LC_CTYPE, "C.UTF-8"))
 		setlocale(LC_CTYPE, "C.utf8");

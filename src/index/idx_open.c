@@ -210,8 +210,8 @@ char *idx_dir_for(const char *dir)
 
 	if (dir && *dir)
 		return xstrdup(dir);
-	env = getenv("CTXPACK_INDEX");
-	if (env && *env)
+	env = env_get()->index;
+	if (env)
 		return xstrdup(env);
 	home = cache_home();
 	d = xasprintf("%s/index", home);

@@ -412,19 +412,19 @@ int reg_cred_lookup(const char *host, const char *repo, struct reg_cred *c,
 	int r;
 
 	memset(c, 0, sizeof(*c));
-	env = getenv("REGISTRY_AUTH_FILE");
-	if (env && *env) {
+	env = env_get()->registry_auth_file;
+	if (env) {
 		r = lookup_file(env, host, repo, c, e);
 		if (r)
 			return r;
 	}
-	env = getenv("DOCKER_CONFIG");
-	if (env && *env) {
+	env = env_get()->docker_config;
+	if (env) {
 		file = xasprintf("%s/config.json", env);
 	} else {
-		const char *home = getenv("HOME");
+		const char *home = env_get()->home;
 
-		if (!home || !*home)
+		if (!home)
 			return 0;
 		file = xasprintf("%s/.docker/config.json", home);
 	}

@@ -143,7 +143,7 @@ int reg_json_strings(const char *s, char ***v, size_t *n)
 }
 
 /* The value of NAME (n bytes) in an Env array of "K=V", or NULL. */
-static const char *env_get(json_t *env, const char *name, size_t n)
+static const char *conf_env_value(json_t *env, const char *name, size_t n)
 {
 	json_t *v;
 	size_t i;
@@ -212,7 +212,7 @@ static int env_expand(const char *s, json_t *env, struct buf *out, struct err *e
 				;
 			p = name + n;
 		}
-		val = env ? env_get(env, name, n) : NULL;
+		val = env ? conf_env_value(env, name, n) : NULL;
 		if (op == '-' && (!val || !*val))
 			buf_add(out, word, wn);
 		else if (op == '+' && val && *val)

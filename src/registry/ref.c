@@ -292,10 +292,10 @@ const char *reg_ref_target(const struct reg_ref *r)
 
 char *reg_default_store(void)
 {
-	const char *env = getenv("CTXPACK_STORE");
+	const char *env = env_get()->store;
 	char *home, *s;
 
-	if (env && *env)
+	if (env)
 		return xstrdup(env);
 	home = cache_home();
 	s = xasprintf("oci:%s/store", home);

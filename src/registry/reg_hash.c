@@ -83,7 +83,7 @@ struct reg_hash *reg_hash_start(const char *path, const struct stat *st)
 
 	h->path = xstrdup(path);
 	h->st = *st;
-	h->delay_ms = reg_env_uint("CTXPACK_TEST_HASH_DELAY_MS", 0);
+	h->delay_ms = reg_uint_or(env_get()->test_hash_delay_ms, 0);
 	err_clear(&h->e);
 	atomic_init(&h->done, 0);
 	pthread_mutex_init(&h->mu, NULL);

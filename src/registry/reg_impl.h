@@ -60,10 +60,10 @@ const char *reg_api_host(const char *host);
 int reg_copy_hash(int in, int out, struct sha256 *h, uint64_t *n, struct err *e,
 		  const char *what, struct reg_store *s, uint64_t total, int64_t limit);
 const char *reg_basename(const char *path);
-/* $name as a number in 1..99999, else dflt. */
-unsigned reg_env_uint(const char *name, unsigned dflt);
-/* A byte count from the environment (at least 1024), else dflt. */
-uint64_t reg_env_size(const char *name, uint64_t dflt);
+/* A tuning variable's value (env_get; NULL when unset): a number in
+ * 1..99999, else dflt; a byte count of at least 1024, else dflt. */
+unsigned reg_uint_or(const char *v, unsigned dflt);
+uint64_t reg_size_or(const char *v, uint64_t dflt);
 
 /*
  * curl_dl.c: load libcurl (dlopen, once per process).  0, or ERR_FAIL with

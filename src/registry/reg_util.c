@@ -115,22 +115,20 @@ void reg_tags_release(struct reg_tags *tags)
 	tags->n = 0;
 }
 
-unsigned reg_env_uint(const char *name, unsigned dflt)
+unsigned reg_uint_or(const char *v, unsigned dflt)
 {
-	const char *v = getenv(name);
 	uint64_t n;
 
-	if (v && *v && !parse_u64(v, &n) && n > 0 && n < 100000)
+	if (v && !parse_u64(v, &n) && n > 0 && n < 100000)
 		return (unsigned)n;
 	return dflt;
 }
 
-uint64_t reg_env_size(const char *name, uint64_t dflt)
+uint64_t reg_size_or(const char *v, uint64_t dflt)
 {
-	const char *v = getenv(name);
 	uint64_t n;
 
-	if (v && *v && !parse_u64(v, &n) && n >= 1024)
+	if (v && !parse_u64(v, &n) && n >= 1024)
 		return n;
 	return dflt;
 }

@@ -44,7 +44,7 @@ static void stat_key(struct buf *b, const char *path)
 /* What decides the loader's choice, up to the library's own path. */
 static void loader_key(struct buf *b)
 {
-	const char *lp = getenv("LD_LIBRARY_PATH"), *pre = getenv("LD_PRELOAD");
+	const char *lp = env_get()->ld_library_path, *pre = env_get()->ld_preload;
 
 	buf_addf(b, "%s\n%s\n%s\n", MEMO_MAGIC, lp ? lp : "", pre ? pre : "");
 	stat_key(b, "/etc/ld.so.cache");

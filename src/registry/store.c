@@ -61,20 +61,20 @@ int reg_store_open(struct reg_store **out, const char *spec,
 		}
 	}
 	if (!s->o.idle_timeout)
-		s->o.idle_timeout = reg_env_uint("CTXPACK_IDLE_TIMEOUT", 60);
+		s->o.idle_timeout = reg_uint_or(env_get()->idle_timeout, 60);
 	if (!s->o.connect_timeout)
 		s->o.connect_timeout = 30;
 	if (!s->o.max_tries)
 		s->o.max_tries = 6;
 	if (!s->o.chunk_size)
-		s->o.chunk_size = reg_env_size("CTXPACK_CHUNK_SIZE",
+		s->o.chunk_size = reg_size_or(env_get()->chunk_size,
 					       s->ref.kind == REG_REMOTE &&
 					       !strcmp(s->ref.host, "ghcr.io") ? GHCR_CHUNK :
 					       DEFAULT_CHUNK);
 	if (!s->o.mono_max)
-		s->o.mono_max = reg_env_size("CTXPACK_MONOLITHIC_MAX", DEFAULT_MONO_MAX);
+		s->o.mono_max = reg_size_or(env_get()->monolithic_max, DEFAULT_MONO_MAX);
 	if (!s->o.overlap_min)
-		s->o.overlap_min = reg_env_size("CTXPACK_OVERLAP_MIN", DEFAULT_OVERLAP_MIN);
+		s->o.overlap_min = reg_size_or(env_get()->overlap_min, DEFAULT_OVERLAP_MIN);
 	if (s->ref.kind == REG_LAYOUT) {
 		s->dir = xstrdup(s->ref.path);
 		s->name = xasprintf("oci:%s", s->ref.path);

@@ -466,12 +466,12 @@ char *path_resolve_future(const char *dir)
 
 char *cache_home(void)
 {
-	const char *x = getenv("XDG_CACHE_HOME");
-	const char *h = getenv("HOME");
+	const char *x = env_get()->xdg_cache_home;
+	const char *h = env_get()->home;
 
 	if (x && *x == '/')
 		return xasprintf("%s/ctxpack", x);
-	if (!h || !*h)
+	if (!h)
 		h = "/tmp";
 	return xasprintf("%s/.cache/ctxpack", h);
 }

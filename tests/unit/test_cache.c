@@ -1259,12 +1259,14 @@ static void test_stats_layout(void **state)
 	assert_int_equal(cache_event_last_miss(c, "pip-k", &ev, &e), 0);
 	/* only the newest are counted */
 	setenv("CTXPACK_STATS_KEEP", "2", 1);
+	env_load();
 	assert_int_equal(cache_stats_read(c, NULL, &st, &e), 0);
 	assert_int_equal(st.events, 2);
 	assert_int_equal(st.n, 1);
 	assert_string_equal(st.rows[0].prefix, "pip-");
 	cache_stats_release(&st);
 	unsetenv("CTXPACK_STATS_KEEP");
+	env_load();
 	cache_free(c);
 	remove_tree(dir, &e);
 	free(store);

@@ -1059,11 +1059,13 @@ static void test_check_dir(void **state)
 	free(inside);
 
 	setenv("CTXPACK_PACK_CACHE_MAX", "lots", 1);
+	env_load();
 	fo.max_bytes = 0;
 	err_clear(&e);
 	assert_int_equal(fc_open(&c, &fo, &e), ERR_USAGE);
 	assert_null(c);
 	unsetenv("CTXPACK_PACK_CACHE_MAX");
+	env_load();
 }
 
 int main(void)

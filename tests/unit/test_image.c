@@ -248,6 +248,7 @@ static int fx_setup(void **state)
 	f->app = xasprintf("%s/app", f->dir);
 	cache = xasprintf("%s/cache", f->dir);
 	setenv("XDG_CACHE_HOME", cache, 1);
+	env_load();
 	free(cache);
 	mkdir_rel(f->dir, "deps/lib/pkg");
 	mkdir_rel(f->dir, "app/src");
@@ -274,6 +275,7 @@ static int fx_teardown(void **state)
 	free(f->out);
 	free(f);
 	unsetenv("XDG_CACHE_HOME");
+	env_load();
 	return 0;
 }
 

@@ -1063,6 +1063,7 @@ static void test_open_default_dir(void **state)
 	(void)state;
 	setenv("XDG_CACHE_HOME", dir, 1);
 	unsetenv("CTXPACK_INDEX");
+	env_load();
 	assert_int_equal(idx_open(&x, NULL, 0, &e), 0);
 	want = xasprintf("%s/ctxpack/index", dir);
 	assert_string_equal(idx_dir(x), want);
@@ -1070,6 +1071,7 @@ static void test_open_default_dir(void **state)
 	idx_close(x);
 	want = xasprintf("%s/other", dir);
 	setenv("CTXPACK_INDEX", want, 1);
+	env_load();
 	assert_int_equal(idx_open(&x, NULL, 0, &e), 0);
 	assert_string_equal(idx_dir(x), want);
 	idx_close(x);
@@ -1080,6 +1082,7 @@ static void test_open_default_dir(void **state)
 	assert_string_equal(idx_dir(x), want);
 	idx_close(x);
 	unsetenv("CTXPACK_INDEX");
+	env_load();
 	free(want);
 	rm_rf(dir);
 	free(dir);

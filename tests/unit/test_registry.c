@@ -180,15 +180,18 @@ static void test_default_store(void **state)
 
 	(void)state;
 	setenv("CTXPACK_STORE", "oci:/x/y", 1);
+	env_load();
 	s = reg_default_store();
 	assert_string_equal(s, "oci:/x/y");
 	free(s);
 	unsetenv("CTXPACK_STORE");
 	setenv("XDG_CACHE_HOME", "/tmp/xdg-unit", 1);
+	env_load();
 	s = reg_default_store();
 	assert_string_equal(s, "oci:/tmp/xdg-unit/ctxpack/store");
 	free(s);
 	unsetenv("XDG_CACHE_HOME");
+	env_load();
 }
 
 /* ---- WWW-Authenticate, Link, URLs ---- */
@@ -314,10 +317,12 @@ static int cred_setup(void **state)
 	free(p);
 	p = xasprintf("%s:%s", bin, ce->oldpath);
 	setenv("PATH", p, 1);
+	env_load();
 	free(p);
 	free(bin);
 	setenv("DOCKER_CONFIG", ce->dir, 1);
 	unsetenv("REGISTRY_AUTH_FILE");
+	env_load();
 	*state = ce;
 	return 0;
 }
@@ -329,6 +334,7 @@ static int cred_teardown(void **state)
 	setenv("PATH", ce->oldpath, 1);
 	unsetenv("DOCKER_CONFIG");
 	unsetenv("REGISTRY_AUTH_FILE");
+	env_load();
 	rm_rf(ce->dir);
 	free(ce->dir);
 	free(ce->oldpath);
@@ -440,6 +446,7 @@ static void test_cred_auth_file(void **state)
 		     "\"quay.io/org\":{\"auth\":\"b3JnOm8=\"},"
 		     "\"quay.io/org/repo\":{\"auth\":\"cmVwbzpy\"}}}");
 	setenv("REGISTRY_AUTH_FILE", p, 1);
+	env_load();
 	put_config(ce, "{\"auths\":{\"docker.only\":{\"auth\":\"ZDpk\"}}}");
 	assert_int_equal(reg_cred_lookup("quay.io", "org/repo", &c, &e), 1);
 	assert_string_equal(c.username, "repo");
@@ -459,6 +466,7 @@ static void test_cred_auth_file(void **state)
 	assert_true(reg_cred_lookup("quay.io", "x", &c, &e) < 0);
 	assert_non_null(strstr(e.msg, "auth.json"));
 	unsetenv("REGISTRY_AUTH_FILE");
+	env_load();
 	free(p);
 }
 
@@ -1173,6 +1181,7 @@ static void test_remote_stream(void **state)
 	xdg = xasprintf("%s/xdg", re->dir);
 	setenv("XDG_CACHE_HOME", xdg, 1);
 	setenv("CTXPACK_TEST_HASH_DELAY_MS", "200", 1);
+	env_load();
 	write_file(f, data, n, 0644);
 	assert_int_equal(sha256_file(f, dg, &size, &e), 0);
 	reg_opts_init(&o);
@@ -1197,6 +1206,7 @@ static void test_remote_stream(void **state)
 	reg_store_free(s);
 	unsetenv("XDG_CACHE_HOME");
 	unsetenv("CTXPACK_TEST_HASH_DELAY_MS");
+	env_load();
 	free(spec);
 	free(xdg);
 	free(out);

@@ -1,0 +1,64 @@
+/*
+ * The environment, read once (util.h: struct env_vars).  The table below is
+ * the whole list of variables ctxpack reads; scripts/check-includes keeps
+ * getenv out of every other file.
+ */
+#include "ctxpack/util.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+
+static const struct {
+	const char *name;
+	size_t off;
+} vars[] = {
+#define V(name, field) { name, offsetof(struct env_vars, field) }
+	V("HOME", home),
+	V("XDG_CACHE_HOME", xdg_cache_home),
+	V("PATH", path),
+	V("LD_LIBRARY_PATH", ld_library_path),
+	V("LD_PRELOAD", ld_preload),
+	V("SOURCE_DATE_EPOCH", source_date_epoch),
+	V("CI", ci),
+	V("GITHUB_OUTPUT", github_output),
+	V("REGISTRY_AUTH_FILE", registry_auth_file),
+	V("DOCKER_CONFIG", docker_config),
+	V("DOCKER_HOST", docker_host),
+	V("DOCKER_CONTEXT", docker_context),
+	V("DOCKER_BUILDKIT", docker_buildkit),
+	V("CTXPACK_INDEX", index),
+	V("CTXPACK_STORE", store),
+	V("CTXPACK_PACK_CACHE_MAX", pack_cache_max),
+	V("CTXPACK_STATS_KEEP", stats_keep),
+	V("CTXPACK_RESTORE_THREADS", restore_threads),
+	V("CTXPACK_IDLE_TIMEOUT", idle_timeout),
+	V("CTXPACK_CHUNK_SIZE", chunk_size),
+	V("CTXPACK_MONOLITHIC_MAX", monolithic_max),
+	V("CTXPACK_OVERLAP_MIN", overlap_min),
+	V("CTXPACK_TEST_HASH_DELAY_MS", test_hash_delay_ms),
+#undef V
+};
+
+static struct env_vars current;
+static int loaded;
+
+void env_load(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		char **slot = (char **)((char *)&current + vars[i].off);
+		const char *v = getenv(vars[i].name);
+
+		free(*slot);
+		*slot = v && *v ? xstrdup(v) : NULL;
+	}
+	loaded = 1;
+}
+
+const struct env_vars *env_get(void)
+{
+	if (!loaded)
+		env_load();
+	return &current;
+}
