@@ -166,7 +166,7 @@ struct fc_stats {
  * store directory given explicitly (index_dir, $CTXPACK_INDEX,
  * fc_opts.dir) inside the context (ERR_USAGE), and idx_update's failures
  * (a file that cannot be read or keeps changing; the message names it).
- * ist may be NULL.
+ * ist may be NULL; c may be NULL (the index alone: `cache save`).
  */
 int fc_prepare(struct walk_result *w, const char *index_dir, struct fc *c,
 	       const struct idx_snap *snap, struct idx **xp, struct idx_stats *ist,

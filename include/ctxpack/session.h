@@ -5,8 +5,9 @@
  * racy rule's reference), start the speculative copy of the last archive,
  * walk (or replay the walk's snapshot), bring the index up to date, list,
  * write through the frame store, then, once the output is complete, store
- * the hashes the packer took, the snapshot, and bound the store.  `pack`
- * and `build` use it.  Part of the frame store module (src/frames/session.c).
+ * the hashes the packer took, the snapshot, and bound the store.  `pack`,
+ * `build` and `cache save` use it.  Part of the frame store module
+ * (src/frames/session.c).
  *
  * Usage:
  *   struct pack_session_opts so = {&wo, &po, fo, index_dir, no_cache, out_fd};
@@ -15,6 +16,7 @@
  *   if (pack_session_walk(ps, &e)) ... fail (pack_session_free)
  *   (the caller may look at, and adjust, pack_session_walk_result(ps))
  *   if (pack_session_list(ps, &e)) ... fail
+ *   (no_frames: pack_session_known may say the archive is made already)
  *   if (pack_session_write(ps, sink, ctx, &res, &e)) ... fail
  *   (the output is complete: renamed, closed, read by COMMAND)
  *   pack_session_commit(ps);
@@ -37,6 +39,11 @@ struct pack_session_opts {
 	struct fc_opts fo;       /* the frame store; versions are filled in */
 	const char *index_dir;   /* NULL: as idx_open picks it */
 	int no_cache;            /* 1: no frame store, no index, no snapshot */
+	int no_frames;           /* 1: the index and its snapshot without the
+				    frame store: the archive is packed whole,
+				    its digest kept by its key (idx_memo) for
+				    pack_session_known; an index that cannot
+				    be used is left out without a word */
 	int out_fd;              /* the output file, where the last archive may
 				    be copied while walking; -1: none (a pipe) */
 	/* When set, called at walk_opts.replay's moment (the root open, the
@@ -62,12 +69,17 @@ struct walk_result *pack_session_walk_result(struct pack_session *ps);
 /* The archive list (pack_list_build), owned by the session. */
 int pack_session_list(struct pack_session *ps, struct err *e);
 const struct pack_list *pack_session_pack_list(const struct pack_session *ps);
+/* no_frames: 1 with m filled when this very archive (the same entries,
+ * content and settings: its archive key) was written before by a session
+ * whose index directory is this one; else 0.  Runs pack_session_list. */
+int pack_session_known(struct pack_session *ps, struct idx_memo *m);
 /* Write the archive to sink (on the writer thread; see pack_sink_fn).
  * res is filled on success. */
 int pack_session_write(struct pack_session *ps, pack_sink_fn sink, void *sink_ctx,
 		       struct pack_result *res, struct err *e);
 /* The output is complete: the hashes the packer took go to the index, the
- * walk's snapshot is stored, the store is kept within its size.  Only
+ * walk's snapshot is stored, the store is kept within its size (no_frames:
+ * the archive's digest and sizes are kept by its key).  Only
  * after a pack_session_write that succeeded. */
 void pack_session_commit(struct pack_session *ps);
 

@@ -6,7 +6,7 @@
  * pack), pushed as a blob (skipped when the store has it: the same
  * content gives the same bytes), then the empty config, then the manifest
  * by tag: the commit point.  A path whose archive was made before and is
- * in the store is not packed at all (cache_reuse.c).  Saves of one tag on
+ * in the store is not packed at all (save_path).  Saves of one tag on
  * one machine queue on a lock; across machines the manifest's
  * put-if-absent decides which save is the entry.
  */
@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 #include "ctxpack/pack.h"
+#include "ctxpack/session.h"
 #include "ctxpack/walk.h"
 
 #include "cache_internal.h"
-#include "cache_reuse_internal.h"
 
 static int sink_fd(void *ctx, const void *p, size_t n, struct err *e)
 {
@@ -53,24 +53,28 @@ static char *layer_title(const char *path)
 	return t;
 }
 
-/* Pack one path into a temporary file, push it, describe the layer. */
+/*
+ * Pack one path into a temporary file, push it, describe the layer.  The
+ * path is packed on a pack session without the frame store (session.h:
+ * no_frames): its hashes come from the index's snapshot or the index, and
+ * an archive made before whose blob the store still has is neither packed
+ * nor sent.
+ */
 static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 		     struct cache_save_result *r, struct err *e)
 {
 	char *dir = cache_expand_path(path), *tmp = NULL;
 	struct walk_opts wo = {.ignore_file = "/dev/null"};
-	struct walk_result w;
-	struct pack_list pl;
+	struct pack_session_opts so;
+	struct pack_session *ps = NULL;
 	struct pack_opts po;
 	struct pack_result pr;
 	struct reg_blob_info bi;
-	struct cache_reuse reuse;
 	struct idx_memo memo;
 	struct stat st;
-	int fd = -1, ret, walked = 0, listed = 0;
+	uint64_t size = 0;
+	int fd = -1, ret;
 
-	memset(&w, 0, sizeof(w));
-	cache_reuse_init(&reuse);
 	if (stat(dir, &st)) {
 		ret = errno == ENOENT ? err_set(e, ERR_NOTFOUND, "path %s does not exist", path)
 				      : err_errno(e, "cannot access %s", path);
@@ -81,32 +85,33 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 		goto out;
 	}
 	wo.dir = dir;
-	cache_reuse_walk(&reuse, &wo);
-	ret = walk_run(&wo, &w, e);
-	walked = 1;
-	if (ret)
-		goto wrap;
-	ret = pack_list_build(&pl, &w, e);
-	if (ret)
-		goto wrap;
-	listed = 1;
 	pack_opts_init(&po);
 	ret = pack_source_date_epoch(env_get()->source_date_epoch, &po.mtime, e);
 	if (ret)
 		goto out;
-	/* packed before and still in the store: nothing to pack or send */
-	ret = cache_reuse_lookup(&reuse, c->s, &w, &pl, &po, &memo, e);
-	if (ret < 0)
+	memset(&so, 0, sizeof(so));
+	so.wo = &wo;
+	so.po = &po;
+	so.no_frames = 1;
+	so.out_fd = -1;
+	ret = pack_session_open(&ps, &so, e);
+	if (!ret)
+		ret = pack_session_list(ps, e);
+	if (ret)
 		goto wrap;
-	if (ret == 1) {
-		memcpy(pr.digest, memo.digest, sizeof(pr.digest));
-		pr.bytes = memo.bytes;
-		pr.tar_bytes = memo.tar_bytes;
-		pr.entries = memo.entries;
-		memset(&bi, 0, sizeof(bi));
-		r->reused++;
-		ret = 0;
-		goto layer;
+	/* packed before and still in the store: nothing to pack or send */
+	if (pack_session_known(ps, &memo)) {
+		struct err e2 = ERR_INIT;
+
+		if (reg_blob_exists(c->s, memo.digest, &size, &e2) == 1 && size == memo.bytes) {
+			memcpy(pr.digest, memo.digest, sizeof(pr.digest));
+			pr.bytes = memo.bytes;
+			pr.tar_bytes = memo.tar_bytes;
+			pr.entries = memo.entries;
+			memset(&bi, 0, sizeof(bi));
+			r->reused++;
+			goto layer;
+		}
 	}
 	ret = mkdir_p(c->tmp_dir, 0700, e);
 	if (ret)
@@ -119,8 +124,7 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 		tmp = NULL;
 		goto out;
 	}
-	ret = pack_write(&pl, &po, reuse.hooks.content ? &reuse.hooks : NULL, sink_fd, &fd,
-			 &pr, e);
+	ret = pack_session_write(ps, sink_fd, &fd, &pr, e);
 	if (ret)
 		goto wrap;
 	if (close(fd)) {
@@ -132,7 +136,8 @@ static int save_path(struct cache *c, const char *path, struct reg_desc *l,
 	ret = reg_blob_push_file(c->s, tmp, pr.digest, NULL, &bi, e);
 	if (ret)
 		goto wrap;
-	cache_reuse_done(&reuse, &w, &pl, &po, &pr);
+	/* the hashes the packer took, the snapshot, the archive's digest */
+	pack_session_commit(ps);
 layer:
 	l->media_type = xstrdup(REG_MT_LAYER_ZSTD);
 	memcpy(l->digest, pr.digest, REG_DIGEST_SIZE);
@@ -147,6 +152,7 @@ layer:
 	r->tar_bytes += pr.tar_bytes;
 	r->entries += pr.entries;
 	r->sent += bi.sent;
+	ret = 0;
 	goto out;
 wrap:
 	err_wrap(e, "save %s", path);
@@ -157,11 +163,7 @@ out:
 		unlink(tmp);
 		free(tmp);
 	}
-	if (listed)
-		pack_list_release(&pl);
-	if (walked)
-		walk_release(&w);
-	cache_reuse_release(&reuse);
+	pack_session_free(ps);
 	free(dir);
 	return ret;
 }

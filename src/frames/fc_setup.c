@@ -33,7 +33,7 @@ int fc_prepare(struct walk_result *w, const char *index_dir, struct fc *c,
 		}
 		return cold(warn, e2.msg);
 	}
-	if (fc_check_dir(c, w->root, &e2)) {
+	if (c && fc_check_dir(c, w->root, &e2)) {
 		if (c->explicit_dir) {
 			*e = e2;
 			return e->code;

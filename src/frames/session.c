@@ -20,6 +20,7 @@ struct pack_session {
 	struct walk_result wr;
 	struct pack_list l;
 	int have_list;
+	struct pack_result res;    /* the archive written (no_frames' memo) */
 };
 
 /* walk_opts.replay: the caller's hook, then the snapshot's replay */
@@ -49,6 +50,9 @@ int pack_session_open(struct pack_session **out, const struct pack_session_opts 
 		return 0;
 	pack_lib_versions(&ps->versions);
 	ps->o.fo.versions = ps->versions.data;
+	ps->snap = idx_snap_new(o->index_dir);
+	if (o->no_frames)
+		return 0;
 	/* before the walk: its time is the racy rule's reference */
 	if (fc_open(&ps->fc, &ps->o.fo, e))
 		return -1;
@@ -61,8 +65,6 @@ int pack_session_open(struct pack_session **out, const struct pack_session_opts 
 			o->wo->seen_ctx = ps->spec;
 		}
 	}
-	/* an unchanged context is replayed from its snapshot */
-	ps->snap = idx_snap_new(o->index_dir);
 	return 0;
 }
 
@@ -75,8 +77,18 @@ int pack_session_walk(struct pack_session *ps, struct err *e)
 	if (walk_run(ps->o.wo, &ps->wr, e))
 		return -1;
 	ps->step = WALKED;
-	if (!ps->fc)
+	if (!ps->fc && !ps->snap)
 		return 0;
+	/* no_frames (`cache save`): an index inside what is saved, even one
+	 * named explicitly, only means a pack without it */
+	if (!ps->fc) {
+		struct err e2 = ERR_INIT;
+
+		if (idx_check_dir(ps->o.index_dir, ps->wr.root, &e2)) {
+			ps->wr.replayed = 0;
+			return 0;
+		}
+	}
 	rc = fc_prepare(&ps->wr, ps->o.index_dir, ps->fc, ps->snap, &ps->x, &ps->ist,
 			&ps->warn, e);
 	if (rc < 0)
@@ -112,6 +124,34 @@ const struct pack_list *pack_session_pack_list(const struct pack_session *ps)
 	return ps->have_list ? &ps->l : NULL;
 }
 
+/* The archive key: what the archive holds and how it is packed. */
+static int archive_key(const struct pack_session *ps, unsigned char key[FC_KEY_LEN])
+{
+	unsigned char settings[FC_KEY_LEN];
+
+	fc_settings_hash(ps->o.po, ps->versions.data, settings);
+	return fc_archive_key(&ps->l, settings, key);
+}
+
+int pack_session_known(struct pack_session *ps, struct idx_memo *m)
+{
+	unsigned char key[FC_KEY_LEN];
+	struct err e = ERR_INIT;
+
+	if (pack_session_list(ps, &e) || !ps->x || ps->fc || archive_key(ps, key))
+		return 0;
+	return idx_memo_get(ps->o.index_dir, key, m) == 0;
+}
+
+/* The packer's content() hook without a frame store: a file the index
+ * left unhashed is hashed from the bytes that go into the archive. */
+static void content(void *ctx, size_t i, const void *p, size_t n)
+{
+	struct pack_session *ps = ctx;
+
+	idx_entry_archived(ps->l.v[i], p, n);
+}
+
 int pack_session_write(struct pack_session *ps, pack_sink_fn sink, void *sink_ctx,
 		       struct pack_result *res, struct err *e)
 {
@@ -121,11 +161,18 @@ int pack_session_write(struct pack_session *ps, pack_sink_fn sink, void *sink_ct
 		return err_set(e, ERR_USAGE, "the session's archive is written already");
 	if (pack_session_list(ps, e))
 		return -1;
-	rc = fc_pack_write(ps->fc, ps->spec, &ps->l, ps->o.po, sink, sink_ctx, ps->o.out_fd,
-			   res, &ps->fst, e);
-	ps->spec = NULL; /* consumed */
+	if (!ps->fc && ps->x) {
+		struct pack_frame_cache hooks = {.content = content, .ctx = ps};
+
+		rc = pack_write(&ps->l, ps->o.po, &hooks, sink, sink_ctx, res, e);
+	} else {
+		rc = fc_pack_write(ps->fc, ps->spec, &ps->l, ps->o.po, sink, sink_ctx,
+				   ps->o.out_fd, res, &ps->fst, e);
+		ps->spec = NULL; /* consumed */
+	}
 	if (rc)
 		return rc;
+	ps->res = *res;
 	ps->step = WRITTEN;
 	return 0;
 }
@@ -138,8 +185,20 @@ void pack_session_commit(struct pack_session *ps)
 	 * to the index, then the snapshot, then the store's size bound */
 	if (ps->x)
 		idx_store_deferred(ps->x, &ps->wr, &ps->ist);
-	if (ps->fc)
+	if (ps->fc || ps->x)
 		idx_snap_store(ps->snap, &ps->wr);
+	if (!ps->fc && ps->x) {
+		unsigned char key[FC_KEY_LEN];
+		struct idx_memo m;
+
+		memset(&m, 0, sizeof(m));
+		memcpy(m.digest, ps->res.digest, sizeof(m.digest));
+		m.bytes = ps->res.bytes;
+		m.tar_bytes = ps->res.tar_bytes;
+		m.entries = ps->res.entries;
+		if (!archive_key(ps, key))
+			idx_memo_put(ps->o.index_dir, key, &m);
+	}
 	fc_maintain(ps->fc, &ps->fst);
 	ps->step = COMMITTED;
 }
