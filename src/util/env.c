@@ -51,7 +51,7 @@ void env_load(void)
 		const char *v = getenv(vars[i].name);
 
 		free(*slot);
-		*slot = v && *v ? xstrdup(v) : NULL;
+		*slot = v ? xstrdup(v) : NULL;
 	}
 	loaded = 1;
 }

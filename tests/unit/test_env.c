@@ -1,0 +1,68 @@
+/* util/env.c: the environment, read once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctxpack/util.h"
+
+/* Read once: a change after env_load is not seen until the next. */
+static void test_read_once(void **state)
+{
+	(void)state;
+	setenv("CTXPACK_STORE", "oci:/first", 1);
+	env_load();
+	assert_string_equal(env_get()->store, "oci:/first");
+	setenv("CTXPACK_STORE", "oci:/second", 1);
+	assert_string_equal(env_get()->store, "oci:/first");
+	env_load();
+	assert_string_equal(env_get()->store, "oci:/second");
+	unsetenv("CTXPACK_STORE");
+	env_load();
+	assert_null(env_get()->store);
+}
+
+/* Unset is NULL; set but empty is "" (SOURCE_DATE_EPOCH= is refused). */
+static void test_empty_is_not_unset(void **state)
+{
+	(void)state;
+	setenv("SOURCE_DATE_EPOCH", "", 1);
+	unsetenv("GITHUB_OUTPUT");
+	env_load();
+	assert_non_null(env_get()->source_date_epoch);
+	assert_string_equal(env_get()->source_date_epoch, "");
+	assert_null(env_get()->github_output);
+	unsetenv("SOURCE_DATE_EPOCH");
+	env_load();
+	assert_null(env_get()->source_date_epoch);
+}
+
+/* cache_home() takes what was read, not what the environment says now. */
+static void test_cache_home_as_read(void **state)
+{
+	char *home;
+
+	(void)state;
+	setenv("XDG_CACHE_HOME", "/tmp/env-unit", 1);
+	env_load();
+	setenv("XDG_CACHE_HOME", "/elsewhere/with/a/longer/name", 1);
+	home = cache_home();
+	assert_string_equal(home, "/tmp/env-unit/ctxpack");
+	free(home);
+	unsetenv("XDG_CACHE_HOME");
+	env_load();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_read_once),
+		cmocka_unit_test(test_empty_is_not_unset),
+		cmocka_unit_test(test_cache_home_as_read),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
