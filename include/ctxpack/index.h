@@ -31,12 +31,6 @@
 
 struct idx;
 
-enum idx_open_flags {
-	/* For tests: start with a 64 KiB map so that growing it on
-	 * MDB_MAP_FULL is exercised at once. */
-	IDX_SMALL_MAP = 1 << 0,
-};
-
 /*
  * Open (creating when needed) the index in dir; NULL means $CTXPACK_INDEX
  * when set and not empty, else $XDG_CACHE_HOME/ctxpack/index (or
@@ -54,6 +48,7 @@ enum idx_open_flags {
  * directory, with *out NULL.
  */
 int idx_open(struct idx **out, const char *dir, unsigned flags, struct err *e);
+/* flags: 0 (the one flag is for the unit tests: idx_internal.h) */
 
 /*
  * Fails with ERR_USAGE ("the index directory D is inside the context R")
@@ -66,8 +61,6 @@ int idx_check_dir(const char *dir, const char *root, struct err *e);
 /* Close the index; NULL is a no-op.  Fails never (a cache). */
 void idx_close(struct idx *x);
 
-/* The index directory as opened (borrowed until idx_close). */
-const char *idx_dir(const struct idx *x);
 
 /*
  * A warning for the user, or NULL: the index was rebuilt (and why), is not

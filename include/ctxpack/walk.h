@@ -80,10 +80,7 @@ enum walk_flags {
 	 * Readability of included files is still checked (access(2)) unless
 	 * running as root.  For listings that print names only. */
 	WALK_TYPES_ONLY = 1 << 2,
-	/* For tests: split the walk into subtree tasks at every chance (any
-	 * depth, from the first name on, a long queue), so that small trees
-	 * exercise the parallel walk.  Same result. */
-	WALK_SPLIT_EAGER = 1 << 3,
+	/* 1 << 3: for the unit tests (walk_internal.h: WALK_SPLIT_EAGER) */
 	/* The classic builder's walk (DOCKER_BUILDKIT=0; dockerignore.md
 	 * sections 1, 5 and 9), for the archive that builder reads:
 	 *  - the ignore file is DIR/.dockerignore only (never

@@ -22,6 +22,13 @@
 
 #include "ctxpack/index.h"
 
+/* idx_open's flag, for tests: start with a 64 KiB map so that growing it
+ * on MDB_MAP_FULL is exercised at once. */
+#define IDX_SMALL_MAP (1u << 0)
+
+/* The index directory as opened (borrowed until idx_close). */
+const char *idx_dir(const struct idx *x);
+
 /* ---- idx_lmdb.c: LMDB's data file, checked before LMDB reads it ----
  *
  * The format is LMDB 0.9's (data version 1) on a 64-bit host, the only

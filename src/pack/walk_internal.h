@@ -17,6 +17,11 @@
 
 #define WALK_CANCELLED 1       /* a walk stopped past an earlier failure */
 
+/* walk_opts.flags, for tests: split the walk into subtree tasks at every
+ * chance (any depth, from the first name on, a long queue), so that small
+ * trees exercise the parallel walk.  Same result. */
+#define WALK_SPLIT_EAGER (1u << 3)
+
 /* The strings of a walk: walker arenas, chained into the result's. */
 struct arena_chunk {
 	struct arena_chunk *next;

@@ -25,6 +25,7 @@
 
 #include "ctxpack/util.h"
 #include "ctxpack/walk.h"
+#include "../../src/pack/walk_internal.h"
 
 static char *scratch;
 
