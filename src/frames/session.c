@@ -81,7 +81,7 @@ int pack_session_walk(struct pack_session *ps, struct err *e)
 		return 0;
 	/* no_frames (`cache save`): an index inside what is saved, even one
 	 * named explicitly, only means a pack without it */
-	if (!ps->fc) {
+	if (ps->o.no_frames) {
 		struct err e2 = ERR_INIT;
 
 		if (idx_check_dir(ps->o.index_dir, ps->wr.root, &e2)) {
@@ -138,7 +138,7 @@ int pack_session_known(struct pack_session *ps, struct idx_memo *m)
 	unsigned char key[FC_KEY_LEN];
 	struct err e = ERR_INIT;
 
-	if (pack_session_list(ps, &e) || !ps->x || ps->fc || archive_key(ps, key))
+	if (!ps->o.no_frames || pack_session_list(ps, &e) || !ps->x || archive_key(ps, key))
 		return 0;
 	return idx_memo_get(ps->o.index_dir, key, m) == 0;
 }
@@ -161,7 +161,7 @@ int pack_session_write(struct pack_session *ps, pack_sink_fn sink, void *sink_ct
 		return err_set(e, ERR_USAGE, "the session's archive is written already");
 	if (pack_session_list(ps, e))
 		return -1;
-	if (!ps->fc && ps->x) {
+	if (ps->o.no_frames && ps->x) {
 		struct pack_frame_cache hooks = {.content = content, .ctx = ps};
 
 		rc = pack_write(&ps->l, ps->o.po, &hooks, sink, sink_ctx, res, e);
@@ -187,7 +187,7 @@ void pack_session_commit(struct pack_session *ps)
 		idx_store_deferred(ps->x, &ps->wr, &ps->ist);
 	if (ps->fc || ps->x)
 		idx_snap_store(ps->snap, &ps->wr);
-	if (!ps->fc && ps->x) {
+	if (ps->o.no_frames && ps->x) {
 		unsigned char key[FC_KEY_LEN];
 		struct idx_memo m;
 
