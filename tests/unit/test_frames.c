@@ -4,7 +4,8 @@
  * flipped, foreign), whole-archive reuse, assembly after an edit and frame
  * reuse through fc_pack_write against a pack without the store, damaged
  * frames and manifests, the racy/changed-file rule, the copy made during
- * the walk (kept, partly kept, cut back), and eviction.  Trees are walked
+ * the walk (kept, partly kept, cut back), eviction, and the pack session
+ * without the store (`cache save`: the archive memo).  Trees are walked
  * and indexed for real (walk_run, idx_update on a scratch index).
  */
 #include <setjmp.h>
@@ -29,6 +30,7 @@
 #include "ctxpack/frames.h"
 #include "ctxpack/index.h"
 #include "ctxpack/pack.h"
+#include "ctxpack/session.h"
 #include "ctxpack/walk.h"
 
 /* ---- helpers ---- */
@@ -1068,6 +1070,77 @@ static void test_check_dir(void **state)
 	env_load();
 }
 
+/*
+ * The session without the frame store (`cache save`): the bytes of a pack
+ * without any cache; the archive is known the next time (same digest and
+ * sizes, from the index directory's memo), also for a session that took
+ * its hashes from the snapshot, and not once a file changed.
+ */
+static int session_pack(struct fx *f, struct buf *out, struct pack_result *res,
+			struct idx_memo *known)
+{
+	struct walk_opts wo = {.dir = f->ctx};
+	struct pack_session_opts so;
+	struct pack_session *ps;
+	struct pack_opts o;
+	struct err e = ERR_INIT;
+	int k;
+
+	opts(&o);
+	memset(&so, 0, sizeof(so));
+	so.wo = &wo;
+	so.po = &o;
+	so.index_dir = f->index;
+	so.no_frames = 1;
+	so.out_fd = -1;
+	assert_int_equal(pack_session_open(&ps, &so, &e), 0);
+	assert_int_equal(pack_session_list(ps, &e), 0);
+	assert_null(pack_session_fc(ps));
+	memset(known, 0, sizeof(*known));
+	k = pack_session_known(ps, known);
+	buf_reset(out);
+	if (pack_session_write(ps, buf_sink, out, res, &e))
+		fail_msg("pack_session_write: %s", e.msg);
+	pack_session_commit(ps);
+	pack_session_free(ps);
+	return k;
+}
+
+static void test_session_no_frames(void **state)
+{
+	struct fx *f = *state;
+	struct buf cold = BUF_INIT, out = BUF_INIT;
+	struct pack_result rc, r;
+	struct idx_memo m;
+	struct fc_stats st;
+
+	make_tree(f->ctx);
+	settle();
+	pack_it(f, 0, &cold, &rc, &st);
+	assert_int_equal(session_pack(f, &out, &r, &m), 0);
+	assert_int_equal(out.len, cold.len);
+	assert_memory_equal(out.data, cold.data, cold.len);
+	assert_string_equal(r.digest, rc.digest);
+	/* the index directory now holds the snapshot and the archive's memo */
+	settle();
+	assert_int_equal(session_pack(f, &out, &r, &m), 1);
+	assert_string_equal(m.digest, rc.digest);
+	assert_int_equal(m.bytes, rc.bytes);
+	assert_int_equal(m.tar_bytes, rc.tar_bytes);
+	assert_int_equal(m.entries, rc.entries);
+	assert_int_equal(session_pack(f, &out, &r, &m), 1);
+	/* one byte changed (and its size): another archive, not known */
+	write_rel(f->ctx, "d03/f090.bin", "changed", 7, 0644);
+	settle();
+	assert_int_equal(session_pack(f, &out, &r, &m), 0);
+	pack_it(f, 0, &cold, &rc, &st);
+	assert_string_equal(r.digest, rc.digest);
+	assert_int_equal(session_pack(f, &out, &r, &m), 1);
+	assert_string_equal(m.digest, rc.digest);
+	buf_release(&cold);
+	buf_release(&out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1082,6 +1155,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_spec, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_evict, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_check_dir, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_session_no_frames, fx_setup, fx_teardown),
 	};
 
 	if (!setlocale(LC_CTYPE, "C.UTF-8"))
