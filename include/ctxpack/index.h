@@ -61,7 +61,6 @@ int idx_check_dir(const char *dir, const char *root, struct err *e);
 /* Close the index; NULL is a no-op.  Fails never (a cache). */
 void idx_close(struct idx *x);
 
-
 /*
  * A warning for the user, or NULL: the index was rebuilt (and why), is not
  * in use, or could not be updated (a full disk).  Borrowed until

@@ -234,6 +234,9 @@ struct env_vars {
 };
 void env_load(void);
 const struct env_vars *env_get(void);
+/* The field of the variable NAME, for code that has the name in hand (a
+ * variable COMMAND may also be given: builder.c); NAME must be one above. */
+const char *env_value(const char *name);
 
 /*
  * sha256, streamed (sha256.c), on the stack or from sha256_new.

@@ -82,8 +82,8 @@ static int parse_bool(const char *s)
 }
 
 /* A variable as COMMAND will see it: an `env NAME=...` word in the
- * command, else ours (env_get), which COMMAND inherits. */
-static const char *cmd_env(const struct builder *b, const char *name, const char *ours)
+ * command, else ours (env_value), which COMMAND inherits. */
+static const char *cmd_env(const struct builder *b, const char *name)
 {
 	size_t n = strlen(name);
 	int i;
@@ -91,7 +91,7 @@ static const char *cmd_env(const struct builder *b, const char *name, const char
 	for (i = b->env_from; i < b->env_to; i++)
 		if (!strncmp(b->argv[i], name, n) && b->argv[i][n] == '=')
 			return b->argv[i] + n + 1;
-	return ours;
+	return env_value(name);
 }
 
 /* ---- where the daemon is ---- */
@@ -140,7 +140,7 @@ static char *json_string(const char *json, const char *key)
 
 static char *docker_config_dir(const struct builder *b)
 {
-	const char *d = b->config_dir ? b->config_dir : cmd_env(b, "DOCKER_CONFIG", env_get()->docker_config);
+	const char *d = b->config_dir ? b->config_dir : cmd_env(b, "DOCKER_CONFIG");
 	const char *home = env_get()->home;
 
 	if (d && *d)
@@ -172,14 +172,14 @@ static char *context_host(const char *cfgdir, const char *name)
 
 static void find_host(struct builder *b)
 {
-	const char *env = cmd_env(b, "DOCKER_HOST", env_get()->docker_host), *ctx;
+	const char *env = cmd_env(b, "DOCKER_HOST"), *ctx;
 	char *cfgdir, *cur = NULL;
 
 	if (b->host_opt) {
 		b->host = xstrdup(b->host_opt);
 		return;
 	}
-	ctx = b->context_opt ? b->context_opt : cmd_env(b, "DOCKER_CONTEXT", env_get()->docker_context);
+	ctx = b->context_opt ? b->context_opt : cmd_env(b, "DOCKER_CONTEXT");
 	if (!ctx && env && *env) {
 		b->host = xstrdup(env);
 		return;
@@ -375,7 +375,7 @@ static int buildx_installed(const struct builder *b)
 
 static void docker_buildkit(struct builder *b, int buildx)
 {
-	const char *env = cmd_env(b, "DOCKER_BUILDKIT", env_get()->docker_buildkit);
+	const char *env = cmd_env(b, "DOCKER_BUILDKIT");
 	int v, major;
 
 	if (buildx) {

@@ -6,7 +6,9 @@
 #include "ctxpack/util.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const struct {
 	const char *name;
@@ -61,4 +63,17 @@ const struct env_vars *env_get(void)
 	if (!loaded)
 		env_load();
 	return &current;
+}
+
+const char *env_value(const char *name)
+{
+	const struct env_vars *ev = env_get();
+	size_t i;
+
+	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		if (!strcmp(vars[i].name, name))
+			return *(const char *const *)((const char *)ev + vars[i].off);
+	/* a name missing from the table is a bug here, not a user's error */
+	fprintf(stderr, "ctxpack: internal error: %s is not in env.c's table\n", name);
+	abort();
 }

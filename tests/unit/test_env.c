@@ -25,6 +25,21 @@ static void test_read_once(void **state)
 	assert_null(env_get()->store);
 }
 
+/* By name: the same field (builder.c asks for COMMAND's variables so). */
+static void test_by_name(void **state)
+{
+	(void)state;
+	setenv("DOCKER_HOST", "unix:///run/other.sock", 1);
+	unsetenv("DOCKER_CONTEXT");
+	env_load();
+	assert_ptr_equal(env_value("DOCKER_HOST"), env_get()->docker_host);
+	assert_string_equal(env_value("DOCKER_HOST"), "unix:///run/other.sock");
+	assert_null(env_value("DOCKER_CONTEXT"));
+	unsetenv("DOCKER_HOST");
+	env_load();
+	assert_null(env_value("DOCKER_HOST"));
+}
+
 /* Unset is NULL; set but empty is "" (SOURCE_DATE_EPOCH= is refused). */
 static void test_empty_is_not_unset(void **state)
 {
@@ -60,6 +75,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_read_once),
+		cmocka_unit_test(test_by_name),
 		cmocka_unit_test(test_empty_is_not_unset),
 		cmocka_unit_test(test_cache_home_as_read),
 	};
