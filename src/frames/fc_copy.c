@@ -52,7 +52,7 @@ uint64_t fc_copy_range(int fd, uint64_t off, uint64_t n, int out, off_t at,
 	if (cp->off)
 		return 0;
 	if (!cp->buf)
-		cp->buf = xmalloc(COPY_BUF);
+		cp->buf = xmalloc_big(COPY_BUF);
 	while (done < n) {
 		size_t want = n - done < COPY_BUF ? (size_t)(n - done) : COPY_BUF;
 		ssize_t k = pread(fd, cp->buf, want, (off_t)(off + done));

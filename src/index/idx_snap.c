@@ -327,7 +327,7 @@ static int load(struct idx_snap *s, struct walk_result *r, struct snap_hdr *h)
 					 h->strings_len)
 		goto out;
 	vbytes = (size_t)h->n * sizeof(struct walk_entry);
-	v = xmalloc(vbytes ? vbytes : 1);
+	v = xmalloc_big(vbytes ? vbytes : 1);
 	strings = walk_result_alloc(r, (size_t)h->strings_len + 1);
 	if (read_full(fd, v, vbytes) != (ssize_t)vbytes ||
 	    read_full(fd, strings, (size_t)h->strings_len) != (ssize_t)h->strings_len)
@@ -585,7 +585,7 @@ void idx_snap_store(struct idx_snap *s, const struct walk_result *w)
 	h.n_excluded_files = w->n_excluded_files;
 	h.n_excluded_bytes = w->n_excluded_bytes;
 	h.n_sockets_skipped = w->n_sockets_skipped;
-	v = xreallocarray(NULL, w->n ? w->n : 1, sizeof(*v));
+	v = xmallocarray_big(w->n ? w->n : 1, sizeof(*v));
 	for (i = 0; i < w->n; i++) {
 		v[i] = w->v[i];
 		v[i].path = (const char *)(uintptr_t)strings.len;

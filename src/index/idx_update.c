@@ -94,8 +94,8 @@ int idx_update(struct idx *x, struct walk_result *w, struct idx_stats *st,
 	u.st.reused = nkept;
 	/* size the key arena once: no regrowing copies */
 	buf_grow(&u.keys, keybytes + IDX_KEY_MAX);
-	u.f = xreallocarray(NULL, u.nf ? u.nf : 1, sizeof(*u.f));
-	todo = xreallocarray(NULL, u.nf ? u.nf : 1, sizeof(*todo));
+	u.f = xmallocarray_big(u.nf ? u.nf : 1, sizeof(*u.f));
+	todo = xmallocarray_big(u.nf ? u.nf : 1, sizeof(*todo));
 	u.nf = 0;
 	for (i = 0; i < w->n; i++) {
 		struct walk_entry *we = &w->v[i];

@@ -228,7 +228,7 @@ struct up_feeder *up_feeder_start(int fd, const void *p, size_t n, struct err *e
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_cond_init(&f->cv, NULL);
 	for (i = 0; i < SLOTS; i++)
-		f->buf[i] = xmalloc(SLOT_SIZE);
+		f->buf[i] = xmalloc_big(SLOT_SIZE);
 	r = pthread_create(&f->th, NULL, produce, f);
 	if (r) {
 		for (i = 0; i < SLOTS; i++)

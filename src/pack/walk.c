@@ -215,7 +215,7 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 
 void *walk_result_alloc(struct walk_result *r, size_t n)
 {
-	struct arena_chunk *c = xmalloc(sizeof(*c) + n);
+	struct arena_chunk *c = xmalloc_big(sizeof(*c) + n);
 
 	c->next = r->arena;
 	c->used = c->cap = n;

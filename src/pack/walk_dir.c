@@ -48,6 +48,7 @@
 #include "walk_internal.h"
 
 #define ARENA_CHUNK (256 * 1024)
+#define ARENA_CHUNK_MAX ((size_t)8 << 20)
 #define DENTS_BUF (32 * 1024)
 
 struct name {
@@ -60,9 +61,13 @@ static void *arena_alloc(struct walker *w, size_t n)
 	struct arena_chunk *c = w->arena;
 
 	if (!c || c->cap - c->used < n) {
-		size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+		/* each chunk twice the last, up to ARENA_CHUNK_MAX: big trees
+		 * get big chunks, on huge pages (xmalloc_big) */
+		size_t cap = !c ? ARENA_CHUNK : c->cap < ARENA_CHUNK_MAX ? 2 * c->cap : c->cap;
 
-		c = xmalloc(sizeof(*c) + cap);
+		if (cap < n)
+			cap = n;
+		c = xmalloc_big(sizeof(*c) + cap);
 		c->next = w->arena;
 		c->used = 0;
 		c->cap = cap;
@@ -92,7 +97,7 @@ static struct walk_entry *new_entry(struct walker *w)
 
 	if (w->n == w->alloc) {
 		w->alloc = w->alloc ? w->alloc * 2 : 1024;
-		w->v = xreallocarray(w->v, w->alloc, sizeof(*w->v));
+		w->v = xrealloc_big(w->v, w->n * sizeof(*w->v), w->alloc * sizeof(*w->v));
 	}
 	we = &w->v[w->n++];
 	memset(we, 0, sizeof(*we));

@@ -76,7 +76,7 @@ int wk_merge(struct walk_ctx *c, struct task *root, struct walk_result *r,
 	}
 	if (!f && c->all) {
 		assert(root->status == 0);
-		r->v = xreallocarray(NULL, root->total, sizeof(*r->v));
+		r->v = xmallocarray_big(root->total, sizeof(*r->v));
 		r->n = r->alloc = root->total;
 		copy_task(r->v, root);
 	} else {
