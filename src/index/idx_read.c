@@ -25,6 +25,58 @@ static int same_stat(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
+/* The bytes of the file up to size into st, data extents read and holes
+ * fed as zeros; the file position is left where the bytes end.  Returns
+ * how many bytes were hashed (fewer than size if SEEK_DATA fails: the
+ * caller reads the rest). */
+static uint64_t hash_sparse(int fd, XXH3_state_t *st, void *buf, size_t bufsz, uint64_t size)
+{
+	static const unsigned char zeros[64 << 10];
+	uint64_t pos = 0;
+
+	while (pos < size) {
+		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+		uint64_t end;
+
+		if (d < 0 && errno == ENXIO)
+			d = (off_t)size; /* a hole to the end (or the file shrank:
+					    the stat after the read sees it) */
+		if (d < 0)
+			break;
+		if ((uint64_t)d > size)
+			d = (off_t)size;
+		while (pos < (uint64_t)d) {
+			size_t n = (uint64_t)d - pos < sizeof(zeros) ? (size_t)((uint64_t)d - pos)
+								     : sizeof(zeros);
+
+			XXH3_128bits_update(st, zeros, n);
+			pos += n;
+		}
+		if (pos >= size)
+			break;
+		h = lseek(fd, (off_t)pos, SEEK_HOLE);
+		end = h > (off_t)pos && (uint64_t)h < size ? (uint64_t)h : size;
+		if (lseek(fd, (off_t)pos, SEEK_SET) < 0)
+			break;
+		while (pos < end) {
+			size_t want = end - pos < bufsz ? (size_t)(end - pos) : bufsz;
+			ssize_t r = read(fd, buf, want);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				goto out; /* the plain loop reports it */
+			XXH3_128bits_update(st, buf, (size_t)r);
+			pos += (uint64_t)r;
+		}
+	}
+out:
+	/* (a regular file can always seek; were it not, the byte count
+	 * check after the read would fail) */
+	(void)lseek(fd, (off_t)pos, SEEK_SET);
+	return pos;
+}
+
 /* One attempt.  Returns 0 (hashed, *after filled), 1 (changed while
  * read), or an error in e. */
 static int hash_once(int fd, const char *path, void *buf, size_t bufsz,
@@ -55,6 +107,11 @@ static int hash_once(int fd, const char *path, void *buf, size_t bufsz,
 		if (before.st_size >= (1 << 20))
 			posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 		XXH3_128bits_reset(&st);
+		/* a sparse file's holes are hashed as the zeros they read as,
+		 * without reading them (as the archive writer does, tar.c):
+		 * up to st_size, then the plain loop sees any growth */
+		if ((uint64_t)before.st_blocks * 512 < (uint64_t)before.st_size)
+			total = hash_sparse(fd, &st, buf, bufsz, (uint64_t)before.st_size);
 		for (;;) {
 			r = read(fd, buf, bufsz);
 			if (r < 0) {

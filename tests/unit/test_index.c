@@ -595,6 +595,69 @@ static void test_hash_file(void **state)
 	free(dir);
 }
 
+/* A sparse file: holes hashed as zeros without being read, the same hash
+ * as of its bytes, in one piece or with a hole at either end. */
+static void test_hash_file_sparse(void **state)
+{
+	static const struct {
+		size_t size;
+		size_t at[3];         /* data written here ... */
+		size_t len[3];        /* ... this many bytes (0: none) */
+	} cases[] = {
+		{(3u << 20) + 77, {0, 1u << 20, (3u << 20) + 70}, {5000, 70000, 7}},
+		{5u << 20, {(2u << 20) + 1, 0, 0}, {100, 0, 0}},   /* holes both ends */
+		{4u << 20, {0, 0, 0}, {0, 0, 0}},                  /* all hole */
+	};
+	char *dir = tmpdir_new();
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	char *buf = xmalloc(65536);
+	size_t c, k;
+
+	(void)state;
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		char *p = xasprintf("%s/sparse%zu", dir, c);
+		char *bytes = xcalloc(1, cases[c].size);
+		int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		struct walk_entry we;
+		struct err e = ERR_INIT;
+		unsigned char want[16];
+		uint64_t nread = 0;
+		struct stat sb;
+
+		assert_true(fd >= 0);
+		assert_int_equal(ftruncate(fd, (off_t)cases[c].size), 0);
+		for (k = 0; k < 3; k++) {
+			size_t i;
+
+			for (i = 0; i < cases[c].len[k]; i++)
+				bytes[cases[c].at[k] + i] = (char)('a' + (i + k) % 23);
+			if (cases[c].len[k])
+				assert_int_equal(pwrite(fd, bytes + cases[c].at[k], cases[c].len[k],
+							(off_t)cases[c].at[k]),
+						 (ssize_t)cases[c].len[k]);
+		}
+		assert_int_equal(fstat(fd, &sb), 0);
+		close(fd);
+		if ((uint64_t)sb.st_blocks * 512 >= (uint64_t)sb.st_size) {
+			/* no holes on this file system: the plain read path */
+			print_message("  (no sparse files on %s)\n", dir);
+		}
+		memset(&we, 0, sizeof(we));
+		we.path = strrchr(p, '/') + 1;
+		assert_int_equal(idx_hash_file(dfd, &we, buf, 65536, &nread, &e), 0);
+		idx_hash_bytes(bytes, cases[c].size, want);
+		assert_memory_equal(we.hash, want, 16);
+		assert_int_equal(nread, cases[c].size);
+		assert_int_equal(we.size, cases[c].size);
+		free(bytes);
+		free(p);
+	}
+	close(dfd);
+	free(buf);
+	rm_rf(dir);
+	free(dir);
+}
+
 static void test_hash_file_changing(void **state)
 {
 	/* /proc files say size 0 and read more: "changed while read", after
@@ -1624,6 +1687,7 @@ int main(void)
 		cmocka_unit_test(test_digest_changes),
 		cmocka_unit_test(test_digest_golden),
 		cmocka_unit_test(test_hash_file),
+		cmocka_unit_test(test_hash_file_sparse),
 		cmocka_unit_test(test_hash_file_changing),
 		cmocka_unit_test(test_update_cold_warm),
 		cmocka_unit_test(test_update_defer),
