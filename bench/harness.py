@@ -7,7 +7,9 @@ usage: bench/run [--quick] [--runs N] [--only SECTION,...] [--allow-missing]
 Assembles its own contexts under bench/work/harness/ (kept between runs where
 they are deterministic), measures every ctxpack command against its baseline
 in the same run (medians of N, with min, max and peak memory), and writes
-bench/results/latest.{md,json,png} (--quick: bench/results/quick.*).
+bench/results/latest.{md,json,png} (--quick: bench/results/quick.*; --only:
+bench/results/partial.*, so that a run of some sections never replaces the
+last full run's results).
 
 Sections: sizes, ls, hash, pack, small, registry, cache, build, image.  A command that fails stops
 the run with a non-zero exit and its stderr; nothing is written then.  A
@@ -2065,7 +2067,7 @@ http:
                             "blob_mib": self.blob_mib}
         outd = self.a.out or os.path.join(BENCH, "results")
         os.makedirs(outd, exist_ok=True)
-        stem = "quick" if self.quick else "latest"
+        stem = self.stem()
         paths = {ext: os.path.join(outd, "%s.%s" % (stem, ext)) for ext in ("json", "md", "png")}
         with open(paths["json"] + ".tmp", "w") as f:
             json.dump(res, f, indent=1, sort_keys=True)
@@ -2076,6 +2078,11 @@ http:
         for p in paths.values():
             os.replace(p + ".tmp", p)
         return paths
+
+    def stem(self):
+        """The results' file name: a partial run (--only) must not replace
+        the full run's."""
+        return "quick" if self.quick else "partial" if self.a.only else "latest"
 
     def markdown(self, png):
         r = self.results
@@ -2281,7 +2288,7 @@ http:
     def replot(self):
         """Rewrite the .md and .png from the .json of the last run."""
         outd = self.a.out or os.path.join(BENCH, "results")
-        src = os.path.join(outd, ("quick" if self.quick else "latest") + ".json")
+        src = os.path.join(outd, self.stem() + ".json")
         self.results = json.load(open(src))
         self.goals = self.results["goals"]
         self.runs = self.results["runs"]
