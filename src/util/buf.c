@@ -223,7 +223,8 @@ int buf_grow(struct buf *b, size_t extra)
 	while (ncap < want + 1)
 		ncap = ncap > SIZE_MAX / 2 ? want + 1 : ncap * 2;
 	if (b->cap) {
-		b->data = xrealloc_big(b->data, b->len + 1, ncap);
+		/* all of the old capacity, as realloc keeps it */
+		b->data = xrealloc_big(b->data, b->cap, ncap);
 	} else {
 		b->data = xmalloc_big(ncap);
 		b->data[0] = '\0';
