@@ -96,6 +96,8 @@ static struct walk_entry *new_entry(struct walker *w)
 	struct walk_entry *we;
 
 	if (w->n == w->alloc) {
+		if (w->alloc > SIZE_MAX / 2 / sizeof(*w->v))
+			abort(); /* more entries than memory */
 		w->alloc = w->alloc ? w->alloc * 2 : 1024;
 		w->v = xrealloc_big(w->v, w->n * sizeof(*w->v), w->alloc * sizeof(*w->v));
 	}
