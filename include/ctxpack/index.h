@@ -232,10 +232,11 @@ void idx_hasher_final(struct idx_hasher *h, unsigned char out[16]);
  *           pack's deferred hashing) idx_snap_store(s, &w);
  *   idx_snap_free(s);
  *
- * The replay (walk_opts.replay) takes part only in walks without flags
- * whose ignore file has no exception (so that no pruned directory could
- * hold an included entry), keyed by the root, the Dockerfile's path and
- * the ignore file's path and bytes.  It stats every stored entry and the
+ * The replay (walk_opts.replay) takes part only in walks of the default,
+ * classic or 2020-fsutil flavour (not WALK_EXCLUDED, WALK_FULL or
+ * WALK_TYPES_ONLY) whose ignore file has no exception (so that no pruned
+ * directory could hold an included entry), keyed by the root, the
+ * Dockerfile's path, the ignore file's path and bytes and the flavour.  It stats every stored entry and the
  * root (in parallel from 2048 entries on); the stored walk is replayed
  * only when each directory (the root included) has its stored stat (same
  * inode, mode, size, mtime and ctime: no name was added, removed or
@@ -255,6 +256,11 @@ enum idx_snap_result {
 	IDX_SNAP_HIT = 2,      /* replayed, nothing changed */
 };
 struct idx_snap *idx_snap_new(const char *dir);
+/* Before the walk: its walks have no content hashes (build's directory
+ * hand-over, which needs the stat fields only).  They are stored without
+ * (every file may be unhashed), replayed with hashed 0 and kept apart from
+ * the snapshots with hashes (another key); idx_snap_digest says -1. */
+void idx_snap_stat_only(struct idx_snap *s);
 void idx_snap_free(struct idx_snap *s);
 int idx_snap_replay(void *ctx, const struct walk_opts *o, struct walk_result *r, int rootfd);
 int idx_snap_result(const struct idx_snap *s);

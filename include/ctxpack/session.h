@@ -44,6 +44,12 @@ struct pack_session_opts {
 				    its digest kept by its key (idx_memo) for
 				    pack_session_known; an index that cannot
 				    be used is left out without a word */
+	int walk_only;           /* 1 (with no_cache 0): no pack follows, only
+				    the walk is used (build's directory
+				    hand-over): no frame store, no index, a
+				    snapshot of the walk without content
+				    hashes (idx_snap_stat_only), stored by
+				    pack_session_keep_walk */
 	int out_fd;              /* the output file, where the last archive may
 				    be copied while walking; -1: none (a pipe) */
 	/* When set, called at walk_opts.replay's moment (the root open, the
@@ -82,6 +88,9 @@ int pack_session_write(struct pack_session *ps, pack_sink_fn sink, void *sink_ct
  * the archive's digest and sizes are kept by its key).  Only
  * after a pack_session_write that succeeded. */
 void pack_session_commit(struct pack_session *ps);
+/* walk_only: the walk was used; its snapshot is stored (unless it came
+ * from an unchanged one).  A no-op otherwise. */
+void pack_session_keep_walk(struct pack_session *ps);
 
 /* What the session did, for -v and --json.  fc: the frame store used
  * (NULL: none, the cache was off or could not be used); ist: the index's

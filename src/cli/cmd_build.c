@@ -756,7 +756,9 @@ int cmd_build(int argc, char **argv)
 	so.po = &bd.po;
 	so.fo = bd.fo;
 	so.index_dir = bd.index_dir;
-	so.no_cache = bd.no_cache || bd.send != SEND_PIPE;
+	so.no_cache = bd.no_cache;
+	/* a directory: the walk only, checked against its snapshot */
+	so.walk_only = bd.send == SEND_DIR;
 	so.out_fd = -1;
 	so.before_tree = before_tree;
 	so.before_tree_ctx = &bt;
@@ -777,7 +779,12 @@ int cmd_build(int argc, char **argv)
 				 bd.b.argv[bd.b.prog_at]);
 		bd.send = SEND_DIR;
 	}
+	if (bd.send == SEND_DIR && cli_opt.verbose)
+		cli_info("context %s: %zu entries, snapshot: %s", wr->root, wr->n,
+			 pack_session_snapshot(ps));
 	status = bd.send == SEND_DIR ? run_dir(&bd, wr, &e) : run_pipe(&bd, ps, &pp, &e);
+	/* after COMMAND: the walk's snapshot, for the next build */
+	pack_session_keep_walk(ps);
 out:
 	/* interrupted before COMMAND started: die of it, in effect */
 	if (run_signal() && !run_started())

@@ -45,8 +45,15 @@ int pack_session_open(struct pack_session **out, const struct pack_session_opts 
 	/* the caller's hook, then (with a cache) the snapshot's replay */
 	o->wo->replay = before_tree;
 	o->wo->replay_ctx = ps;
+	if (o->no_cache)
+		return 0;
+	if (o->walk_only) {
+		ps->snap = idx_snap_new(o->index_dir);
+		idx_snap_stat_only(ps->snap);
+		return 0;
+	}
 	/* --compress none: the frames are the files' bytes, nothing to save */
-	if (o->no_cache || o->po->compress == PACK_NONE)
+	if (o->po->compress == PACK_NONE)
 		return 0;
 	pack_lib_versions(&ps->versions);
 	ps->o.fo.versions = ps->versions.data;
@@ -77,7 +84,7 @@ int pack_session_walk(struct pack_session *ps, struct err *e)
 	if (walk_run(ps->o.wo, &ps->wr, e))
 		return -1;
 	ps->step = WALKED;
-	if (!ps->fc && !ps->snap)
+	if ((!ps->fc && !ps->snap) || ps->o.walk_only)
 		return 0;
 	/* no_frames (`cache save`): an index inside what is saved, even one
 	 * named explicitly, only means a pack without it */
@@ -201,6 +208,12 @@ void pack_session_commit(struct pack_session *ps)
 	}
 	fc_maintain(ps->fc, &ps->fst);
 	ps->step = COMMITTED;
+}
+
+void pack_session_keep_walk(struct pack_session *ps)
+{
+	if (ps->o.walk_only && ps->step >= WALKED)
+		idx_snap_store(ps->snap, &ps->wr);
 }
 
 const struct fc *pack_session_fc(const struct pack_session *ps)

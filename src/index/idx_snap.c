@@ -47,6 +47,12 @@
 #define PAR_MIN 2048         /* fewer entries: validate on the calling thread */
 #define THREADS_MAX 4
 #define IGNORE_MAX (64u << 20)
+/* The walk flavours a snapshot may replay (part of its key): each walks
+ * the tree the same way when the ignore file has no exception, and
+ * differs only in which ignore file is read (in the key too) and in how
+ * the result is used.  Not WALK_EXCLUDED, WALK_FULL or WALK_TYPES_ONLY,
+ * whose results a stored walk does not hold. */
+#define SNAP_FLAGS (WALK_CLASSIC | WALK_NO_HARDLINKS | WALK_NORMALIZE_MODES | WALK_FSUTIL2020)
 
 struct snap_hdr {
 	char magic[8];
@@ -64,6 +70,7 @@ struct idx_snap {
 	char *dir;                 /* the index directory */
 	int64_t t0;                /* before the walk: the racy reference */
 	int usable;                /* replay was asked and the walk qualifies */
+	int stat_only;             /* walks without content hashes */
 	int result;                /* enum idx_snap_result */
 	unsigned char key[16];
 	struct walk_entry root;    /* the root's stat at replay time */
@@ -78,6 +85,11 @@ struct idx_snap *idx_snap_new(const char *dir)
 	s->dir = idx_dir_for(dir);
 	s->t0 = time_real_ns();
 	return s;
+}
+
+void idx_snap_stat_only(struct idx_snap *s)
+{
+	s->stat_only = 1;
 }
 
 void idx_snap_free(struct idx_snap *s)
@@ -100,7 +112,7 @@ const char *idx_snap_name(int result)
 
 int idx_snap_digest(const struct idx_snap *s, char out[IDX_DIGEST_LEN])
 {
-	if (!s || s->result != IDX_SNAP_HIT)
+	if (!s || s->result != IDX_SNAP_HIT || s->stat_only)
 		return -1;
 	memcpy(out, "xxh128:", 7);
 	hex_encode(out + 7, s->digest, 16);
@@ -128,22 +140,25 @@ static void add_str(XXH3_state_t *h, const char *s)
 
 /*
  * What decides the walk besides the tree: the root, the ignore file (its
- * path and bytes) and the Dockerfile's path, with this build's version
- * and entry layout.  -1 when the ignore file cannot be read again.
+ * path and bytes), the Dockerfile's path and the walk's flavour, with this
+ * build's version and entry layout, and whether the walk has content
+ * hashes.  -1 when the ignore file cannot be read again.
  */
-static int make_key(const struct walk_result *r, unsigned char key[16])
+static int make_key(const struct idx_snap *s, const struct walk_result *r,
+		    unsigned char key[16])
 {
 	XXH3_state_t *h = XXH3_createState();
 	XXH128_canonical_t c;
 	struct buf b = BUF_INIT;
 	struct err e = ERR_INIT;
-	uint32_t v[2] = {(uint32_t)sizeof(struct walk_entry), IDX_DIGEST_VERSION};
+	uint32_t v[4] = {(uint32_t)sizeof(struct walk_entry), IDX_DIGEST_VERSION,
+			 r->flags & SNAP_FLAGS, (uint32_t)s->stat_only};
 	int ret = 0;
 
 	if (!h)
 		return -1;
 	XXH3_128bits_reset(h);
-	add_str(h, "ctxpack snapshot 1 " CTXPACK_VERSION);
+	add_str(h, "ctxpack snapshot 2 " CTXPACK_VERSION);
 	XXH3_128bits_update(h, v, sizeof(v));
 	add_str(h, r->root);
 	add_str(h, r->dockerfile_rel);
@@ -356,7 +371,7 @@ static int load(struct idx_snap *s, struct walk_result *r, struct snap_hdr *h)
 		    we->type < WALK_REG || we->type > WALK_BLK || (we->type == WALK_LNK) != !!we->link)
 			goto out;
 		we->excluded = 0;
-		we->hashed = we->type == WALK_REG || we->type == WALK_LNK ?
+		we->hashed = (we->type == WALK_REG || we->type == WALK_LNK) && !s->stat_only ?
 			     WALK_HASH_KNOWN : WALK_HASH_NONE;
 	}
 	r->v = v;
@@ -397,11 +412,11 @@ int idx_snap_replay(void *ctx, const struct walk_opts *o, struct walk_result *r,
 	s->usable = 0;
 	/* a walk as hash and pack make it, whose pruned directories stay
 	 * pruned whatever appears below them (no exception can re-include) */
-	if (o->flags || ign_has_exceptions(r->ign) || fstat(rootfd, &sb))
+	if ((o->flags & ~SNAP_FLAGS) || ign_has_exceptions(r->ign) || fstat(rootfd, &sb))
 		return 0;
 	memset(&s->root, 0, sizeof(s->root));
 	walk_fill_stat(&s->root, &sb);
-	if (make_key(r, s->key))
+	if (make_key(s, r, s->key))
 		return 0;
 	s->usable = 1;
 	if (load(s, r, &h))
@@ -570,13 +585,15 @@ void idx_snap_store(struct idx_snap *s, const struct walk_result *w)
 		const struct walk_entry *we = &w->v[i];
 
 		if (we->excluded || racy(we->mtime_ns, s->t0) || racy(we->ctime_ns, s->t0) ||
-		    ((we->type == WALK_REG || we->type == WALK_LNK) && !we->hashed))
+		    ((we->type == WALK_REG || we->type == WALK_LNK) && !we->hashed &&
+		     !s->stat_only))
 			return;
 	}
 	memset(&h, 0, sizeof(h));
 	memcpy(h.magic, SNAP_MAGIC, 8);
 	memcpy(h.key, s->key, 16);
-	idx_context_hash(w, h.digest);
+	if (!s->stat_only)
+		idx_context_hash(w, h.digest);
 	h.n = w->n;
 	h.written_ns = s->t0;
 	h.root_mtime_ns = s->root.mtime_ns;

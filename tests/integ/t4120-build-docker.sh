@@ -97,6 +97,28 @@ same "BuildKit" "$DOCKER_BIN" 1 --
 like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1; a client < 23: its 2020 context walk\\).*the context as a directory" \
 	"BuildKit: the context as a directory, walked as Debian's 20.10 client walks it"
 like "$(cat "$TESTDIR/ref.tree")" "f 4755 0 'ctx/suid'" "reference (BuildKit): setuid kept"
+
+# BuildKit's directory from the walk's snapshot (no exception in the ignore
+# file, so one is kept): unchanged, then a file rewritten in place
+C0=$C
+C=$TESTDIR/snap
+mkdir -p "$C/src/deep" "$C/node_modules/x"
+printf 'FROM bb\nCOPY . /ctx\n' > "$C/Dockerfile"
+echo one > "$C/src/a.txt"; echo two > "$C/src/deep/b.txt"; echo n > "$C/node_modules/x/i.js"
+ln -s a.txt "$C/src/link"
+printf 'node_modules\n*.log\n' > "$C/.dockerignore"
+sleep 0.3 # past the racy window: the first build keeps a snapshot
+same "BuildKit, a context without exceptions" "$DOCKER_BIN" 1 --
+like "$(cat "$TESTDIR/got.log")" "entries, snapshot: walked" "... walked the first time"
+same "BuildKit, the same context unchanged" "$DOCKER_BIN" 1 --
+like "$(cat "$TESTDIR/got.log")" "entries, snapshot: hit" "... then from its snapshot"
+like "$(cat "$TESTDIR/got.log")" " 0 copied, 0 linked, 0 directories made, 0 removed" \
+	"... and the directory kept as it was"
+echo ONE > "$C/src/a.txt"
+same "BuildKit, a file rewritten in place" "$DOCKER_BIN" 1 --
+like "$(cat "$TESTDIR/got.log")" "entries, snapshot: partial" "... from the snapshot, that file's new stat"
+like "$(cat "$TESTDIR/got.log")" " 1 copied" "... and only that file copied"
+C=$C0
 same "daemon's default (classic)" "$DOCKER_BIN" unset --
 like "$(cat "$TESTDIR/got.log")" "classic builder \\(the daemon's default builder" \
 	"DOCKER_BUILDKIT unset: the daemon's default builder, asked"

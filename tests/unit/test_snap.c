@@ -224,6 +224,126 @@ static void test_replay_is_the_walk(void **state)
 	walk_release(&p);
 }
 
+/* A walk of the given flavour, replayed from (and stored to) a snapshot
+ * with content hashes or, stat_only, without (build's directory). */
+static int run_flavour(struct walk_result *w, unsigned flags, int stat_only)
+{
+	struct walk_opts wo = {0};
+	struct idx_snap *s = idx_snap_new(idxdir);
+	struct idx *x = NULL;
+	struct err e = ERR_INIT;
+	char digest[IDX_DIGEST_LEN];
+	int res;
+
+	if (stat_only)
+		idx_snap_stat_only(s);
+	wo.dir = root;
+	wo.flags = flags;
+	wo.replay = idx_snap_replay;
+	wo.replay_ctx = s;
+	assert_int_equal(walk_run(&wo, w, &e), 0);
+	res = w->replayed ? idx_snap_result(s) : IDX_SNAP_NONE;
+	if (stat_only) {
+		assert_int_equal(idx_snap_digest(s, digest), -1);
+		idx_snap_store(s, w);
+	} else if (res != IDX_SNAP_HIT) {
+		assert_int_equal(idx_open(&x, idxdir, 0, &e), 0);
+		assert_int_equal(idx_update(x, w, NULL, &e), 0);
+		idx_snap_store(s, w);
+		idx_close(x);
+	}
+	idx_snap_free(s);
+	return res;
+}
+
+/* The same entries as a fresh walk of that flavour, without hashes. */
+static void assert_walk_of(const struct walk_result *w, unsigned flags)
+{
+	struct walk_opts wo = {0};
+	struct walk_result p;
+	struct err e = ERR_INIT;
+	size_t i;
+
+	wo.dir = root;
+	wo.flags = flags;
+	assert_int_equal(walk_run(&wo, &p, &e), 0);
+	assert_int_equal(w->n, p.n);
+	for (i = 0; i < p.n; i++) {
+		const struct walk_entry *x = &w->v[i], *y = &p.v[i];
+
+		assert_int_equal(x->path_len, y->path_len);
+		assert_memory_equal(x->path, y->path, x->path_len + 1u);
+		assert_int_equal(x->type, y->type);
+		assert_int_equal(x->mode, y->mode);
+		assert_int_equal(x->size, y->size);
+		assert_int_equal(x->mtime_ns, y->mtime_ns);
+		assert_int_equal(x->ctime_ns, y->ctime_ns);
+		assert_int_equal(x->ino, y->ino);
+		assert_int_equal(x->dev, y->dev);
+		assert_int_equal(x->nlink, y->nlink);
+		assert_int_equal(x->link_len, y->link_len);
+		assert_int_equal(x->hashed, WALK_HASH_NONE);
+	}
+	walk_release(&p);
+}
+
+/* Snapshots of the other walk flavours, and without hashes: each flavour
+ * and kind has its own; one without hashes replays none. */
+static void test_flavours_and_stat_only(void **state)
+{
+	const unsigned bk = WALK_FSUTIL2020, classic = WALK_CLASSIC | WALK_NO_HARDLINKS;
+	struct walk_result w;
+
+	(void)state;
+	settle();
+	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_NONE);
+	walk_release(&w);
+	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_HIT);
+	assert_true(w.n > 3000);
+	assert_walk_of(&w, bk);
+	walk_release(&w);
+	/* not the snapshot of another flavour, nor of the same one with
+	 * hashes: walked, then each has its own */
+	assert_int_equal(run_flavour(&w, classic, 1), IDX_SNAP_NONE);
+	walk_release(&w);
+	assert_int_equal(run_flavour(&w, bk, 0), IDX_SNAP_NONE);
+	walk_release(&w);
+	assert_int_equal(run_flavour(&w, bk, 0), IDX_SNAP_HIT);
+	walk_release(&w);
+	assert_int_equal(run_flavour(&w, classic, 1), IDX_SNAP_HIT);
+	assert_walk_of(&w, classic);
+	walk_release(&w);
+	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_HIT);
+	walk_release(&w);
+
+	/* a file rewritten in place: its new stat, still no hash */
+	write_file("d02/g004", "rewritten, stat only\n");
+	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_PARTIAL);
+	assert_walk_of(&w, bk);
+	walk_release(&w);
+	/* a name removed: walked */
+	{
+		char *f = xasprintf("%s/d05/g006", root);
+
+		assert_int_equal(unlink(f), 0);
+		free(f);
+	}
+	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_NONE);
+	assert_walk_of(&w, bk);
+	walk_release(&w);
+	settle();
+	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_NONE); /* the last one was racy */
+	walk_release(&w);
+	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_HIT);
+	walk_release(&w);
+
+	/* a flavour whose result a snapshot does not hold: never replayed */
+	assert_int_equal(run_flavour(&w, WALK_EXCLUDED, 1), IDX_SNAP_NONE);
+	walk_release(&w);
+	assert_int_equal(run_flavour(&w, WALK_EXCLUDED, 1), IDX_SNAP_NONE);
+	walk_release(&w);
+}
+
 static void test_memo(void **state)
 {
 	unsigned char k1[16], k2[16];
@@ -267,6 +387,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_replay_is_the_walk),
+		cmocka_unit_test(test_flavours_and_stat_only),
 		cmocka_unit_test(test_memo),
 	};
 
