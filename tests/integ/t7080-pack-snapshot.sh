@@ -59,6 +59,19 @@ like "$out" '"snapshot":"hit"' "and pack's serves hash"
 ctxpack build -q --compress zstd "$C" -- sh -c 'cat > "$1"' sh "$TESTDIR/built.zst"
 same_files "$TESTDIR/built.zst" "$TESTDIR/after-hash.cold.zst" "build: the bytes of a cold pack"
 
+# the other walk flavours keep snapshots of their own: walked the first
+# time (the default flavour's is not theirs), then replayed, the bytes of a
+# cold pack with the same option
+for fl in --classic --no-hardlinks --normalize-modes; do
+	n=flag${fl#--}
+	ctxpack pack --json $fl -o "$TESTDIR/$n.1.zst" "$C" > "$TESTDIR/$n.1.json"
+	ctxpack pack --json $fl -o "$TESTDIR/$n.2.zst" "$C" > "$TESTDIR/$n.2.json"
+	ctxpack pack -q --no-cache $fl -o "$TESTDIR/$n.cold.zst" "$C"
+	is "$(jget "$TESTDIR/$n.1.json" snapshot) $(jget "$TESTDIR/$n.2.json" snapshot)" \
+		"walked hit" "pack $fl: walked, then from its own snapshot"
+	same_files "$TESTDIR/$n.2.zst" "$TESTDIR/$n.cold.zst" "pack $fl: the bytes of a cold pack"
+done
+
 # --no-cache neither reads nor writes snapshots
 rm -rf "$XDG_CACHE_HOME/ctxpack/index/snapshots"
 ctxpack pack -q --no-cache -o "$TESTDIR/nc.zst" "$C"
