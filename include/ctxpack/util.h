@@ -210,10 +210,11 @@ char *cache_home(void);
  * The environment, read once (env.c).  Every variable ctxpack reads is a
  * field here, copied by env_load (main calls it before anything else;
  * env_get loads on first use), and no other file calls getenv: this struct
- * is the complete list of what the environment changes.  Unset is NULL;
- * set is the value as written, also when empty (SOURCE_DATE_EPOCH= is an
- * error, not unset): each user parses its own and names the variable in its
- * error.  A program that changes its own environment (the
+ * is the complete list of what the environment changes.  Unset is NULL,
+ * and so is set but empty except where empty means something else to the
+ * program that reads it (env.c's table: PATH, SOURCE_DATE_EPOCH, which is
+ * an error then, and DOCKER_CONTEXT); values are as written: each user
+ * parses its own and names the variable in its error.  A program that changes its own environment (the
  * unit tests) calls env_load again.
  */
 struct env_vars {

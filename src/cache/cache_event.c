@@ -35,7 +35,7 @@ size_t cache_stats_keep(void)
 	const char *v = env_get()->stats_keep;
 	uint64_t n;
 
-	if (v && *v && !parse_u64(v, &n) && n >= 1 && n <= 100000)
+	if (v && !parse_u64(v, &n) && n >= 1 && n <= 100000)
 		return (size_t)n;
 	return CACHE_STATS_KEEP;
 }

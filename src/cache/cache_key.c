@@ -251,7 +251,7 @@ char *cache_expand_path(const char *path)
 {
 	const char *home = env_get()->home;
 
-	if (path[0] == '~' && (path[1] == '\0' || path[1] == '/') && home && *home)
+	if (path[0] == '~' && (path[1] == '\0' || path[1] == '/') && home)
 		return xasprintf("%s%s", home, path + 1);
 	return xstrdup(path);
 }

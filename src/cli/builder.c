@@ -145,7 +145,7 @@ static char *docker_config_dir(const struct builder *b)
 
 	if (d && *d)
 		return xstrdup(d);
-	return xasprintf("%s/.docker", home && *home ? home : "/root");
+	return xasprintf("%s/.docker", home ? home : "/root");
 }
 
 /* The daemon address from a docker context's metadata (its directory is

@@ -240,7 +240,7 @@ void cmd_cache_common_init(struct cmd_cache_common *c, int restoring)
 	 * cli_progress_end only */
 	c->co.reg.progress = cli_progress_reg;
 	c->restoring = restoring;
-	if (restoring && ci && *ci && strcmp(ci, "false") && strcmp(ci, "0"))
+	if (restoring && ci && strcmp(ci, "false") && strcmp(ci, "0"))
 		c->timeout = RESTORE_TIMEOUT_CI;
 }
 

@@ -32,7 +32,7 @@ static void github_output(int hit, const char *matched)
 	char *s;
 	int fd;
 
-	if (!path || !*path)
+	if (!path)
 		return;
 	/* one line per output: a value from the store never adds one (keys
 	 * are checked when read; this says so again where it matters) */

@@ -21,8 +21,7 @@ int fc_prepare(struct walk_result *w, const char *index_dir, struct fc *c,
 	       const struct idx_snap *snap, struct idx **xp, struct idx_stats *ist,
 	       struct buf *warn, struct err *e)
 {
-	const char *env = env_get()->index;
-	int explicit_idx = (index_dir && *index_dir) || (env && *env);
+	int explicit_idx = (index_dir && *index_dir) || env_get()->index;
 	struct err e2 = ERR_INIT;
 	struct idx *x = NULL;
 

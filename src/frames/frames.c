@@ -93,7 +93,7 @@ int fc_open(struct fc **out, const struct fc_opts *o, struct err *e)
 	const char *env = env_get()->pack_cache_max;
 
 	*out = NULL;
-	if (!max && env && *env && fc_parse_size(env, &max))
+	if (!max && env && fc_parse_size(env, &max))
 		return err_set(e, ERR_USAGE, "CTXPACK_PACK_CACHE_MAX='%.64s' is not a size "
 			       "(like 2G or 500M)", env);
 	c = xcalloc(1, sizeof(*c));

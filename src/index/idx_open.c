@@ -211,7 +211,7 @@ char *idx_dir_for(const char *dir)
 	if (dir && *dir)
 		return xstrdup(dir);
 	env = env_get()->index;
-	if (env && *env)
+	if (env)
 		return xstrdup(env);
 	home = cache_home();
 	d = xasprintf("%s/index", home);

@@ -413,18 +413,18 @@ int reg_cred_lookup(const char *host, const char *repo, struct reg_cred *c,
 
 	memset(c, 0, sizeof(*c));
 	env = env_get()->registry_auth_file;
-	if (env && *env) {
+	if (env) {
 		r = lookup_file(env, host, repo, c, e);
 		if (r)
 			return r;
 	}
 	env = env_get()->docker_config;
-	if (env && *env) {
+	if (env) {
 		file = xasprintf("%s/config.json", env);
 	} else {
 		const char *home = env_get()->home;
 
-		if (!home || !*home)
+		if (!home)
 			return 0;
 		file = xasprintf("%s/.docker/config.json", home);
 	}

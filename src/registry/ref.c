@@ -295,7 +295,7 @@ char *reg_default_store(void)
 	const char *env = env_get()->store;
 	char *home, *s;
 
-	if (env && *env)
+	if (env)
 		return xstrdup(env);
 	home = cache_home();
 	s = xasprintf("oci:%s/store", home);

@@ -119,7 +119,7 @@ unsigned reg_uint_or(const char *v, unsigned dflt)
 {
 	uint64_t n;
 
-	if (v && *v && !parse_u64(v, &n) && n > 0 && n < 100000)
+	if (v && !parse_u64(v, &n) && n > 0 && n < 100000)
 		return (unsigned)n;
 	return dflt;
 }
@@ -128,7 +128,7 @@ uint64_t reg_size_or(const char *v, uint64_t dflt)
 {
 	uint64_t n;
 
-	if (v && *v && !parse_u64(v, &n) && n >= 1024)
+	if (v && !parse_u64(v, &n) && n >= 1024)
 		return n;
 	return dflt;
 }

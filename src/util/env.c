@@ -10,23 +10,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* empty: set but empty is a value of its own (as the program that reads
+ * it takes it); for the others it is unset, NULL */
 static const struct {
 	const char *name;
 	size_t off;
+	int empty;
 } vars[] = {
-#define V(name, field) { name, offsetof(struct env_vars, field) }
+#define V(name, field) { name, offsetof(struct env_vars, field), 0 }
+#define E(name, field) { name, offsetof(struct env_vars, field), 1 }
 	V("HOME", home),
 	V("XDG_CACHE_HOME", xdg_cache_home),
-	V("PATH", path),
+	E("PATH", path),                           /* "": the current directory */
 	V("LD_LIBRARY_PATH", ld_library_path),
 	V("LD_PRELOAD", ld_preload),
-	V("SOURCE_DATE_EPOCH", source_date_epoch),
+	E("SOURCE_DATE_EPOCH", source_date_epoch), /* "": an error */
 	V("CI", ci),
 	V("GITHUB_OUTPUT", github_output),
 	V("REGISTRY_AUTH_FILE", registry_auth_file),
 	V("DOCKER_CONFIG", docker_config),
 	V("DOCKER_HOST", docker_host),
-	V("DOCKER_CONTEXT", docker_context),
+	E("DOCKER_CONTEXT", docker_context),       /* "": no context, no DOCKER_HOST */
 	V("DOCKER_BUILDKIT", docker_buildkit),
 	V("CTXPACK_INDEX", index),
 	V("CTXPACK_STORE", store),
@@ -39,6 +43,7 @@ static const struct {
 	V("CTXPACK_OVERLAP_MIN", overlap_min),
 	V("CTXPACK_TEST_HASH_DELAY_MS", test_hash_delay_ms),
 #undef V
+#undef E
 };
 
 static struct env_vars current;
@@ -53,7 +58,7 @@ void env_load(void)
 		const char *v = getenv(vars[i].name);
 
 		free(*slot);
-		*slot = v ? xstrdup(v) : NULL;
+		*slot = v && (*v || vars[i].empty) ? xstrdup(v) : NULL;
 	}
 	loaded = 1;
 }

@@ -471,7 +471,7 @@ char *cache_home(void)
 
 	if (x && *x == '/')
 		return xasprintf("%s/ctxpack", x);
-	if (!h || !*h)
+	if (!h)
 		h = "/tmp";
 	return xasprintf("%s/.cache/ctxpack", h);
 }

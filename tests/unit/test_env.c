@@ -40,17 +40,34 @@ static void test_by_name(void **state)
 	assert_null(env_value("DOCKER_HOST"));
 }
 
-/* Unset is NULL; set but empty is "" (SOURCE_DATE_EPOCH= is refused). */
+/* Unset is NULL; set but empty is "" where empty means something of its
+ * own (SOURCE_DATE_EPOCH= is refused, PATH= is the current directory,
+ * DOCKER_CONTEXT= names none), else NULL too. */
 static void test_empty_is_not_unset(void **state)
 {
+	char *path = getenv("PATH") ? xstrdup(getenv("PATH")) : NULL;
+
 	(void)state;
 	setenv("SOURCE_DATE_EPOCH", "", 1);
+	setenv("PATH", "", 1);
+	setenv("DOCKER_CONTEXT", "", 1);
+	setenv("CTXPACK_STORE", "", 1);
 	unsetenv("GITHUB_OUTPUT");
 	env_load();
 	assert_non_null(env_get()->source_date_epoch);
 	assert_string_equal(env_get()->source_date_epoch, "");
+	assert_non_null(env_get()->path);
+	assert_string_equal(env_get()->path, "");
+	assert_non_null(env_get()->docker_context);
+	assert_string_equal(env_get()->docker_context, "");
+	assert_null(env_get()->store);
 	assert_null(env_get()->github_output);
 	unsetenv("SOURCE_DATE_EPOCH");
+	unsetenv("DOCKER_CONTEXT");
+	unsetenv("CTXPACK_STORE");
+	if (path)
+		setenv("PATH", path, 1);
+	free(path);
 	env_load();
 	assert_null(env_get()->source_date_epoch);
 }
