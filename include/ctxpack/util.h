@@ -63,12 +63,13 @@ void *xreallocarray(void *p, size_t n, size_t sz);
 /* For buffers of 512 KiB or more that are filled soon (a snapshot read, a
  * walk's entries, a copy buffer): 2 MiB aligned, rounded up to 2 MiB and
  * marked for transparent huge pages, which spares most page faults (a
- * fault costs 10 us on the VMs this runs on); freed with free().
- * xrealloc_big() grows p, of which old bytes are used, to n that way.
- * Smaller sizes are plain xmalloc/xrealloc. */
+ * fault costs 10 us on the VMs this runs on); freed with free().  The
+ * array forms check n * sz as xreallocarray does; xreallocarray_big grows
+ * p, of which the first old elements are used, to n.  Smaller sizes are
+ * plain xmalloc/xreallocarray. */
 void *xmalloc_big(size_t n);
 void *xmallocarray_big(size_t n, size_t sz);
-void *xrealloc_big(void *p, size_t old, size_t n);
+void *xreallocarray_big(void *p, size_t old, size_t n, size_t sz);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

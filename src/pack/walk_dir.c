@@ -96,10 +96,8 @@ static struct walk_entry *new_entry(struct walker *w)
 	struct walk_entry *we;
 
 	if (w->n == w->alloc) {
-		if (w->alloc > SIZE_MAX / 2 / sizeof(*w->v))
-			abort(); /* more entries than memory */
 		w->alloc = w->alloc ? w->alloc * 2 : 1024;
-		w->v = xrealloc_big(w->v, w->n * sizeof(*w->v), w->alloc * sizeof(*w->v));
+		w->v = xreallocarray_big(w->v, w->n, w->alloc, sizeof(*w->v));
 	}
 	we = &w->v[w->n++];
 	memset(we, 0, sizeof(*we));

@@ -64,17 +64,6 @@ void *xreallocarray(void *p, size_t n, size_t sz)
 #define HUGE_PAGE ((size_t)2 << 20)
 #define HUGE_MIN ((size_t)512 << 10)
 
-static void huge_hint(void *p, size_t n)
-{
-	uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
-	uintptr_t b = ((uintptr_t)p + n) & ~(uintptr_t)(HUGE_PAGE - 1);
-
-#ifdef MADV_HUGEPAGE
-	if (b > a)
-		(void)madvise((void *)a, b - a, MADV_HUGEPAGE);
-#endif
-}
-
 void *xmalloc_big(size_t n)
 {
 	size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
@@ -86,28 +75,30 @@ void *xmalloc_big(size_t n)
 		return xmalloc(n);
 	if (posix_memalign(&p, HUGE_PAGE, len))
 		oom(n);
-	huge_hint(p, len);
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, len, MADV_HUGEPAGE);
+#endif
 	return p;
 }
 
-void *xrealloc_big(void *p, size_t old, size_t n)
+void *xreallocarray_big(void *p, size_t old, size_t n, size_t sz)
 {
 	void *q;
 
-	if (n < HUGE_MIN || old >= n)
-		return xrealloc(p, n);
-	q = xmalloc_big(n);
+	if (sz && n > SIZE_MAX / sz)
+		oom(SIZE_MAX);
+	if (n * sz < HUGE_MIN || old >= n)
+		return xreallocarray(p, n, sz);
+	q = xmalloc_big(n * sz);
 	if (old)
-		memcpy(q, p, old);
+		memcpy(q, p, old * sz);
 	free(p);
 	return q;
 }
 
 void *xmallocarray_big(size_t n, size_t sz)
 {
-	if (sz && n > SIZE_MAX / sz)
-		oom(SIZE_MAX);
-	return xmalloc_big(n && sz ? n * sz : 1);
+	return xreallocarray_big(NULL, 0, n, sz);
 }
 
 char *xstrdup(const char *s)
@@ -224,7 +215,7 @@ int buf_grow(struct buf *b, size_t extra)
 		ncap = ncap > SIZE_MAX / 2 ? want + 1 : ncap * 2;
 	if (b->cap) {
 		/* all of the old capacity, as realloc keeps it */
-		b->data = xrealloc_big(b->data, b->cap, ncap);
+		b->data = xreallocarray_big(b->data, b->cap, ncap, 1);
 	} else {
 		b->data = xmalloc_big(ncap);
 		b->data[0] = '\0';
