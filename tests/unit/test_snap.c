@@ -92,30 +92,46 @@ static int teardown(void **state)
 }
 
 /* One run as `ctxpack hash` makes it; the result's snapshot answer. */
-static int run(struct walk_result *w, char digest[IDX_DIGEST_LEN])
+/* A walk of the given flavour, replayed from (and stored to) a snapshot
+ * with content hashes (their digest in digest, when not NULL) or,
+ * stat_only, without (build's directory). */
+static int run_flavour(struct walk_result *w, unsigned flags, int stat_only,
+		       char digest[IDX_DIGEST_LEN])
 {
 	struct walk_opts wo = {0};
 	struct idx_snap *s = idx_snap_new(idxdir);
 	struct idx *x = NULL;
 	struct err e = ERR_INIT;
+	char d[IDX_DIGEST_LEN];
 	int res;
 
+	if (stat_only)
+		idx_snap_stat_only(s);
 	wo.dir = root;
+	wo.flags = flags;
 	wo.replay = idx_snap_replay;
 	wo.replay_ctx = s;
 	assert_int_equal(walk_run(&wo, w, &e), 0);
 	res = w->replayed ? idx_snap_result(s) : IDX_SNAP_NONE;
-	if (res == IDX_SNAP_HIT) {
-		assert_int_equal(idx_snap_digest(s, digest), 0);
+	if (stat_only) {
+		assert_int_equal(idx_snap_digest(s, d), -1);
+		idx_snap_store(s, w);
+	} else if (res == IDX_SNAP_HIT) {
+		assert_int_equal(idx_snap_digest(s, digest ? digest : d), 0);
 	} else {
 		assert_int_equal(idx_open(&x, idxdir, 0, &e), 0);
 		assert_int_equal(idx_update(x, w, NULL, &e), 0);
 		idx_snap_store(s, w);
-		idx_context_digest(w, digest);
+		idx_context_digest(w, digest ? digest : d);
 		idx_close(x);
 	}
 	idx_snap_free(s);
 	return res;
+}
+
+static int run(struct walk_result *w, char digest[IDX_DIGEST_LEN])
+{
+	return run_flavour(w, 0, 0, digest);
 }
 
 /* The walker's result, hashed through a fresh index of its own. */
@@ -224,38 +240,6 @@ static void test_replay_is_the_walk(void **state)
 	walk_release(&p);
 }
 
-/* A walk of the given flavour, replayed from (and stored to) a snapshot
- * with content hashes or, stat_only, without (build's directory). */
-static int run_flavour(struct walk_result *w, unsigned flags, int stat_only)
-{
-	struct walk_opts wo = {0};
-	struct idx_snap *s = idx_snap_new(idxdir);
-	struct idx *x = NULL;
-	struct err e = ERR_INIT;
-	char digest[IDX_DIGEST_LEN];
-	int res;
-
-	if (stat_only)
-		idx_snap_stat_only(s);
-	wo.dir = root;
-	wo.flags = flags;
-	wo.replay = idx_snap_replay;
-	wo.replay_ctx = s;
-	assert_int_equal(walk_run(&wo, w, &e), 0);
-	res = w->replayed ? idx_snap_result(s) : IDX_SNAP_NONE;
-	if (stat_only) {
-		assert_int_equal(idx_snap_digest(s, digest), -1);
-		idx_snap_store(s, w);
-	} else if (res != IDX_SNAP_HIT) {
-		assert_int_equal(idx_open(&x, idxdir, 0, &e), 0);
-		assert_int_equal(idx_update(x, w, NULL, &e), 0);
-		idx_snap_store(s, w);
-		idx_close(x);
-	}
-	idx_snap_free(s);
-	return res;
-}
-
 /* The same entries as a fresh walk of that flavour, without hashes. */
 static void assert_walk_of(const struct walk_result *w, unsigned flags)
 {
@@ -287,6 +271,18 @@ static void assert_walk_of(const struct walk_result *w, unsigned flags)
 	walk_release(&p);
 }
 
+/* One run of a flavour: its snapshot answer, and (check) the entries a
+ * fresh walk of that flavour gives.  A macro: a failure names the step. */
+#define expect(flags, stat_only, want, check)                                      \
+	do {                                                                        \
+		struct walk_result w_;                                              \
+                                                                                    \
+		assert_int_equal(run_flavour(&w_, (flags), (stat_only), NULL), (want)); \
+		if (check)                                                          \
+			assert_walk_of(&w_, (flags));                               \
+		walk_release(&w_);                                                  \
+	} while (0)
+
 /* Snapshots of the other walk flavours, and without hashes: each flavour
  * and kind has its own; one without hashes replays none. */
 static void test_flavours_and_stat_only(void **state)
@@ -296,31 +292,22 @@ static void test_flavours_and_stat_only(void **state)
 
 	(void)state;
 	settle();
-	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_NONE);
-	walk_release(&w);
-	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_HIT);
+	expect(bk, 1, IDX_SNAP_NONE, 0);
+	assert_int_equal(run_flavour(&w, bk, 1, NULL), IDX_SNAP_HIT);
 	assert_true(w.n > 3000);
 	assert_walk_of(&w, bk);
 	walk_release(&w);
 	/* not the snapshot of another flavour, nor of the same one with
 	 * hashes: walked, then each has its own */
-	assert_int_equal(run_flavour(&w, classic, 1), IDX_SNAP_NONE);
-	walk_release(&w);
-	assert_int_equal(run_flavour(&w, bk, 0), IDX_SNAP_NONE);
-	walk_release(&w);
-	assert_int_equal(run_flavour(&w, bk, 0), IDX_SNAP_HIT);
-	walk_release(&w);
-	assert_int_equal(run_flavour(&w, classic, 1), IDX_SNAP_HIT);
-	assert_walk_of(&w, classic);
-	walk_release(&w);
-	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_HIT);
-	walk_release(&w);
+	expect(classic, 1, IDX_SNAP_NONE, 0);
+	expect(bk, 0, IDX_SNAP_NONE, 0);
+	expect(bk, 0, IDX_SNAP_HIT, 0);
+	expect(classic, 1, IDX_SNAP_HIT, 1);
+	expect(bk, 1, IDX_SNAP_HIT, 0);
 
 	/* a file rewritten in place: its new stat, still no hash */
 	write_file("d02/g004", "rewritten, stat only\n");
-	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_PARTIAL);
-	assert_walk_of(&w, bk);
-	walk_release(&w);
+	expect(bk, 1, IDX_SNAP_PARTIAL, 1);
 	/* a name removed: walked */
 	{
 		char *f = xasprintf("%s/d05/g006", root);
@@ -328,20 +315,14 @@ static void test_flavours_and_stat_only(void **state)
 		assert_int_equal(unlink(f), 0);
 		free(f);
 	}
-	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_NONE);
-	assert_walk_of(&w, bk);
-	walk_release(&w);
+	expect(bk, 1, IDX_SNAP_NONE, 1);
 	settle();
-	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_NONE); /* the last one was racy */
-	walk_release(&w);
-	assert_int_equal(run_flavour(&w, bk, 1), IDX_SNAP_HIT);
-	walk_release(&w);
+	expect(bk, 1, IDX_SNAP_NONE, 0); /* the last one was racy */
+	expect(bk, 1, IDX_SNAP_HIT, 0);
 
 	/* a flavour whose result a snapshot does not hold: never replayed */
-	assert_int_equal(run_flavour(&w, WALK_EXCLUDED, 1), IDX_SNAP_NONE);
-	walk_release(&w);
-	assert_int_equal(run_flavour(&w, WALK_EXCLUDED, 1), IDX_SNAP_NONE);
-	walk_release(&w);
+	expect(WALK_EXCLUDED, 1, IDX_SNAP_NONE, 0);
+	expect(WALK_EXCLUDED, 1, IDX_SNAP_NONE, 0);
 }
 
 static void test_memo(void **state)
