@@ -120,6 +120,11 @@ int buf_read_file(struct buf *b, const char *path, size_t max, struct err *e);
 int write_all(int fd, const void *p, size_t n);       /* 0 or -1 (errno) */
 int pwrite_all(int fd, const void *p, size_t n, off_t off); /* at off; 0 or -1 */
 ssize_t read_full(int fd, void *p, size_t n);          /* bytes or -1 */
+/* A sparse file's next data extent at or after pos, below end:
+ * [*data, *hole), *data == end when a hole runs to end (or the file
+ * shrank: the caller's stat after the read sees it); -1 when the file
+ * system cannot say (read everything).  Holes read as zeros. */
+int file_next_data(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *hole);
 
 /*
  * The version of an external library as the program runs with it, for

@@ -35,27 +35,18 @@ static uint64_t hash_sparse(int fd, XXH3_state_t *st, void *buf, size_t bufsz, u
 	uint64_t pos = 0;
 
 	while (pos < size) {
-		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
-		uint64_t end;
+		uint64_t d, end;
 
-		if (d < 0 && errno == ENXIO)
-			d = (off_t)size; /* a hole to the end (or the file shrank:
-					    the stat after the read sees it) */
-		if (d < 0)
+		if (file_next_data(fd, pos, size, &d, &end))
 			break;
-		if ((uint64_t)d > size)
-			d = (off_t)size;
-		while (pos < (uint64_t)d) {
-			size_t n = (uint64_t)d - pos < sizeof(zeros) ? (size_t)((uint64_t)d - pos)
-								     : sizeof(zeros);
+		while (pos < d) {
+			size_t n = d - pos < sizeof(zeros) ? (size_t)(d - pos) : sizeof(zeros);
 
 			XXH3_128bits_update(st, zeros, n);
 			pos += n;
 		}
 		if (pos >= size)
 			break;
-		h = lseek(fd, (off_t)pos, SEEK_HOLE);
-		end = h > (off_t)pos && (uint64_t)h < size ? (uint64_t)h : size;
 		if (lseek(fd, (off_t)pos, SEEK_SET) < 0)
 			break;
 		while (pos < end) {

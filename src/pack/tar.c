@@ -538,25 +538,21 @@ static int large_file(struct pack_worker *w, int rootfd, const struct walk_entry
 		/* holes are not read but written as the zeros they read as:
 		 * the same bytes, without filling the page cache */
 		if (sparse) {
-			off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+			uint64_t d, h;
 
-			if (d < 0 && errno == ENXIO)
-				d = (off_t)end; /* a hole to the end (or the file shrank:
-						   the fstat below sees it) */
-			if (d < 0) {
+			if (file_next_data(fd, pos, end, &d, &h)) {
 				sparse = 0;
-			} else if ((uint64_t)d > pos) {
-				if ((uint64_t)d - pos < want)
-					want = (size_t)((uint64_t)d - pos);
+			} else if (d > pos) {
+				if (d - pos < want)
+					want = (size_t)(d - pos);
 				if (!w->zbuf)
 					w->zbuf = xcalloc(1, PACK_READ_BUF);
 				if (write_data(w, via_tar, w->zbuf, want, we->path))
 					goto fail;
 				pos += want;
 				continue;
-			} else if ((h = lseek(fd, (off_t)pos, SEEK_HOLE)) > (off_t)pos &&
-				   (uint64_t)h - pos < want) {
-				want = (size_t)((uint64_t)h - pos);
+			} else if (h - pos < want) {
+				want = (size_t)(h - pos);
 			}
 		}
 		k = pread(fd, w->rbuf, want, (off_t)pos);

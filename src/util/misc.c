@@ -63,6 +63,22 @@ ssize_t read_full(int fd, void *p, size_t n)
 	return (ssize_t)got;
 }
 
+int file_next_data(int fd, uint64_t pos, uint64_t end, uint64_t *data, uint64_t *hole)
+{
+	off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+
+	if (d < 0 && errno == ENXIO)
+		d = (off_t)end;
+	if (d < 0)
+		return -1;
+	*data = (uint64_t)d < end ? (uint64_t)d : end;
+	*hole = end;
+	if (*data < end && (h = lseek(fd, (off_t)*data, SEEK_HOLE)) > (off_t)*data &&
+	    (uint64_t)h < end)
+		*hole = (uint64_t)h;
+	return 0;
+}
+
 void hex_encode(char *out, const unsigned char *in, size_t n)
 {
 	static const char hx[] = "0123456789abcdef";
