@@ -12,6 +12,10 @@ for t in man lexgrog mandoc make zsh; do
 	command -v $t >/dev/null 2>&1 || { echo "1..0 # SKIP $t not installed (scripts/install-deps)"; exit 0; }
 done
 VERSION=$(cat "$ROOT/VERSION")
+# the Makefile's defaults are under test: an environment's own (perf record,
+# for one, exports PREFIX=/usr to what it runs; `make check PREFIX=..`
+# passes it down in MAKEFLAGS) must not stand in for them
+unset PREFIX BINDIR MANDIR BASHCOMPDIR ZSHCOMPDIR DESTDIR INSTALL MAKEFLAGS MFLAGS MAKELEVEL
 mk() { make -s --no-print-directory -C "$ROOT" "$@"; }
 
 # the commands, from the binary itself
