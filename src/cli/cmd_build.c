@@ -367,7 +367,8 @@ static int check_dockerfile(const struct build *bd, const struct walk_result *wr
 	return ret;
 }
 
-static int run_dir(struct build *bd, struct walk_result *wr, struct err *e)
+static int run_dir(struct build *bd, struct pack_session *ps, struct walk_result *wr,
+		   struct err *e)
 {
 	char *ctx_dir = NULL, *df = NULL, **v, *made = NULL;
 	const char *dockerfile = bd->wo.dockerfile;
@@ -390,6 +391,8 @@ static int run_dir(struct build *bd, struct walk_result *wr, struct err *e)
 	fflush(stdout);
 	fflush(stderr);
 	pid = run_start(v, NULL, 0);
+	/* the walk's snapshot, for the next build, while COMMAND builds */
+	pack_session_keep_walk(ps);
 	if (pid < 0) {
 		err_errno(e, "cannot start %s", v[0]);
 		status = cli_fail(e);
@@ -782,9 +785,7 @@ int cmd_build(int argc, char **argv)
 	if (bd.send == SEND_DIR && cli_opt.verbose)
 		cli_info("context %s: %zu entries, snapshot: %s", wr->root, wr->n,
 			 pack_session_snapshot(ps));
-	status = bd.send == SEND_DIR ? run_dir(&bd, wr, &e) : run_pipe(&bd, ps, &pp, &e);
-	/* after COMMAND: the walk's snapshot, for the next build */
-	pack_session_keep_walk(ps);
+	status = bd.send == SEND_DIR ? run_dir(&bd, ps, wr, &e) : run_pipe(&bd, ps, &pp, &e);
 out:
 	/* interrupted before COMMAND started: die of it, in effect */
 	if (run_signal() && !run_started())
