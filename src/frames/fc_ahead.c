@@ -175,7 +175,7 @@ int fc_ahead_frame(struct fc *c, const unsigned char old_key[FC_KEY_LEN], int64_
 	hooks.content = content;
 	hooks.data = data;
 	hooks.ctx = &m;
-	w = pack_worker_new(o, 0, &e);
+	w = pack_worker_new(o, 1, &e); /* one worker: its buffers on huge pages */
 	if (!w)
 		goto out;
 	pack_worker_set_cache(w, &hooks);

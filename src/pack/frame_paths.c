@@ -6,12 +6,12 @@
  * tar bytes are never all in memory.
  */
 #include "pack_internal.h"
+#include "zstd_internal.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
 
 /* A frame's tar bytes are about PACK_FRAME_MAX at most; more is not
  * believed. */
@@ -66,7 +66,7 @@ static int frame_paths(const void *z, size_t n, int64_t max_file, char ***paths,
 
 	*paths = NULL;
 	*np = 0;
-	u->d = ZSTD_createDStream();
+	u->d = pack_zstd_dstream();
 	u->in.src = z;
 	u->in.size = n;
 	u->last = 1;
@@ -144,7 +144,7 @@ struct pack_frame_reader *pack_frame_reader_new(const void *z, size_t n)
 	struct pack_frame_reader *r = xcalloc(1, sizeof(*r));
 
 	r->u = xcalloc(1, sizeof(*r->u));
-	r->u->d = ZSTD_createDStream();
+	r->u->d = pack_zstd_dstream();
 	r->u->in.src = z;
 	r->u->in.size = n;
 	r->u->last = 1;

@@ -15,11 +15,11 @@
  * libarchive's read side pulls its input, the sink pushes it.
  */
 #include "ctxpack/pack.h"
+#include "zstd_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
-#include <zstd.h>
 
 #define OUT_BUF (128u << 10)
 /* our frames are at most a few MiB of tar: a window far larger than
@@ -47,7 +47,7 @@ struct pack_tar_digest *pack_tar_digest_new(int compress, struct err *e)
 	if (compress == PACK_ZSTD) {
 		size_t r;
 
-		d->zd = ZSTD_createDStream();
+		d->zd = pack_zstd_dstream();
 		if (!d->zd) {
 			err_set(e, ERR_NOMEM, "zstd: cannot create a decompression context");
 			goto fail;

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include "unpack_internal.h"
+#include "zstd_internal.h"
 
 /*
  * The feeder: a thread that reads the input (an fd or memory) and, when it
@@ -110,7 +110,7 @@ static void *produce(void *arg)
 	}
 	if (in_len >= 4 && in[0] == 0x28 && in[1] == 0xb5 && in[2] == 0x2f && in[3] == 0xfd) {
 		zstd = 1;
-		z = ZSTD_createDStream();
+		z = pack_zstd_dstream();
 		if (!z) {
 			ret = err_set(&f->e, ERR_NOMEM, "cannot allocate a zstd decoder");
 			goto out;

@@ -23,13 +23,14 @@
  * into calls; test_pack checks that.
  */
 #include "pack_internal.h"
+#include "zstd_internal.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <zstd.h>
 
 /* bytes of the gathered input kept resident between frames: on huge pages
  * 6 MiB, a typical frame's (a frame of 3-8 MiB then faults and zeroes no
@@ -39,6 +40,30 @@
 /* a frame's tar bytes: at most PACK_FRAME_MAX plus one entry's headers
  * and (small files being whole) up to PACK_SMALL_FILE more */
 #define ZIN_SIZE (2 * (size_t)PACK_FRAME_MAX + ((size_t)1 << 20))
+
+static void *zmem_alloc(void *opaque, size_t n)
+{
+	(void)opaque;
+	return xmalloc_big(n);
+}
+
+static void zmem_free(void *opaque, void *p)
+{
+	(void)opaque;
+	free(p);
+}
+
+static const ZSTD_customMem zmem = {zmem_alloc, zmem_free, NULL};
+
+ZSTD_CCtx *pack_zstd_cctx(int huge)
+{
+	return huge ? ZSTD_createCCtx_advanced(zmem) : ZSTD_createCCtx();
+}
+
+ZSTD_DStream *pack_zstd_dstream(void)
+{
+	return ZSTD_createDStream_advanced(zmem);
+}
 
 static int zerr(struct err *e, const char *what, size_t r)
 {
@@ -52,7 +77,7 @@ int pack_codec_init(struct pack_worker *w, struct err *e)
 
 	if (w->compress != PACK_ZSTD)
 		return 0;
-	c = ZSTD_createCCtx();
+	c = pack_zstd_cctx(w->huge);
 	if (!c)
 		return err_set(e, ERR_NOMEM, "zstd: cannot create a compression context");
 	w->zcctx = c;
