@@ -1,8 +1,9 @@
 /*
  * fc_assemble: the archive after a small change, from the context's last
  * archive plus the few frames the change made new.  Those (at most
- * ASSEMBLE_MAX; more, and pack_write's pipeline does the work with bounded
- * memory) are encoded first on pack_run.c's encoder pool, then every frame
+ * ASSEMBLE_MAX frames of ASSEMBLE_BYTES in all; more, and pack_write's
+ * pipeline does the work with bounded memory) are encoded first on
+ * pack_run.c's encoder pool, then every frame
  * is sent in order: the frames before the first one that differs from the
  * last archive's are the same bytes at the same offsets, so they are
  * copied without being read and the sha256 resumes there from the state
@@ -19,8 +20,16 @@
 
 #include "ctxpack/index.h"
 
-/* At most this many frames are compressed up front by fc_assemble(). */
-#define ASSEMBLE_MAX 2
+/* fc_assemble() compresses up front at most ASSEMBLE_MAX frames holding
+ * at most ASSEMBLE_BYTES estimated tar bytes in all (their encoded bytes
+ * are held until sent: as much as two frames of the largest size), on
+ * ASSEMBLE_WORKERS workers at most.  An edit that changes a file's size
+ * moves the cut after its frame, and the frames after it until a cut
+ * falls where it fell before: often two or three frames (0.5-1.5 MiB
+ * each since format 4). */
+#define ASSEMBLE_MAX 8
+#define ASSEMBLE_BYTES (2 * (uint64_t)PACK_FRAME_MAX)
+#define ASSEMBLE_WORKERS 2
 
 /*
  * A frame made again after an edit holds mostly files that did not
@@ -114,6 +123,11 @@ static void enc_put(void *ctx, const struct pack_list *l, const struct pack_fram
 
 	(void)buf_add(&j->out[m], p, n); /* no max: cannot fail */
 	fc_run_store(j->r, j->ks[m], p, n);
+	/* this worker is done with frame m: its old frame goes now, so that
+	 * at most one is open per worker */
+	pack_frame_reader_free(j->src[m].rd);
+	j->src[m].rd = NULL;
+	buf_release(&j->src[m].z);
 }
 
 /* Encode frames ks[0..nk) (nk <= ASSEMBLE_MAX) into out[], on up to
@@ -142,7 +156,7 @@ static int encode_frames(struct fc_run *r, const struct fc_manifest *p, const si
 	hooks.data = enc_data;
 	hooks.ctx = &j;
 	ret = pack_encode_frames(r->l, r->o, r->rootfd, j.f, nk,
-				 threads < ASSEMBLE_MAX ? threads : ASSEMBLE_MAX, &hooks, NULL,
+				 threads < ASSEMBLE_WORKERS ? threads : ASSEMBLE_WORKERS, &hooks, NULL,
 				 NULL, NULL, NULL, e);
 	for (m = 0; m < nk; m++) {
 		pack_frame_reader_free(j.src[m].rd);
@@ -180,11 +194,13 @@ static ssize_t manifest_find(const struct fc_manifest *m, const unsigned char *k
 /*
  * Which of the run's frames the store lacks: miss[0..*nmiss) (in order),
  * and src[k], frame k's index in p or -1.  A file that is not what was
- * stored is removed (damaged).  -1 when more than ASSEMBLE_MAX are missing.
+ * stored is removed (damaged).  -1 when more are missing than fc_assemble
+ * compresses up front (ASSEMBLE_MAX, ASSEMBLE_BYTES).
  */
 static int find_missing(struct fc_run *r, const struct fc_manifest *p, ssize_t *src,
 			size_t *miss, size_t *nmiss)
 {
+	uint64_t bytes = 0;
 	size_t k;
 
 	for (k = 0; k < r->nplan; k++) {
@@ -206,8 +222,9 @@ static int find_missing(struct fc_run *r, const struct fc_manifest *p, ssize_t *
 		free(path);
 		if (have)
 			continue;
-		if (*nmiss == ASSEMBLE_MAX)
+		if (*nmiss == ASSEMBLE_MAX || bytes + r->plan[k].est > ASSEMBLE_BYTES)
 			return -1;
+		bytes += r->plan[k].est;
 		miss[(*nmiss)++] = k;
 	}
 	return 0;
@@ -216,7 +233,8 @@ static int find_missing(struct fc_run *r, const struct fc_manifest *p, ssize_t *
 /*
  * The archive from the context's last archive p plus a few frames: the
  * frames missing from the store are compressed first (at most
- * ASSEMBLE_MAX, else this returns 0 having done nothing), then every
+ * ASSEMBLE_MAX and ASSEMBLE_BYTES, else this returns 0 having done
+ * nothing), then every
  * frame is sent in order; the frames before the first one that differs
  * from p's are copied without being read, and the sha256 resumes there.
  * A stored frame found damaged on the way is compressed on the spot.

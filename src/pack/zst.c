@@ -33,10 +33,9 @@
 #include <sys/mman.h>
 
 /* bytes of the gathered input kept resident between frames: on huge pages
- * 6 MiB, a typical frame's (a frame of 3-8 MiB then faults and zeroes no
- * page again: 0.06 s less system time on the 100k tree, the same peak,
- * which two big frames at once set anyway), else 1 MiB */
-#define ZIN_KEEP(w) ((size_t)((w)->huge ? 6 : 1) << 20)
+ * 2 MiB, more than a typical frame's (0.5-1.5 MiB: a frame then faults
+ * and zeroes no page again), else 1 MiB */
+#define ZIN_KEEP(w) ((size_t)((w)->huge ? 2 : 1) << 20)
 /* a frame's tar bytes: at most PACK_FRAME_MAX plus one entry's headers
  * and (small files being whole) up to PACK_SMALL_FILE more */
 #define ZIN_SIZE (2 * (size_t)PACK_FRAME_MAX + ((size_t)1 << 20))
