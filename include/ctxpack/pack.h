@@ -46,8 +46,8 @@ enum pack_compress {
 
 /* The frame rule (docs/archive-format.md, "Frames").  Sizes are estimates
  * of tar bytes computed from the entry alone (pack_entry_est). */
-#define PACK_FRAME_MIN (512u << 10) /* no content-defined cut below this */
-#define PACK_FRAME_AVG (256u << 10) /* expected bytes between cuts above MIN */
+#define PACK_FRAME_MIN (1u << 20)   /* no content-defined cut below this */
+#define PACK_FRAME_AVG (512u << 10) /* expected bytes between cuts above MIN */
 #define PACK_FRAME_MAX (8u << 20)   /* never grow a frame past this */
 #define PACK_SPLIT_OVER (8u << 20)  /* files larger than this are split ... */
 #define PACK_CHUNK (4u << 20)       /* ... at multiples of this data offset */

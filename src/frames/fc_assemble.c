@@ -25,8 +25,8 @@
  * are held until sent: as much as two frames of the largest size), on
  * ASSEMBLE_WORKERS workers at most.  An edit that changes a file's size
  * moves the cut after its frame, and the frames after it until a cut
- * falls where it fell before: often two or three frames (0.5-1.5 MiB
- * each since format 4). */
+ * falls where it fell before: often two or three frames (1-2 MiB each
+ * since format 4). */
 #define ASSEMBLE_MAX 8
 #define ASSEMBLE_BYTES (2 * (uint64_t)PACK_FRAME_MAX)
 #define ASSEMBLE_WORKERS 2

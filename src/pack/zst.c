@@ -33,8 +33,8 @@
 #include <sys/mman.h>
 
 /* bytes of the gathered input kept resident between frames: on huge pages
- * 2 MiB, more than a typical frame's (0.5-1.5 MiB: a frame then faults
- * and zeroes no page again), else 1 MiB */
+ * 2 MiB, a typical frame's (1-2 MiB: a frame then faults and zeroes
+ * no page again), else 1 MiB */
 #define ZIN_KEEP(w) ((size_t)((w)->huge ? 2 : 1) << 20)
 /* a frame's tar bytes: at most PACK_FRAME_MAX plus one entry's headers
  * and (small files being whole) up to PACK_SMALL_FILE more */
