@@ -3,12 +3,12 @@
  * archive plus the few frames the change made new.  Those (at most
  * ASSEMBLE_MAX frames of ASSEMBLE_BYTES in all; more, and pack_write's
  * pipeline does the work with bounded memory) are encoded first on
- * pack_run.c's encoder pool, then every frame
- * is sent in order: the frames before the first one that differs from the
- * last archive's are the same bytes at the same offsets, so they are
- * copied without being read and the sha256 resumes there from the state
- * the manifest saved; the rest are read, hashed and sent through the
- * writer thread (fc_writer.c).
+ * pack_run.c's encoder pool, then every frame is sent in order: the
+ * frames before the first one that differs from the last archive's are
+ * the same bytes at the same offsets, so they are copied without being
+ * read and the sha256 resumes there from the state the manifest saved;
+ * the rest are read, hashed and sent through the writer thread
+ * (fc_writer.c).
  */
 #include "fc_pack_internal.h"
 
@@ -234,9 +234,9 @@ static int find_missing(struct fc_run *r, const struct fc_manifest *p, ssize_t *
  * The archive from the context's last archive p plus a few frames: the
  * frames missing from the store are compressed first (at most
  * ASSEMBLE_MAX and ASSEMBLE_BYTES, else this returns 0 having done
- * nothing), then every
- * frame is sent in order; the frames before the first one that differs
- * from p's are copied without being read, and the sha256 resumes there.
+ * nothing), then every frame is sent in order; the frames before the
+ * first one that differs from p's are copied without being read, and the
+ * sha256 resumes there.
  * A stored frame found damaged on the way is compressed on the spot.
  * Returns 1 (done, res filled), 0 (not applicable, nothing sent) or an
  * error (the sink's, or a frame that could not be compressed).
