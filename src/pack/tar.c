@@ -516,7 +516,7 @@ static int large_file(struct pack_worker *w, int rootfd, const struct walk_entry
 {
 	struct stat st1, st2;
 	int via_tar = off == 0, sparse, fd, ret = 0;
-	uint64_t pos;
+	uint64_t pos, ext_d = 0, ext_h = 0; /* the extent known: data [ext_d, ext_h) */
 
 	fd = open_file(w, rootfd, we, &st1);
 	if (fd < 0)
@@ -536,23 +536,22 @@ static int large_file(struct pack_worker *w, int rootfd, const struct walk_entry
 		ssize_t k;
 
 		/* holes are not read but written as the zeros they read as:
-		 * the same bytes, without filling the page cache */
+		 * the same bytes, without filling the page cache; the file
+		 * system is asked again only past the extent it gave */
 		if (sparse) {
-			uint64_t d, h;
-
-			if (file_next_data(fd, pos, end, &d, &h)) {
+			if (pos >= ext_h && file_next_data(fd, pos, end, &ext_d, &ext_h)) {
 				sparse = 0;
-			} else if (d > pos) {
-				if (d - pos < want)
-					want = (size_t)(d - pos);
+			} else if (ext_d > pos) {
+				if (ext_d - pos < want)
+					want = (size_t)(ext_d - pos);
 				if (!w->zbuf)
 					w->zbuf = xcalloc(1, PACK_READ_BUF);
 				if (write_data(w, via_tar, w->zbuf, want, we->path))
 					goto fail;
 				pos += want;
 				continue;
-			} else if (h - pos < want) {
-				want = (size_t)(h - pos);
+			} else if (ext_h - pos < want) {
+				want = (size_t)(ext_h - pos);
 			}
 		}
 		k = pread(fd, w->rbuf, want, (off_t)pos);
