@@ -236,8 +236,9 @@ void idx_hasher_final(struct idx_hasher *h, unsigned char out[16]);
  * classic or 2020-fsutil flavour (not WALK_EXCLUDED, WALK_FULL or
  * WALK_TYPES_ONLY) whose ignore file has no exception (so that no pruned
  * directory could hold an included entry), keyed by the root, the
- * Dockerfile's path, the ignore file's path and bytes and the flavour.  It stats every stored entry and the
- * root (in parallel from 2048 entries on); the stored walk is replayed
+ * Dockerfile's path, the ignore file's path and bytes and the flavour.
+ * It stats every stored entry and the root (in parallel from 2048
+ * entries on); the stored walk is replayed
  * only when each directory (the root included) has its stored stat (same
  * inode, mode, size, mtime and ctime: no name was added, removed or
  * renamed in it), every other entry too except regular files rewritten in

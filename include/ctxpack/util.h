@@ -220,8 +220,8 @@ char *cache_home(void);
  * and so is set but empty except where empty means something else to the
  * program that reads it (env.c's table: PATH, SOURCE_DATE_EPOCH, which is
  * an error then, and DOCKER_CONTEXT); values are as written: each user
- * parses its own and names the variable in its error.  A program that changes its own environment (the
- * unit tests) calls env_load again.
+ * parses its own and names the variable in its error.  A program that
+ * changes its own environment (the unit tests) calls env_load again.
  */
 struct env_vars {
 	const char *home;               /* HOME */
