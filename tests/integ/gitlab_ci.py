@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""gitlab_ci.py PIPELINE ROOT JOB: the shell script a GitLab runner runs for
-JOB of the pipeline file PIPELINE, for the template test (t8110).
+"""gitlab_ci.py PIPELINE ROOT JOB [after]: the shell script a GitLab runner
+runs for JOB of the pipeline file PIPELINE, for the template test (t8110);
+with `after`, the job's after_script, which the runner runs in a shell of its
+own once the job ends (failed or not).
 
 What GitLab does before a job runs, for the keys the template uses:
 `include: local:` files (relative to ROOT) merged under the pipeline's own
@@ -9,7 +11,7 @@ deep-merged and everything else replaced, `!reference [job, key...]`
 resolved on the merged jobs, nested script arrays flattened, and the
 global and job `variables:` exported, each expanded with the variables
 before it ($NAME and ${NAME}; unknown ones are empty).  The script is
-before_script then script, each entry printed as "$ FIRST-LINE" and then
+before_script then script (or after_script alone), each entry printed as "$ FIRST-LINE" and then
 run, under `set -e`, as the runner's shell does.
 """
 import os
@@ -104,9 +106,10 @@ def expand(s, env):
 
 
 def main():
-    if len(sys.argv) != 4:
-        die("usage: gitlab_ci.py PIPELINE ROOT JOB")
-    path, root, name = sys.argv[1:]
+    if len(sys.argv) not in (4, 5) or sys.argv[4:] not in ([], ["after"]):
+        die("usage: gitlab_ci.py PIPELINE ROOT JOB [after]")
+    path, root, name = sys.argv[1:4]
+    parts = ("after_script",) if sys.argv[4:] else ("before_script", "script")
     cfg = load(path, root)
     job = deref(cfg, resolve(cfg, name))
     env = dict(os.environ)
@@ -119,7 +122,7 @@ def main():
         v = expand(str(v), env)
         env[k] = v
         out.append("export %s=%s" % (k, shlex.quote(v)))
-    for part in ("before_script", "script"):
+    for part in parts:
         for line in flatten(job.get(part, [])):
             out.append("printf '%%s\\n' %s" % shlex.quote("$ " + line.split("\n")[0]))
             out.append(line)

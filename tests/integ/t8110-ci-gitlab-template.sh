@@ -13,7 +13,9 @@
 #     template's cache: keeps), the next jobs use that build;
 #   - the store is the project's registry (a docker-registry with htpasswd:
 #     the job's CI_REGISTRY_USER/PASSWORD are used), and, with the registry
-#     off, the embedded oci: store in the project directory;
+#     off, the embedded oci: store in the project directory; the
+#     credentials file the template writes for the job is gone once the
+#     job's after_script ran (a shell runner's /tmp outlives the job);
 #   - pipeline 1 misses and runs uv sync and pnpm install; pipeline 2 hits
 #     and runs neither, with the trees restored; a changed uv.lock runs uv
 #     warm and pnpm not at all; CTXPACK_RUN_ARGS=--read-only (a merge
@@ -134,12 +136,23 @@ pipeline() {
 	cp -a src "$P"
 	if [ -d runner-cache/tool ]; then mkdir -p "$P/.ctxpack" && cp -a runner-cache/tool "$P/.ctxpack/"; fi
 }
-# jobrun JOB: the job's script in $P, under sh -e; its log in $TESTDIR/log
+# jobrun JOB: the job's script in $P, under sh -e, then its after_script in
+# a shell of its own, as the runner does; its log in $TESTDIR/log. The jobs'
+# temporary directory is $TESTDIR/tmp (a shell runner's /tmp): $AUTH_DURING
+# is how many credential files the template had left there when the script
+# ended, $AUTH_AFTER how many are left once the after_script ran.
+JOB_ID=100
 jobrun() {
-	python3 "$ROOT/tests/integ/gitlab_ci.py" "$P/.gitlab-ci.yml" "$ROOT" "$1" >"$TESTDIR/job-$1.sh" ||
-		return 2
-	(cd "$P" && sh "$TESTDIR/job-$1.sh") >"$TESTDIR/log" 2>&1
+	JOB_ID=$((JOB_ID + 1))
+	python3 "$ROOT/tests/integ/gitlab_ci.py" "$P/.gitlab-ci.yml" "$ROOT" "$1" >"$TESTDIR/job-$1.sh" &&
+		python3 "$ROOT/tests/integ/gitlab_ci.py" "$P/.gitlab-ci.yml" "$ROOT" "$1" after \
+			>"$TESTDIR/job-$1-after.sh" || return 2
+	(cd "$P" && CI_JOB_ID=$JOB_ID TMPDIR=$TESTDIR/tmp sh "$TESTDIR/job-$1.sh") >"$TESTDIR/log" 2>&1
 	rc=$?
+	AUTH_DURING=$(ls "$TESTDIR/tmp" | grep -c '^ctxpack-auth\.')
+	(cd "$P" && CI_JOB_ID=$JOB_ID TMPDIR=$TESTDIR/tmp sh "$TESTDIR/job-$1-after.sh") >>"$TESTDIR/log" 2>&1 ||
+		rc=$((rc ? rc : 3))
+	AUTH_AFTER=$(ls "$TESTDIR/tmp" | grep -c '^ctxpack-auth\.')
 	# the runner's cache: keeps .ctxpack/tool
 	if [ -d "$P/.ctxpack/tool" ]; then rm -rf runner-cache && mkdir -p runner-cache &&
 		cp -a "$P/.ctxpack/tool" runner-cache/; fi
@@ -148,6 +161,7 @@ jobrun() {
 runs() { cat "$RUNS" | tr '\n' ' ' | sed 's/ $//'; }
 showlog() { sed 's/^/#   /' "$TESTDIR/log" | tail -30 >&2; }
 
+mkdir -p tmp
 export CI=true GITLAB_CI=true CI_REGISTRY=$REG CI_REGISTRY_IMAGE=$REG/group/app \
 	CI_REGISTRY_USER=gitlab-ci-token CI_REGISTRY_PASSWORD=job-token-secret \
 	CI_COMMIT_SHORT_SHA=0a1b2c3d CTXPACK_GIT_URL=$ROOT \
@@ -183,6 +197,8 @@ like "$(cat log)" "cache miss for uv-" "backend: a miss"
 is "$(runs)" "uv backend cold" "backend: uv sync ran"
 like "$(cat log)" "saved uv-[^ ]+ to $REG/group/app/ci-cache" "backend: saved to the project's registry"
 like "$(cat log)" "venv ok" "backend: the job's own script ran after"
+is "$AUTH_DURING $AUTH_AFTER" "1 0" \
+	"backend: the job's registry credentials were in a file of the job, and its after_script removed it"
 jobrun frontend || showlog
 is "$?" 0 "pipeline 1: frontend job"
 if [ -n "$san" ]; then
@@ -231,6 +247,7 @@ is "$?" 0 "pipeline 3: backend job"
 like "$(cat log)" "warm start from uv-" "backend: a warm start from the old entry"
 jobrun frontend || showlog
 is "$(runs)" "uv backend cold pnpm frontend cold uv backend warm" "uv ran warm, pnpm not at all"
+is "$(ls "$TESTDIR/tmp" | grep -c '^ctxpack-auth\.')" 0 "no job left its credentials behind"
 
 # --- a merge request from a fork: CTXPACK_RUN_ARGS=--read-only ---
 before=$(REGISTRY_AUTH_FILE=$TESTDIR/auth.json ctxpack cache ls --store "$REG/group/app/ci-cache")
