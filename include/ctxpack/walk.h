@@ -130,7 +130,8 @@ struct walk_opts {
 	/* When set, called once the root is open (rootfd, borrowed) and the
 	 * ignore file parsed, before the tree is walked: it may fill r->v and
 	 * r->n with exactly the entries the walk would find (strings from
-	 * walk_result_alloc), set r->replayed and return 1, and the tree is
+	 * walk_result_alloc, or in r->v's own allocation, which the result
+	 * frees and never grows), set r->replayed and return 1, and the tree is
 	 * not walked; 0 walks it.  The index's snapshots (idx_snap_replay,
 	 * issue 15) answer an unchanged tree this way. */
 	int (*replay)(void *ctx, const struct walk_opts *o, struct walk_result *r,
