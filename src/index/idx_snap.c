@@ -178,9 +178,16 @@ static int make_key(const struct idx_snap *s, const struct walk_result *r,
 
 /* ---- validation ---- */
 
+/* Entries a validating thread takes at a time: the threads share the
+ * entries by turns, not in fixed halves, so that one slowed down (by the
+ * output's copy on the other core, by a preemption) leaves its part to the
+ * others; enough entries that their directories stay mostly open. */
+#define VCHUNK 256
+
 struct vwork {
 	struct walk_entry *v;       /* the stored entries, checked in place */
-	size_t from, to;
+	size_t n;
+	atomic_size_t *next;        /* the first entry no thread has taken */
 	int rootfd;
 	int is_root;
 	const struct walk_opts *o;
@@ -211,20 +218,30 @@ static void *validate(void *arg)
 {
 	struct vwork *w = arg;
 	struct vdir *st = xmalloc(64 * sizeof(*st));
-	size_t nst = 1, ast = 64, i;
+	size_t nst = 1, ast = 64, i = 0, last = 0;
 	char name[NAME_MAX + 1];
 
 	st[0].path = "";
 	st[0].len = 0;
 	st[0].fd = w->rootfd;
-	for (i = w->from; i < w->to; i++) {
-		struct walk_entry *we = &w->v[i], now;
-		const char *p = we->path, *slash = memrchr(p, '/', we->path_len);
-		size_t plen = slash ? (size_t)(slash - p) : 0, nlen;
+	for (;; i++) {
+		struct walk_entry *we, now;
+		const char *p, *slash;
+		size_t plen, nlen;
 		struct stat sb;
 
-		if (i % 256 == 0 && atomic_load_explicit(w->bad, memory_order_relaxed))
-			break;
+		if (i == last) {
+			if (atomic_load_explicit(w->bad, memory_order_relaxed))
+				break;
+			i = atomic_fetch_add_explicit(w->next, VCHUNK, memory_order_relaxed);
+			if (i >= w->n)
+				break;
+			last = w->n - i < VCHUNK ? w->n : i + VCHUNK;
+		}
+		we = &w->v[i];
+		p = we->path;
+		slash = memrchr(p, '/', we->path_len);
+		plen = slash ? (size_t)(slash - p) : 0;
 		/* the open directories are the parent's ancestors, the root first */
 		while (nst > 1 && !(st[nst - 1].len <= plen &&
 				    (st[nst - 1].len == plen || p[st[nst - 1].len] == '/') &&
@@ -413,7 +430,7 @@ int idx_snap_replay(void *ctx, const struct walk_opts *o, struct walk_result *r,
 	pthread_t tid[THREADS_MAX];
 	atomic_int bad = 0;
 	unsigned nt, i, started = 1;
-	size_t chunk;
+	atomic_size_t next = 0;
 
 	s->result = IDX_SNAP_NONE;
 	s->usable = 0;
@@ -433,12 +450,11 @@ int idx_snap_replay(void *ctx, const struct walk_opts *o, struct walk_result *r,
 		goto miss;
 
 	nt = pick_threads(r->n);
-	chunk = (r->n + nt - 1) / nt;
 	for (i = 0; i < nt; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
 		w[i].v = r->v;
-		w[i].from = i * chunk < r->n ? i * chunk : r->n;
-		w[i].to = (i + 1) * chunk < r->n ? (i + 1) * chunk : r->n;
+		w[i].n = r->n;
+		w[i].next = &next;
 		w[i].rootfd = rootfd;
 		w[i].is_root = geteuid() == 0;
 		w[i].o = o;
