@@ -81,7 +81,8 @@ class Dockerd:
                               stderr=subprocess.DEVNULL).returncode == 0:
                 return
             time.sleep(0.1)
-        raise RuntimeError("dockerd did not start (see %s/dockerd.log)" % self.run_dir)
+        self.stop()
+        raise RuntimeError("dockerd did not start (see %s/dockerd.log)" % self.dir)
 
     def _overlay_ok(self):
         try:
@@ -98,6 +99,14 @@ class Dockerd:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        # the run directory goes (its log is kept in the work directory)
+        run_dir = getattr(self, "run_dir", None)
+        if run_dir and os.path.isdir(run_dir):
+            log = os.path.join(run_dir, "dockerd.log")
+            if os.path.exists(log):
+                os.makedirs(self.dir, exist_ok=True)
+                shutil.move(log, os.path.join(self.dir, "dockerd.log"))
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def base_image(host, work):
