@@ -2,7 +2,8 @@
  * Unit tests of the index's snapshots (idx_snap.c, issue 15): a replayed
  * walk is exactly what the walker finds, entry for entry, on a tree big
  * enough to be checked by several threads; changes in either half of the
- * entry list are seen; archive digests round-trip and are checked.
+ * entry list are seen; archive digests round-trip and are checked; a
+ * snapshot is rewritten in place, and one found half written is not used.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,12 +366,118 @@ static void test_memo(void **state)
 	assert_int_equal(idx_memo_get(idxdir, k1, &got), -1);
 }
 
+/* The snapshot file written last (newest mtime) in idxdir/snapshots. */
+static char *newest_snapshot(void)
+{
+	char *dir = xasprintf("%s/snapshots", idxdir), *best = NULL;
+	struct timespec bt = {0, 0};
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char *p;
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		p = xasprintf("%s/%s", dir, de->d_name);
+		assert_int_equal(stat(p, &st), 0);
+		if (!best || st.st_mtim.tv_sec > bt.tv_sec ||
+		    (st.st_mtim.tv_sec == bt.tv_sec && st.st_mtim.tv_nsec > bt.tv_nsec)) {
+			free(best);
+			best = p;
+			bt = st.st_mtim;
+		} else {
+			free(p);
+		}
+	}
+	closedir(d);
+	free(dir);
+	assert_non_null(best);
+	return best;
+}
+
+/* A run that walks and stores, then one that replays: the snapshot file is
+ * the same inode (rewritten in place), and the replay is the walk. */
+static void walk_then_hit(const char *path, ino_t ino)
+{
+	struct walk_result w, p;
+	char d1[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN];
+	struct stat st;
+
+	assert_int_equal(run(&w, d1), IDX_SNAP_NONE);
+	walk_release(&w);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_ino, ino);
+	settle();
+	assert_int_equal(run(&w, d1), IDX_SNAP_HIT);
+	walk_plain(&p, d2);
+	assert_string_equal(d1, d2);
+	assert_same_walk(&w, &p);
+	walk_release(&w);
+	walk_release(&p);
+}
+
+/* A snapshot that exists is rewritten in place, shorter or longer; one
+ * found half written (garbled, cut, grown) is not used: the tree is walked,
+ * the right digest given, and the file written again. */
+static void test_rewritten_in_place(void **state)
+{
+	struct walk_result w;
+	char d1[IDX_DIGEST_LEN], *path;
+	struct stat st, st2;
+	int fd;
+
+	settle();
+	run(&w, d1);
+	walk_release(&w);
+	assert_int_equal(run(&w, d1), IDX_SNAP_HIT);
+	walk_release(&w);
+	path = newest_snapshot();
+	assert_int_equal(stat(path, &st), 0);
+
+	/* fewer entries: a shorter file over the same inode */
+	{
+		char *f = xasprintf("%s/d12/g010", root);
+
+		assert_int_equal(unlink(f), 0);
+		free(f);
+	}
+	settle();
+	walk_then_hit(path, st.st_ino);
+	assert_int_equal(stat(path, &st2), 0);
+	assert_true(st2.st_size < st.st_size);
+	/* more: a longer one */
+	write_file("d12/g010", "back\n");
+	write_file("d12/sub/a-name-longer-than-the-others", "more\n");
+	settle();
+	walk_then_hit(path, st.st_ino);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(st.st_size > st2.st_size);
+
+	/* garbled in the middle, as a reader may meet a file being written */
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "garbage!", 8, st.st_size / 2), 8);
+	close(fd);
+	walk_then_hit(path, st.st_ino);
+	/* the old tail left after a shorter write */
+	assert_int_equal(truncate(path, st.st_size + 4096), 0);
+	walk_then_hit(path, st.st_ino);
+	/* cut short */
+	assert_int_equal(truncate(path, st.st_size / 3), 0);
+	walk_then_hit(path, st.st_ino);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_replay_is_the_walk),
 		cmocka_unit_test(test_flavours_and_stat_only),
 		cmocka_unit_test(test_memo),
+		cmocka_unit_test(test_rewritten_in_place),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
