@@ -129,10 +129,10 @@ struct walk_opts {
 	void *seen_ctx;
 	/* When set, called once the root is open (rootfd, borrowed) and the
 	 * ignore file parsed, before the tree is walked: it may fill r->v and
-	 * r->n with exactly the entries the walk would find (strings from
-	 * walk_result_alloc, or in r->v's own allocation, which the result
-	 * frees and never grows), set r->replayed and return 1, and the tree is
-	 * not walked; 0 walks it.  The index's snapshots (idx_snap_replay,
+	 * r->n with exactly the entries the walk would find (their strings
+	 * in r->v's own allocation, after the entries: the result frees it
+	 * with r->v and never grows it), set r->replayed and return 1, and
+	 * the tree is not walked; 0 walks it.  The index's snapshots (idx_snap_replay,
 	 * issue 15) answer an unchanged tree this way. */
 	int (*replay)(void *ctx, const struct walk_opts *o, struct walk_result *r,
 		      int rootfd);
@@ -190,9 +190,6 @@ struct walk_result {
  */
 int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e);
 void walk_release(struct walk_result *r);
-
-/* n bytes owned by r (freed by walk_release), for a replay's strings. */
-void *walk_result_alloc(struct walk_result *r, size_t n);
 
 /* Sorting helper: the archive-order comparison of two relative paths. */
 int walk_path_cmp(const char *a, size_t alen, const char *b, size_t blen);

@@ -213,16 +213,6 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 	return ret;
 }
 
-void *walk_result_alloc(struct walk_result *r, size_t n)
-{
-	struct arena_chunk *c = xmalloc_big(sizeof(*c) + n);
-
-	c->next = r->arena;
-	c->used = c->cap = n;
-	r->arena = c;
-	return c->data;
-}
-
 void walk_release(struct walk_result *r)
 {
 	struct arena_chunk *c = r->arena, *next;
