@@ -188,6 +188,20 @@ static void assert_same_walk(const struct walk_result *a, const struct walk_resu
 	}
 }
 
+/* w, a replay with digest d1, is what the walker finds and hashes; both
+ * released. */
+static void assert_is_walk(struct walk_result *w, const char *d1)
+{
+	struct walk_result p;
+	char d2[IDX_DIGEST_LEN];
+
+	walk_plain(&p, d2);
+	assert_string_equal(d1, d2);
+	assert_same_walk(w, &p);
+	walk_release(w);
+	walk_release(&p);
+}
+
 /* Replay equals walk: hit, then edits in each half, then a new name. */
 static void test_replay_is_the_walk(void **state)
 {
@@ -198,21 +212,13 @@ static void test_replay_is_the_walk(void **state)
 	walk_release(&w);
 	assert_int_equal(run(&w, d1), IDX_SNAP_HIT);
 	assert_true(w.n > 3000);
-	walk_plain(&p, d2);
-	assert_string_equal(d1, d2);
-	assert_same_walk(&w, &p);
-	walk_release(&w);
-	walk_release(&p);
+	assert_is_walk(&w, d1);
 
 	/* rewritten in place: one near the start, one near the end */
 	write_file("d01/g000", "changed early\n");
 	write_file("d38/sub/f079", "changed late, and longer\n");
 	assert_int_equal(run(&w, d1), IDX_SNAP_PARTIAL);
-	walk_plain(&p, d2);
-	assert_string_equal(d1, d2);
-	assert_same_walk(&w, &p);
-	walk_release(&w);
-	walk_release(&p);
+	assert_is_walk(&w, d1);
 	settle();
 	assert_int_equal(run(&w, d1), IDX_SNAP_PARTIAL); /* the edits were racy */
 	walk_release(&w);
@@ -402,8 +408,8 @@ static char *newest_snapshot(void)
  * the same inode (rewritten in place), and the replay is the walk. */
 static void walk_then_hit(const char *path, ino_t ino)
 {
-	struct walk_result w, p;
-	char d1[IDX_DIGEST_LEN], d2[IDX_DIGEST_LEN];
+	struct walk_result w;
+	char d1[IDX_DIGEST_LEN];
 	struct stat st;
 
 	assert_int_equal(run(&w, d1), IDX_SNAP_NONE);
@@ -412,11 +418,7 @@ static void walk_then_hit(const char *path, ino_t ino)
 	assert_int_equal(st.st_ino, ino);
 	settle();
 	assert_int_equal(run(&w, d1), IDX_SNAP_HIT);
-	walk_plain(&p, d2);
-	assert_string_equal(d1, d2);
-	assert_same_walk(&w, &p);
-	walk_release(&w);
-	walk_release(&p);
+	assert_is_walk(&w, d1);
 }
 
 /* A snapshot that exists is rewritten in place, shorter or longer; one
