@@ -506,12 +506,39 @@ static void parse_docker(struct builder *b)
 	docker_buildkit(b, buildx);
 }
 
+/* buildah's and podman's global options that take no value (the others
+ * all do: --root DIR, --storage-driver NAME, -c CONNECTION...) */
+static const char *const buildah_bool_opts[] = {
+	"debug", "help", "noout", "remote", "syslog", "version", NULL,
+};
+#define BUILDAH_BOOL_SHORTS "hrv"
+
+/* buildah|podman [GLOBAL OPTIONS] build|bud, podman image build, podman
+ * buildx build */
 static void parse_buildah(struct builder *b)
 {
 	int i = b->prog_at + 1;
-	const char *p = base_name(b->argv[b->prog_at]);
+	int podman = !strcmp(base_name(b->argv[b->prog_at]), "podman");
 
-	if (i < b->argc && !strcmp(p, "podman") && !strcmp(b->argv[i], "image"))
+	for (; i < b->argc; i++) {
+		const char *a = b->argv[i];
+
+		if (a[0] != '-' || !a[1])
+			break;
+		if (a[1] == '-') {
+			const char *eq = strchr(a + 2, '=');
+			size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+
+			if (!n) /* "--": the command follows */
+				continue;
+			if (!eq && !in_list(buildah_bool_opts, a + 2, n))
+				i++;
+		} else if (!strchr(BUILDAH_BOOL_SHORTS, a[1]) && !a[2]) {
+			i++;
+		}
+	}
+	if (podman && i + 1 < b->argc &&
+	    (!strcmp(b->argv[i], "image") || !strcmp(b->argv[i], "buildx")))
 		i++;
 	if (i < b->argc && (!strcmp(b->argv[i], "build") || !strcmp(b->argv[i], "bud")))
 		b->kind = BUILDER_BUILDAH;

@@ -98,6 +98,15 @@ check_build "zstd, allow-list" zstd '*
 app/data/*.bin
 '
 
+# no --compress: buildah, with its global options (--root, --runroot,
+# --storage-driver) before build, is known to read zstd
+printf '' > "$C/.dockerignore"
+ctxpack build -v "$C" -- $BUILDAH build --isolation chroot -q -t ctxdefault -f Dockerfile - \
+	> "$TESTDIR/build.log" 2>&1
+is "$?" 0 "no --compress: the build works"
+like "$(cat "$TESTDIR/build.log")" "buildah reads the archive: zstd" \
+	"... with zstd, chosen for buildah after its global options"
+
 # a builder that fails: its status comes back
 printf 'FROM scratch\nCOPY missing-file /x\n' > "$C/Dockerfile"
 ctxpack build "$C" -- $BUILDAH build --isolation chroot -q -t broken -f Dockerfile - \
