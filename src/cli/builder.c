@@ -513,8 +513,8 @@ static const char *const buildah_bool_opts[] = {
 };
 #define BUILDAH_BOOL_SHORTS "hrv"
 
-/* buildah|podman [GLOBAL OPTIONS] build|bud, podman image build, podman
- * buildx build */
+/* buildah|podman [GLOBAL OPTIONS] build|bud|build-using-dockerfile,
+ * podman image build, podman buildx build */
 static void parse_buildah(struct builder *b)
 {
 	int i = b->prog_at + 1;
@@ -540,7 +540,8 @@ static void parse_buildah(struct builder *b)
 	if (podman && i + 1 < b->argc &&
 	    (!strcmp(b->argv[i], "image") || !strcmp(b->argv[i], "buildx")))
 		i++;
-	if (i < b->argc && (!strcmp(b->argv[i], "build") || !strcmp(b->argv[i], "bud")))
+	if (i < b->argc && (!strcmp(b->argv[i], "build") || !strcmp(b->argv[i], "bud") ||
+			    !strcmp(b->argv[i], "build-using-dockerfile")))
 		b->kind = BUILDER_BUILDAH;
 }
 
