@@ -1,0 +1,91 @@
+/*
+ * cli/builder.c: which builder COMMAND runs, for the words that name
+ * buildah and podman (their global options before the subcommand).  The
+ * docker cases ask the client and the daemon and are checked against the
+ * real ones (tests/integ/t4100, t4120).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "../../src/cli/cli.h"
+
+/* kind_of("word word ..."): builder_detect's kind for those words */
+static int kind_of(const char *line)
+{
+	char buf[512], *argv[32];
+	int argc = 0, kind;
+	struct builder b;
+
+	assert_true(strlen(line) < sizeof(buf));
+	strcpy(buf, line);
+	for (char *w = strtok(buf, " "); w && argc < 31; w = strtok(NULL, " "))
+		argv[argc++] = w;
+	argv[argc] = NULL;
+	builder_detect(&b, argc, argv);
+	kind = b.kind;
+	builder_release(&b);
+	return kind;
+}
+
+static void test_buildah_words(void **state)
+{
+	(void)state;
+	assert_int_equal(kind_of("buildah build -t x -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("buildah bud -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("/usr/bin/buildah build-using-dockerfile -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("buildah --root /s --runroot /r --storage-driver vfs build -"),
+			 BUILDER_BUILDAH);
+	assert_int_equal(kind_of("buildah --debug --log-level=debug bud -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("env A=1 B=2 buildah build -"), BUILDER_BUILDAH);
+	/* not a build */
+	assert_int_equal(kind_of("buildah images"), BUILDER_OTHER);
+	assert_int_equal(kind_of("buildah --root build"), BUILDER_OTHER); /* build is --root's value */
+	assert_int_equal(kind_of("buildah"), BUILDER_OTHER);
+}
+
+static void test_podman_words(void **state)
+{
+	(void)state;
+	assert_int_equal(kind_of("podman build -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman image build -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman buildx build -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman --remote build -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman -r --noout build -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman -c conn build -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman -cconn build -"), BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman --url unix:/run/p.sock --identity k image build -"),
+			 BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman --storage-opt a=b --events-backend=file build -"),
+			 BUILDER_BUILDAH);
+	assert_int_equal(kind_of("podman -- build -"), BUILDER_BUILDAH);
+	/* not a build */
+	assert_int_equal(kind_of("podman image ls"), BUILDER_OTHER);
+	assert_int_equal(kind_of("podman run build"), BUILDER_OTHER);
+	assert_int_equal(kind_of("podman image"), BUILDER_OTHER);
+	/* buildx is podman's alias, not buildah's */
+	assert_int_equal(kind_of("buildah buildx build -"), BUILDER_OTHER);
+}
+
+static void test_other_words(void **state)
+{
+	(void)state;
+	assert_int_equal(kind_of("cat"), BUILDER_OTHER);
+	assert_int_equal(kind_of("sh -c build"), BUILDER_OTHER);
+	assert_int_equal(kind_of("env"), BUILDER_OTHER);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buildah_words),
+		cmocka_unit_test(test_podman_words),
+		cmocka_unit_test(test_other_words),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
