@@ -67,6 +67,16 @@ static int in_list(const char *const *list, const char *s, size_t n)
 	return 0;
 }
 
+/* A long option "--NAME" or "--NAME=VALUE" (a, from its dashes): NAME's
+ * length; *val is VALUE, or NULL without '='. */
+static size_t long_opt(const char *a, const char **val)
+{
+	const char *eq = strchr(a + 2, '=');
+
+	*val = eq ? eq + 1 : NULL;
+	return eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+}
+
 /* Go's strconv.ParseBool: 1 true, 0 false, -1 neither. */
 static int parse_bool(const char *s)
 {
@@ -418,11 +428,10 @@ static void parse_docker(struct builder *b)
 		if (a[0] != '-' || !a[1])
 			break;
 		if (a[1] == '-') {
-			const char *eq = strchr(a + 2, '=');
-			size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
-			const char *val = eq ? eq + 1 : NULL;
+			const char *val;
+			size_t n = long_opt(a, &val);
 
-			if (!eq && in_list(global_value_opts, a + 2, n) && i + 1 < b->argc)
+			if (!val && in_list(global_value_opts, a + 2, n) && i + 1 < b->argc)
 				val = b->argv[++i];
 			if (val && n == 4 && !memcmp(a + 2, "host", 4))
 				b->host_opt = val;
@@ -467,14 +476,14 @@ static void parse_docker(struct builder *b)
 			continue;
 		}
 		if (a[1] == '-') {
-			const char *eq = strchr(a + 2, '=');
-			size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+			const char *val;
+			size_t n = long_opt(a, &val);
 			int is_file = n == 4 && !memcmp(a + 2, "file", 4);
 
-			if (eq) {
+			if (val) {
 				if (is_file) {
 					b->file_at = i;
-					b->file = eq + 1;
+					b->file = val;
 				}
 			} else if (in_list(value_opts, a + 2, n) && i + 1 < b->argc) {
 				if (is_file) {
@@ -526,12 +535,12 @@ static void parse_buildah(struct builder *b)
 		if (a[0] != '-' || !a[1])
 			break;
 		if (a[1] == '-') {
-			const char *eq = strchr(a + 2, '=');
-			size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+			const char *val;
+			size_t n = long_opt(a, &val);
 
 			if (!n) /* "--": the command follows */
 				continue;
-			if (!eq && !in_list(buildah_bool_opts, a + 2, n))
+			if (!val && !in_list(buildah_bool_opts, a + 2, n))
 				i++;
 		} else if (!strchr(BUILDAH_BOOL_SHORTS, a[1]) && !a[2]) {
 			i++;

@@ -113,31 +113,7 @@ docker_base() {
 # image_tree IMAGE PATH
 image_tree() {
 	_id=$(dk create --pull=never "$1" /bin/true) || return 1
-	dk export "$_id" | python3 -c '
-import hashlib, sys, tarfile
-top = sys.argv[1].strip("/")
-t = tarfile.open(fileobj=sys.stdin.buffer, mode="r|")
-rows = []
-for m in t:
-    n = m.name.rstrip("/")
-    if n.startswith("./"):
-        n = n[2:]
-    if n != top and not n.startswith(top + "/"):
-        continue
-    kind = {tarfile.REGTYPE: "f", tarfile.AREGTYPE: "f", tarfile.DIRTYPE: "d",
-            tarfile.SYMTYPE: "l", tarfile.LNKTYPE: "h", tarfile.FIFOTYPE: "p",
-            tarfile.CHRTYPE: "c", tarfile.BLKTYPE: "b"}[m.type]
-    x = ""
-    if kind == "f":
-        x = hashlib.sha256(t.extractfile(m).read()).hexdigest()[:16]
-    elif kind == "l":
-        x = "-> " + m.linkname
-    elif kind == "h":
-        x = "=> " + m.linkname.lstrip("./")
-    rows.append("%s %04o %s %s %s" % (kind, m.mode & 0o7777, m.uid, repr(n), x))
-for r in sorted(rows, key=lambda r: r.split(" ", 4)[3]):
-    print(r)
-' "$2"
+	dk export "$_id" | python3 "$ROOT/tests/integ/tartree.py" "$2"
 	_rc=$?
 	dk rm "$_id" >/dev/null
 	return $_rc

@@ -38,30 +38,10 @@ mkdir -p "$C" && (
 )
 
 # tree IMAGE: one line per entry of the image's /ctx (type, mode, owner,
-# name, content hash or link target), from `podman export`
+# name, content hash or link target: tartree.py), from `podman export`
 tree() {
 	id=$(pm create "$1" /none) || return 1
-	pm export "$id" | python3 -c '
-import hashlib, sys, tarfile
-t = tarfile.open(fileobj=sys.stdin.buffer, mode="r|")
-rows = []
-for m in t:
-    n = m.name.rstrip("/")
-    if n != "ctx" and not n.startswith("ctx/"):
-        continue
-    kind = {tarfile.REGTYPE: "f", tarfile.AREGTYPE: "f", tarfile.DIRTYPE: "d",
-            tarfile.SYMTYPE: "l", tarfile.LNKTYPE: "h"}[m.type]
-    x = ""
-    if kind == "f":
-        x = hashlib.sha256(t.extractfile(m).read()).hexdigest()[:16]
-    elif kind == "l":
-        x = "-> " + m.linkname
-    elif kind == "h":
-        x = "=> " + m.linkname
-    rows.append((n, "%s %04o %s %r %s" % (kind, m.mode & 0o7777, m.uid, n, x)))
-for n, r in sorted(rows):
-    print(r)
-'
+	pm export "$id" | python3 "$ROOT/tests/integ/tartree.py" /ctx
 	pm rm "$id" >/dev/null
 }
 
