@@ -518,7 +518,7 @@ static void parse_docker(struct builder *b)
 /* buildah's and podman's global options that take no value (the others
  * all do: --root DIR, --storage-driver NAME, -c CONNECTION...) */
 static const char *const buildah_bool_opts[] = {
-	"debug", "help", "noout", "remote", "syslog", "version", NULL,
+	"debug", "help", "noout", "remote", "syslog", "transient-store", "version", NULL,
 };
 #define BUILDAH_BOOL_SHORTS "hrv"
 

@@ -64,6 +64,8 @@ static void test_podman_words(void **state)
 	assert_int_equal(kind_of("podman --storage-opt a=b --events-backend=file build -"),
 			 BUILDER_BUILDAH);
 	assert_int_equal(kind_of("podman -- build -"), BUILDER_BUILDAH);
+	/* a boolean of podman >= 4.4 */
+	assert_int_equal(kind_of("podman --transient-store build -"), BUILDER_BUILDAH);
 	/* not a build */
 	assert_int_equal(kind_of("podman image ls"), BUILDER_OTHER);
 	assert_int_equal(kind_of("podman run build"), BUILDER_OTHER);
