@@ -14,7 +14,12 @@
  *   - the compiled DFA and the NFA simulation agree, for the raw first
  *     line and for every regexp-kind pattern, on every path.
  * The first line is also fed to the regex engine as a raw expression, to
- * reach parser paths that translated patterns cannot.
+ * reach parser paths that translated patterns cannot.  The file is parsed
+ * a second time with the matcher of Docker clients before 23
+ * (ign_old_matcher): it fails wherever the current one does (its regexes
+ * are tried on every path), every pattern is a regexp, and on every
+ * prefix of every path the flags come back zeroed and the deciding index
+ * agrees with the verdict.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -104,6 +109,50 @@ static void raw_regex(const char *d, size_t len, const char *const *paths,
 		regex_agree(d, len, paths, plen, np, 0);
 }
 
+/* The same file through the matcher of clients before 23. */
+static void old_matcher(const char *d, size_t flen, const struct ign *now,
+			const char *const *paths, const size_t *plen, size_t np)
+{
+	struct err e = ERR_INIT;
+	struct ign *ig = ign_new();
+	size_t n, i, k;
+	uint8_t *f;
+	int ex, dec;
+
+	ign_old_matcher(ig);
+	if (ign_parse(ig, "fuzz", d, flen, &e)) {
+		check(e.code == ERR_USAGE);
+		check(strncmp(e.msg, "fuzz:", 5) == 0);
+		ign_free(ig);
+		return;
+	}
+	/* what parses for the old matcher parses for the current one */
+	check(ign_count(now) == ign_count(ig));
+	n = ign_count(ig);
+	for (i = 0; i < n; i++)
+		check(ign_pattern_kind(ig, i) == 'r');
+	f = malloc(n + 1);
+	check(f != NULL);
+	for (i = 0; i < np; i++) {
+		for (k = 1; k <= plen[i]; k++) {
+			if (k < plen[i] && paths[i][k] != '/')
+				continue;
+			memset(f, 1, n + 1);
+			ex = ign_match(ig, paths[i], k, f, f, &dec);
+			check(ex == 0 || ex == 1);
+			check(dec >= -1 && dec < (int)n);
+			if (dec >= 0)
+				check(ign_pattern_is_exception(ig, (size_t)dec) == !ex);
+			else
+				check(!ex);
+			for (size_t j = 0; j < n; j++)
+				check(f[j] == 0);
+		}
+	}
+	free(f);
+	ign_free(ig);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *d = (const char *)data;
@@ -160,6 +209,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < np; i++)
 		walk_one(ig, paths[i], plen[i], a, b);
 out:
+	old_matcher(d, flen, ig, paths, plen, np);
 	free(a);
 	free(b);
 	ign_free(ig);

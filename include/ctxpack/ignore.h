@@ -46,6 +46,16 @@ void ign_free(struct ign *ig);
 int ign_parse(struct ign *ig, const char *fname, const char *data, size_t len,
 	      struct err *e);
 
+/*
+ * Match as Docker clients before 23 do (moby pkg/fileutils of 20.10: the
+ * classic builder's tar and the 2020 file-sync walk for BuildKit): every
+ * pattern a regexp with only '.' and '$' escaped, tested on every path
+ * (a regex Go rejects fails the parse, exceptions included), and the
+ * deprecated Matches rule in ign_match (below).  Call before ign_parse.
+ */
+void ign_old_matcher(struct ign *ig);
+int ign_old(const struct ign *ig);
+
 /* Number of patterns (the length of a flags vector). */
 size_t ign_count(const struct ign *ig);
 
@@ -64,6 +74,11 @@ int ign_has_exceptions(const struct ign *ig);
  * MatchInfo{}).  *deciding (may be NULL)
  * receives the index of the last pattern that changed the verdict, or -1.
  * Returns 1 when excluded, 0 when included.
+ * With ign_old_matcher: parent_flags are ignored and flags zeroed; each
+ * pattern matches when it matches the path or, failing that, the path's
+ * ancestor at the pattern's depth (the first N elements of the parent
+ * directory for a pattern of N '/'-separated elements, when the parent
+ * has that many), and the last pattern that matches decides.
  */
 int ign_match(const struct ign *ig, const char *path, size_t len,
 	      const uint8_t *parent_flags, uint8_t *flags, int *deciding);

@@ -106,6 +106,10 @@ enum walk_flags {
 	 * textual-prefix rule, and one that is entered is sent at once (even
 	 * when nothing below it survives). */
 	WALK_FSUTIL2020 = 1 << 7,
+	/* The ignore-file matcher of Docker clients before 23, which make
+	 * the classic builder's tar and run the 2020 file-sync walk
+	 * (ign_old_matcher: the deprecated Matches rule). */
+	WALK_OLD_MATCHER = 1 << 8,
 };
 
 /* The most walker threads walk_opts.threads may ask for. */

@@ -24,7 +24,8 @@ static char *state_dir(const char *root, unsigned flags)
 	struct sha256 s;
 
 	snprintf(fl, sizeof(fl), "%u", flags & (WALK_CLASSIC | WALK_NORMALIZE_MODES |
-						 WALK_NO_HARDLINKS | WALK_FSUTIL2020));
+						 WALK_NO_HARDLINKS | WALK_FSUTIL2020 |
+						 WALK_OLD_MATCHER));
 	sha256_init(&s, 0);
 	sha256_update(&s, root, strlen(root) + 1);
 	sha256_update(&s, fl, strlen(fl));

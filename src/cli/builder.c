@@ -14,7 +14,9 @@
  *    deprecation notice) when it is not; an older client asks the daemon
  *    (the Builder-Version header of GET /_ping: "2" is BuildKit).
  * With BuildKit, a client older than 23 walks the context with the file
- * sync library of 2020 (dockerignore rules of its own: WALK_FSUTIL2020).
+ * sync library of 2020 (dockerignore rules of its own: WALK_FSUTIL2020);
+ * with either builder such a client matches the patterns with the
+ * deprecated rule of its time (WALK_OLD_MATCHER).
  * The client's version comes from `docker --version`, kept in
  * $XDG_CACHE_HOME/ctxpack/docker-clients by the binary's identity (path,
  * inode, size, mtime): the Go client takes 0.1-0.3 s to start.
@@ -396,10 +398,9 @@ static void docker_buildkit(struct builder *b, int buildx)
 	if (env && (v = parse_bool(env)) >= 0) {
 		b->buildkit = v;
 		b->why = v ? "DOCKER_BUILDKIT=1" : "DOCKER_BUILDKIT=0";
-		if (v) {
-			major = client_major(b->argv[b->prog_at]);
-			b->old_walk = major > 0 && major < 23;
-		}
+		major = client_major(b->argv[b->prog_at]);
+		b->old_client = major > 0 && major < 23;
+		b->old_walk = v && b->old_client;
 		return;
 	}
 	major = client_major(b->argv[b->prog_at]);
@@ -410,7 +411,8 @@ static void docker_buildkit(struct builder *b, int buildx)
 		return;
 	}
 	b->buildkit = ping_builder_version(b->host) == 2;
-	b->old_walk = b->buildkit && major > 0;
+	b->old_client = major > 0;
+	b->old_walk = b->buildkit && b->old_client;
 	b->why = b->buildkit ? "the daemon's default builder (Builder-Version 2)" :
 		 "the daemon's default builder (classic)";
 }

@@ -286,6 +286,8 @@ static void plan(struct build *bd)
 		bd->wo.flags |= WALK_CLASSIC;
 	if (docker && b->buildkit && b->old_walk)
 		bd->wo.flags |= WALK_FSUTIL2020;
+	if (docker && b->old_client)
+		bd->wo.flags |= WALK_OLD_MATCHER;
 	if (docker && b->ctx_at >= 0 && strcmp(b->argv[b->ctx_at], "-"))
 		cli_usage_error(bd->cmd, "%s reads its context from '%s', not from ctxpack: give - "
 				"as its context (ctxpack build [DIR] -- docker build [OPTIONS] -)",
@@ -328,7 +330,8 @@ static void plan(struct build *bd)
 		if (docker)
 			cli_info("docker with %s (%s%s), daemon %s%s: %s", b->buildkit ?
 				 "BuildKit" : "the classic builder", b->why,
-				 b->old_walk ? "; a client < 23: its 2020 context walk" : "",
+				 b->old_walk ? "; a client < 23: its 2020 context walk and matcher" :
+				 b->old_client ? "; a client < 23: its matcher" : "",
 				 b->host ? b->host : "on the default socket",
 				 b->remote ? " (remote)" : "",
 				 bd->send == SEND_DIR ? "the context as a directory" :

@@ -53,7 +53,8 @@
  * differs only in which ignore file is read (in the key too) and in how
  * the result is used.  Not WALK_EXCLUDED, WALK_FULL or WALK_TYPES_ONLY,
  * whose results a stored walk does not hold. */
-#define SNAP_FLAGS (WALK_CLASSIC | WALK_NO_HARDLINKS | WALK_NORMALIZE_MODES | WALK_FSUTIL2020)
+#define SNAP_FLAGS (WALK_CLASSIC | WALK_NO_HARDLINKS | WALK_NORMALIZE_MODES | WALK_FSUTIL2020 | \
+		    WALK_OLD_MATCHER)
 
 struct snap_hdr {
 	char magic[8];

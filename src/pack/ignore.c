@@ -16,6 +16,16 @@
  * bit b/8, so the bit for any byte >= 64 overflows to zero.  Of the set
  * ". + ( ) | { } $" only ". + ( ) $" are really escaped; '|', '{' and '}'
  * reach the regex raw (alternation, counted repetition).  We do the same.
+ *
+ * The matcher of Docker clients before 23 (ign_old_matcher; moby's
+ * pkg/fileutils of 20.10, run by that CLI's classic tar and by its 2020
+ * file-sync walk for BuildKit) differs in three ways: every pattern is a
+ * regexp with only '.' and '$' escaped, every pattern is tested on every
+ * path (so a bad regex fails the first match, whatever precedes it), and
+ * a path is matched by a pattern that matches it or, failing that, its
+ * ancestor at the pattern's depth (its first N elements for a pattern of
+ * N elements), with no state carried from the parent (the deprecated
+ * Matches).
  */
 #include "ctxpack/ignore.h"
 
@@ -46,6 +56,7 @@ struct pat {
 	size_t desc_len;  /* exceptions: clean minus one "/ **" then one "/ *" */
 	char *regex;      /* regexp kind: the Go regex text; "" otherwise */
 	struct ign_re *re;
+	size_t ndirs;     /* old matcher: elements of clean ('/'-split) */
 };
 
 struct ign {
@@ -55,6 +66,7 @@ struct ign {
 	int has_exc;
 	int all_literal; /* every exception is literal (section 5) */
 	int parsed;
+	int old;         /* the matcher of Docker clients before 23 */
 };
 
 struct ign *ign_new(void)
@@ -217,65 +229,152 @@ static int path_is_clean(const char *p, size_t n)
 	return 1;
 }
 
-/* ---- Go's filepath.Match, syntax only ---- */
+/* ---- Go's filepath.Match(pattern, "."), for its errors ---- */
 
-/* One class character (getEsc): not '-' or ']' unless escaped, valid
- * UTF-8, and something must follow it. */
-static int class_esc(const char *p, size_t n, size_t *i)
+/* getEsc: one class character, not '-' or ']' unless escaped, valid
+ * UTF-8, and something must follow it.  0, or -1 (ErrBadPattern). */
+static int go_get_esc(const char *c, size_t n, size_t *i, uint32_t *r)
 {
 	size_t w;
 
-	if (*i >= n || p[*i] == '-' || p[*i] == ']')
-		return 0;
-	if (p[*i] == '\\') {
-		(*i)++;
-		if (*i >= n)
-			return 0;
-	}
-	if (ign_utf8_decode(p + *i, n - *i, &w) == 0xFFFD && w == 1)
-		return 0;
+	if (*i >= n || c[*i] == '-' || c[*i] == ']')
+		return -1;
+	if (c[*i] == '\\' && ++*i >= n)
+		return -1;
+	*r = ign_utf8_decode(c + *i, n - *i, &w);
+	if (*r == 0xFFFD && w == 1)
+		return -1;
 	*i += w;
-	return *i < n;
+	return *i < n ? 0 : -1;
 }
 
 /*
- * The errors Go's filepath.Match(pattern, ".") reports, which New()
- * turns into "syntax error in pattern".  Match walks every chunk of the
- * pattern even after a mismatch, so this is a plain scan.
+ * matchChunk: does chunk c match the start of s?  1 (and *used, the bytes
+ * of s it took), 0, or -1 for a malformed chunk.  After a mismatch the
+ * rest of the chunk is still read, for its syntax.
  */
-static int glob_valid(const char *p, size_t n)
+static int go_match_chunk(const char *c, size_t cn, const char *s, size_t sn, size_t *used)
 {
-	size_t i = 0, nrange;
+	size_t i = 0, j = 0, w, nrange;
+	int failed = 0, negated, match;
+	uint32_t r, lo, hi;
 
-	while (i < n) {
-		if (p[i] == '\\') {
-			if (i + 1 >= n)
-				return 0;
-			i += 2;
-			continue;
-		}
-		if (p[i] != '[') {
-			i++;
-			continue;
-		}
-		i++;
-		if (i < n && p[i] == '^')
-			i++;
-		for (nrange = 0;; nrange++) {
-			if (i < n && p[i] == ']' && nrange > 0) {
-				i++;
-				break;
+	while (i < cn) {
+		if (!failed && j >= sn)
+			failed = 1;
+		if (c[i] == '[') {
+			r = 0;
+			if (!failed) {
+				r = ign_utf8_decode(s + j, sn - j, &w);
+				j += w;
 			}
-			if (!class_esc(p, n, &i))
-				return 0;
-			if (p[i] == '-') {
-				i++;
-				if (!class_esc(p, n, &i))
-					return 0;
+			i++;
+			negated = i < cn && c[i] == '^';
+			i += (size_t)negated;
+			for (match = 0, nrange = 0;; nrange++) {
+				if (i < cn && c[i] == ']' && nrange > 0) {
+					i++;
+					break;
+				}
+				if (go_get_esc(c, cn, &i, &lo))
+					return -1;
+				hi = lo;
+				if (c[i] == '-') {
+					i++;
+					if (go_get_esc(c, cn, &i, &hi))
+						return -1;
+				}
+				if (lo <= r && r <= hi)
+					match = 1;
 			}
+			if (match == negated)
+				failed = 1;
+		} else if (c[i] == '?') {
+			if (!failed) {
+				if (s[j] == '/')
+					failed = 1;
+				ign_utf8_decode(s + j, sn - j, &w);
+				j += w;
+			}
+			i++;
+		} else {
+			if (c[i] == '\\' && ++i >= cn)
+				return -1;
+			if (!failed) {
+				if (c[i] != s[j])
+					failed = 1;
+				j++;
+			}
+			i++;
 		}
 	}
+	if (failed)
+		return 0;
+	*used = j;
 	return 1;
+}
+
+/*
+ * 1 when Go's filepath.Match(p, ".") reports ErrBadPattern, which New()
+ * turns into "syntax error in pattern".  Match reads the pattern chunk by
+ * chunk (a chunk: the text after a run of '*') only as far as the match
+ * goes: a chunk that fails to match is still read to its end, but once
+ * the match has failed the chunks after it are not looked at.  So
+ * "[-]x", "*" "/[-]x" and "a/[-]x" are errors and "a*" "/[-]x" is not
+ * (Docker 20.10.24 and 28.2.2 both take it; its regex is valid and
+ * decides).
+ */
+static int go_match_dot_bad(const char *p, size_t n)
+{
+	const char *name = ".";
+	size_t nn = 1, pos = 0, cs, i, k, used;
+	int star, inrange, r;
+
+	while (pos < n) {
+		for (star = 0; pos < n && p[pos] == '*'; pos++)
+			star = 1;
+		for (i = pos, inrange = 0; i < n; i++) {
+			if (p[i] == '\\') {
+				if (i + 1 < n)
+					i++;
+			} else if (p[i] == '[') {
+				inrange = 1;
+			} else if (p[i] == ']') {
+				inrange = 0;
+			} else if (p[i] == '*' && !inrange) {
+				break;
+			}
+		}
+		cs = pos;
+		pos = i;
+		if (star && cs == pos)
+			return 0; /* a trailing star: matched or not, no error */
+		r = go_match_chunk(p + cs, pos - cs, name, nn, &used);
+		if (r == 1 && (used == nn || pos < n)) {
+			name += used;
+			nn -= used;
+			continue;
+		}
+		if (r < 0)
+			return 1;
+		if (!star)
+			return 0;
+		/* the star takes one more byte each time, never a '/' */
+		for (k = 0, r = 0; k < nn && name[k] != '/' && r != 1; k++) {
+			r = go_match_chunk(p + cs, pos - cs, name + k + 1, nn - k - 1, &used);
+			if (r < 0)
+				return 1;
+			if (r == 1 && pos == n && used < nn - k - 1)
+				r = 0; /* the last chunk must end the name */
+			if (r == 1) {
+				name += k + 1 + used;
+				nn -= k + 1 + used;
+			}
+		}
+		if (r != 1)
+			return 0;
+	}
+	return 0;
 }
 
 /* ---- Pattern.compile ---- */
@@ -286,7 +385,7 @@ static int glob_valid(const char *p, size_t n)
  * byte order mark at the very start is skipped (it still counts in the
  * exact/prefix/suffix texts, which use the raw bytes).
  */
-static void classify(struct pat *pt, struct buf *rx)
+static void classify(struct pat *pt, struct buf *rx, int old)
 {
 	const char *s = pt->clean;
 	size_t n = pt->clean_len, pos = 0, w;
@@ -310,7 +409,7 @@ static void classify(struct pat *pt, struct buf *rx)
 				if (pos < n && s[pos] == '/')
 					pos++; /* "**" + "/" */
 				if (pos == n) {
-					if (kind == K_EXACT) {
+					if (kind == K_EXACT && !old) {
 						kind = K_PREFIX;
 					} else {
 						buf_addstr(rx, ".*");
@@ -329,9 +428,10 @@ static void classify(struct pat *pt, struct buf *rx)
 		} else if (c == '?') {
 			buf_addstr(rx, "[^/]");
 			kind = K_REGEXP;
-		} else if (c == '.' || c == '+' || c == '(' || c == ')' ||
-			   c == '$') {
-			/* upstream's set also names | { }, but see the top */
+		} else if (c == '.' || c == '$' ||
+			   (!old && (c == '+' || c == '(' || c == ')'))) {
+			/* upstream's set also names | { }, but see the top;
+			 * before 23 it was '.' and '$' */
 			buf_addch(rx, '\\');
 			buf_addch(rx, (int)c);
 		} else if (c == '\\') {
@@ -351,6 +451,9 @@ static void classify(struct pat *pt, struct buf *rx)
 			buf_add(rx, enc, ign_utf8_encode(c, enc));
 		}
 	}
+	/* before 23 every pattern was a regexp */
+	if (old)
+		kind = K_REGEXP;
 	pt->kind = (uint8_t)kind;
 	switch (kind) {
 	case K_EXACT:
@@ -522,7 +625,7 @@ static int read_line(struct ign *ig, const char *fname, unsigned lineno,
 		q++;
 		qn--;
 	}
-	if (!glob_valid(q, qn)) {
+	if (go_match_dot_bad(q, qn)) {
 		ret = err_set(e, ERR_USAGE, "%s:%u: %.*s: syntax error in pattern",
 			      fname, lineno, (int)tn, text);
 		goto out;
@@ -545,17 +648,21 @@ static int compile_all(struct ign *ig, struct err *e)
 	struct buf rx = BUF_INIT;
 	char why[160];
 	int seen_normal = 0, ret = 0, rc;
-	size_t i;
+	size_t i, k;
 
 	for (i = 0; i < ig->n; i++) {
 		struct pat *pt = &ig->v[i];
 
-		classify(pt, &rx);
+		classify(pt, &rx, ig->old);
+		pt->ndirs = 1;
+		for (k = 0; k < pt->clean_len; k++)
+			pt->ndirs += pt->clean[k] == '/';
 		if (pt->kind == K_REGEXP) {
 			pt->regex = dup_bytes(rx.data, rx.len);
 			rc = ign_re_compile(rx.data, rx.len, &pt->re, why,
 					    sizeof(why));
-			if (rc && pt->exception && !seen_normal) {
+			/* (the old matcher tests every pattern on every path) */
+			if (rc && pt->exception && !seen_normal && !ig->old) {
 				/* nothing can be excluded before it, so Docker
 				 * never evaluates it and never notices */
 				pt->kind = K_NEVER;
@@ -656,6 +763,16 @@ size_t ign_count(const struct ign *ig)
 	return ig->n;
 }
 
+void ign_old_matcher(struct ign *ig)
+{
+	ig->old = 1;
+}
+
+int ign_old(const struct ign *ig)
+{
+	return ig->old;
+}
+
 int ign_has_exceptions(const struct ign *ig)
 {
 	return ig->has_exc;
@@ -666,12 +783,59 @@ int ign_has_exceptions(const struct ign *ig)
  * as matched without a test; otherwise it is tested only when it could
  * change the verdict.
  */
+/*
+ * The deprecated Matches of Docker clients before 23: each pattern tested
+ * on the path, else on the path's ancestor at the pattern's depth (when
+ * the parent directory has at least that many elements); the last
+ * pattern that matches decides.
+ */
+static int old_match(const struct ign *ig, const char *path, size_t len, int *deciding)
+{
+	size_t i, k, pdirs = 0, plen = 0, cut;
+	int excluded = 0, dec = -1, hit;
+
+	/* the parent (filepath.Dir): "." for a top-level path */
+	for (k = len; k > 0; k--)
+		if (path[k - 1] == '/')
+			break;
+	if (k > 0) {
+		plen = k - 1;
+		pdirs = 1;
+		for (k = 0; k < plen; k++)
+			pdirs += path[k] == '/';
+	}
+	for (i = 0; i < ig->n; i++) {
+		const struct pat *pt = &ig->v[i];
+
+		hit = pat_match(pt, path, len);
+		if (!hit && pdirs && pt->ndirs <= pdirs) {
+			/* the first ndirs elements of the parent */
+			for (k = 0, cut = 0; cut < plen; cut++)
+				if (path[cut] == '/' && ++k == pt->ndirs)
+					break;
+			hit = pat_match(pt, path, cut);
+		}
+		if (hit) {
+			excluded = !pt->exception;
+			dec = (int)i;
+		}
+	}
+	if (deciding)
+		*deciding = dec;
+	return excluded;
+}
+
 int ign_match(const struct ign *ig, const char *path, size_t len,
 	      const uint8_t *parent_flags, uint8_t *flags, int *deciding)
 {
 	int excluded = 0, dec = -1, hit;
 	size_t i;
 
+	if (ig->old) {
+		if (flags)
+			memset(flags, 0, ig->n);
+		return old_match(ig, path, len, deciding);
+	}
 	for (i = 0; i < ig->n; i++) {
 		const struct pat *pt = &ig->v[i];
 

@@ -154,6 +154,8 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 
 	memset(r, 0, sizeof(*r));
 	r->ign = ign_new();
+	if (o->flags & WALK_OLD_MATCHER)
+		ign_old_matcher(r->ign);
 	r->flags = o->flags;
 
 	if (stat(dir, &st)) {

@@ -90,11 +90,11 @@ like "$t" "l 0777 0 'ctx/link-up' -> ../outside" "reference: a link out of the c
 is "$(grep -c -E "'ctx/(Dockerfile|Dockerfile.real|.dockerignore|a.log)'" "$TESTDIR/ref.tree")" 0 \
 	"reference: the excluded Dockerfile, its target and .dockerignore are not in /ctx"
 like "$t" "'ctx/node_modules/keep.txt'" "reference: the ! exception"
-like "$(cat "$TESTDIR/got.log")" "classic builder \\(DOCKER_BUILDKIT=0\\).*: none" \
-	"classic, local daemon: an uncompressed tar"
+like "$(cat "$TESTDIR/got.log")" "classic builder \\(DOCKER_BUILDKIT=0; a client < 23: its matcher\\).*: none" \
+	"classic, local daemon: an uncompressed tar, the patterns matched as Debian's 20.10 client matches them"
 
 same "BuildKit" "$DOCKER_BIN" 1 --
-like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1; a client < 23: its 2020 context walk\\).*the context as a directory" \
+like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1; a client < 23: its 2020 context walk and matcher\\).*the context as a directory" \
 	"BuildKit: the context as a directory, walked as Debian's 20.10 client walks it"
 like "$(cat "$TESTDIR/ref.tree")" "f 4755 0 'ctx/suid'" "reference (BuildKit): setuid kept"
 
@@ -172,6 +172,36 @@ printf 'foo\n!foo/**/*.txt\nbar\n!bar/nothere\n*/*.tmp\n*.md\n!docs/README.md\n'
 for bk in 0 1; do
 	same "exceptions below excluded directories, builder $bk" "$DOCKER_BIN" "$bk" --
 done
+
+# the matcher of clients before 23 (Debian's 20.10), which differs from
+# today's: q/keep is excluded again by q* (matched at its parent, where
+# today's rule skipped it), lib's files are kept by !lib (the same, for an
+# exception), and notes(old).txt is a regex matching notesold.txt; a newer
+# client sends the other way round
+C=$TESTDIR/old
+mkdir -p "$C/q" "$C/lib/sub"
+printf 'FROM bb\nCOPY . /ctx\n' > "$C/Dockerfile"
+echo k > "$C/q/keep"; echo o > "$C/q/other"; echo a > "$C/lib/a.js"; echo b > "$C/lib/sub/b.js"
+echo n > "$C/notes(old).txt"; echo m > "$C/notesold.txt"
+printf 'q\n!q/keep\nq*\nlib/**\n!lib\nnotes(old).txt\n' > "$C/.dockerignore"
+for bk in 0 1; do
+	same "the matcher of clients before 23, builder $bk" "$DOCKER_BIN" "$bk" --
+	is "$(grep -c -E "'ctx/(lib/sub/b.js|notes\(old\).txt)'" "$TESTDIR/got.tree"):$(grep -c \
+		-E "'ctx/(q/keep|notesold.txt)'" "$TESTDIR/got.tree")" "2:0" "... which keeps and drops what it did"
+done
+for client in $DOCKER_CLIENTS; do
+	[ "$client" = "$DOCKER_BIN" ] && continue
+	same "newer client $client, today's matcher, classic" "$client" 0 --
+	is "$(grep -c -E "'ctx/(q/keep|notesold.txt)'" "$TESTDIR/got.tree")" 2 "... which keeps q/keep and notesold.txt"
+done
+# a regex Go rejects (c++: a nested repetition) fails the old client's
+# build, and ctxpack's before it starts COMMAND
+printf 'c++\n' > "$C/.dockerignore"
+(cd "$C" && DOCKER_BUILDKIT=0 "$DOCKER_BIN" build -q -t bad .) > "$TESTDIR/ref.log" 2>&1
+isnt "$?" 0 "reference: c++ fails the 20.10 client's build"
+(cd "$C" && DOCKER_BUILDKIT=0 ctxpack build -- "$DOCKER_BIN" build -q -t bad -) > "$TESTDIR/got.log" 2>&1
+is "$?" 2 "... and ctxpack build, a usage error"
+like "$(cat "$TESTDIR/got.log")" "\\.dockerignore:1: c\\+\\+: syntax error in pattern" "... naming the file, line and pattern"
 C=$C0
 
 # BuildKit's directory follows the context from run to run: after each

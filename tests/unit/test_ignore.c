@@ -459,6 +459,13 @@ static const struct ecase ecases[] = {
 	{"match error in later normal", "a\nfoo\\q", ".dockerignore:2: foo\\q:"},
 	{"exception after normal refused", "x\n!foo[z-a]", ".dockerignore:2:"},
 	{"lone bad exception accepted", "!foo[z-a]", NULL},
+	/* Go's Match(p, ".") stops reading chunks once one fails to match */
+	{"bad class after a failed chunk", "a*/[-]x", NULL},
+	{"bad class in a failed chunk", "a/[-]x", "syntax error in pattern"},
+	{"bad class after a star", "*/[-]x", "syntax error in pattern"},
+	{"bad class after a matched chunk", ".*/[-]", "syntax error in pattern"},
+	{"unterminated class after a failed chunk: the regex", "a*/[",
+	 "invalid regular expression"},
 	{"bad exceptions before any normal", "!a\\q\n!\\pL*\nfoo", NULL},
 	{"[[:alpha:]] validates", "[[:alpha:]]", NULL},
 	{"!../.. is a normal dot", "!../..", NULL},
@@ -681,6 +688,109 @@ static void test_never_evaluated_exception(void **state)
 	ign_free(ig);
 }
 
+/* The matcher of Docker clients before 23 (ign_old_matcher). */
+static struct ign *parse_old(const char *data)
+{
+	struct err e = ERR_INIT;
+	struct ign *ig = ign_new();
+
+	ign_old_matcher(ig);
+	if (ign_parse(ig, ".dockerignore", data, strlen(data), &e)) {
+		print_error("unexpected parse error: %s\n", e.msg);
+		ign_free(ig);
+		fail();
+	}
+	return ig;
+}
+
+static int old_excluded(const struct ign *ig, const char *path)
+{
+	uint8_t flags[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+	int ex = ign_match(ig, path, strlen(path), flags, flags, NULL);
+	size_t i;
+
+	/* no state is carried: the flags are ignored and zeroed */
+	for (i = 0; i < ign_count(ig); i++)
+		assert_int_equal(flags[i], 0);
+	return ex;
+}
+
+static void test_old_matcher(void **state)
+{
+	struct ign *ig, *now;
+	char msg[2048];
+	int dec;
+
+	(void)state;
+	/* a pattern skipped at the parent still matches it (the ancestor at
+	 * the pattern's depth), and an exception re-includes that way too */
+	ig = parse_old("q\n!q/keep\nq*");
+	now = parse_str("q\n!q/keep\nq*");
+	assert_true(ign_old(ig));
+	assert_false(ign_old(now));
+	assert_int_equal(old_excluded(ig, "q/keep"), 1);
+	assert_int_equal(walk_excluded(now, "q/keep", 6), 0);
+	assert_int_equal(ign_match(ig, "q/keep", 6, NULL, NULL, &dec), 1);
+	assert_int_equal(dec, 2);
+	ign_free(ig);
+	ign_free(now);
+	ig = parse_old("lib/**\n!lib");
+	now = parse_str("lib/**\n!lib");
+	assert_int_equal(old_excluded(ig, "lib"), 0);
+	assert_int_equal(old_excluded(ig, "lib/a.js"), 0);
+	assert_int_equal(old_excluded(ig, "lib/sub/b.js"), 0);
+	assert_int_equal(walk_excluded(now, "lib/a.js", 8), 1);
+	ign_free(ig);
+	ign_free(now);
+	/* the depth: a pattern deeper than the parent is not tried on it */
+	ig = parse_old("a/b/c\nx");
+	assert_int_equal(old_excluded(ig, "a/b"), 0);
+	assert_int_equal(old_excluded(ig, "a/b/c/d"), 1);
+	assert_int_equal(old_excluded(ig, "x/y/z"), 1);
+	assert_int_equal(old_excluded(ig, "y/x"), 0);
+	ign_free(ig);
+	/* every pattern a regexp, only '.' and '$' escaped */
+	ig = parse_old("notes(old).txt\n**foo\nlib**\nv1+2");
+	assert_int_equal(ign_pattern_kind(ig, 0), 'r');
+	assert_string_equal(ign_pattern_regex(ig, 0), "^notes(old)\\.txt$");
+	assert_string_equal(ign_pattern_regex(ig, 1), "^(.*/)?foo$");
+	assert_string_equal(ign_pattern_regex(ig, 2), "^lib.*$");
+	assert_int_equal(old_excluded(ig, "notes(old).txt"), 0);
+	assert_int_equal(old_excluded(ig, "notesold.txt"), 1);
+	assert_int_equal(old_excluded(ig, "barfoo"), 0);
+	assert_int_equal(old_excluded(ig, "x/foo"), 1);
+	assert_int_equal(old_excluded(ig, "libx"), 1);
+	assert_int_equal(old_excluded(ig, "v1+2"), 0);
+	assert_int_equal(old_excluded(ig, "v112"), 1);
+	ign_free(ig);
+	now = parse_str("notes(old).txt\n**foo");
+	assert_int_equal(walk_excluded(now, "notes(old).txt", 14), 1);
+	assert_int_equal(walk_excluded(now, "barfoo", 6), 1);
+	ign_free(now);
+	/* every pattern is tried on every path: a bad regex is an error even
+	 * where the current matcher never evaluates it */
+	assert_false(parse_fails("!d\\e\n*", 6, msg, sizeof(msg)));
+	ig = ign_new();
+	ign_old_matcher(ig);
+	{
+		struct err e = ERR_INIT;
+
+		assert_int_equal(ign_parse(ig, ".dockerignore", "!d\\e\n*", 6, &e), ERR_USAGE);
+		assert_non_null(strstr(e.msg, ".dockerignore:1: !d\\e: syntax error in pattern"));
+	}
+	ign_free(ig);
+	ig = ign_new();
+	ign_old_matcher(ig);
+	{
+		struct err e = ERR_INIT;
+
+		assert_int_equal(ign_parse(ig, ".dockerignore", "c++", 3, &e), ERR_USAGE);
+		assert_non_null(strstr(e.msg, "c++: syntax error in pattern"));
+	}
+	ign_free(ig);
+	assert_false(parse_fails("c++", 3, msg, sizeof(msg)));
+}
+
 static void test_parse_twice(void **state)
 {
 	struct err e = ERR_INIT;
@@ -867,6 +977,7 @@ int main(void)
 		SIMPLE(test_deciding_and_metadata),
 		SIMPLE(test_stateless_rule),
 		SIMPLE(test_never_evaluated_exception),
+		SIMPLE(test_old_matcher),
 		SIMPLE(test_parse_twice),
 		SIMPLE(test_nul_in_path_and_pattern),
 		SIMPLE(test_pathological),
