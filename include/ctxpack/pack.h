@@ -85,7 +85,20 @@ struct pack_opts {
 	 * the frame cache's settings (the bytes differ), not of the frame
 	 * rule's choices (cuts stay where they are). */
 	const char *prefix;
+	/* --compress none only (pack and build set it; images do not): when
+	 * the first entry starts with an extended header (a pax 'x' header for
+	 * a non-ASCII or long name or link target), write an empty pax global
+	 * header (PACK_GLOBAL_HEADER_NAME, typeflag 'g', size 0) before it.
+	 * The docker client tells a tar on its stdin from a Dockerfile by
+	 * parsing the first 1024 bytes as a tar header, which an 'x' header
+	 * and its records fill (so `docker build -` would take the archive
+	 * for a Dockerfile); a 'g' header parses alone, and tar readers
+	 * (docker's daemon, git archive's own output) skip it.  Part of the
+	 * bytes, not of any cache key (no frame store without compression). */
+	int stdin_safe;
 };
+
+#define PACK_GLOBAL_HEADER_NAME "pax_global_header"
 
 /* Fill in the defaults: zstd, default level, default threads,
  * PACK_DEFAULT_MTIME. */

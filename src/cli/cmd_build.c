@@ -237,6 +237,8 @@ static void parse_options(struct build *bd, int argc, char **argv, int dd)
 	if (dd >= argc || dd + 1 >= argc)
 		cli_usage_error(bd->cmd, "missing -- COMMAND");
 	pack_opts_init(&bd->po);
+	/* docker must see a tar in the first 1024 bytes of its stdin */
+	bd->po.stdin_safe = 1;
 	pa.wo = &bd->wo;
 	pa.po = &bd->po;
 	pa.fo = &bd->fo;

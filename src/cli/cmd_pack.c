@@ -133,6 +133,8 @@ int cmd_pack(int argc, char **argv)
 
 	memset(&so, 0, sizeof(so));
 	pack_opts_init(&po);
+	/* an uncompressed archive may go to `docker build -` */
+	po.stdin_safe = 1;
 	pa.wo = &wo;
 	pa.po = &po;
 	pa.fo = &so.fo;

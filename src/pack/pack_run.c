@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <langinfo.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -284,13 +285,57 @@ struct hashing_sink {
 	pack_sink_fn fn;
 	void *ctx;
 	struct sha256 *sha;     /* NULL: the caller hashes (PACK_CACHE_OWN_DIGEST) */
+	int first;              /* stdin_safe: the first write is still to come */
+	int64_t mtime;
+	uint64_t extra;         /* bytes written here, not by the encoder */
 };
+
+/* An empty pax global header (ustar layout, typeflag 'g', size 0). */
+static void global_header(unsigned char b[512], int64_t mtime)
+{
+	unsigned sum = 0;
+	size_t i;
+
+	memset(b, 0, 512);
+	memcpy(b, PACK_GLOBAL_HEADER_NAME, sizeof(PACK_GLOBAL_HEADER_NAME) - 1);
+	memcpy(b + 100, "0000644", 7);
+	memcpy(b + 108, "0000000", 7);
+	memcpy(b + 116, "0000000", 7);
+	memcpy(b + 124, "00000000000", 11);
+	snprintf((char *)b + 136, 12, "%011llo",
+		 (unsigned long long)(mtime > 0 && mtime < 077777777777LL ? mtime : 0));
+	b[156] = 'g';
+	memcpy(b + 257, "ustar", 6);
+	memcpy(b + 263, "00", 2);
+	memset(b + 148, ' ', 8);
+	for (i = 0; i < 512; i++)
+		sum += b[i];
+	snprintf((char *)b + 148, 8, "%06o", sum);
+	b[155] = ' ';
+}
 
 static int hashing_write(void *ctx, const void *p, size_t n, struct err *e)
 {
 	struct hashing_sink *hs = ctx;
-	int ret = hs->fn(hs->ctx, p, n, e);
+	const unsigned char *c = p;
+	int ret;
 
+	if (hs->first && n) {
+		hs->first = 0;
+		/* the first entry's first header is an extended one */
+		if (n >= 512 && (c[156] == 'x' || c[156] == 'L' || c[156] == 'K') &&
+		    !memcmp(c + 257, "ustar", 5)) {
+			unsigned char g[512];
+
+			global_header(g, hs->mtime);
+			if ((ret = hs->fn(hs->ctx, g, sizeof(g), e)))
+				return ret;
+			if (hs->sha)
+				sha256_update(hs->sha, g, sizeof(g));
+			hs->extra += sizeof(g);
+		}
+	}
+	ret = hs->fn(hs->ctx, p, n, e);
 	if (!ret && hs->sha)
 		sha256_update(hs->sha, p, n);
 	return ret;
@@ -327,8 +372,13 @@ int pack_write(const struct pack_list *l, const struct pack_opts *o,
 	hs.fn = sink;
 	hs.ctx = sink_ctx;
 	hs.sha = own_digest ? NULL : sha256_new();
+	hs.first = o->stdin_safe && o->compress == PACK_NONE;
+	hs.mtime = o->mtime;
+	hs.extra = 0;
 	ret = pack_encode_frames(l, o, rootfd, frames, nframes, o->threads, cache,
 				 hashing_write, &hs, &res->bytes, &res->tar_bytes, e);
+	res->bytes += hs.extra;
+	res->tar_bytes += hs.extra;
 	if (!ret) {
 		if (!own_digest) {
 			sha256_final(hs.sha, md);

@@ -89,4 +89,27 @@ PY
 is "$recs" ok "pax records exactly for long, non-ASCII and non-UTF-8 names"
 is "$(tar -tf "$TESTDIR/raw.tar" 2>/dev/null | grep -c PaxHeader)" 0 "no PaxHeader entries leak into listings"
 
+# a first entry with a pax 'x' header: an empty pax global header goes
+# before it in an uncompressed archive (docker build - parses the first 1024
+# bytes as one header); not when the first entry is plain, nor inside zstd
+G=$TESTDIR/g
+mkdir -p "$G"
+printf 'FROM scratch\n' > "$G/Dockerfile"; echo u > "$G/#ü"; echo n > "$G/n.txt"
+ctxpack pack -q --compress none -o "$TESTDIR/g.tar" "$G"
+ctxpack pack -q -o "$TESTDIR/g.zst" "$G"
+python3 - "$TESTDIR/g.tar" > "$TESTDIR/g.out" 2>&1 <<'PY'
+import sys, tarfile
+b = open(sys.argv[1], "rb").read()
+print(b[156:157].decode(), int(b[124:135], 8), b[:17].decode(), b[512 + 156:512 + 157].decode())
+print(" ".join(m.name for m in tarfile.open(sys.argv[1])))
+PY
+is "$(cat "$TESTDIR/g.out")" "g 0 pax_global_header x
+#ü Dockerfile n.txt" "a non-ASCII first entry: an empty global header first, then its 'x' header"
+is "$(tar -tf "$TESTDIR/g.tar" | tr '\n' ' ')" "#ü Dockerfile n.txt " "GNU tar lists no extra entry"
+is "$(bsdtar -tf "$TESTDIR/g.tar" | tr '\n' ' ')" "#ü Dockerfile n.txt " "bsdtar neither"
+is "$(zstd -dc "$TESTDIR/g.zst" | head -c 512 | cut -c1-3)" "Pax" "inside zstd: no global header (the 'x' header first)"
+rm "$G/#ü"
+ctxpack pack -q --compress none -o "$TESTDIR/g2.tar" "$G"
+is "$(head -c 10 "$TESTDIR/g2.tar")" "Dockerfile" "a plain first entry: no global header"
+
 done_testing
