@@ -41,6 +41,17 @@ static void check(int ok)
 		abort();
 }
 
+/* A verdict and its deciding pattern agree. */
+static void check_verdict(const struct ign *ig, int ex, int dec)
+{
+	check(ex == 0 || ex == 1);
+	check(dec >= -1 && dec < (int)ign_count(ig));
+	if (dec >= 0)
+		check(ign_pattern_is_exception(ig, (size_t)dec) == !ex);
+	else
+		check(!ex);
+}
+
 static void walk_one(const struct ign *ig, const char *p, size_t len,
 		     uint8_t *a, uint8_t *b)
 {
@@ -54,12 +65,7 @@ static void walk_one(const struct ign *ig, const char *p, size_t len,
 		if (i < len && p[i] != '/')
 			continue;
 		ex = ign_match(ig, p, i, parent, cur, &dec);
-		check(ex == 0 || ex == 1);
-		check(dec >= -1 && dec < (int)n);
-		if (dec >= 0)
-			check(ign_pattern_is_exception(ig, (size_t)dec) == !ex);
-		else
-			check(!ex);
+		check_verdict(ig, ex, dec);
 		for (k = 0; k < n; k++)
 			check(cur[k] <= 1);
 		if (!parent && i > 0 && !(i == 1 && p[0] == '.'))
@@ -139,12 +145,7 @@ static void old_matcher(const char *d, size_t flen, const struct ign *now,
 				continue;
 			memset(f, 1, n + 1);
 			ex = ign_match(ig, paths[i], k, f, f, &dec);
-			check(ex == 0 || ex == 1);
-			check(dec >= -1 && dec < (int)n);
-			if (dec >= 0)
-				check(ign_pattern_is_exception(ig, (size_t)dec) == !ex);
-			else
-				check(!ex);
+			check_verdict(ig, ex, dec);
 			for (size_t j = 0; j < n; j++)
 				check(f[j] == 0);
 		}
