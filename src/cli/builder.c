@@ -395,26 +395,21 @@ static void docker_buildkit(struct builder *b, int buildx)
 		b->why = "docker buildx build";
 		return;
 	}
+	/* the client walks the context: one before 23 by the rules of its time */
+	major = client_major(b->argv[b->prog_at]);
+	b->old_client = major > 0 && major < 23;
 	if (env && (v = parse_bool(env)) >= 0) {
 		b->buildkit = v;
 		b->why = v ? "DOCKER_BUILDKIT=1" : "DOCKER_BUILDKIT=0";
-		major = client_major(b->argv[b->prog_at]);
-		b->old_client = major > 0 && major < 23;
-		b->old_walk = v && b->old_client;
-		return;
-	}
-	major = client_major(b->argv[b->prog_at]);
-	if (major >= 23) {
+	} else if (major >= 23) {
 		b->buildkit = buildx_installed(b);
 		b->why = b->buildkit ? "a docker client >= 23 with the buildx plugin" :
 			 "a docker client >= 23 without the buildx plugin";
-		return;
+	} else {
+		b->buildkit = ping_builder_version(b->host) == 2;
+		b->why = b->buildkit ? "the daemon's default builder (Builder-Version 2)" :
+			 "the daemon's default builder (classic)";
 	}
-	b->buildkit = ping_builder_version(b->host) == 2;
-	b->old_client = major > 0;
-	b->old_walk = b->buildkit && b->old_client;
-	b->why = b->buildkit ? "the daemon's default builder (Builder-Version 2)" :
-		 "the daemon's default builder (classic)";
 }
 
 /* ---- reading COMMAND ---- */

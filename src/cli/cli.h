@@ -217,11 +217,9 @@ struct builder {
 	int kind;            /* BUILDER_* */
 	int buildkit;        /* docker: 1 BuildKit, 0 the classic builder */
 	int remote;          /* docker: the daemon is on another machine */
-	int old_walk;        /* docker: BuildKit through a client < 23, whose file
-				sync walks as fsutil did in 2020 (WALK_FSUTIL2020) */
-	int old_client;      /* docker: a client < 23 walks the context (either
-				builder), with the matcher of its time
-				(WALK_OLD_MATCHER) */
+	int old_client;      /* docker: a client < 23 walks the context, with the
+				matcher of its time (WALK_OLD_MATCHER) and, for
+				BuildKit, the file sync of 2020 (WALK_FSUTIL2020) */
 	const char *why;     /* how buildkit was decided, for -v */
 	char **argv;         /* COMMAND (borrowed) */
 	int argc;

@@ -286,7 +286,7 @@ static void plan(struct build *bd)
 
 	if (docker && !b->buildkit)
 		bd->wo.flags |= WALK_CLASSIC;
-	if (docker && b->buildkit && b->old_walk)
+	if (docker && b->buildkit && b->old_client)
 		bd->wo.flags |= WALK_FSUTIL2020;
 	if (docker && b->old_client)
 		bd->wo.flags |= WALK_OLD_MATCHER;
@@ -332,7 +332,7 @@ static void plan(struct build *bd)
 		if (docker)
 			cli_info("docker with %s (%s%s), daemon %s%s: %s", b->buildkit ?
 				 "BuildKit" : "the classic builder", b->why,
-				 b->old_walk ? "; a client < 23: its 2020 context walk and matcher" :
+				 b->old_client && b->buildkit ? "; a client < 23: its 2020 context walk and matcher" :
 				 b->old_client ? "; a client < 23: its matcher" : "",
 				 b->host ? b->host : "on the default socket",
 				 b->remote ? " (remote)" : "",
