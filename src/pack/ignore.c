@@ -654,8 +654,7 @@ static int compile_all(struct ign *ig, struct err *e)
 		struct pat *pt = &ig->v[i];
 
 		classify(pt, &rx, ig->old);
-		pt->ndirs = 1;
-		for (k = 0; k < pt->clean_len; k++)
+		for (k = 0, pt->ndirs = 1; ig->old && k < pt->clean_len; k++)
 			pt->ndirs += pt->clean[k] == '/';
 		if (pt->kind == K_REGEXP) {
 			pt->regex = dup_bytes(rx.data, rx.len);
@@ -779,52 +778,61 @@ int ign_has_exceptions(const struct ign *ig)
 }
 
 /*
- * MatchesUsingParentResults.  A pattern that matched the parent is taken
- * as matched without a test; otherwise it is tested only when it could
- * change the verdict.
- */
-/*
  * The deprecated Matches of Docker clients before 23: each pattern tested
- * on the path, else on the path's ancestor at the pattern's depth (when
- * the parent directory has at least that many elements); the last
- * pattern that matches decides.
+ * on the path, else on the path's ancestor at the pattern's depth (the
+ * first N elements of the parent directory, Go's filepath.Dir, when it
+ * has N); the last pattern that matches decides.
  */
 static int old_match(const struct ign *ig, const char *path, size_t len, int *deciding)
 {
 	size_t i, k, pdirs = 0, plen = 0, cut;
 	int excluded = 0, dec = -1, hit;
+	const char *par = path;
+	char *own = NULL;
 
-	/* the parent (filepath.Dir): "." for a top-level path */
-	for (k = len; k > 0; k--)
-		if (path[k - 1] == '/')
-			break;
-	if (k > 0) {
+	for (k = len; k > 0 && path[k - 1] != '/'; k--)
+		;
+	if (k > 0 && path_is_clean(path, len)) {
 		plen = k - 1;
+	} else if (k > 0) {
+		/* Dir cleans what is before the last '/' */
+		own = xmalloc(k + 2);
+		plen = path_clean(path, k, own);
+		par = own;
+		if (plen == 1 && own[0] == '.')
+			plen = 0;
+	}
+	if (plen) {
 		pdirs = 1;
 		for (k = 0; k < plen; k++)
-			pdirs += path[k] == '/';
+			pdirs += par[k] == '/';
 	}
 	for (i = 0; i < ig->n; i++) {
 		const struct pat *pt = &ig->v[i];
 
 		hit = pat_match(pt, path, len);
 		if (!hit && pdirs && pt->ndirs <= pdirs) {
-			/* the first ndirs elements of the parent */
 			for (k = 0, cut = 0; cut < plen; cut++)
-				if (path[cut] == '/' && ++k == pt->ndirs)
+				if (par[cut] == '/' && ++k == pt->ndirs)
 					break;
-			hit = pat_match(pt, path, cut);
+			hit = pat_match(pt, par, cut);
 		}
 		if (hit) {
 			excluded = !pt->exception;
 			dec = (int)i;
 		}
 	}
+	free(own);
 	if (deciding)
 		*deciding = dec;
 	return excluded;
 }
 
+/*
+ * MatchesUsingParentResults.  A pattern that matched the parent is taken
+ * as matched without a test; otherwise it is tested only when it could
+ * change the verdict.
+ */
 int ign_match(const struct ign *ig, const char *path, size_t len,
 	      const uint8_t *parent_flags, uint8_t *flags, int *deciding)
 {

@@ -760,6 +760,10 @@ static void test_old_matcher(void **state)
 	assert_int_equal(old_excluded(ig, "a/b/c/d"), 1);
 	assert_int_equal(old_excluded(ig, "x/y/z"), 1);
 	assert_int_equal(old_excluded(ig, "y/x"), 0);
+	/* the parent as Go's filepath.Dir gives it: cleaned */
+	assert_int_equal(old_excluded(ig, "./x/y"), 1);
+	assert_int_equal(old_excluded(ig, "a//b/c/d"), 1);
+	assert_int_equal(old_excluded(ig, "y/../x/z"), 1);
 	ign_free(ig);
 	/* every pattern a regexp, only '.' and '$' escaped */
 	ig = parse_old("notes(old).txt\n**foo\nlib**\nv1+2");
