@@ -35,6 +35,8 @@ import subprocess
 import sys
 import tarfile
 
+import tartree  # beside this file: the entry kinds and names
+
 NAMES = ["a", "b", "ab", "ba", "c.md", "x.txt", ".h", "a b", "é", "[x]", "a*", "q?",
          "d\\e", "node_modules", "sub", "aa", "-x", "#c", "!n", "  sp", "(g)", "v+1"]
 BAD = ["[", "a[", "\\", "[]", "[a-]", "[z-a]", "!", "a/**/[", "\\q", "a^b*", "c++"]
@@ -183,10 +185,9 @@ def listing(path):
     out = {}
     with tarfile.open(path) as t:
         for m in t.getmembers():
-            name = m.name.rstrip("/")
-            kind = ("d" if m.isdir() else "l" if m.issym() else "h" if m.islnk()
-                    else "f" if m.isfile() else "?")
-            out[name] = (kind, "%04o" % (m.mode & 0o7777), m.linkname if kind in "lh" else "")
+            kind = tartree.KINDS.get(m.type, "?")
+            out[tartree.plain(m.name)] = (kind, "%04o" % (m.mode & 0o7777),
+                                          m.linkname if kind in "lh" else "")
     return out
 
 
