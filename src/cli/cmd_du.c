@@ -217,7 +217,7 @@ int cmd_du(int argc, char **argv)
 	if (argc - optind > 1)
 		cli_usage_error(cmd, "too many arguments");
 	o.dir = optind < argc ? argv[optind] : ".";
-	o.flags = WALK_EXCLUDED | WALK_FULL;
+	o.flags |= WALK_EXCLUDED | WALK_FULL;
 
 	if (walk_run(&o, &r, &e)) {
 		walk_release(&r);

@@ -229,7 +229,7 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 {
 	const struct walk_ctx *c = w->c;
 	size_t base = w->path.len, nlen = strlen(nm->s);
-	int excluded, deciding = -1, is_dir, ret = 0, types_only;
+	int excluded, deciding = -1, is_dir, ret = 0, types_only, prune = 0;
 	struct walk_entry *we;
 	struct stat st;
 	size_t idx;
@@ -240,6 +240,9 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 		return err_set(w->e, ERR_FAIL, "%s: path too long", w->path.data);
 	excluded = ign_match(c->ig, w->path.data, w->path.len, pflags, flags, &deciding);
 	buf_setlen(&w->path, base);
+	/* below a directory only WALK_FULL enters, no exception applies */
+	if (w->pruned)
+		excluded = 1;
 
 	/* An excluded non-directory that nobody wants to see: no stat. */
 	if (excluded && !want_excl && !(c->o->flags & WALK_FULL) &&
@@ -299,15 +302,13 @@ static int visit(struct walker *w, int dfd, const struct name *nm,
 	}
 
 	if (excluded) {
-		int enter = (c->o->flags & WALK_FULL) ||
-			    must_descend(c, we->path, we->path_len);
-
-		if (!enter) {
+		prune = w->pruned || !must_descend(c, we->path, we->path_len);
+		if (prune && !(c->o->flags & WALK_FULL)) {
 			if (!want_excl)
 				w->n--;
 			return 0;
 		}
-		if (c->o->flags & WALK_FSUTIL2020) {
+		if (!prune && (c->o->flags & WALK_FSUTIL2020)) {
 			/* sent as soon as it is entered */
 			flip_pending(w);
 			we->excluded = 0;
@@ -346,7 +347,9 @@ descend:
 		}
 		buf_add(&w->path, nm->s, nlen);
 		buf_addch(&w->path, '/');
+		w->pruned += (unsigned)prune;
 		ret = wk_walk_dir(w, cfd, flags);
+		w->pruned -= (unsigned)prune;
 		buf_setlen(&w->path, base);
 		if (ret)
 			return ret;

@@ -102,6 +102,9 @@ struct walker {
 	size_t *pending;         /* indices of excluded ancestor dirs not yet flipped */
 	size_t npending, apending;
 	size_t nvisited;         /* names visited (the spawn threshold) */
+	unsigned pruned;         /* WALK_FULL: inside an excluded directory the
+				    walk's flavour would not enter, whose
+				    entries are all excluded (> 0) */
 	char *dbuf;              /* getdents64 buffer, DENTS_BUF bytes */
 	int noted;               /* this task's failure is recorded in c */
 	struct err *e;

@@ -93,4 +93,16 @@ ctxpack du --json -n 2 "$C" > "$TESTDIR/du.json" 2>/dev/null
 out=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["excluded"]["files"], len(d["largest_files"]), d["largest_files"][0]["path"], ".env" in [s["path"] for s in d["secrets"]])' "$TESTDIR/du.json")
 is "$out" "1 2 .git/objects/pack True" "du --json: totals, -n, largest file, secrets"
 
+# du --classic counts what the classic builder's walk sends: a wildcard
+# exception below an excluded directory is lost there (du walks every
+# excluded directory for its size, and once counted it as included)
+K=$TESTDIR/classic; mkdir -p "$K/sub"
+echo a > "$K/sub/a.txt"; echo b > "$K/sub/b.md"; echo 'FROM x' > "$K/Dockerfile"
+printf 'sub\n!s*/a.txt\n' > "$K/.dockerignore"
+is "$(ctxpack ls "$K" | tr '\n' ' ')" ".dockerignore Dockerfile sub/ sub/a.txt " "ls: the exception applies"
+is "$(ctxpack ls --classic "$K" | tr '\n' ' ')" ".dockerignore Dockerfile " "ls --classic: it is lost"
+du_inc() { ctxpack du --json "$@" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["included"]["entries"], d["excluded"]["entries"])'; }
+is "$(du_inc "$K")" "4 1" "du: 4 entries included, 1 excluded"
+is "$(du_inc --classic "$K")" "2 3" "du --classic: 2 included, 3 excluded (sub/, both files)"
+
 done_testing
