@@ -14,11 +14,11 @@ _ctxpack_cache_subcommands='ls prune restore run save stats why'
 _ctxpack_global='-h --help -q --quiet -v --verbose --json --progress='
 _ctxpack_reg='--ca-file= --insecure --timeout= --idle-timeout='
 _ctxpack_walk='-f= --file= --ignore-file='
-_ctxpack_modes='--classic --normalize-modes --no-hardlinks'
+_ctxpack_modes='--classic --docker-client= --normalize-modes --no-hardlinks'
 _ctxpack_pack="$_ctxpack_walk $_ctxpack_modes --compress= --level= --threads= --index= --no-cache --cache-max="
 
 _ctxpack_opts_ls="$_ctxpack_walk $_ctxpack_modes --why --excluded -l --long -0 --null"
-_ctxpack_opts_du="$_ctxpack_walk --classic -n="
+_ctxpack_opts_du="$_ctxpack_walk --classic --docker-client= -n="
 _ctxpack_opts_hash="$_ctxpack_walk $_ctxpack_modes --index= --threads="
 _ctxpack_opts_pack="$_ctxpack_pack -o= --output="
 _ctxpack_opts_build="$_ctxpack_pack --send="

@@ -396,7 +396,8 @@ static void docker_buildkit(struct builder *b, int buildx)
 		return;
 	}
 	/* the client walks the context: one before 23 by the rules of its time */
-	major = client_major(b->argv[b->prog_at]);
+	major = b->client_major ? b->client_major : client_major(b->argv[b->prog_at]);
+	b->client_major = major;
 	b->old_client = major > 0 && major < 23;
 	if (env && (v = parse_bool(env)) >= 0) {
 		b->buildkit = v;
@@ -551,12 +552,13 @@ static void parse_buildah(struct builder *b)
 		b->kind = BUILDER_BUILDAH;
 }
 
-void builder_detect(struct builder *b, int argc, char **argv)
+void builder_detect(struct builder *b, int argc, char **argv, int client_major)
 {
 	int i = 0;
 	const char *p;
 
 	memset(b, 0, sizeof(*b));
+	b->client_major = client_major;
 	b->argc = argc;
 	b->argv = argv;
 	b->ctx_at = b->file_at = -1;

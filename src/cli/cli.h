@@ -169,7 +169,7 @@ int cli_reg_opt(const struct cli_cmd *cmd, int c, const char *arg, struct reg_op
 enum {
 	OPT_PACK_IGNORE_FILE = OPT_CMD_BASE + 50, OPT_PACK_COMPRESS, OPT_PACK_LEVEL, OPT_PACK_THREADS,
 	OPT_PACK_INDEX, OPT_PACK_NO_CACHE, OPT_PACK_CACHE_MAX, OPT_PACK_NORMALIZE_MODES,
-	OPT_PACK_NO_HARDLINKS, OPT_PACK_CLASSIC,
+	OPT_PACK_NO_HARDLINKS, OPT_PACK_CLASSIC, OPT_PACK_DOCKER_CLIENT,
 };
 #define CLI_PACK_LONGOPTS \
 	{"file", required_argument, NULL, 'f'}, \
@@ -182,7 +182,8 @@ enum {
 	{"cache-max", required_argument, NULL, OPT_PACK_CACHE_MAX}, \
 	{"normalize-modes", no_argument, NULL, OPT_PACK_NORMALIZE_MODES}, \
 	{"no-hardlinks", no_argument, NULL, OPT_PACK_NO_HARDLINKS}, \
-	{"classic", no_argument, NULL, OPT_PACK_CLASSIC}
+	{"classic", no_argument, NULL, OPT_PACK_CLASSIC}, \
+	{"docker-client", required_argument, NULL, OPT_PACK_DOCKER_CLIENT}
 
 struct walk_opts;
 struct pack_opts;
@@ -194,6 +195,7 @@ struct cli_pack_args {
 	struct fc_opts *fo;
 	const char **index_dir;
 	int *no_cache;
+	int *docker_major;       /* --docker-client's major version, 0 if not given */
 };
 /*
  * Handle option c (from getopt_long) when it is one of the shared pack
@@ -202,6 +204,20 @@ struct cli_pack_args {
  */
 int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
 		 const struct cli_pack_args *a);
+
+/*
+ * --docker-client VERSION ("20.10.24", "v28.2", "20.10.24+dfsg1"): the
+ * client's major version, 1-999; anything else is a usage error.
+ */
+int cli_docker_client_major(const struct cli_cmd *cmd, const char *arg);
+/*
+ * The walk flags of a docker client of that major version (0: none
+ * given, nothing changes): a client before 23 matches with the deprecated
+ * rule of its time (WALK_OLD_MATCHER) and, unless the walk is the classic
+ * builder's, walks for BuildKit with the file sync of 2020
+ * (WALK_FSUTIL2020), as build decides for such a client (builder.c).
+ */
+void cli_docker_client_flags(unsigned *flags, int major);
 
 /* The frame store's path as --json names it: archive, assemble, frames. */
 const char *cli_pack_path_name(int path);
@@ -220,6 +236,8 @@ struct builder {
 	int old_client;      /* docker: a client < 23 walks the context, with the
 				matcher of its time (WALK_OLD_MATCHER) and, for
 				BuildKit, the file sync of 2020 (WALK_FSUTIL2020) */
+	int client_major;    /* docker: the client's major version, given
+				(--docker-client) or asked; 0 unknown */
 	const char *why;     /* how buildkit was decided, for -v */
 	char **argv;         /* COMMAND (borrowed) */
 	int argc;
@@ -232,7 +250,9 @@ struct builder {
 	const char *host_opt, *context_opt, *config_dir; /* docker's -H, -c, --config */
 	char *host;          /* the daemon address docker will use, or NULL (default) */
 };
-void builder_detect(struct builder *b, int argc, char **argv);
+/* client_major: the docker client's major version when the user gave it
+ * (--docker-client), else 0 and `docker --version` is asked. */
+void builder_detect(struct builder *b, int argc, char **argv, int client_major);
 void builder_release(struct builder *b);
 
 /* build: an err when a signal came (run_signal), else 0. */

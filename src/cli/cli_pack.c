@@ -1,5 +1,7 @@
 /* The options `ctxpack pack` and `ctxpack build` share. */
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "cli.h"
 #include "ctxpack/frames.h"
@@ -58,6 +60,9 @@ int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
 	case OPT_PACK_CLASSIC:
 		a->wo->flags |= WALK_CLASSIC;
 		return 1;
+	case OPT_PACK_DOCKER_CLIENT:
+		*a->docker_major = cli_docker_client_major(cmd, arg);
+		return 1;
 	case OPT_PACK_CACHE_MAX:
 		if (fc_parse_size(arg, &a->fo->max_bytes))
 			cli_usage_error(cmd, "--cache-max takes a size like 2G or 500M, not '%s'",
@@ -65,6 +70,33 @@ int cli_pack_opt(const struct cli_cmd *cmd, int c, const char *arg,
 		return 1;
 	}
 	return 0;
+}
+
+int cli_docker_client_major(const struct cli_cmd *cmd, const char *arg)
+{
+	const char *p = arg + (arg[0] == 'v');
+	unsigned long v = 0;
+	char *end = NULL;
+
+	if (*p >= '0' && *p <= '9') {
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (errno || (*end && *end != '.'))
+			v = 0;
+	}
+	if (!v || v > 999)
+		cli_usage_error(cmd, "--docker-client takes a docker client's version, such as "
+				"20.10.24 or 28.2.2 (docker --version), not '%s'", arg);
+	return (int)v;
+}
+
+void cli_docker_client_flags(unsigned *flags, int major)
+{
+	if (major <= 0 || major >= 23)
+		return;
+	*flags |= WALK_OLD_MATCHER;
+	if (!(*flags & WALK_CLASSIC))
+		*flags |= WALK_FSUTIL2020;
 }
 
 const char *cli_pack_path_name(int path)

@@ -213,6 +213,7 @@ struct build {
 	struct fc_opts fo;
 	const char *index_dir;
 	int no_cache, compress_set, send;
+	int docker_major;    /* --docker-client's major version, else 0 */
 	struct builder b;
 	char **cmdv;
 	int cmdc;
@@ -244,6 +245,7 @@ static void parse_options(struct build *bd, int argc, char **argv, int dd)
 	pa.fo = &bd->fo;
 	pa.index_dir = &bd->index_dir;
 	pa.no_cache = &bd->no_cache;
+	pa.docker_major = &bd->docker_major;
 	/* options end at "--": getopt never sees COMMAND's arguments */
 	while ((c = getopt_long(dd, argv, "f:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
 		switch (c) {
@@ -284,6 +286,9 @@ static void plan(struct build *bd)
 	struct builder *b = &bd->b;
 	int docker = b->kind == BUILDER_DOCKER;
 
+	if (bd->docker_major && !docker)
+		cli_warn("--docker-client is for a docker COMMAND, not %s: ignored",
+			 b->argv[b->prog_at]);
 	if (docker && !b->buildkit)
 		bd->wo.flags |= WALK_CLASSIC;
 	if (docker && b->buildkit && b->old_client)
@@ -748,7 +753,7 @@ int cmd_build(int argc, char **argv)
 		cli_usage_error(bd.cmd, "%s", e.msg);
 	if (pack_source_date_epoch(env_get()->source_date_epoch, &bd.po.mtime, &e))
 		return cli_fail(&e);
-	builder_detect(&bd.b, bd.cmdc, bd.cmdv);
+	builder_detect(&bd.b, bd.cmdc, bd.cmdv, bd.docker_major);
 	plan(&bd);
 	if (pack_opts_check(&bd.po, &e))
 		cli_usage_error(bd.cmd, "%s", e.msg);

@@ -13,7 +13,7 @@
 #include "cli.h"
 #include "ctxpack/walk.h"
 
-enum { OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_CLASSIC };
+enum { OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_CLASSIC, OPT_DOCKER_CLIENT };
 
 /* Directory names that rarely belong in a build context. */
 static const struct offender {
@@ -183,6 +183,7 @@ int cmd_du(int argc, char **argv)
 		{"file", required_argument, NULL, 'f'},
 		{"ignore-file", required_argument, NULL, OPT_IGNORE_FILE},
 		{"classic", no_argument, NULL, OPT_CLASSIC},
+		{"docker-client", required_argument, NULL, OPT_DOCKER_CLIENT},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -200,13 +201,14 @@ int cmd_du(int argc, char **argv)
 	const char **secret_why = NULL;
 	size_t nsecrets = 0;
 	char h[32];
-	int c;
+	int c, docker_major = 0;
 
 	while ((c = getopt_long(argc, argv, "f:n:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'f': o.dockerfile = optarg; break;
 		case OPT_IGNORE_FILE: o.ignore_file = optarg; break;
 		case OPT_CLASSIC: o.flags |= WALK_CLASSIC; break;
+		case OPT_DOCKER_CLIENT: docker_major = cli_docker_client_major(cmd, optarg); break;
 		case 'n':
 			if (parse_u64(optarg, &top))
 				cli_usage_error(cmd, "-n takes a number, not '%s'", optarg);
@@ -218,6 +220,7 @@ int cmd_du(int argc, char **argv)
 		cli_usage_error(cmd, "too many arguments");
 	o.dir = optind < argc ? argv[optind] : ".";
 	o.flags |= WALK_EXCLUDED | WALK_FULL;
+	cli_docker_client_flags(&o.flags, docker_major);
 
 	if (walk_run(&o, &r, &e)) {
 		walk_release(&r);

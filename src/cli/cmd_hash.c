@@ -17,6 +17,7 @@ enum {
 	OPT_NORMALIZE_MODES,
 	OPT_NO_HARDLINKS,
 	OPT_CLASSIC,
+	OPT_DOCKER_CLIENT,
 };
 
 static const struct option hash_longopts[] = {
@@ -27,6 +28,7 @@ static const struct option hash_longopts[] = {
 	{"normalize-modes", no_argument, NULL, OPT_NORMALIZE_MODES},
 	{"no-hardlinks", no_argument, NULL, OPT_NO_HARDLINKS},
 	{"classic", no_argument, NULL, OPT_CLASSIC},
+	{"docker-client", required_argument, NULL, OPT_DOCKER_CLIENT},
 	CLI_GLOBAL_LONGOPTS,
 	{NULL, 0, NULL, 0},
 };
@@ -56,7 +58,7 @@ int cmd_hash(int argc, char **argv)
 	const char *index_dir = NULL;
 	char digest[IDX_DIGEST_LEN];
 	uint64_t threads = 0;
-	int c, status = EXIT_OK;
+	int c, status = EXIT_OK, docker_major = 0;
 
 	while ((c = getopt_long(argc, argv, "f:" CLI_GLOBAL_SHORTOPTS,
 				hash_longopts, NULL)) != -1) {
@@ -81,6 +83,9 @@ int cmd_hash(int argc, char **argv)
 		case OPT_CLASSIC:
 			wo.flags |= WALK_CLASSIC;
 			break;
+		case OPT_DOCKER_CLIENT:
+			docker_major = cli_docker_client_major(cmd, optarg);
+			break;
 		case OPT_THREADS:
 			if (parse_u64(optarg, &threads) || threads > IDX_THREADS_MAX)
 				cli_usage_error(cmd, "--threads takes 0 to %d, not '%s'",
@@ -95,6 +100,7 @@ int cmd_hash(int argc, char **argv)
 		cli_usage_error(cmd, "too many arguments");
 	if (optind < argc)
 		wo.dir = argv[optind];
+	cli_docker_client_flags(&wo.flags, docker_major);
 
 	/* walk first: the index must not be created inside the context; an
 	 * unchanged tree is replayed from its snapshot (docs/index.md) */

@@ -9,7 +9,7 @@
 
 enum {
 	OPT_IGNORE_FILE = OPT_CMD_BASE, OPT_WHY, OPT_EXCLUDED, OPT_NORMALIZE_MODES,
-	OPT_NO_HARDLINKS, OPT_CLASSIC,
+	OPT_NO_HARDLINKS, OPT_CLASSIC, OPT_DOCKER_CLIENT,
 };
 
 static char type_char(const struct walk_entry *we)
@@ -75,6 +75,7 @@ int cmd_ls(int argc, char **argv)
 		{"normalize-modes", no_argument, NULL, OPT_NORMALIZE_MODES},
 		{"no-hardlinks", no_argument, NULL, OPT_NO_HARDLINKS},
 		{"classic", no_argument, NULL, OPT_CLASSIC},
+		{"docker-client", required_argument, NULL, OPT_DOCKER_CLIENT},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
@@ -82,7 +83,7 @@ int cmd_ls(int argc, char **argv)
 	struct walk_opts o = {0};
 	struct walk_result r;
 	struct err e = ERR_INIT;
-	int why = 0, excluded = 0, lng = 0, nul = 0, c;
+	int why = 0, excluded = 0, lng = 0, nul = 0, docker_major = 0, c;
 	size_t i;
 
 	while ((c = getopt_long(argc, argv, "f:l0" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
@@ -96,12 +97,14 @@ int cmd_ls(int argc, char **argv)
 		case OPT_NORMALIZE_MODES: o.flags |= WALK_NORMALIZE_MODES; break;
 		case OPT_NO_HARDLINKS: o.flags |= WALK_NO_HARDLINKS; break;
 		case OPT_CLASSIC: o.flags |= WALK_CLASSIC; break;
+		case OPT_DOCKER_CLIENT: docker_major = cli_docker_client_major(cmd, optarg); break;
 		default: cli_global_opt(cmd, c, optarg);
 		}
 	}
 	if (argc - optind > 1)
 		cli_usage_error(cmd, "too many arguments");
 	o.dir = optind < argc ? argv[optind] : ".";
+	cli_docker_client_flags(&o.flags, docker_major);
 	if (excluded)
 		o.flags |= WALK_EXCLUDED;
 	if (!lng && !cli_opt.json)

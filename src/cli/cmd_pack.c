@@ -128,7 +128,7 @@ int cmd_pack(int argc, char **argv)
 	struct pack_session *ps = NULL;
 	const struct pack_list *l;
 	const struct walk_result *wr;
-	int c, rc, status = EXIT_OK, to_file, direct = -1, no_cache = 0;
+	int c, rc, status = EXIT_OK, to_file, direct = -1, no_cache = 0, docker_major = 0;
 	size_t i;
 
 	memset(&so, 0, sizeof(so));
@@ -140,6 +140,7 @@ int cmd_pack(int argc, char **argv)
 	pa.fo = &so.fo;
 	pa.index_dir = &index_dir;
 	pa.no_cache = &no_cache;
+	pa.docker_major = &docker_major;
 	while ((c = getopt_long(argc, argv, "f:o:" CLI_GLOBAL_SHORTOPTS, longopts, NULL)) != -1) {
 		switch (c) {
 		case 'o': out = optarg; break;
@@ -151,6 +152,7 @@ int cmd_pack(int argc, char **argv)
 	if (argc - optind > 1)
 		cli_usage_error(cmd, "too many arguments");
 	wo.dir = optind < argc ? argv[optind] : ".";
+	cli_docker_client_flags(&wo.flags, docker_major);
 	if (pack_opts_check(&po, &e))
 		cli_usage_error(cmd, "%s", e.msg);
 	to_file = out && strcmp(out, "-");

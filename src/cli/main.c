@@ -18,6 +18,10 @@
 	"      --classic           walk as Docker's classic builder does (DOCKER_BUILDKIT=0):\n" \
 	"                          .dockerignore only, a wildcard exception under an excluded\n" \
 	"                          directory lost, such directories 0755 (build chooses it)\n" \
+	"      --docker-client V   walk as the docker client of version V does (e.g.\n" \
+	"                          20.10.24, Debian 12's): before 23, its pattern matcher\n" \
+	"                          and, for BuildKit (not --classic), its file sync of 2020\n" \
+	"                          (build asks COMMAND's client when not given)\n" \
 	"      --normalize-modes   git-style modes: 0755 when any exec bit is set, else 0644,\n" \
 	"                          directories 0755 (default: the modes as found, as Docker\n" \
 	"                          keeps them; this makes the bytes the same for any umask)\n" \
@@ -47,6 +51,9 @@ static const struct cli_cmd commands[] = {
 	 "    anything else            an uncompressed tar on its stdin\n"
 	 "  Docker's builder is decided as docker decides it: buildx build, DOCKER_BUILDKIT,\n"
 	 "  else buildx for a client >= 23 that has the plugin, else the daemon's default.\n"
+	 "  A docker client before 23 walks with the matcher of its time (and for BuildKit\n"
+	 "  the file sync of 2020): its version is asked of it (and kept per binary), or\n"
+	 "  given with --docker-client V.\n"
 	 "      --send auto|pipe|dir  force the hand-over (auto: as above)\n"
 	 "      --compress C          force the pipe's format (zstd, gzip or none)\n"
 	 "  -f is relative to the working directory; docker's -f names a path in the context.\n"
@@ -80,6 +87,7 @@ static const struct cli_cmd commands[] = {
 	 "      --ignore-file F     use F as the ignore file\n"
 	 "  -n N                    show the N largest directories and files (default 10)\n"
 	 "      --classic           walk as Docker's classic builder does (DOCKER_BUILDKIT=0)\n"
+	 "      --docker-client V   walk as the docker client of version V does (see ls)\n"
 	 "      --json              machine-readable report\n"},
 	{"hash", cmd_hash,
 	 "ctxpack hash [-f DOCKERFILE] [--ignore-file F] [--index DIR] [--threads N] [--json] [DIR]",

@@ -12,8 +12,18 @@ when ctxpack build pipes the context to it, on random trees and ignore files.
                                     -- CLIENT build -` with the classic builder,
                                     the two archives the client sent compared
                                     (names, types, permission bits, link
-                                    targets); prints one line per difference
-                                    and a last line "N contexts, N differ"
+                                    targets), and so is what `ctxpack pack
+                                    --classic --docker-client VERSION` writes
+                                    (VERSION: the client's own); prints one
+                                    line per difference and a last line "N
+                                    contexts, N differ"
+  dockercli.py duls CTXPACK FIRST COUNT
+                                    for the same contexts, in each flavour
+                                    (default, --classic, --docker-client
+                                    20.10.24 with and without --classic):
+                                    du's count of included entries is the
+                                    number of entries ls lists; last line
+                                    "N contexts, N differ"
 
 The client is the real one: it reads the ignore file, walks and tars the
 context itself (or detects ctxpack's tar on its stdin) and sends it; only the
@@ -203,33 +213,92 @@ def capture(outdir, argv, cwd, env):
     return listing(tars[0]), None
 
 
+def client_version(client):
+    """'Docker version 20.10.24+dfsg1, build 297e128' -> '20.10.24+dfsg1'"""
+    out = subprocess.run([client, "--version"], stdout=subprocess.PIPE, check=True).stdout
+    return out.decode().split()[2].rstrip(",")
+
+
+def pack_listing(outdir, argv, cwd):
+    """ctxpack pack ARGV's archive (uncompressed) as listing() reads it."""
+    out = os.path.join(outdir, "pack.out")
+    p = subprocess.run(argv + ["-q", "--compress", "none", "-o", out, "."], cwd=cwd,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    if p.returncode:
+        last = p.stdout.decode("utf-8", "replace").strip().splitlines()[-1:]
+        return None, last[0] if last else "exit %d" % p.returncode
+    return listing(out), None
+
+
+def same(ref, got):
+    """Whether two sends agree, but for Docker's own expected difference."""
+    if ref is not None and got is not None:
+        got = dict(got)
+        for name in [n for n in got if n not in ref]:
+            if got[name] == ("d", "0755", "") and any(r.startswith(name + "/") for r in ref):
+                del got[name]
+    return (ref is None) == (got is None) and ref == got, got
+
+
 def diff(sock, outdir, ctxpack, first, count, clients):
     env = dict(os.environ, DOCKER_HOST="unix://" + sock, DOCKER_BUILDKIT="0")
     work = os.path.join(outdir, "work")
+    versions = {c: client_version(c) for c in clients}
     bad = 0
     for seed in range(first, first + count):
         shutil.rmtree(work, ignore_errors=True)
         lines = make_context(work, seed)
         for client in clients:
             ref, ref_err = capture(outdir, [client, "build", "."], work, env)
-            got, got_err = capture(outdir, [ctxpack, "build", "-q", "--", client, "build", "-"],
-                                   work, env)
-            if ref is not None and got is not None:
-                for name in [n for n in got if n not in ref]:
-                    if got[name] == ("d", "0755", "") and any(
-                            r.startswith(name + "/") for r in ref):
-                        del got[name]
-            if (ref is None) == (got is None) and ref == got:
-                continue
-            bad += 1
-            print("seed %d, %s, ignore file %r:" % (seed, client, "\n".join(lines)))
-            if ref is None or got is None:
-                print("  docker: %s; ctxpack: %s" % (ref_err or "sent", got_err or "sent"))
-                continue
-            for name in sorted(set(ref) | set(got)):
-                if ref.get(name) != got.get(name):
-                    print("  %r: docker %s, ctxpack %s" % (name, ref.get(name), got.get(name)))
+            sends = [("ctxpack build", capture(outdir, [ctxpack, "build", "-q", "--", client,
+                                                        "build", "-"], work, env)),
+                     ("ctxpack pack --docker-client " + versions[client],
+                      pack_listing(outdir, [ctxpack, "pack", "--classic", "--docker-client",
+                                            versions[client]], work))]
+            for what, (got, got_err) in sends:
+                agree, got = same(ref, got)
+                if agree:
+                    continue
+                bad += 1
+                print("seed %d, %s, %s, ignore file %r:" % (seed, client, what, "\n".join(lines)))
+                if ref is None or got is None:
+                    print("  docker: %s; ctxpack: %s" % (ref_err or "sent", got_err or "sent"))
+                    continue
+                for name in sorted(set(ref) | set(got)):
+                    if ref.get(name) != got.get(name):
+                        print("  %r: docker %s, ctxpack %s" % (name, ref.get(name), got.get(name)))
     print("%d contexts, %d differ" % (count * len(clients), bad))
+
+
+FLAVOURS = [[], ["--classic"], ["--docker-client", "20.10.24"],
+            ["--classic", "--docker-client", "20.10.24"]]
+
+
+def duls(ctxpack, first, count):
+    work = os.path.join(os.environ.get("TMPDIR", "/tmp"), "duls-%d" % os.getpid())
+    bad = 0
+    try:
+        for seed in range(first, first + count):
+            shutil.rmtree(work, ignore_errors=True)
+            lines = make_context(work, seed)
+            for f in FLAVOURS:
+                ls = subprocess.run([ctxpack, "ls"] + f + ["."], cwd=work,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                du = subprocess.run([ctxpack, "du", "--json"] + f + ["."], cwd=work,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                if ls.returncode or du.returncode:
+                    n = "exit %d" % ls.returncode
+                    m = "exit %d" % du.returncode
+                else:
+                    n = len(ls.stdout.splitlines())
+                    m = json.loads(du.stdout)["included"]["entries"]
+                if n != m:
+                    bad += 1
+                    print("seed %d, %s, ignore file %r: ls %s, du %s" %
+                          (seed, " ".join(f) or "default", "\n".join(lines), n, m))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("%d contexts, %d differ" % (count * len(FLAVOURS), bad))
 
 
 def main():
@@ -238,8 +307,11 @@ def main():
     elif sys.argv[1] == "diff":
         diff(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]),
              sys.argv[7:])
+    elif sys.argv[1] == "duls":
+        duls(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
-        sys.exit("usage: dockercli.py serve SOCKET DIR | diff SOCKET DIR CTXPACK FIRST COUNT CLIENT...")
+        sys.exit("usage: dockercli.py serve SOCKET DIR | diff SOCKET DIR CTXPACK FIRST COUNT "
+                 "CLIENT... | duls CTXPACK FIRST COUNT")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ ctxpack du --json -n 2 "$C" > "$TESTDIR/du.json" 2>/dev/null
 out=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["excluded"]["files"], len(d["largest_files"]), d["largest_files"][0]["path"], ".env" in [s["path"] for s in d["secrets"]])' "$TESTDIR/du.json")
 is "$out" "1 2 .git/objects/pack True" "du --json: totals, -n, largest file, secrets"
 
+
 # du --classic counts what the classic builder's walk sends: a wildcard
 # exception below an excluded directory is lost there (du walks every
 # excluded directory for its size, and once counted it as included)
@@ -104,5 +105,27 @@ is "$(ctxpack ls --classic "$K" | tr '\n' ' ')" ".dockerignore Dockerfile " "ls 
 du_inc() { ctxpack du --json "$@" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["included"]["entries"], d["excluded"]["entries"])'; }
 is "$(du_inc "$K")" "4 1" "du: 4 entries included, 1 excluded"
 is "$(du_inc --classic "$K")" "2 3" "du --classic: 2 included, 3 excluded (sub/, both files)"
+
+# --docker-client V: the matcher of a client before 23 (a pattern is a
+# regular expression: the parentheses group), today's from 23 on
+D=$TESTDIR/dclient; mkdir -p "$D"
+: > "$D/notes(old).txt"; : > "$D/notesold.txt"; echo 'FROM x' > "$D/Dockerfile"
+printf 'notes(old).txt\n' > "$D/.dockerignore"
+is "$(ctxpack ls "$D" | tr '\n' ' ')" ".dockerignore Dockerfile notesold.txt " "ls: today's matcher"
+is "$(ctxpack ls --docker-client 28.2.2 "$D" | tr '\n' ' ')" ".dockerignore Dockerfile notesold.txt " "ls --docker-client 28.2.2: the same"
+is "$(ctxpack ls --docker-client 20.10.24+dfsg1 "$D" | tr '\n' ' ')" ".dockerignore Dockerfile notes(old).txt " \
+	"ls --docker-client 20.10.24+dfsg1: the old matcher"
+is "$(ctxpack ls --classic --docker-client v20.10 "$D" | tr '\n' ' ')" ".dockerignore Dockerfile notes(old).txt " \
+	"ls --classic --docker-client v20.10: the old matcher"
+is "$(du_inc --docker-client 20.10.24 "$D")" "3 1" "du --docker-client 20.10.24"
+h_new=$(ctxpack hash --index "$TESTDIR/dci" "$D" 2>/dev/null)
+h_old=$(ctxpack hash --index "$TESTDIR/dci" --docker-client 20.10.24 "$D" 2>/dev/null)
+ok "hash --docker-client 20.10.24: another context, another digest" test -n "$h_old" -a "$h_new" != "$h_old"
+ctxpack pack --docker-client 20.10.24 --compress none -o "$TESTDIR/dc.tar" "$D" 2>/dev/null
+is "$(tar tf "$TESTDIR/dc.tar" | tr '\n' ' ')" ".dockerignore Dockerfile notes(old).txt " "pack --docker-client 20.10.24"
+for v in nope 0 1000 20x .20 ''; do
+	exits 2 "--docker-client '$v' is a usage error" ctxpack ls --docker-client "$v" "$D"
+done
+like "$(cat "$TESTDIR/.out")" "docker-client takes a docker client's version, such as 20.10.24" "and says what it takes"
 
 done_testing

@@ -103,4 +103,25 @@ exits 2 "--json is refused" ctxpack build --json "$C" -- true
 run_to 20 ctxpack build "$C" -- sh -c 'cat >/dev/null; echo "$@"' -f --level 9 -- x
 is "$(grep -cx -e "--level 9 -- x" "$TESTDIR/o")" 1 "options after -- belong to COMMAND"
 
+
+# --docker-client V: the docker client's version as given (a client < 23
+# walks with its matcher), docker's own not asked; ignored for others
+if [ -x /usr/bin/docker ]; then
+	NOSOCK="unix://$TESTDIR/no-daemon.sock"
+	run_to 60 ctxpack build -v --docker-client 20.10.24 "$C" -- \
+		env DOCKER_BUILDKIT=0 DOCKER_HOST="$NOSOCK" /usr/bin/docker build -
+	like "$(cat "$TESTDIR/o")" "classic builder \\(DOCKER_BUILDKIT=0; a client < 23: its matcher\\)" \
+		"--docker-client 20.10.24: a client < 23"
+	run_to 60 ctxpack build -v --docker-client 28.2.2 "$C" -- \
+		env DOCKER_BUILDKIT=0 DOCKER_HOST="$NOSOCK" /usr/bin/docker build -
+	like "$(cat "$TESTDIR/o")" "classic builder \\(DOCKER_BUILDKIT=0\\), daemon" \
+		"--docker-client 28.2.2 for Debian's 20.10 client: the version given is the one used"
+else
+	skip "--docker-client with docker (no /usr/bin/docker)"
+	skip "--docker-client overrides (no /usr/bin/docker)"
+fi
+run_to 20 ctxpack build --docker-client 20.10 "$C" -- sh -c 'cat >/dev/null'
+is "$?" 0 "--docker-client with another COMMAND: it runs"
+like "$(cat "$TESTDIR/o")" "docker-client is for a docker COMMAND, not sh: ignored" "and the option is said to be ignored"
+
 done_testing

@@ -14,20 +14,31 @@
 #include <string.h>
 
 #include "../../src/cli/cli.h"
+#include "ctxpack/walk.h"
 
-/* kind_of("word word ..."): builder_detect's kind for those words */
-static int kind_of(const char *line)
+/* builder_detect on the words of line ("word word ..."), with the docker
+ * client's major version given (or 0); buf holds the words */
+static void detect(struct builder *b, const char *line, int major, char buf[512])
 {
-	char buf[512], *argv[32];
-	int argc = 0, kind;
-	struct builder b;
+	static char *argv[32];
+	int argc = 0;
 
-	assert_true(strlen(line) < sizeof(buf));
+	assert_true(strlen(line) < 512);
 	strcpy(buf, line);
 	for (char *w = strtok(buf, " "); w && argc < 31; w = strtok(NULL, " "))
 		argv[argc++] = w;
 	argv[argc] = NULL;
-	builder_detect(&b, argc, argv);
+	builder_detect(b, argc, argv, major);
+}
+
+/* kind_of("word word ..."): builder_detect's kind for those words */
+static int kind_of(const char *line)
+{
+	char buf[512];
+	int kind;
+	struct builder b;
+
+	detect(&b, line, 0, buf);
 	kind = b.kind;
 	builder_release(&b);
 	return kind;
@@ -82,12 +93,52 @@ static void test_other_words(void **state)
 	assert_int_equal(kind_of("env"), BUILDER_OTHER);
 }
 
+/* --docker-client: the version given is the client's, docker is not asked
+ * (DOCKER_BUILDKIT in COMMAND's words: nor is the daemon) */
+static void test_client_given(void **state)
+{
+	char buf[512];
+	struct builder b;
+	unsigned flags;
+
+	(void)state;
+	detect(&b, "env DOCKER_BUILDKIT=0 docker build -t x -", 20, buf);
+	assert_int_equal(b.kind, BUILDER_DOCKER);
+	assert_int_equal(b.client_major, 20);
+	assert_true(b.old_client);
+	assert_false(b.buildkit);
+	builder_release(&b);
+	detect(&b, "env DOCKER_BUILDKIT=1 docker build -", 28, buf);
+	assert_int_equal(b.client_major, 28);
+	assert_false(b.old_client);
+	assert_true(b.buildkit);
+	builder_release(&b);
+	detect(&b, "env DOCKER_BUILDKIT=1 docker build -", 22, buf);
+	assert_true(b.old_client);
+	builder_release(&b);
+
+	/* the walk a client of that version makes */
+	flags = 0;
+	cli_docker_client_flags(&flags, 20);
+	assert_int_equal(flags, WALK_OLD_MATCHER | WALK_FSUTIL2020);
+	flags = WALK_CLASSIC;
+	cli_docker_client_flags(&flags, 22);
+	assert_int_equal(flags, WALK_CLASSIC | WALK_OLD_MATCHER);
+	flags = WALK_CLASSIC;
+	cli_docker_client_flags(&flags, 23);
+	assert_int_equal(flags, WALK_CLASSIC);
+	flags = 0;
+	cli_docker_client_flags(&flags, 0);
+	assert_int_equal(flags, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buildah_words),
 		cmocka_unit_test(test_podman_words),
 		cmocka_unit_test(test_other_words),
+		cmocka_unit_test(test_client_given),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
