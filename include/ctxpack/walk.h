@@ -110,6 +110,13 @@ enum walk_flags {
 	 * the classic builder's tar and run the 2020 file-sync walk
 	 * (ign_old_matcher: the deprecated Matches rule). */
 	WALK_OLD_MATCHER = 1 << 8,
+	/* The Containerfile and ignore file as buildah and podman choose
+	 * them (buildah's DiscoverContainerfile and ContainerIgnoreFile):
+	 * without -f, <dir>/Containerfile when it exists, else
+	 * <dir>/Dockerfile; the ignore file <file>.dockerignore, else
+	 * <file>.containerignore, else <dir>/.containerignore, else
+	 * <dir>/.dockerignore. */
+	WALK_CONTAINERFILE = 1 << 9,
 };
 
 /* The most walker threads walk_opts.threads may ask for. */
@@ -182,7 +189,8 @@ struct walk_result {
  *  --ignore-file F when given; else "<dockerfile>.dockerignore" when it
  *  exists (the -f path with ".dockerignore" appended, resolved against the
  *  working directory like docker's -f); else "<dir>/.dockerignore" when it
- *  exists; else none.  Symlinked ignore files are followed.
+ *  exists; else none.  Symlinked ignore files are followed.  With
+ *  WALK_CONTAINERFILE, buildah's rules (above).
  * Then the patterns are parsed (errors name file:line: pattern: reason),
  * then the tree is walked.  Any error (missing or non-directory context,
  * unreadable included directory or file, path too long) fails the whole

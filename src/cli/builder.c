@@ -547,9 +547,30 @@ static void parse_buildah(struct builder *b)
 	if (podman && i + 1 < b->argc &&
 	    (!strcmp(b->argv[i], "image") || !strcmp(b->argv[i], "buildx")))
 		i++;
-	if (i < b->argc && (!strcmp(b->argv[i], "build") || !strcmp(b->argv[i], "bud") ||
-			    !strcmp(b->argv[i], "build-using-dockerfile")))
-		b->kind = BUILDER_BUILDAH;
+	if (!(i < b->argc && (!strcmp(b->argv[i], "build") || !strcmp(b->argv[i], "bud") ||
+			      !strcmp(b->argv[i], "build-using-dockerfile"))))
+		return;
+	b->kind = BUILDER_BUILDAH;
+	b->build_at = i;
+	/* its -f (--file): only that option is looked for, as -f V, -fV,
+	 * --file V or --file=V; a value that merely looks like it is not
+	 * told apart from it */
+	for (i++; i < b->argc && strcmp(b->argv[i], "--"); i++) {
+		const char *a = b->argv[i];
+
+		if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+			if (i + 1 < b->argc) {
+				b->file_at = i;
+				b->file = b->argv[++i];
+			}
+		} else if (!strncmp(a, "--file=", 7)) {
+			b->file_at = i;
+			b->file = a + 7;
+		} else if (a[0] == '-' && a[1] == 'f' && a[2]) {
+			b->file_at = i;
+			b->file = a + 2 + (a[2] == '=');
+		}
+	}
 }
 
 void builder_detect(struct builder *b, int argc, char **argv, int client_major)

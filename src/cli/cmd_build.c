@@ -293,6 +293,11 @@ static void plan(struct build *bd)
 		bd->wo.flags |= WALK_CLASSIC;
 	if (docker && b->buildkit && b->old_client)
 		bd->wo.flags |= WALK_FSUTIL2020;
+	/* buildah reads the archive it unpacks with the Containerfile and
+	 * ignore file it finds there by its own rules: the walk chooses the
+	 * same ones, so that what is sent holds what buildah keeps */
+	if (b->kind == BUILDER_BUILDAH)
+		bd->wo.flags |= WALK_CONTAINERFILE;
 	if (docker && b->old_client)
 		bd->wo.flags |= WALK_OLD_MATCHER;
 	if (docker && b->ctx_at >= 0 && strcmp(b->argv[b->ctx_at], "-"))
@@ -310,10 +315,13 @@ static void plan(struct build *bd)
 
 	/* the Dockerfile: ctxpack's -f (relative to the working directory,
 	 * like docker build DIR), else COMMAND's (relative to the context it
-	 * reads, the archive's root), else DIR/Dockerfile */
-	if (docker && b->file && strcmp(b->file, "-")) {
+	 * reads, the archive's root), else DIR/Dockerfile (for buildah
+	 * DIR/Containerfile first) */
+	if ((docker || b->kind == BUILDER_BUILDAH) && b->file && strcmp(b->file, "-")) {
 		if (!bd->wo.dockerfile) {
-			bd->df_abs = xasprintf("%s/%s", bd->wo.dir, b->file);
+			/* buildah takes an absolute -f from this machine */
+			bd->df_abs = !docker && b->file[0] == '/' ? xstrdup(b->file) :
+				     xasprintf("%s/%s", bd->wo.dir, b->file);
 			bd->wo.dockerfile = bd->df_abs;
 			cli_warn("%s -f %s: ctxpack takes %s as the Dockerfile; give -f to "
 				 "ctxpack too", b->argv[b->prog_at], b->file, bd->df_abs);
@@ -362,12 +370,18 @@ static int check_dockerfile(const struct build *bd, const struct walk_result *wr
 	if (!df) {
 		if (bd->b.kind == BUILDER_OTHER)
 			return 0;
-		df = dflt = xasprintf("%s/Dockerfile", wr->root);
+		/* the walk's: DIR/Dockerfile, or for buildah DIR/Containerfile
+		 * when there is one */
+		df = dflt = xasprintf("%s/%s", wr->root,
+				      wr->dockerfile_rel ? wr->dockerfile_rel : "Dockerfile");
 	}
 	if (stat(df, &st)) {
 		if (!wr->n && !bd->wo.dockerfile)
 			ret = err_set(e, ERR_NOTFOUND, "the context %s is empty: there is no "
 				      "Dockerfile to build", wr->root);
+		else if (!bd->wo.dockerfile && bd->b.kind == BUILDER_BUILDAH)
+			ret = err_set(e, ERR_NOTFOUND, "no Containerfile or Dockerfile in %s "
+				      "(-f names another)", wr->root);
 		else
 			ret = err_errno(e, "no Dockerfile %s (-f names another)", df);
 	} else if (!S_ISREG(st.st_mode)) {
@@ -456,9 +470,10 @@ static void piped_init(struct piped *pp, struct build *bd)
 static void pipe_words(struct build *bd, struct walk_result *wr, struct piped *pp)
 {
 	pp->worded = 1;
-	/* docker reads the Dockerfile the archive holds at its -f path:
-	 * ctxpack's -f, when docker was not given one, is passed on */
-	if (bd->b.kind == BUILDER_DOCKER && bd->wo.dockerfile && wr->dockerfile_rel) {
+	/* docker and buildah read the Dockerfile the archive holds at their
+	 * -f path: ctxpack's -f, when COMMAND was not given one, is passed on */
+	if ((bd->b.kind == BUILDER_DOCKER || bd->b.kind == BUILDER_BUILDAH) && bd->wo.dockerfile &&
+	    wr->dockerfile_rel) {
 		const char *want = bd->b.file ? bd->b.file : NULL;
 
 		if (!want) {

@@ -149,7 +149,7 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 {
 	const char *dir = o->dir ? o->dir : ".";
 	struct stat st;
-	char *df = NULL, *tmp = NULL;
+	char *df = NULL;
 	int fd, ret;
 
 	memset(r, 0, sizeof(*r));
@@ -170,31 +170,43 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 		return err_errno(e, "cannot resolve context %s", dir);
 
 	/* Which Dockerfile: -f is relative to the working directory, like
-	 * docker's; the default is DIR/Dockerfile. */
-	if (o->dockerfile)
+	 * docker's; the default is DIR/Dockerfile (buildah's: Containerfile
+	 * first). */
+	if (o->dockerfile) {
 		df = xstrdup(o->dockerfile);
-	else
+	} else if (o->flags & WALK_CONTAINERFILE) {
+		df = xasprintf("%s/Containerfile", r->root);
+		if (stat(df, &st)) {
+			free(df);
+			df = NULL;
+		}
+	}
+	if (!df)
 		df = xasprintf("%s/Dockerfile", r->root);
 	r->dockerfile_rel = rel_to_root(r->root, df);
 
 	if (o->ignore_file) {
 		ret = read_ignore(r, o->ignore_file, 1, e);
 	} else {
-		ret = 1;
-		if (!(o->flags & WALK_CLASSIC)) {
-			tmp = xasprintf("%s.dockerignore", df);
-			ret = read_ignore(r, tmp, 0, e);
+		int container = (o->flags & WALK_CONTAINERFILE) != 0;
+		char *cand[4];
+		size_t nc = 0, i;
+
+		/* the candidates, first found wins */
+		if (container || !(o->flags & WALK_CLASSIC))
+			cand[nc++] = xasprintf("%s.dockerignore", df);
+		if (container) {
+			cand[nc++] = xasprintf("%s.containerignore", df);
+			cand[nc++] = xasprintf("%s/.containerignore", r->root);
 		}
-		if (ret == 1) {
-			free(tmp);
-			tmp = xasprintf("%s/.dockerignore", r->root);
-			ret = read_ignore(r, tmp, 0, e);
-		}
-		if (ret == 1) {
+		cand[nc++] = xasprintf("%s/.dockerignore", r->root);
+		for (ret = 1, i = 0; i < nc && ret == 1; i++)
+			ret = read_ignore(r, cand[i], 0, e);
+		for (i = 0; i < nc; i++)
+			free(cand[i]);
+		if (ret == 1)
 			ret = ign_parse(r->ign, "(none)", "", 0, e);
-		}
 	}
-	free(tmp);
 	free(df);
 	if (ret)
 		return ret;

@@ -114,4 +114,56 @@ ctxpack build "$C" -- $BUILDAH build --isolation chroot -q -t broken -f Dockerfi
 rc=$?
 is "$rc" 125 "a failing build returns buildah's status (125)"
 
+
+# buildah's own files: a Containerfile before a Dockerfile, and the ignore
+# file <file>.dockerignore, else <file>.containerignore, else
+# .containerignore, else .dockerignore; buildah applies that file again to
+# the archive it unpacks, so ctxpack walks with the same one.  Each case:
+# the image of `ctxpack build -- buildah build -` holds what the image of
+# `buildah build .` holds.
+img_list() { # tag: the names below /ctx in that image
+	cid=$($BUILDAH from "$1" 2>/dev/null) && mnt=$($BUILDAH mount "$cid" 2>/dev/null) || {
+		echo "(no image $1)"; return; }
+	(cd "$mnt/ctx" && find . -mindepth 1 | LC_ALL=C sort | tr '\n' ' ')
+	$BUILDAH umount "$cid" >/dev/null 2>&1; $BUILDAH rm "$cid" >/dev/null 2>&1
+}
+k=0
+same_as_buildah() { # description, context, buildah build options...; own image's names in $TESTDIR/own.txt
+	desc=$1; ctx=$2; shift 2
+	k=$((k + 1))
+	: > "$TESTDIR/own.txt"
+	(cd "$ctx" && $BUILDAH build --isolation chroot -q -t "own$k" "$@" . > "$TESTDIR/own.log" 2>&1) ||
+		{ _fail "$desc (buildah build . failed)"; sed 's/^/#   /' "$TESTDIR/own.log" >&2; return; }
+	(cd "$ctx" && ctxpack build -- $BUILDAH build --isolation chroot -q -t "got$k" "$@" - \
+		> "$TESTDIR/got.log" 2>&1) ||
+		{ _fail "$desc (ctxpack build failed)"; sed 's/^/#   /' "$TESTDIR/got.log" >&2; return; }
+	img_list "own$k" > "$TESTDIR/own.txt"
+	is "$(img_list "got$k")" "$(cat "$TESTDIR/own.txt")" "$desc"
+}
+K=$TESTDIR/cign; mkdir -p "$K"
+for f in a b c; do echo $f > "$K/$f.txt"; done
+printf 'FROM scratch\nCOPY . /ctx/\n' > "$K/Dockerfile"
+printf 'a.txt\n' > "$K/.containerignore"; printf 'b.txt\n' > "$K/.dockerignore"
+same_as_buildah ".containerignore before .dockerignore: what buildah build . keeps" "$K"
+like "$(cat "$TESTDIR/own.txt")" "b.txt" "... b.txt kept (only .dockerignore names it)"
+rm "$K/Dockerfile"; printf 'FROM scratch\nCOPY . /ctx/\n' > "$K/Containerfile"
+printf 'c.txt\n' > "$K/Containerfile.containerignore"
+same_as_buildah "a Containerfile and its Containerfile.containerignore" "$K"
+is "$(cat "$TESTDIR/own.txt")" "./.containerignore ./.dockerignore ./Containerfile ./Containerfile.containerignore ./a.txt ./b.txt " \
+	"... c.txt out, the other ignore files not read"
+printf 'b.txt\n' > "$K/Containerfile.dockerignore"
+same_as_buildah "Containerfile.dockerignore before Containerfile.containerignore" "$K"
+mkdir -p "$K/sub"; mv "$K/Containerfile" "$K/sub/app.Containerfile"
+rm "$K/Containerfile.containerignore" "$K/Containerfile.dockerignore"
+printf 'a.txt\nb.txt\n' > "$K/sub/app.Containerfile.containerignore"
+same_as_buildah "buildah's -f only: ctxpack takes it, and its .containerignore" "$K" -f sub/app.Containerfile
+like "$(cat "$TESTDIR/got.log")" "buildah -f sub/app.Containerfile: ctxpack takes" "... and says so"
+(cd "$K" && ctxpack build -f sub/app.Containerfile -- $BUILDAH build --isolation chroot -q -t passf - \
+	> "$TESTDIR/got.log" 2>&1)
+is "$?" 0 "ctxpack's -f only: passed on to buildah"
+is "$(img_list passf)" "$(cat "$TESTDIR/own.txt")" "... the same image"
+rm -r "$K/sub"
+(cd "$K" && ctxpack build -- $BUILDAH build --isolation chroot -q -t nofile - > "$TESTDIR/got.log" 2>&1)
+is "$?" 1 "no Containerfile nor Dockerfile: an error before buildah runs"
+like "$(cat "$TESTDIR/got.log")" "no Containerfile or Dockerfile in " "... saying so"
 done_testing

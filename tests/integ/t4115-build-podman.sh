@@ -89,4 +89,24 @@ rc=$?
 is "$rc" "$?" "a failing build returns podman's status"
 isnt "$rc" 0 "... which is not 0"
 
+
+# podman's own files, as buildah's: a Containerfile (no Dockerfile), and
+# .containerignore before .dockerignore
+P=$TESTDIR/cfile
+mkdir -p "$P" && (
+	cd "$P" || exit 1
+	printf 'FROM scratch\nCOPY . /ctx\n' > Containerfile
+	echo a > a.txt; echo b > b.txt; echo c > c.txt
+	printf 'a.txt\n' > .containerignore; printf 'b.txt\n' > .dockerignore
+)
+(cd "$P" && pm build --isolation chroot -q -t cref .) > "$TESTDIR/cref.log" 2>&1 ||
+	{ sed 's/^/#   /' "$TESTDIR/cref.log" >&2; }
+tree cref > "$TESTDIR/cref.tree"
+# shellcheck disable=SC2086
+(cd "$P" && ctxpack build -- $PM build --isolation chroot -q -t cgot -) > "$TESTDIR/cgot.log" 2>&1
+is "$?" 0 "a Containerfile only: ctxpack build -- podman build - works"
+tree cgot > "$TESTDIR/cgot.tree"
+like "$(cat "$TESTDIR/cref.tree")" "'ctx/b.txt'" "reference: .containerignore read, not .dockerignore"
+is "$(cat "$TESTDIR/cgot.tree")" "$(cat "$TESTDIR/cref.tree")" "... and ctxpack's image has the same /ctx"
+
 done_testing

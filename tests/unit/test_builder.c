@@ -93,6 +93,36 @@ static void test_other_words(void **state)
 	assert_int_equal(kind_of("env"), BUILDER_OTHER);
 }
 
+/* buildah's and podman's -f, in each spelling */
+static void test_buildah_file(void **state)
+{
+	static const struct {
+		const char *line, *file;
+	} cases[] = {
+		{"buildah build -f sub/C -t a -", "sub/C"},
+		{"buildah --root /r build --file=x.Containerfile -", "x.Containerfile"},
+		{"podman build -fy -", "y"},
+		{"podman build -f=z -", "z"},
+		{"podman image build --file w -t t -", "w"},
+		{"buildah bud -t t -", NULL},
+		{"buildah build -t t - -- -f notme", NULL},
+	};
+	char buf[512];
+	struct builder b;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		detect(&b, cases[i].line, 0, buf);
+		assert_int_equal(b.kind, BUILDER_BUILDAH);
+		if (cases[i].file)
+			assert_string_equal(b.file, cases[i].file);
+		else
+			assert_null(b.file);
+		builder_release(&b);
+	}
+}
+
 /* --docker-client: the version given is the client's, docker is not asked
  * (DOCKER_BUILDKIT in COMMAND's words: nor is the daemon) */
 static void test_client_given(void **state)
@@ -139,6 +169,7 @@ int main(void)
 		cmocka_unit_test(test_podman_words),
 		cmocka_unit_test(test_other_words),
 		cmocka_unit_test(test_client_given),
+		cmocka_unit_test(test_buildah_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

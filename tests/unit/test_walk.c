@@ -293,6 +293,62 @@ static void test_dockerfile_ignore_selection(void **state)
 	free(dir);
 }
 
+/* WALK_CONTAINERFILE: buildah's choice, each file removed in turn */
+static void test_containerfile_selection(void **state)
+{
+	static const char *const order[] = {
+		"Containerfile.dockerignore", "Containerfile.containerignore", ".containerignore",
+		".dockerignore",
+	};
+	char *dir = xasprintf("%s/csel", scratch), *p;
+	struct walk_opts o = {0};
+	struct walk_result r;
+	struct err e = ERR_INIT;
+	size_t i;
+
+	(void)state;
+	make_path(dir, "Dockerfile");
+	make_path(dir, "Containerfile");
+	for (i = 0; i < 4; i++) {
+		p = xasprintf("%s/%s", dir, order[i]);
+		write_file(p, "x\n", 2);
+		free(p);
+	}
+	o.dir = dir;
+	o.flags = WALK_CONTAINERFILE;
+	for (i = 0; i < 4; i++) {
+		assert_int_equal(walk_run(&o, &r, &e), 0);
+		assert_string_equal(r.dockerfile_rel, "Containerfile");
+		assert_string_equal(r.ignore_rel, order[i]);
+		walk_release(&r);
+		p = xasprintf("%s/%s", dir, order[i]);
+		assert_int_equal(unlink(p), 0);
+		free(p);
+	}
+	assert_int_equal(walk_run(&o, &r, &e), 0);
+	assert_null(r.ignore_rel);
+	walk_release(&r);
+	/* no Containerfile: the Dockerfile, and its own ignore file */
+	p = xasprintf("%s/Containerfile", dir);
+	assert_int_equal(unlink(p), 0);
+	free(p);
+	p = xasprintf("%s/Dockerfile.containerignore", dir);
+	write_file(p, "x\n", 2);
+	free(p);
+	assert_int_equal(walk_run(&o, &r, &e), 0);
+	assert_string_equal(r.dockerfile_rel, "Dockerfile");
+	assert_string_equal(r.ignore_rel, "Dockerfile.containerignore");
+	walk_release(&r);
+	/* without the flag: Docker's rules, which know neither */
+	o.flags = 0;
+	assert_int_equal(walk_run(&o, &r, &e), 0);
+	assert_string_equal(r.dockerfile_rel, "Dockerfile");
+	assert_null(r.ignore_rel);
+	walk_release(&r);
+	remove_tree(dir, &e);
+	free(dir);
+}
+
 static const struct walk_entry *find(const struct walk_result *r, const char *path)
 {
 	size_t n = strlen(path), i;
@@ -908,6 +964,7 @@ int main(void)
 		cmocka_unit_test(test_path_cmp),
 		cmocka_unit_test(test_order_and_lazy_dirs),
 		cmocka_unit_test(test_dockerfile_ignore_selection),
+		cmocka_unit_test(test_containerfile_selection),
 		cmocka_unit_test(test_hardlinks),
 		cmocka_unit_test(test_classic),
 		cmocka_unit_test(test_vectors),
