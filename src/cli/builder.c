@@ -552,13 +552,19 @@ static void parse_buildah(struct builder *b)
 		return;
 	b->kind = BUILDER_BUILDAH;
 	b->build_at = i;
-	/* its -f (--file): only that option is looked for, as -f V, -fV,
-	 * --file V or --file=V; a value that merely looks like it is not
-	 * told apart from it */
+	/* its -f (--file) and --ignorefile: only those options are looked
+	 * for, as -f V, -fV, --file V, --file=V, --ignorefile V or
+	 * --ignorefile=V; a value that merely looks like one is not told
+	 * apart from it */
 	for (i++; i < b->argc && strcmp(b->argv[i], "--"); i++) {
 		const char *a = b->argv[i];
 
-		if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
+		if (!strcmp(a, "--ignorefile")) {
+			if (i + 1 < b->argc)
+				b->ignorefile = b->argv[++i];
+		} else if (!strncmp(a, "--ignorefile=", 13)) {
+			b->ignorefile = a + 13;
+		} else if (!strcmp(a, "-f") || !strcmp(a, "--file")) {
 			if (i + 1 < b->argc) {
 				b->file_at = i;
 				b->file = b->argv[++i];

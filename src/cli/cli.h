@@ -246,7 +246,8 @@ struct builder {
 	int build_at;        /* docker: the "build" word */
 	int ctx_at;          /* docker: the context argument, or -1 */
 	int file_at;         /* docker: the word holding -f's value's option, or -1 */
-	const char *file;    /* docker: COMMAND's -f value, or NULL */
+	const char *file;    /* docker, buildah: COMMAND's -f value, or NULL */
+	const char *ignorefile; /* buildah: its --ignorefile, or NULL */
 	const char *host_opt, *context_opt, *config_dir; /* docker's -H, -c, --config */
 	char *host;          /* the daemon address docker will use, or NULL (default) */
 };

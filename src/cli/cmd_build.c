@@ -327,6 +327,10 @@ static void plan(struct build *bd)
 				 "ctxpack too", b->argv[b->prog_at], b->file, bd->df_abs);
 		}
 	}
+	/* buildah's --ignorefile (relative to the working directory) is the
+	 * ignore file it applies: the walk's too */
+	if (b->kind == BUILDER_BUILDAH && b->ignorefile && !bd->wo.ignore_file)
+		bd->wo.ignore_file = b->ignorefile;
 	if (docker && b->file && !strcmp(b->file, "-"))
 		cli_usage_error(bd->cmd, "%s -f -: the Dockerfile cannot come from standard "
 				"input, which carries the context", b->argv[b->prog_at]);

@@ -106,6 +106,7 @@ static void test_buildah_file(void **state)
 		{"podman image build --file w -t t -", "w"},
 		{"buildah bud -t t -", NULL},
 		{"buildah build -t t - -- -f notme", NULL},
+		{"buildah build --ignorefile ig -f k -", "k"},
 	};
 	char buf[512];
 	struct builder b;
@@ -121,6 +122,12 @@ static void test_buildah_file(void **state)
 			assert_null(b.file);
 		builder_release(&b);
 	}
+	detect(&b, "buildah build --ignorefile ig -", 0, buf);
+	assert_string_equal(b.ignorefile, "ig");
+	builder_release(&b);
+	detect(&b, "podman build --ignorefile=/x/ig -t t -", 0, buf);
+	assert_string_equal(b.ignorefile, "/x/ig");
+	builder_release(&b);
 }
 
 /* --docker-client: the version given is the client's, docker is not asked
