@@ -19,7 +19,8 @@
  * (ign_old_matcher): it fails wherever the current one does (its regexes
  * are tried on every path), every pattern is a regexp, and on every
  * prefix of every path the flags come back zeroed and the deciding index
- * agrees with the verdict.
+ * agrees with the verdict; and a third time so, with buildah's reading of
+ * the lines (ign_buildah_lines), with the same checks.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -115,9 +116,10 @@ static void raw_regex(const char *d, size_t len, const char *const *paths,
 		regex_agree(d, len, paths, plen, np, 0);
 }
 
-/* The same file through the matcher of clients before 23. */
+/* The same file through the matcher of clients before 23 (and buildah's
+ * reading of the lines). */
 static void old_matcher(const char *d, size_t flen, const struct ign *now,
-			const char *const *paths, const size_t *plen, size_t np)
+			const char *const *paths, const size_t *plen, size_t np, int buildah)
 {
 	struct err e = ERR_INIT;
 	struct ign *ig = ign_new();
@@ -126,6 +128,8 @@ static void old_matcher(const char *d, size_t flen, const struct ign *now,
 	int ex, dec;
 
 	ign_old_matcher(ig);
+	if (buildah)
+		ign_buildah_lines(ig);
 	if (ign_parse(ig, "fuzz", d, flen, &e)) {
 		check(e.code == ERR_USAGE);
 		check(strncmp(e.msg, "fuzz:", 5) == 0);
@@ -210,7 +214,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < np; i++)
 		walk_one(ig, paths[i], plen[i], a, b);
 out:
-	old_matcher(d, flen, ig, paths, plen, np);
+	old_matcher(d, flen, ig, paths, plen, np, 0);
+	old_matcher(d, flen, ig, paths, plen, np, 1);
 	free(a);
 	free(b);
 	ign_free(ig);

@@ -55,6 +55,12 @@ int ign_parse(struct ign *ig, const char *fname, const char *data, size_t len,
  */
 void ign_old_matcher(struct ign *ig);
 int ign_old(const struct ign *ig);
+/*
+ * Read the lines as buildah and podman do (containers/storage's
+ * NewPatternMatcher, as Debian 12's buildah 1.28 and podman 4.3 run it):
+ * what follows a '!' is not trimmed again.  Call before ign_parse.
+ */
+void ign_buildah_lines(struct ign *ig);
 
 /* Number of patterns (the length of a flags vector). */
 size_t ign_count(const struct ign *ig);

@@ -115,7 +115,8 @@ enum walk_flags {
 	 * without -f, <dir>/Containerfile when it exists, else
 	 * <dir>/Dockerfile; the ignore file <file>.dockerignore, else
 	 * <file>.containerignore, else <dir>/.containerignore, else
-	 * <dir>/.dockerignore. */
+	 * <dir>/.dockerignore; and its lines read as buildah reads them
+	 * (ign_buildah_lines). */
 	WALK_CONTAINERFILE = 1 << 9,
 };
 

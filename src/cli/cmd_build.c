@@ -294,10 +294,12 @@ static void plan(struct build *bd)
 	if (docker && b->buildkit && b->old_client)
 		bd->wo.flags |= WALK_FSUTIL2020;
 	/* buildah reads the archive it unpacks with the Containerfile and
-	 * ignore file it finds there by its own rules: the walk chooses the
-	 * same ones, so that what is sent holds what buildah keeps */
+	 * ignore file it finds there by its own rules, and matches with the
+	 * deprecated rule (fileutils' Matches, to this day) and the classic
+	 * builder's descent: the walk does the same, so that what is sent
+	 * holds what buildah keeps */
 	if (b->kind == BUILDER_BUILDAH)
-		bd->wo.flags |= WALK_CONTAINERFILE;
+		bd->wo.flags |= WALK_CONTAINERFILE | WALK_CLASSIC | WALK_OLD_MATCHER;
 	if (docker && b->old_client)
 		bd->wo.flags |= WALK_OLD_MATCHER;
 	if (docker && b->ctx_at >= 0 && strcmp(b->argv[b->ctx_at], "-"))
@@ -500,7 +502,7 @@ static void pipe_words(struct build *bd, struct walk_result *wr, struct piped *p
 	}
 	/* the classic CLI names a symlinked Dockerfile to the daemon by its
 	 * target (and sends the target even when it is excluded) */
-	if ((wr->flags & WALK_CLASSIC) && wr->dockerfile_rel) {
+	if (bd->b.kind == BUILDER_DOCKER && (wr->flags & WALK_CLASSIC) && wr->dockerfile_rel) {
 		char *full = xasprintf("%s/%s", wr->root, wr->dockerfile_rel);
 		char *real = realpath(full, NULL), *rel = real ? inside(wr->root, real) : NULL;
 

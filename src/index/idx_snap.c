@@ -54,7 +54,7 @@
  * the result is used.  Not WALK_EXCLUDED, WALK_FULL or WALK_TYPES_ONLY,
  * whose results a stored walk does not hold. */
 #define SNAP_FLAGS (WALK_CLASSIC | WALK_NO_HARDLINKS | WALK_NORMALIZE_MODES | WALK_FSUTIL2020 | \
-		    WALK_OLD_MATCHER)
+		    WALK_OLD_MATCHER | WALK_CONTAINERFILE)
 
 struct snap_hdr {
 	char magic[8];

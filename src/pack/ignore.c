@@ -26,6 +26,10 @@
  * ancestor at the pattern's depth (its first N elements for a pattern of
  * N elements), with no state carried from the parent (the deprecated
  * Matches).
+ *
+ * buildah and podman (ign_buildah_lines) read the lines as Docker does
+ * but for one thing: the text after a '!' is not trimmed again ("! a" is
+ * an exception for " a").  Their matcher is the old one.
  */
 #include "ctxpack/ignore.h"
 
@@ -67,6 +71,7 @@ struct ign {
 	int all_literal; /* every exception is literal (section 5) */
 	int parsed;
 	int old;         /* the matcher of Docker clients before 23 */
+	int buildah;     /* buildah's reading of the lines (ign_buildah_lines) */
 };
 
 struct ign *ign_new(void)
@@ -583,13 +588,15 @@ static int read_line(struct ign *ig, const char *fname, unsigned lineno,
 	struct pat *pt;
 	int exc = 0, ret = 0;
 
-	/* ReadAll: trim, '!' with a second trim, Clean, one leading '/' */
+	/* ReadAll: trim, '!' with a second trim (not buildah's), Clean, one
+	 * leading '/' */
 	r = s;
 	rn = n;
 	if (r[0] == '!') {
 		r++;
 		rn--;
-		trim_space(&r, &rn);
+		if (!ig->buildah)
+			trim_space(&r, &rn);
 	}
 	once = xmalloc(rn + 2);
 	cn = 0;
@@ -765,6 +772,11 @@ size_t ign_count(const struct ign *ig)
 void ign_old_matcher(struct ign *ig)
 {
 	ig->old = 1;
+}
+
+void ign_buildah_lines(struct ign *ig)
+{
+	ig->buildah = 1;
 }
 
 int ign_old(const struct ign *ig)

@@ -156,6 +156,8 @@ int walk_run(const struct walk_opts *o, struct walk_result *r, struct err *e)
 	r->ign = ign_new();
 	if (o->flags & WALK_OLD_MATCHER)
 		ign_old_matcher(r->ign);
+	if (o->flags & WALK_CONTAINERFILE)
+		ign_buildah_lines(r->ign);
 	r->flags = o->flags;
 
 	if (stat(dir, &st)) {

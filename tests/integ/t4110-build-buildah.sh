@@ -165,6 +165,21 @@ like "$(cat "$TESTDIR/got.log")" "buildah -f sub/app.Containerfile: ctxpack take
 	> "$TESTDIR/got.log" 2>&1)
 is "$?" 0 "ctxpack's -f only: passed on to buildah"
 is "$(img_list passf)" "$(cat "$TESTDIR/own.txt")" "... the same image"
+
+# buildah matches as Docker clients before 23 did (fileutils' Matches: a
+# pattern is a regexp, a path's ancestor at the pattern's depth counts)
+# and reads its lines its own way (no trim after '!')
+M=$TESTDIR/match; mkdir -p "$M/lib" "$M/q" "$M/  sp"
+echo a > "$M/lib/a.txt"; echo k > "$M/q/keep"; : > "$M/notes(old).txt"; : > "$M/notesold.txt"
+echo s > "$M/  sp/x"
+printf 'FROM scratch\nCOPY . /ctx/\n' > "$M/Dockerfile"
+printf 'lib/**\n!lib\nq\n!q/keep\nq*\nnotes(old).txt\n' > "$M/.dockerignore"
+same_as_buildah "the old matcher: lib/** + !lib, q + !q/keep + q*, notes(old).txt" "$M"
+is "$(cat "$TESTDIR/own.txt")" "./  sp ./  sp/x ./.dockerignore ./Dockerfile ./lib ./lib/a.txt ./notes(old).txt " \
+	"... what buildah keeps: lib/a.txt and notes(old).txt, not q/keep nor notesold.txt"
+printf '*\n!  sp\n' > "$M/.dockerignore"
+same_as_buildah "'!  sp': buildah's exception keeps its spaces" "$M"
+like "$(cat "$TESTDIR/own.txt")" "  sp/x" "... '  sp/x' kept"
 rm -r "$K/sub"
 (cd "$K" && ctxpack build -- $BUILDAH build --isolation chroot -q -t nofile - > "$TESTDIR/got.log" 2>&1)
 is "$?" 1 "no Containerfile nor Dockerfile: an error before buildah runs"

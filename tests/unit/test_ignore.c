@@ -727,6 +727,36 @@ static void old_parse_fails(const char *data, const char *want)
 	ign_free(ig);
 }
 
+/* buildah's reading of the lines (ign_buildah_lines): no trim after '!' */
+static void test_buildah_lines(void **state)
+{
+	const char *data = "*\n!  sp\n! a b\n";
+	struct err e = ERR_INIT;
+	struct ign *ig = ign_new(), *dk = parse_old(data);
+
+	(void)state;
+	ign_old_matcher(ig);
+	ign_buildah_lines(ig);
+	assert_int_equal(ign_parse(ig, ".dockerignore", data, strlen(data), &e), 0);
+	/* buildah: exceptions for "  sp" and " a b"; Docker: "sp" and "a b" */
+	assert_int_equal(old_excluded(ig, "  sp"), 0);
+	assert_int_equal(old_excluded(ig, "  sp/x"), 0);
+	assert_int_equal(old_excluded(ig, "sp"), 1);
+	assert_int_equal(old_excluded(ig, " a b"), 0);
+	assert_int_equal(old_excluded(ig, "a b"), 1);
+	assert_int_equal(old_excluded(dk, "  sp"), 1);
+	assert_int_equal(old_excluded(dk, "sp"), 0);
+	assert_int_equal(old_excluded(dk, "a b"), 0);
+	ign_free(ig);
+	ign_free(dk);
+	/* "! " is still a bare '!' */
+	ig = ign_new();
+	ign_buildah_lines(ig);
+	assert_int_equal(ign_parse(ig, ".dockerignore", "! \n", 3, &e), ERR_USAGE);
+	assert_non_null(strstr(e.msg, "illegal exclusion pattern"));
+	ign_free(ig);
+}
+
 static void test_old_matcher(void **state)
 {
 	struct ign *ig, *now;
@@ -978,6 +1008,7 @@ int main(void)
 		SIMPLE(test_stateless_rule),
 		SIMPLE(test_never_evaluated_exception),
 		SIMPLE(test_old_matcher),
+		SIMPLE(test_buildah_lines),
 		SIMPLE(test_parse_twice),
 		SIMPLE(test_nul_in_path_and_pattern),
 		SIMPLE(test_pathological),
