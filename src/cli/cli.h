@@ -243,9 +243,10 @@ struct builder {
 	int argc;
 	int prog_at;         /* the program's word (after an `env ...` prefix) */
 	int env_from, env_to;/* the env prefix's NAME=VALUE words */
-	int build_at;        /* docker: the "build" word */
+	int build_at;        /* docker, buildah: the "build" word */
 	int ctx_at;          /* docker: the context argument, or -1 */
-	int file_at;         /* docker: the word holding -f's value's option, or -1 */
+	int file_at;         /* docker, buildah: the word holding -f's value's
+				option, or -1 */
 	const char *file;    /* docker, buildah: COMMAND's -f value, or NULL */
 	const char *ignorefile; /* buildah: its --ignorefile, or NULL */
 	const char *host_opt, *context_opt, *config_dir; /* docker's -H, -c, --config */
