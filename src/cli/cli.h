@@ -215,7 +215,7 @@ int cli_docker_client_major(const struct cli_cmd *cmd, const char *arg);
  * given, nothing changes): a client before 23 matches with the deprecated
  * rule of its time (WALK_OLD_MATCHER) and, unless the walk is the classic
  * builder's, walks for BuildKit with the file sync of 2020
- * (WALK_FSUTIL2020), as build decides for such a client (builder.c).
+ * (WALK_FSUTIL2020); build applies it to the client it runs.
  */
 void cli_docker_client_flags(unsigned *flags, int major);
 

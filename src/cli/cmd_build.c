@@ -291,8 +291,14 @@ static void plan(struct build *bd)
 			 b->argv[b->prog_at]);
 	if (docker && !b->buildkit)
 		bd->wo.flags |= WALK_CLASSIC;
-	if (docker && b->buildkit && b->old_client)
-		bd->wo.flags |= WALK_FSUTIL2020;
+	/* a client before 23 walks by the rules of its time, for the
+	 * builder it runs (not for a --classic given to ctxpack) */
+	if (docker && b->old_client) {
+		unsigned f = b->buildkit ? 0 : WALK_CLASSIC;
+
+		cli_docker_client_flags(&f, b->client_major);
+		bd->wo.flags |= f;
+	}
 	/* buildah reads the archive it unpacks with the Containerfile and
 	 * ignore file it finds there by its own rules, and matches with the
 	 * deprecated rule (fileutils' Matches, to this day) and the classic
@@ -300,8 +306,6 @@ static void plan(struct build *bd)
 	 * holds what buildah keeps */
 	if (b->kind == BUILDER_BUILDAH)
 		bd->wo.flags |= WALK_CONTAINERFILE | WALK_CLASSIC | WALK_OLD_MATCHER;
-	if (docker && b->old_client)
-		bd->wo.flags |= WALK_OLD_MATCHER;
 	if (docker && b->ctx_at >= 0 && strcmp(b->argv[b->ctx_at], "-"))
 		cli_usage_error(bd->cmd, "%s reads its context from '%s', not from ctxpack: give - "
 				"as its context (ctxpack build [DIR] -- docker build [OPTIONS] -)",
