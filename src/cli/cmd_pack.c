@@ -251,7 +251,7 @@ int cmd_pack(int argc, char **argv)
 		print_added(stdout, l);
 		if (pack_session_fc(ps))
 			printf(",\"snapshot\":\"%s\"", pack_session_snapshot(ps));
-		if (!no_cache && po.compress != PACK_NONE)
+		if (!no_cache)
 			print_cache_json(stdout, pack_session_fc(ps), pack_session_fc_stats(ps),
 					 pack_session_idx_stats(ps));
 		printf("}\n");

@@ -182,6 +182,16 @@ void fc_settings_hash(const struct pack_opts *o, const char *versions,
 	idx_hasher_update(&st, b, sizeof(b));
 	if (versions)
 		idx_hasher_update(&st, versions, strlen(versions) + 1);
+	/* an uncompressed archive for a reader that may take it for a
+	 * Dockerfile starts with a pax global header when its first entry
+	 * has an extended one (pack_write): another archive than the same
+	 * tar without it.  Only then, so that the other keys stay as they
+	 * were. */
+	if (o->compress == PACK_NONE && o->stdin_safe) {
+		static const char tag[] = "stdin-safe";
+
+		idx_hasher_update(&st, tag, sizeof(tag));
+	}
 	/* only when set, so that the keys without one stay as they were */
 	if (o->prefix && *o->prefix) {
 		static const char tag[] = "prefix";

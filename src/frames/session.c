@@ -52,9 +52,6 @@ int pack_session_open(struct pack_session **out, const struct pack_session_opts 
 		idx_snap_stat_only(ps->snap);
 		return 0;
 	}
-	/* --compress none: the frames are the files' bytes, nothing to save */
-	if (o->po->compress == PACK_NONE)
-		return 0;
 	pack_lib_versions(&ps->versions);
 	ps->o.fo.versions = ps->versions.data;
 	ps->snap = idx_snap_new(o->index_dir);

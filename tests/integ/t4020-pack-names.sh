@@ -108,6 +108,16 @@ is "$(cat "$TESTDIR/g.out")" "g 0 pax_global_header x
 is "$(tar -tf "$TESTDIR/g.tar" | tr '\n' ' ')" "#ü Dockerfile n.txt " "GNU tar lists no extra entry"
 is "$(bsdtar -tf "$TESTDIR/g.tar" | tr '\n' ' ')" "#ü Dockerfile n.txt " "bsdtar neither"
 is "$(zstd -dc "$TESTDIR/g.zst" | head -c 512 | cut -c1-3)" "Pax" "inside zstd: no global header (the 'x' header first)"
+# through the frame store: the same bytes when the archive is reused
+sleep 0.3 # out of the racy window
+ctxpack pack -q --compress none -o "$TESTDIR/g.1.tar" "$G"
+ctxpack pack --json --compress none -o "$TESTDIR/g.2.tar" "$G" > "$TESTDIR/g.2.json"
+ctxpack pack -q --no-cache --compress none -o "$TESTDIR/g.cold.tar" "$G"
+same_files "$TESTDIR/g.1.tar" "$TESTDIR/g.tar" "the global header: a second pack, the same bytes"
+same_files "$TESTDIR/g.2.tar" "$TESTDIR/g.tar" "the global header: a third pack, the same bytes"
+same_files "$TESTDIR/g.cold.tar" "$TESTDIR/g.tar" "the global header: --no-cache, the same bytes"
+ok "the global header: the third pack reused stored frames" \
+	grep -q '"frames_reused":[1-9]' "$TESTDIR/g.2.json"
 rm "$G/#ü"
 ctxpack pack -q --compress none -o "$TESTDIR/g2.tar" "$G"
 is "$(head -c 10 "$TESTDIR/g2.tar")" "Dockerfile" "a plain first entry: no global header"

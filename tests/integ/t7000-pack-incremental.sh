@@ -214,13 +214,23 @@ for comp in gzip none; do
 	same_files "$TESTDIR/$comp.2" "$TESTDIR/$comp.cold" "$comp: the same bytes as cold"
 done
 is "$(jget "$TESTDIR/gzip.json" cache)" archive "gzip: the archive reused"
-is "$(jget "$TESTDIR/none.json" cache)" None "none: no cache (the frames are the files)"
+is "$(jget "$TESTDIR/none.json" cache)" archive "none: the archive reused (the frames are tar)"
 ctxpack pack --json --no-cache -o "$TESTDIR/nc.zst" "$C" > "$TESTDIR/nc.json"
 is "$(jget "$TESTDIR/nc.json" cache)" None "--no-cache: no cache fields"
 for t in 1 3; do
 	ctxpack pack -q --threads $t -o "$TESTDIR/t$t.zst" "$C"
 	same_files "$TESTDIR/t$t.zst" "$TESTDIR/revert.cold.zst" "--threads $t: the same bytes"
 done
+# an uncompressed archive after an edit: the last one and the new frame
+head -c 7000 /dev/urandom > "$C/d5/e2/f040.bin"
+ctxpack pack --json --compress none -o "$TESTDIR/none.edit" "$C" > "$TESTDIR/none.edit.json"
+ctxpack pack -q --no-cache --compress none -o "$TESTDIR/none.edit.cold" "$C"
+same_files "$TESTDIR/none.edit" "$TESTDIR/none.edit.cold" "none, edit: the same bytes as cold"
+is "$(jget "$TESTDIR/none.edit.json" cache)" assemble "none, edit: the last archive and the new frame"
+ok "none, edit: at most 2 frames made again" \
+	test "$(jget "$TESTDIR/none.edit.json" frames_compressed)" -le 2
+is "$(jget "$TESTDIR/none.edit.json" digest)" \
+	"sha256:$(sha256sum < "$TESTDIR/none.edit.cold" | cut -d' ' -f1)" "none, edit: the sha256 reported is the archive's"
 is "$(ls "$TESTDIR" | grep -c '\.tmp\.')" 0 "no temporary files left beside the outputs"
 
 done_testing
