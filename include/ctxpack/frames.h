@@ -208,8 +208,9 @@ void fc_spec_seen(void *ctx, const struct walk_entry *we);
  *     starts with are kept and the rest cut away;
  *  1. FC_PATH_ARCHIVE: the archive key has a manifest whose frames are all
  *     there: they are sent (copied straight to out_fd when >= 0: the fd
- *     the sink writes to, holding nothing unwritten) and the stored sha256
- *     is reported;
+ *     the sink writes to, holding nothing unwritten; else handed to
+ *     sink_file when not NULL; else through the sink) and the stored
+ *     sha256 is reported;
  *  2. FC_PATH_ASSEMBLE: the context's last archive (archives/last-*) has a
  *     manifest, and at most a few of this archive's frames are missing
  *     from the store: those are compressed, the rest copied; the frames
@@ -229,8 +230,9 @@ void fc_spec_seen(void *ctx, const struct walk_entry *we);
  * warnings.  st may be NULL.
  */
 int fc_pack_write(struct fc *c, struct fc_spec *spec, struct pack_list *l,
-		  const struct pack_opts *o, pack_sink_fn sink, void *sink_ctx, int out_fd,
-		  struct pack_result *res, struct fc_stats *st, struct err *e);
+		  const struct pack_opts *o, pack_sink_fn sink, pack_sink_file_fn sink_file,
+		  void *sink_ctx, int out_fd, struct pack_result *res, struct fc_stats *st,
+		  struct err *e);
 
 /*
  * Keep the size bound: when this handle stored bytes and the store's

@@ -52,6 +52,9 @@ struct pack_session_opts {
 				    pack_session_keep_walk */
 	int out_fd;              /* the output file, where the last archive may
 				    be copied while walking; -1: none (a pipe) */
+	pack_sink_file_fn sink_file; /* with out_fd -1, or NULL: stored frames
+				    handed to the output as files (with
+				    pack_session_write's sink_ctx) */
 	/* When set, called at walk_opts.replay's moment (the root open, the
 	 * ignore file read, nothing walked yet), before the snapshot's replay,
 	 * also without a cache: `build` starts COMMAND there.  It may change

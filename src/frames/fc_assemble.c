@@ -242,7 +242,8 @@ static int find_missing(struct fc_run *r, const struct fc_manifest *p, ssize_t *
  * error (the sink's, or a frame that could not be compressed).
  */
 int fc_assemble(struct fc_run *r, const struct fc_manifest *p, size_t kept, pack_sink_fn sink,
-		void *sink_ctx, int out_fd, struct pack_result *res, struct err *e)
+		pack_sink_file_fn sink_file, void *sink_ctx, int out_fd, struct pack_result *res,
+		struct err *e)
 {
 	size_t n = r->nplan, k, j, nmiss = 0, *miss = NULL, mi = 0;
 	ssize_t *src = NULL;          /* frame k's index in p, or -1 */
@@ -255,7 +256,7 @@ int fc_assemble(struct fc_run *r, const struct fc_manifest *p, size_t kept, pack
 	struct fc_copier cp;
 	int ret = 0, ws = 0;
 
-	fc_copier_init(&cp, out_fd);
+	fc_copier_init(&cp, out_fd, sink_file, sink_ctx);
 	for (k = 0; k < n; k++)
 		if (!r->keyed[k])
 			return 0;

@@ -8,7 +8,9 @@
  * Output goes through the caller's sink, except that stored frames may be
  * copied straight to out_fd (read and write, no sink) when the caller says
  * the sink writes there with nothing buffered; both advance the same file
- * offset, so the order holds.
+ * offset, so the order holds.  Without out_fd, the caller's sink_file may
+ * take a stored frame's bytes from its file itself (a splice into a pipe),
+ * between the sink's calls.
  */
 #include "fc_pack_internal.h"
 
@@ -30,10 +32,12 @@
  */
 #define COPY_BUF ((size_t)2 << 20)
 
-void fc_copier_init(struct fc_copier *cp, int out_fd)
+void fc_copier_init(struct fc_copier *cp, int out_fd, pack_sink_file_fn file, void *file_ctx)
 {
 	cp->buf = NULL;
-	cp->off = out_fd < 0;
+	cp->file = out_fd < 0 ? file : NULL;
+	cp->file_ctx = file_ctx;
+	cp->off = out_fd < 0 && !cp->file;
 }
 
 void fc_copier_release(struct fc_copier *cp)
@@ -51,6 +55,15 @@ uint64_t fc_copy_range(int fd, uint64_t off, uint64_t n, int out, off_t at,
 
 	if (cp->off)
 		return 0;
+	if (out < 0) {
+		/* the output's own: at its position, nothing to hash */
+		if (!cp->file || at >= 0 || sha)
+			return 0;
+		done = cp->file(cp->file_ctx, fd, off, n);
+		if (done < n)
+			cp->off = 1;
+		return done;
+	}
 	if (!cp->buf)
 		cp->buf = xmalloc_big(COPY_BUF);
 	while (done < n) {
@@ -158,8 +171,9 @@ int fc_frame_bytes(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64_t n
  * so the usual misses (evicted, truncated) send nothing.  *refreshed is
  * set when a frame's stamp changed in m.
  */
-int fc_serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, void *sink_ctx,
-	     int out_fd, size_t *sent, int *refreshed, struct fc_stats *st, struct err *e)
+int fc_serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, pack_sink_file_fn sink_file,
+	     void *sink_ctx, int out_fd, size_t *sent, int *refreshed, struct fc_stats *st,
+	     struct err *e)
 {
 	struct buf b;
 	struct fc_copier cp;
@@ -177,7 +191,7 @@ int fc_serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, void *sink_
 			return 0;
 	}
 	buf_init(&b, 0);
-	fc_copier_init(&cp, out_fd);
+	fc_copier_init(&cp, out_fd, sink_file, sink_ctx);
 	for (k = *sent; k < m->nframes; k++) {
 		struct fc_stamp was = m->stamps[k];
 		uint64_t copied;

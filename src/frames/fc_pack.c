@@ -31,6 +31,7 @@ struct pack_job {
 	struct fc_run r;
 	struct fc_spec *spec;   /* until a path consumes it */
 	pack_sink_fn sink;
+	pack_sink_file_fn sink_file;
 	void *sink_ctx;
 	int out_fd;
 	struct pack_result *res;
@@ -140,7 +141,8 @@ static int from_manifest(struct pack_job *j, struct err *e)
 		fc_manifest_release(&m);
 		return 0;
 	}
-	ret = fc_serve(c, &m, j->sink, j->sink_ctx, j->out_fd, &sent, &refreshed, st, e);
+	ret = fc_serve(c, &m, j->sink, j->sink_file, j->sink_ctx, j->out_fd, &sent, &refreshed,
+		       st, e);
 	if (ret == 1) {
 		/* the checked files' new stamps, so they are not read again
 		 * next time */
@@ -173,7 +175,8 @@ static int from_last(struct pack_job *j, struct err *e)
 
 	if (!j->akeyed || fc_last_read(j->r.c, j->lk, last) || !fc_manifest_read(j->r.c, last, &m))
 		return 0;
-	ret = fc_assemble(&j->r, &m, j->kept, j->sink, j->sink_ctx, j->out_fd, j->res, e);
+	ret = fc_assemble(&j->r, &m, j->kept, j->sink, j->sink_file, j->sink_ctx, j->out_fd,
+			  j->res, e);
 	fc_manifest_release(&m);
 	if (ret == 1) {
 		j->r.st->path = FC_PATH_ASSEMBLE;
@@ -247,8 +250,9 @@ static int by_frames(struct pack_job *j, struct err *e)
 }
 
 int fc_pack_write(struct fc *c, struct fc_spec *spec, struct pack_list *l,
-		  const struct pack_opts *o, pack_sink_fn sink, void *sink_ctx, int out_fd,
-		  struct pack_result *res, struct fc_stats *st, struct err *e)
+		  const struct pack_opts *o, pack_sink_fn sink, pack_sink_file_fn sink_file,
+		  void *sink_ctx, int out_fd, struct pack_result *res, struct fc_stats *st,
+		  struct err *e)
 {
 	struct fc_stats local;
 	struct pack_job j;
@@ -264,6 +268,7 @@ int fc_pack_write(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	memset(&j, 0, sizeof(j));
 	j.spec = spec;
 	j.sink = sink;
+	j.sink_file = out_fd < 0 ? sink_file : NULL;
 	j.sink_ctx = sink_ctx;
 	j.out_fd = out_fd;
 	j.res = res;

@@ -70,13 +70,16 @@ void fc_keep_archive(struct fc_run *r, const unsigned char akey[FC_KEY_LEN],
 
 /* ---- fc_copy.c ---- */
 
-/* One copy buffer, and whether copying straight to the output is on. */
+/* One copy buffer, and whether copying straight to the output is on:
+ * to an output fd, or through the caller's sink_file. */
 struct fc_copier {
 	char *buf;
-	int off;                /* no copying: no output fd, or it failed */
+	int off;                /* no copying: no output, or it failed */
+	pack_sink_file_fn file; /* with out < 0: the output takes the bytes */
+	void *file_ctx;
 };
 
-void fc_copier_init(struct fc_copier *cp, int out_fd);
+void fc_copier_init(struct fc_copier *cp, int out_fd, pack_sink_file_fn file, void *file_ctx);
 void fc_copier_release(struct fc_copier *cp);
 /* n bytes of fd from off to out, at its position (at < 0) or at offset at,
  * and through sha when not NULL; the bytes copied (fewer on an error,
@@ -95,8 +98,9 @@ int fc_frame_bytes(struct fc *c, const unsigned char key[FC_KEY_LEN], uint64_t n
 		   struct buf *b, uint64_t *copied, int *damaged);
 /* Send frames [*sent, m->nframes) of m: 1 when all were sent, 0 when one
  * is missing or damaged, or the sink's error. */
-int fc_serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, void *sink_ctx,
-	     int out_fd, size_t *sent, int *refreshed, struct fc_stats *st, struct err *e);
+int fc_serve(struct fc *c, struct fc_manifest *m, pack_sink_fn sink, pack_sink_file_fn sink_file,
+	     void *sink_ctx, int out_fd, size_t *sent, int *refreshed, struct fc_stats *st,
+	     struct err *e);
 
 /* ---- fc_spec.c ---- */
 
@@ -180,7 +184,8 @@ int fc_ahead_take(struct fc_run *r, struct fc_spec *s, struct pack_result *res, 
  * applicable, nothing sent) or an error.
  */
 int fc_assemble(struct fc_run *r, const struct fc_manifest *p, size_t kept, pack_sink_fn sink,
-		void *sink_ctx, int out_fd, struct pack_result *res, struct err *e);
+		pack_sink_file_fn sink_file, void *sink_ctx, int out_fd, struct pack_result *res,
+		struct err *e);
 
 /* ---- fc_writer.c ---- */
 

@@ -166,7 +166,7 @@ static void *spec_main(void *arg)
 	int copying = 1, ahead_ok = 1, quit, go;
 	off_t pos = s->start;
 
-	fc_copier_init(&cp, s->fd);
+	fc_copier_init(&cp, s->fd, NULL, NULL);
 	for (;;) {
 		pthread_mutex_lock(&s->mu);
 		if (k >= s->m.nframes || k >= s->limit)

@@ -170,8 +170,8 @@ int pack_session_write(struct pack_session *ps, pack_sink_fn sink, void *sink_ct
 
 		rc = pack_write(&ps->l, ps->o.po, &hooks, sink, sink_ctx, res, e);
 	} else {
-		rc = fc_pack_write(ps->fc, ps->spec, &ps->l, ps->o.po, sink, sink_ctx,
-				   ps->o.out_fd, res, &ps->fst, e);
+		rc = fc_pack_write(ps->fc, ps->spec, &ps->l, ps->o.po, sink, ps->o.sink_file,
+				   sink_ctx, ps->o.out_fd, res, &ps->fst, e);
 		ps->spec = NULL; /* consumed */
 	}
 	if (rc)

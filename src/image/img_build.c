@@ -322,7 +322,7 @@ static int make_blob(struct ctx *c, size_t i, struct fc *fc, struct pack_list *l
 		ret = e->code;
 		goto out;
 	}
-	ret = fc_pack_write(fc, NULL, l, po, sink_write, &sk, want_tar ? -1 : sk.fd, res,
+	ret = fc_pack_write(fc, NULL, l, po, sink_write, NULL, &sk, want_tar ? -1 : sk.fd, res,
 			    &L->fst, e);
 	if (!ret && sk.td)
 		ret = pack_tar_digest_final(sk.td, tar_digest, NULL, e);

@@ -67,6 +67,33 @@ is "$?" 0 "a reader that stops at the tar end blocks is fine"
 run_to 20 ctxpack build --compress zstd "$B" -- sh -c 'zstd -dc >/dev/null; exit 0'
 is "$?" 0 "zstd reads it all"
 
+# an unchanged context's stored frames go into the pipe by splice (no copy
+# through ctxpack): the same bytes, and a COMMAND that stops reading on the
+# way is reported as before, with no hang
+S=$TESTDIR/spl
+mkdir -p "$S"
+head -c 3000000 /dev/urandom > "$S/a.bin"
+printf 'FROM scratch\n' > "$S/Dockerfile"
+sleep 0.3 # out of the racy window, so that the frames are stored
+ctxpack pack -q --compress none -o "$TESTDIR/spl.tar" "$S"
+run_to 20 ctxpack build -q "$S" -- sh -c 'cat > "$0"' "$TESTDIR/spl.got"
+same_files "$TESTDIR/spl.got" "$TESTDIR/spl.tar" "stored frames: COMMAND reads the same bytes"
+if command -v strace > /dev/null 2>&1 && [ -z "$EXEC_PREFIX" ]; then
+	timeout 20 strace -f -e trace=splice -o "$TESTDIR/spl.strace" "$CTXPACK" build -q "$S" -- \
+		sh -c 'cat > "$0"' "$TESTDIR/spl.got2"
+	ok "stored frames: spliced into the pipe" grep -q '^[0-9]* *splice(.* = [1-9]' "$TESTDIR/spl.strace"
+	same_files "$TESTDIR/spl.got2" "$TESTDIR/spl.tar" "... the same bytes"
+else
+	skip "stored frames spliced (no strace, or EXEC_PREFIX)"
+	skip "... the same bytes"
+fi
+run_to 20 ctxpack build "$S" -- sh -c 'head -c 1000 > /dev/null; exit 0'
+is "$?" 1 "stored frames, COMMAND reads 1000 bytes and exits 0: exit 1, no hang"
+like "$(cat "$TESTDIR/o")" "error: sh exited with status 0 (before reading the whole archive|after reading)" \
+	"... reported clearly"
+run_to 20 ctxpack build "$S" -- sh -c 'exec 0<&-; sleep 0.3; exit 0'
+is "$?" 1 "stored frames, COMMAND closes its input and exits 0: exit 1, no hang"
+
 # COMMAND that cannot run
 run_to 20 ctxpack build "$C" -- /nonexistent/cmd
 is "$?" 127 "COMMAND not found: 127"

@@ -151,6 +151,28 @@ static int buf_sink(void *ctx, const void *p, size_t n, struct err *e)
 /* The name prefix the packs below use (test_prefix_reuse sets it). */
 static const char *test_prefix;
 
+/* pack_it's sink_file (test_file_sink sets it): takes at most file_limit
+ * bytes a call (0: all), counting the calls and the bytes taken. */
+static pack_sink_file_fn test_file;
+static uint64_t file_limit, file_calls, file_bytes;
+
+static uint64_t buf_file(void *ctx, int fd, uint64_t off, uint64_t n)
+{
+	struct buf *b = ctx;
+	size_t take = (size_t)(file_limit && n > file_limit ? file_limit : n);
+	ssize_t k;
+
+	file_calls++;
+	if (buf_grow(b, take))
+		return 0;
+	k = pread(fd, b->data + b->len, take, (off_t)off);
+	if (k <= 0)
+		return 0;
+	b->len += (size_t)k;
+	file_bytes += (uint64_t)k;
+	return (uint64_t)k;
+}
+
 static void opts(struct pack_opts *o)
 {
 	pack_opts_init(o);
@@ -185,7 +207,7 @@ static void pack_it(struct fx *f, int store, struct buf *out, struct pack_result
 	}
 	assert_int_equal(pack_list_build(&l, &w, &e), 0);
 	buf_reset(out);
-	if (fc_pack_write(c, NULL, &l, &o, buf_sink, out, -1, res, st, &e))
+	if (fc_pack_write(c, NULL, &l, &o, buf_sink, test_file, out, -1, res, st, &e))
 		fail_msg("fc_pack_write: %s", e.msg);
 	if (c)
 		assert_null(fc_warning(c));
@@ -234,7 +256,7 @@ static void pack_fd(struct fx *f, int fd, int cancel, struct pack_result *res,
 	assert_int_equal(idx_open(&x, f->index, 0, &e), 0);
 	assert_int_equal(idx_update(x, &w, NULL, &e), 0);
 	assert_int_equal(pack_list_build(&l, &w, &e), 0);
-	if (fc_pack_write(c, spec, &l, &o, fd_sink, &fd, fd, res, st, &e))
+	if (fc_pack_write(c, spec, &l, &o, fd_sink, NULL, &fd, fd, res, st, &e))
 		fail_msg("fc_pack_write: %s", e.msg);
 	assert_null(fc_warning(c));
 	fc_close(c);
@@ -705,6 +727,45 @@ static void test_reuse(void **state)
 	/* a different level is another archive (no reuse across settings) */
 }
 
+/* An output that takes stored frames as files (build's splice into its
+ * pipe): the same bytes as a cold pack, the frames of a reused archive
+ * taken as files, in order with what goes through the sink; one that takes
+ * only part of a frame gets the rest through the sink. */
+static void test_file_sink(void **state)
+{
+	struct fx *f = *state;
+	struct fc_stats st;
+	unsigned char p[10240];
+
+	make_tree(f->ctx);
+	settle();
+	pack_same(f, &st);
+	assert_int_equal(st.archive_stored, 1);
+	test_file = buf_file;
+	file_calls = file_bytes = file_limit = 0;
+	/* unchanged: every frame as a file */
+	pack_same(f, &st);
+	assert_int_equal(st.archive_reused, 1);
+	assert_int_equal(file_calls, st.frames);
+	assert_true(file_bytes > 0 && file_bytes == st.bytes_reused);
+	/* taking 1000 bytes a call: the rest of each frame through the sink */
+	file_calls = file_bytes = 0;
+	file_limit = 1000;
+	pack_same(f, &st);
+	assert_int_equal(st.archive_reused, 1);
+	assert_int_equal(file_calls, 1);
+	assert_int_equal(file_bytes, 1000);
+	/* an edit near the end: the frames before it as files, then the rest
+	 * hashed and through the sink */
+	file_calls = file_bytes = file_limit = 0;
+	noise(p, sizeof(p), 77);
+	write_rel(f->ctx, "d09/f299.bin", p, sizeof(p), 0644);
+	pack_same(f, &st);
+	assert_int_equal(st.path, FC_PATH_ASSEMBLE);
+	assert_true(file_calls >= 1 && file_calls < st.frames);
+	test_file = NULL;
+}
+
 /* With a name prefix: the same reuse, the bytes of a cold pack, and an
  * archive of its own (the store keeps the prefixed and plain archives of
  * one context apart). */
@@ -1150,6 +1211,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_frame_file_checks, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_reuse, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_prefix_reuse, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_file_sink, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_damaged, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_unsafe, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_spec, fx_setup, fx_teardown),
