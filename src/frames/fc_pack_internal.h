@@ -77,6 +77,7 @@ struct fc_copier {
 	int off;                /* no copying: no output, or it failed */
 	pack_sink_file_fn file; /* with out < 0: the output takes the bytes */
 	void *file_ctx;
+	int out_pipe;           /* out is a pipe (spliced into), 0, or -1: unknown */
 };
 
 void fc_copier_init(struct fc_copier *cp, int out_fd, pack_sink_file_fn file, void *file_ctx);

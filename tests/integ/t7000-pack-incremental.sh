@@ -60,6 +60,16 @@ is "$(jget "$TESTDIR/warm.json" files_hashed)" 0 "unchanged: nothing read by the
 # to stdout (a pipe) and to a file behind -o -
 ctxpack pack -q -o - "$C" | cat > "$TESTDIR/pipe.zst"
 same_files "$TESTDIR/pipe.zst" "$TESTDIR/warm.cold.zst" "unchanged, -o - into a pipe: the same bytes"
+if command -v strace > /dev/null 2>&1 && [ -z "$EXEC_PREFIX" ]; then
+	strace -f -e trace=splice -o "$TESTDIR/pipe.strace" "$CTXPACK" pack -q -o - "$C" |
+		cat > "$TESTDIR/pipe2.zst"
+	ok "unchanged, -o - into a pipe: the stored frames spliced into it" \
+		grep -q '^[0-9]* *splice(.* = [1-9]' "$TESTDIR/pipe.strace"
+	same_files "$TESTDIR/pipe2.zst" "$TESTDIR/warm.cold.zst" "... the same bytes"
+else
+	skip "frames spliced into a pipe (no strace, or EXEC_PREFIX)"
+	skip "... the same bytes"
+fi
 ctxpack pack -q -o - "$C" > "$TESTDIR/redir.zst"
 same_files "$TESTDIR/redir.zst" "$TESTDIR/warm.cold.zst" "unchanged, -o - to a file: the same bytes"
 ctxpack pack -q "$C" 2>/dev/null >> "$TESTDIR/redir.zst"
