@@ -4,16 +4,18 @@
 Runs on the bench's big build context (bench/work/harness/build-ctx-big, made
 by `python3 bench/harness.py --only build`) with a private dockerd (the one
 bench/docker_build.py starts), BuildKit, nothing changed between runs, the
-four commands interleaved, N runs each (default 11):
+five commands interleaved, N runs each (default 11):
 
   ref            docker build .
-  ctxpack        ctxpack build -- docker build -
+  direct         ctxpack build -- docker build - (the default: DIR itself)
+  ctxpack        ctxpack build --send dir -- docker build - (a kept directory)
   mirror         docker build -f DIR/dockerfile/Dockerfile DIR/context: docker
-                 alone on the directory ctxpack hands it
+                 alone on the kept directory ctxpack hands it
   mirror-own-df  docker build DIR/context (the Dockerfile inside it)
 
-ref vs mirror is what the directory costs docker; ctxpack vs mirror is
-ctxpack's own time (its walk) before docker starts.
+ref vs mirror is what the kept directory costs docker; ctxpack vs mirror is
+ctxpack's own time (its walk) before docker starts; direct vs ref is what
+ctxpack costs when it hands docker DIR itself.
 
   python3 bench/build_split.py [N]
 """
@@ -41,8 +43,10 @@ try:
     db.base_image(d.host, work)
     env = dict(os.environ, DOCKER_HOST=d.host, DOCKER_BUILDKIT="1", XDG_CACHE_HOME=xdg)
     D = db.DOCKER
-    cp = [os.path.join(BENCH, "..", "ctxpack"), "build", "-q", "--", D, "build",
-          "--progress=plain", "-t", "bench-got", "-"]
+    cp = [os.path.join(BENCH, "..", "ctxpack"), "build", "-q", "--send", "dir", "--", D,
+          "build", "--progress=plain", "-t", "bench-got", "-"]
+    direct = [os.path.join(BENCH, "..", "ctxpack"), "build", "-q", "--", D, "build",
+              "--progress=plain", "-t", "bench-dir", "-"]
     ref = [D, "build", "--progress=plain", "-t", "bench-ref", "."]
     for c in (ref, cp, ref, cp):  # warm the builder and the directory
         subprocess.run(c, cwd=ctx, env=env, check=True, stdout=subprocess.DEVNULL,
@@ -50,6 +54,7 @@ try:
     sd = glob.glob(os.path.join(xdg, "ctxpack", "build", "*", ""))[0]
     cmds = {
         "ref": ref,
+        "direct": direct,
         "ctxpack": cp,
         "mirror": [D, "build", "--progress=plain", "-f", sd + "dockerfile/Dockerfile",
                    "-t", "bench-mir", sd + "context"],

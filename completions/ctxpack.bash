@@ -38,7 +38,7 @@ _ctxpack_values() {
 	local IFS=$'\n'
 	case $2 in
 	--compress) COMPREPLY=($(compgen -W $'zstd\ngzip\nnone' -- "$3")) ;;
-	--send) COMPREPLY=($(compgen -W $'auto\npipe\ndir' -- "$3")) ;;
+	--send) COMPREPLY=($(compgen -W $'auto\npipe\ndir\ndirect' -- "$3")) ;;
 	--progress) COMPREPLY=($(compgen -W $'auto\nalways\nnever' -- "$3")) ;;
 	--index | -p | --path)
 		compopt -o filenames 2>/dev/null

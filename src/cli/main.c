@@ -30,7 +30,7 @@
 
 static const struct cli_cmd commands[] = {
 	{"build", cmd_build,
-	 "ctxpack build [pack options] [--send auto|pipe|dir] [DIR] -- COMMAND [ARG...]",
+	 "ctxpack build [pack options] [--send auto|pipe|dir|direct] [DIR] -- COMMAND [ARG...]",
 	 "hand the context to COMMAND (docker build, buildah, podman...) and run it",
 	 "  Packs the context like `ctxpack pack` (same options except -o and --json) and\n"
 	 "  runs COMMAND, without a shell, with the context the way it reads it, e.g.\n"
@@ -42,11 +42,15 @@ static const struct cli_cmd commands[] = {
 	 "                             local socket, gzip for tcp:// or ssh:// (DOCKER_HOST,\n"
 	 "                             docker's -H or context); the context walked as that\n"
 	 "                             builder walks it (--classic)\n"
-	 "    docker, BuildKit         a directory holding exactly the context, kept under\n"
-	 "                             $XDG_CACHE_HOME/ctxpack/build and updated in place (its\n"
-	 "                             - and -f are rewritten): BuildKit takes a piped tar as\n"
-	 "                             it is (an excluded Dockerfile would be in COPY's view)\n"
-	 "                             and syncs a directory incrementally\n"
+	 "    docker, BuildKit         DIR itself (its - becomes DIR, a -f a path from here):\n"
+	 "                             docker syncs it to the builder incrementally, by its\n"
+	 "                             own rules, as docker build DIR does (--send direct);\n"
+	 "                             with --ignore-file, --classic, --normalize-modes or\n"
+	 "                             --no-hardlinks, a directory holding exactly that\n"
+	 "                             context, kept under $XDG_CACHE_HOME/ctxpack/build and\n"
+	 "                             updated in place (--send dir).  Not a pipe: BuildKit\n"
+	 "                             takes a piped tar as it is (an excluded Dockerfile\n"
+	 "                             would be in COPY's view)\n"
 	 "    buildah, podman          zstd on its stdin; the context walked as they walk\n"
 	 "                             it (they filter it again): Containerfile before\n"
 	 "                             Dockerfile; FILE.dockerignore, FILE.containerignore,\n"
@@ -57,7 +61,8 @@ static const struct cli_cmd commands[] = {
 	 "  A docker client before 23 walks with the matcher of its time (and for BuildKit\n"
 	 "  the file sync of 2020): its version is asked of it (and kept per binary), or\n"
 	 "  given with --docker-client V.\n"
-	 "      --send auto|pipe|dir  force the hand-over (auto: as above)\n"
+	 "      --send MODE           force the hand-over: auto (as above), pipe, dir or\n"
+	 "                            direct\n"
 	 "      --compress C          force the pipe's format (zstd, gzip or none)\n"
 	 "  -f is relative to the working directory; docker's -f names a path in the context.\n"
 	 "  A -f given to only one of them is warned about (and passed on or taken over).\n"

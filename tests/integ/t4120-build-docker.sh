@@ -94,12 +94,27 @@ like "$(cat "$TESTDIR/got.log")" "classic builder \\(DOCKER_BUILDKIT=0; a client
 	"classic, local daemon: an uncompressed tar, the patterns matched as Debian's 20.10 client matches them"
 
 same "BuildKit" "$DOCKER_BIN" 1 --
-like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1; a client < 23: its 2020 context walk and matcher\\).*the context as a directory" \
-	"BuildKit: the context as a directory, walked as Debian's 20.10 client walks it"
+like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1\\).*: the context directory itself" \
+	"BuildKit: docker reads the context directory itself"
+like "$(cat "$TESTDIR/got.log")" "running $DOCKER_BIN build -q -t got$n \\.\$" "... given as docker build . gets it"
 like "$(cat "$TESTDIR/ref.tree")" "f 4755 0 'ctx/suid'" "reference (BuildKit): setuid kept"
+same "BuildKit, --send dir" "$DOCKER_BIN" 1 --send dir --
+like "$(cat "$TESTDIR/got.log")" "BuildKit \\(DOCKER_BUILDKIT=1; a client < 23: its 2020 context walk and matcher\\).*the context as a directory" \
+	"BuildKit, --send dir: a kept directory of the context, walked as Debian's 20.10 client walks it"
+# an option that makes ctxpack's context another than docker's: a kept
+# directory of that context
+(cd "$C" && DOCKER_BUILDKIT=1 ctxpack build -v --normalize-modes -- "$DOCKER_BIN" build -q \
+	-t norm -) > "$TESTDIR/norm.log" 2>&1
+is "$?" 0 "BuildKit, --normalize-modes: the build works"
+like "$(cat "$TESTDIR/norm.log")" "the context as a directory" "... from a kept directory of the context"
+image_tree norm /ctx > "$TESTDIR/norm.tree"
+like "$(cat "$TESTDIR/norm.tree")" "f 0644 0 'ctx/key'" "... whose modes are normalized (the 0600 key is 0644)"
+exits 2 "--send direct with --normalize-modes: usage error" ctxpack build --send direct \
+	--normalize-modes "$C" -- "$DOCKER_BIN" build -t x -
 
-# BuildKit's directory from the walk's snapshot (no exception in the ignore
-# file, so one is kept): unchanged, then a file rewritten in place
+# BuildKit's kept directory (--send dir) from the walk's snapshot (no
+# exception in the ignore file, so one is kept): unchanged, then a file
+# rewritten in place
 C0=$C
 C=$TESTDIR/snap
 mkdir -p "$C/src/deep" "$C/node_modules/x"
@@ -108,14 +123,14 @@ echo one > "$C/src/a.txt"; echo two > "$C/src/deep/b.txt"; echo n > "$C/node_mod
 ln -s a.txt "$C/src/link"
 printf 'node_modules\n*.log\n' > "$C/.dockerignore"
 sleep 0.3 # past the racy window: the first build keeps a snapshot
-same "BuildKit, a context without exceptions" "$DOCKER_BIN" 1 --
+same "BuildKit, a context without exceptions" "$DOCKER_BIN" 1 --send dir --
 like "$(cat "$TESTDIR/got.log")" "entries, snapshot: walked" "... walked the first time"
-same "BuildKit, the same context unchanged" "$DOCKER_BIN" 1 --
+same "BuildKit, the same context unchanged" "$DOCKER_BIN" 1 --send dir --
 like "$(cat "$TESTDIR/got.log")" "entries, snapshot: hit" "... then from its snapshot"
 like "$(cat "$TESTDIR/got.log")" " 0 copied, 0 linked, 0 directories made, 0 removed" \
 	"... and the directory kept as it was"
 echo ONE > "$C/src/a.txt"
-same "BuildKit, a file rewritten in place" "$DOCKER_BIN" 1 --
+same "BuildKit, a file rewritten in place" "$DOCKER_BIN" 1 --send dir --
 like "$(cat "$TESTDIR/got.log")" "entries, snapshot: partial" "... from the snapshot, that file's new stat"
 like "$(cat "$TESTDIR/got.log")" " 1 copied" "... and only that file copied"
 C=$C0
@@ -123,12 +138,27 @@ same "daemon's default (classic)" "$DOCKER_BIN" unset --
 like "$(cat "$TESTDIR/got.log")" "classic builder \\(the daemon's default builder" \
 	"DOCKER_BUILDKIT unset: the daemon's default builder, asked"
 
-for bk in 0 1; do
-	same "-f app.Dockerfile, builder $bk" "$DOCKER_BIN" "$bk" -f app.Dockerfile -- -f app.Dockerfile
-	same "-f given to docker only, builder $bk" "$DOCKER_BIN" "$bk" -- -f app.Dockerfile
-	same "a Dockerfile outside the context, builder $bk" "$DOCKER_BIN" "$bk" \
+for bk in 0 1 dir; do
+	send=
+	[ $bk = dir ] && { bk=1 send="--send dir"; }
+	# shellcheck disable=SC2086
+	{
+	same "-f app.Dockerfile, builder $bk $send" "$DOCKER_BIN" "$bk" $send -f app.Dockerfile -- -f app.Dockerfile
+	same "-f given to docker only, builder $bk $send" "$DOCKER_BIN" "$bk" $send -- -f app.Dockerfile
+	same "a Dockerfile outside the context, builder $bk $send" "$DOCKER_BIN" "$bk" $send \
 		-f "$TESTDIR/outside.Dockerfile" -- -f "$TESTDIR/outside.Dockerfile"
+	}
 done
+# -f given to ctxpack only, BuildKit reading the directory: passed on as a
+# path from here, and said
+(cd "$C" && DOCKER_BUILDKIT=1 ctxpack build -v -f app.Dockerfile -- "$DOCKER_BIN" build -q \
+	-t fonly -) > "$TESTDIR/fonly.log" 2>&1
+is "$?" 0 "BuildKit, -f given to ctxpack only: the build works"
+like "$(cat "$TESTDIR/fonly.log")" "running $DOCKER_BIN build -f app.Dockerfile -q -t fonly \\.\$" \
+	"... docker is given the -f"
+like "$(cat "$TESTDIR/fonly.log")" "-f app.Dockerfile is given to ctxpack but not to" "... and that is said"
+(cd "$C" && DOCKER_BUILDKIT=1 "$DOCKER_BIN" build -q -t fonly-ref -f app.Dockerfile .) > /dev/null 2>&1
+is "$(image_tree fonly /ctx)" "$(image_tree fonly-ref /ctx)" "... the same /ctx as docker build -f app.Dockerfile ."
 like "$(cat "$TESTDIR/ref.tree")" "'ctx/app.Dockerfile.dockerignore'" \
 	"reference (BuildKit, -f): app.Dockerfile.dockerignore is not .dockerignore's exclusion"
 
@@ -207,17 +237,18 @@ is "$?" 2 "... and ctxpack build, a usage error"
 like "$(cat "$TESTDIR/got.log")" "\\.dockerignore:1: c\\+\\+: syntax error in pattern" "... naming the file, line and pattern"
 C=$C0
 
-# BuildKit's directory follows the context from run to run: after each
-# round of changes, the same /ctx as docker build . again
+# BuildKit's kept directory (--send dir) follows the context from run to
+# run: after each round of changes, the same /ctx as docker build . again
 sleep 0.2
 rm "$C/grp"; mkdir -p "$C/added/deep"; echo new > "$C/added/deep/n"; chmod 700 "$C/run.sh"
-same "BuildKit after removing, adding and chmod" "$DOCKER_BIN" 1 --
+same "BuildKit after removing, adding and chmod" "$DOCKER_BIN" 1 --send dir --
 rm -f "$C/link-rel"; ln -s grp "$C/link-rel"; rm "$C/with space"; mkdir "$C/with space"
 echo inside > "$C/with space/f"; rm "$C/hl2"; echo alone > "$C/hl2"
-same "BuildKit after a link retargeted, a file turned directory, a hard link split" "$DOCKER_BIN" 1 --
+same "BuildKit after a link retargeted, a file turned directory, a hard link split" "$DOCKER_BIN" 1 \
+	--send dir --
 printf 'node_modules\n!node_modules/keep.txt\nDockerfile\nDockerfile.real\n.dockerignore\n*.log\nadded\n' \
 	> "$C/.dockerignore"
-same "BuildKit after the .dockerignore changed" "$DOCKER_BIN" 1 --
+same "BuildKit after the .dockerignore changed" "$DOCKER_BIN" 1 --send dir --
 is "$(grep -c "'ctx/added" "$TESTDIR/got.tree")" 0 "... the newly excluded directory is gone from /ctx"
 
 # the format for a daemon reached over tcp:// (a "remote" one): gzip, and
