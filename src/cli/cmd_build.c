@@ -42,7 +42,6 @@
  * with its status.  COMMAND gets SIGTERM if ctxpack dies (PR_SET_PDEATHSIG),
  * so no builder goes on to tag an image after ctxpack was killed.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -532,7 +531,7 @@ static int run_direct(struct build *bd, struct err *e)
 	const char *dir = bd->wo.dir, *df = bd->wo.dockerfile;
 	char *dflt = NULL, *made = NULL, **v = NULL;
 	struct stat st;
-	int status, empty = 0;
+	int status;
 	pid_t pid;
 
 	/* as the walk says it */
@@ -547,19 +546,19 @@ static int run_direct(struct build *bd, struct err *e)
 		err_set(e, ERR_USAGE, "context %s is not a directory", dir);
 		return cli_fail(e);
 	}
-	if (!df) {
-		DIR *d = opendir(dir);
-		struct dirent *de;
-
-		empty = d != NULL;
-		while (d && (de = readdir(d)) && empty)
-			empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..");
-		if (d)
-			closedir(d);
+	if (!df)
 		df = dflt = xasprintf("%s/Dockerfile", dir);
-	}
 	if (stat(df, &st)) {
-		if (empty)
+		struct err ignore = ERR_INIT;
+		char **names = NULL;
+		size_t n = 1;
+		int saved = errno;
+
+		/* no Dockerfile: is there anything at all? */
+		if (!bd->wo.dockerfile && !dir_names(dir, 0, &names, &n, &ignore))
+			dir_names_free(names, n);
+		errno = saved;
+		if (!n)
 			err_set(e, ERR_NOTFOUND, "the context %s is empty: there is no Dockerfile "
 				"to build", dir);
 		else

@@ -281,6 +281,18 @@ is "$(image_tree remote3 /ctx)" "$(image_tree ref-now /ctx)" "... and the same /
 	> "$TESTDIR/z.log" 2>&1
 isnt "$?" 0 "--compress zstd overrides (and Docker cannot read it)"
 
+# BuildKit reading DIR itself: what must hold before COMMAND starts still
+# does (docker is not started: it would build nothing or the wrong file)
+mkdir -p "$TESTDIR/emptyctx"
+exits 1 "BuildKit, DIR itself: an empty context fails before docker starts" \
+	ctxpack build "$TESTDIR/emptyctx" -- env DOCKER_BUILDKIT=1 "$DOCKER_BIN" build -t x -
+like "$(cat "$TESTDIR/.out")" "the context .*emptyctx is empty: there is no Dockerfile to build" "... said so"
+exits 1 "BuildKit, DIR itself: a missing -f Dockerfile fails before docker starts" \
+	ctxpack build -f "$C/nope" "$C" -- env DOCKER_BUILDKIT=1 "$DOCKER_BIN" build -t x -
+like "$(cat "$TESTDIR/.out")" "no Dockerfile .*/nope" "... naming it"
+exits 2 "BuildKit, DIR itself: a DIR that is a file" \
+	ctxpack build "$C/key" -- env DOCKER_BUILDKIT=1 "$DOCKER_BIN" build -t x -
+
 # COMMAND's context must be - : anything else is refused before it runs
 exits 2 "docker build . (not -): usage error" ctxpack build "$C" -- "$DOCKER_BIN" build -t x .
 like "$(cat "$TESTDIR/.out")" "give - as its context" "... saying what to do"
