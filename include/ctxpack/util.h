@@ -311,6 +311,10 @@ void sleep_ms(long ms);
  * at once, and the reason is said on stderr unless flags has RUN_HELPER
  * (a helper is not the COMMAND that signals are passed on to either).
  * run_started: whether run_start ever started COMMAND.
+ * run_exec: become argv (execvp, no shell), with the signal handling
+ * run_start gives COMMAND; a signal caught before is died of instead (as
+ * COMMAND would have been sent it).  Returns only when argv cannot be run:
+ * the exit status to use (127 not found, 126 else), said on stderr.
  * run_wait: wait for it; the wait status, -1 with errno set.
  * run_exit_status: a wait status as an exit status (128+N for signal N,
  * which is said on stderr; -1: said, and 1).  run_command: catch, start,
@@ -327,6 +331,7 @@ void run_release_signals(void);
 int run_signal(void);
 int run_started(void);
 pid_t run_start(char **argv, const int fds[3], unsigned flags);
+int run_exec(char **argv);
 int run_wait(pid_t pid);
 int run_exit_status(const char *name, int st);
 int run_command(char **argv);

@@ -67,7 +67,8 @@ static const struct cli_cmd commands[] = {
 	 "  -f is relative to the working directory; docker's -f names a path in the context.\n"
 	 "  A -f given to only one of them is warned about (and passed on or taken over).\n"
 	 "  SIGINT, SIGTERM and SIGHUP are passed on to COMMAND; COMMAND gets SIGTERM if\n"
-	 "  ctxpack dies.  Exit status: COMMAND's (128+N if killed by signal N); COMMAND's\n"
+	 "  ctxpack dies.  When docker reads DIR itself, ctxpack becomes COMMAND (exec).\n"
+	 "  Exit status: COMMAND's (128+N if killed by signal N); COMMAND's\n"
 	 "  or 1 when it exited before reading every entry; 1 when packing failed\n"
 	 "  (COMMAND gets SIGTERM first) or the Dockerfile is missing; 2 usage.\n"},
 	{"cache", cmd_cache,

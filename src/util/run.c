@@ -84,6 +84,43 @@ int run_started(void)
 	return child_ran;
 }
 
+/* Default handling of the signals ctxpack itself handles or ignores
+ * (main ignores SIGPIPE, and an ignored signal stays ignored across
+ * exec). */
+static void default_signals(void)
+{
+	struct sigaction sa;
+	size_t i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	for (i = 0; i < NFORWARDED; i++)
+		sigaction(forwarded[i], &sa, NULL);
+}
+
+int run_exec(char **argv)
+{
+	int sig, err;
+
+	fflush(stdout);
+	fflush(stderr);
+	/* from here a signal has its default effect (ctxpack dies of it);
+	 * one caught before is died of now, so none is lost at the exec */
+	default_signals();
+	if ((sig = got_signal)) {
+		raise(sig);
+		return 128 + sig;
+	}
+	child_ran = 1;
+	execvp(argv[0], argv);
+	err = errno;
+	child_ran = 0;
+	fprintf(stderr, "ctxpack: error: cannot run %s: %s\n", argv[0], strerror(err));
+	return err == ENOENT ? 127 : 126;
+}
+
 #define SPAWN_STACK (256u << 10)
 
 struct spawn_args {
@@ -99,19 +136,11 @@ enum { SPAWN_DUP = 1, SPAWN_EXEC };
 static int spawn_child(void *p)
 {
 	struct spawn_args *a = p;
-	struct sigaction sa;
-	size_t i;
 	int k;
 
-	/* default signal handling (main ignores SIGPIPE, and an ignored
-	 * signal stays ignored across exec), and SIGTERM when ctxpack dies;
-	 * the handler table is the child's own (no CLONE_SIGHAND) */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigaction(SIGPIPE, &sa, NULL);
-	sigaction(SIGQUIT, &sa, NULL);
-	for (i = 0; i < NFORWARDED; i++)
-		sigaction(forwarded[i], &sa, NULL);
+	/* default signal handling, and SIGTERM when ctxpack dies; the
+	 * handler table is the child's own (no CLONE_SIGHAND) */
+	default_signals();
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != a->parent)
 		_exit(128 + SIGTERM);

@@ -147,6 +147,34 @@ else
 	skip "--docker-client with docker (no /usr/bin/docker)"
 	skip "--docker-client overrides (no /usr/bin/docker)"
 fi
+# docker with BuildKit reads DIR itself, and ctxpack becomes docker (exec):
+# the same PID, so its signals and exit status are docker's own.  A stand-in
+# docker reports its PID and arguments, and a SIGTERM.
+mkdir -p "$TESTDIR/fakebin"
+cat > "$TESTDIR/fakebin/docker" <<'SH'
+#!/bin/sh
+echo "pid $$ args $*" > "$FAKE_OUT"
+trap 'echo "got TERM" >> "$FAKE_OUT"; exit 143' TERM
+i=0
+while [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+exit 7
+SH
+chmod +x "$TESTDIR/fakebin/docker"
+FAKE_OUT=$TESTDIR/fake.out DOCKER_BUILDKIT=1 $EXEC_PREFIX "$CTXPACK" build -q --docker-client 28.0.0 \
+	"$C" -- "$TESTDIR/fakebin/docker" build -t x - &
+pid=$!
+wait_for 100 test -s "$TESTDIR/fake.out"
+if [ -z "$EXEC_PREFIX" ]; then
+	is "$(cat "$TESTDIR/fake.out")" "pid $pid args build -t x $C" \
+		"BuildKit: docker runs as ctxpack's own process (exec), given DIR for -"
+else
+	skip "the same PID (EXEC_PREFIX)"
+fi
+kill -TERM "$pid"
+wait "$pid"
+is "$?" 143 "... a SIGTERM to ctxpack is docker's: docker's status"
+like "$(cat "$TESTDIR/fake.out")" "got TERM" "... which docker handled"
+
 run_to 20 ctxpack build --docker-client 20.10 "$C" -- sh -c 'cat >/dev/null'
 is "$?" 0 "--docker-client with another COMMAND: it runs"
 like "$(cat "$TESTDIR/o")" "docker-client is for a docker COMMAND, not sh: ignored" "and the option is said to be ignored"
