@@ -230,8 +230,9 @@ typedef int (*pack_sink_fn)(void *ctx, const void *p, size_t n, struct err *e);
  * Optional, beside a sink: the output takes n bytes of the regular file fd
  * from offset off itself, at the sink's place in the stream (`build`
  * splices stored frames into COMMAND's pipe: no copy through this
- * process).  Called with the sink's ctx, never while the sink runs.  Returns the bytes it took; fewer than n when it cannot take
- * more, and the rest then goes through the sink, which reports an error.
+ * process).  Called with the sink's ctx, never while the sink runs.
+ * Returns the bytes it took; fewer than n when it cannot take more, and
+ * the rest then goes through the sink, which reports an error.
  */
 typedef uint64_t (*pack_sink_file_fn)(void *ctx, int fd, uint64_t off, uint64_t n);
 

@@ -120,6 +120,18 @@ int buf_read_file(struct buf *b, const char *path, size_t max, struct err *e);
 int write_all(int fd, const void *p, size_t n);       /* 0 or -1 (errno) */
 int pwrite_all(int fd, const void *p, size_t n, off_t off); /* at off; 0 or -1 */
 ssize_t read_full(int fd, void *p, size_t n);          /* bytes or -1 */
+/*
+ * n bytes of the file fd from offset off into the pipe out with splice():
+ * the pipe takes the page cache's pages, nothing is copied through this
+ * process.  With wait, a full pipe is not waited on in splice: wait(ctx) is
+ * called, and the move goes on if it returns 0; without, splice blocks
+ * while the pipe is full (unless out is non-blocking: then it stops).
+ * took(ctx, k) (may be NULL) hears of every k bytes moved.  Returns the bytes moved (fewer
+ * than n on an error, errno set), or -1 when splice cannot be used between
+ * these two at all (nothing moved).
+ */
+int64_t splice_to_pipe(int fd, uint64_t off, uint64_t n, int out, int (*wait)(void *ctx),
+		       void (*took)(void *ctx, uint64_t k), void *ctx);
 /* A sparse file's next data extent at or after pos, below end:
  * [*data, *hole), *data == end when a hole runs to end (or the file
  * shrank: the caller's stat after the read sees it); -1 when the file

@@ -103,6 +103,18 @@ static void pipe_sink_took(struct pipe_sink *s, uint64_t k)
 	cli_progress_update(s->written, 0);
 }
 
+/* splice_to_pipe's hooks: wait for room unless a signal came or COMMAND
+ * is gone (then the rest goes through pipe_sink_write, which says so) */
+static int pipe_sink_file_wait(void *ctx)
+{
+	return run_signal() || pipe_sink_wait(ctx) != 0;
+}
+
+static void pipe_sink_file_took(void *ctx, uint64_t k)
+{
+	pipe_sink_took(ctx, k);
+}
+
 static int pipe_sink_write(void *ctx, const void *p, size_t n, struct err *e)
 {
 	struct pipe_sink *s = ctx;
@@ -154,30 +166,15 @@ gone:
 static uint64_t pipe_sink_file(void *ctx, int fd, uint64_t off, uint64_t n)
 {
 	struct pipe_sink *s = ctx;
-	loff_t at = (loff_t)off;
-	uint64_t done = 0;
+	int64_t k;
 
-	if (s->no_splice)
+	if (s->no_splice || run_signal())
 		return 0;
 	s->last = n;
-	while (done < n && !run_signal()) {
-		size_t want = n - done > (1u << 30) ? (1u << 30) : (size_t)(n - done);
-		ssize_t k = splice(fd, &at, s->wfd, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-
-		if (k > 0) {
-			done += (uint64_t)k;
-			pipe_sink_took(s, (uint64_t)k);
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && errno == EAGAIN && pipe_sink_wait(s) == 0)
-			continue;
-		if (k < 0 && (errno == EINVAL || errno == ENOSYS) && !done)
-			s->no_splice = 1;
-		break;
-	}
-	return done;
+	k = splice_to_pipe(fd, off, n, s->wfd, pipe_sink_file_wait, pipe_sink_file_took, s);
+	if (k < 0)
+		s->no_splice = 1;
+	return k < 0 ? 0 : (uint64_t)k;
 }
 
 /* COMMAND's exit status as ours (128+N for signal N, said on stderr). */
@@ -437,9 +434,11 @@ static void plan(struct build *bd)
 }
 
 /* The Dockerfile must exist before COMMAND starts (for a known builder,
- * or when -f names one).  Returns 0 or an err. */
-static int check_dockerfile(const struct build *bd, const struct walk_result *wr,
-			    struct err *e)
+ * or when -f names one).  root is the context, rel the walk's Dockerfile
+ * in it (NULL: Dockerfile), empty whether the context holds nothing (-1:
+ * not walked, look when it matters).  Returns 0 or an err. */
+static int check_dockerfile(const struct build *bd, const char *root, const char *rel,
+			    int empty, struct err *e)
 {
 	const char *df = bd->wo.dockerfile;
 	char *dflt = NULL;
@@ -451,16 +450,27 @@ static int check_dockerfile(const struct build *bd, const struct walk_result *wr
 			return 0;
 		/* the walk's: DIR/Dockerfile, or for buildah DIR/Containerfile
 		 * when there is one */
-		df = dflt = xasprintf("%s/%s", wr->root,
-				      wr->dockerfile_rel ? wr->dockerfile_rel : "Dockerfile");
+		df = dflt = xasprintf("%s/%s", root, rel ? rel : "Dockerfile");
 	}
 	if (stat(df, &st)) {
-		if (!wr->n && !bd->wo.dockerfile)
+		int saved = errno;
+
+		if (empty < 0 && !bd->wo.dockerfile) {
+			struct err ignore = ERR_INIT;
+			char **names = NULL;
+			size_t n = 1;
+
+			if (!dir_names(root, 0, &names, &n, &ignore))
+				dir_names_free(names, n);
+			empty = !n;
+		}
+		errno = saved;
+		if (empty > 0 && !bd->wo.dockerfile)
 			ret = err_set(e, ERR_NOTFOUND, "the context %s is empty: there is no "
-				      "Dockerfile to build", wr->root);
+				      "Dockerfile to build", root);
 		else if (!bd->wo.dockerfile && bd->b.kind == BUILDER_BUILDAH)
 			ret = err_set(e, ERR_NOTFOUND, "no Containerfile or Dockerfile in %s "
-				      "(-f names another)", wr->root);
+				      "(-f names another)", root);
 		else
 			ret = err_errno(e, "no Dockerfile %s (-f names another)", df);
 	} else if (!S_ISREG(st.st_mode)) {
@@ -530,8 +540,8 @@ out:
  */
 static int run_direct(struct build *bd, struct err *e)
 {
-	const char *dir = bd->wo.dir, *df = bd->wo.dockerfile;
-	char *dflt = NULL, *made = NULL, **v = NULL;
+	const char *dir = bd->wo.dir;
+	char *made = NULL, **v;
 	struct stat st;
 	int status;
 
@@ -547,31 +557,8 @@ static int run_direct(struct build *bd, struct err *e)
 		err_set(e, ERR_USAGE, "context %s is not a directory", dir);
 		return cli_fail(e);
 	}
-	if (!df)
-		df = dflt = xasprintf("%s/Dockerfile", dir);
-	if (stat(df, &st)) {
-		struct err ignore = ERR_INIT;
-		char **names = NULL;
-		size_t n = 1;
-		int saved = errno;
-
-		/* no Dockerfile: is there anything at all? */
-		if (!bd->wo.dockerfile && !dir_names(dir, 0, &names, &n, &ignore))
-			dir_names_free(names, n);
-		errno = saved;
-		if (!n)
-			err_set(e, ERR_NOTFOUND, "the context %s is empty: there is no Dockerfile "
-				"to build", dir);
-		else
-			err_errno(e, "no Dockerfile %s (-f names another)", df);
-		status = cli_fail(e);
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		err_set(e, ERR_USAGE, "the Dockerfile %s is not a regular file", df);
-		status = cli_fail(e);
-		goto out;
-	}
+	if (check_dockerfile(bd, dir, NULL, -1, e))
+		return cli_fail(e);
 	if (bd->wo.dockerfile && !bd->b.file)
 		cli_warn("-f %s is given to ctxpack but not to %s: passing it on",
 			 bd->wo.dockerfile, bd->b.argv[bd->b.prog_at]);
@@ -587,10 +574,8 @@ static int run_direct(struct build *bd, struct err *e)
 	 * signals, the exit status and the process are COMMAND's own (and no
 	 * parent waits and exits after it) */
 	status = run_exec(v);
-out:
 	free(made);
 	free(v);
-	free(dflt);
 	return status;
 }
 
@@ -932,15 +917,11 @@ int cmd_build(int argc, char **argv)
 	if (pack_opts_check(&bd.po, &e))
 		cli_usage_error(bd.cmd, "%s", e.msg);
 	run_catch_signals();
+	piped_init(&pp, &bd);
 	if (bd.send == SEND_DIRECT) {
 		status = run_direct(&bd, &e);
-		if (run_signal() && !run_started())
-			status = 128 + run_signal();
-		builder_release(&bd.b);
-		free(bd.df_abs);
-		return status;
+		goto out;
 	}
-	piped_init(&pp, &bd);
 	bt.bd = &bd;
 	bt.pp = &pp;
 	/* one pack of the context, as `pack` makes it: a piped archive goes
@@ -959,7 +940,9 @@ int cmd_build(int argc, char **argv)
 	so.before_tree = before_tree;
 	so.before_tree_ctx = &bt;
 	if (pack_session_open(&ps, &so, &e) || pack_session_walk(ps, &e) ||
-	    check_dockerfile(&bd, (wr = pack_session_walk_result(ps)), &e) || build_interrupted(&e)) {
+	    (wr = pack_session_walk_result(ps),
+	     check_dockerfile(&bd, wr->root, wr->dockerfile_rel, !wr->n, &e)) ||
+	    build_interrupted(&e)) {
 		status = pp.pid > 0 ? pipe_abort(&pp, &e) : cli_fail(&e);
 		goto out;
 	}

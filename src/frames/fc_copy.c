@@ -25,8 +25,8 @@
  * Stored frames go to the output through one buffer, read and written in
  * COPY_BUF pieces.  On ext4 that is faster than copy_file_range, which
  * writes page by page through a pipe (850 MB of frames: 0.19 s against
- * 0.30 s).  Into a pipe they go by splice instead (splice_out), which
- * copies nothing here.  copy_out returns
+ * 0.30 s).  Into a pipe they go by splice instead (splice_to_pipe: `pack
+ * -o - | docker build -`), which copies nothing here.  copy_out returns
  * the bytes copied; fewer than n on a read or write error (the copier is
  * then off), and the caller sends the rest through the sink, which reports
  * the error properly.
@@ -42,30 +42,6 @@ void fc_copier_init(struct fc_copier *cp, int out_fd, pack_sink_file_fn file, vo
 	cp->out_pipe = -1;
 }
 
-/* n bytes of fd from off into the pipe out by splice: the pipe takes the
- * page cache's pages, nothing is copied here (`pack -o - | docker build
- * -`).  The bytes moved; -1 when splice cannot be used here at all. */
-static int64_t splice_out(int fd, uint64_t off, uint64_t n, int out)
-{
-	loff_t at = (loff_t)off;
-	uint64_t done = 0;
-
-	while (done < n) {
-		size_t want = n - done > (1u << 30) ? (1u << 30) : (size_t)(n - done);
-		ssize_t k = splice(fd, &at, out, NULL, want, SPLICE_F_MOVE);
-
-		if (k > 0) {
-			done += (uint64_t)k;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && (errno == EINVAL || errno == ENOSYS) && !done)
-			return -1;
-		break;
-	}
-	return (int64_t)done;
-}
 
 void fc_copier_release(struct fc_copier *cp)
 {
@@ -97,7 +73,7 @@ uint64_t fc_copy_range(int fd, uint64_t off, uint64_t n, int out, off_t at,
 		if (cp->out_pipe < 0)
 			cp->out_pipe = !fstat(out, &st) && S_ISFIFO(st.st_mode);
 		if (cp->out_pipe) {
-			int64_t k = splice_out(fd, off, n, out);
+			int64_t k = splice_to_pipe(fd, off, n, out, NULL, NULL, NULL);
 
 			if (k >= 0) {
 				if ((uint64_t)k < n)

@@ -268,7 +268,7 @@ int fc_pack_write(struct fc *c, struct fc_spec *spec, struct pack_list *l,
 	memset(&j, 0, sizeof(j));
 	j.spec = spec;
 	j.sink = sink;
-	j.sink_file = out_fd < 0 ? sink_file : NULL;
+	j.sink_file = sink_file;
 	j.sink_ctx = sink_ctx;
 	j.out_fd = out_fd;
 	j.res = res;

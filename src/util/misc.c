@@ -43,6 +43,34 @@ int pwrite_all(int fd, const void *p, size_t n, off_t off)
 	return off < 0 ? (errno = EINVAL, -1) : put_all(fd, p, n, off);
 }
 
+int64_t splice_to_pipe(int fd, uint64_t off, uint64_t n, int out, int (*wait)(void *ctx),
+		       void (*took)(void *ctx, uint64_t k), void *ctx)
+{
+	unsigned flags = SPLICE_F_MOVE | (wait ? SPLICE_F_NONBLOCK : 0);
+	loff_t at = (loff_t)off;
+	uint64_t done = 0;
+
+	while (done < n) {
+		size_t want = n - done > (1u << 30) ? (1u << 30) : (size_t)(n - done);
+		ssize_t k = splice(fd, &at, out, NULL, want, flags);
+
+		if (k > 0) {
+			done += (uint64_t)k;
+			if (took)
+				took(ctx, (uint64_t)k);
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN && wait && !wait(ctx))
+			continue;
+		if (k < 0 && (errno == EINVAL || errno == ENOSYS) && !done)
+			return -1;
+		break;
+	}
+	return (int64_t)done;
+}
+
 ssize_t read_full(int fd, void *p, size_t n)
 {
 	char *c = p;
